@@ -1,0 +1,55 @@
+# sriov-dra build, test and demo entry points. `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN := bin/sriov-dra
+PKGS := ./...
+
+.PHONY: help build test unit hosttest lint fmt bench fuzz vmtest e2e demo demo-down image-tar clean
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/sriov-dra (static)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sriov-dra
+
+test: lint ## unit + host-kernel tests with -race (host-kernel tests need root; they skip clearly otherwise)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) fuzz
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt: ## gofmt -w
+	gofmt -w $$(git ls-files '*.go')
+
+FUZZTIME ?= 10s
+fuzz: ## run every fuzz target briefly (FUZZTIME=10s)
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+	  dir=$$(dirname $$f); \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/^func //'); do \
+	    echo "fuzz $$dir $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$dir; \
+	  done; done
+
+bench: ## benchmarks, printed as a table
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS) | tee /tmp/sriov-dra-bench.txt | $(GO) run ./test/benchtable
+
+vmtest: ## real SR-IOV kernel tests: QEMU with emulated igb NICs
+	bash test/vm/run.sh
+
+e2e: ## real one-node cluster end-to-end tests
+	bash test/cluster/e2e.sh
+
+demo: ## build and start a one-node cluster with the driver, run example pods, show what they got
+	bash test/cluster/demo.sh
+
+demo-down: ## tear the demo cluster down
+	bash test/cluster/cluster.sh down
+
+image-tar: build ## OCI image tar of the driver without a Docker engine (bin/sriov-dra-image.tar)
+	$(GO) run ./test/ocitar -binary $(BIN) -name sriov-dra:$(VERSION) -out bin/sriov-dra-image.tar
+
+clean:
+	rm -rf bin

@@ -1,0 +1,51 @@
+// Package nri is the NRI side of sriov-dra: it moves prepared netdevs into
+// pod network namespaces when the runtime creates a sandbox, refuses
+// containers whose devices are not in place, and returns the netdevs to the
+// host when the sandbox stops.
+package nri
+
+import "github.com/sriov-dra/sriov-dra/pkg/netattach"
+
+// PodDevice is one device prepared for a pod, as the NRI side needs it.
+type PodDevice struct {
+	ClaimUID       string `json:"claimUID"`
+	ClaimNamespace string `json:"claimNamespace"`
+	ClaimName      string `json:"claimName"`
+	Request        string `json:"request"`
+	Device         string `json:"device"` // ResourceSlice device name
+	PCIAddress     string `json:"pciAddress"`
+
+	// VFIO is true for vfio-pci devices: there is no netdev to move.
+	VFIO bool `json:"vfio,omitempty"`
+	// Spec is how the netdev must look in the pod (from config + IPAM).
+	Spec netattach.Spec `json:"spec"`
+	// RDMADevice is moved into the pod netns when RDMAIsolation is set.
+	RDMADevice    string `json:"rdmaDevice,omitempty"`
+	RDMAIsolation bool   `json:"rdmaIsolation,omitempty"`
+	// IRQAffinity pins the VF's IRQs to the containers' CPUs.
+	IRQAffinity bool `json:"irqAffinity,omitempty"`
+
+	// Current attach state, as recorded.
+	NetnsPath string              `json:"netnsPath,omitempty"` // set when attaching began
+	Attached  bool                `json:"attached,omitempty"`
+	Original  *netattach.Original `json:"original,omitempty"` // recorded before the move
+	RDMAMoved bool                `json:"rdmaMoved,omitempty"`
+}
+
+// Devices is what the NRI plugin needs from the node's prepared state. The
+// driver's state implements it over the checkpoint; each record call is
+// durable (checkpointed) before it returns.
+type Devices interface {
+	// ForPod returns the devices prepared for the pod with this UID.
+	ForPod(podUID string) []PodDevice
+	// Pods returns the UIDs of all pods with prepared devices.
+	Pods() []string
+	// Attaching records, before any move, that the device is about to go
+	// into netnsPath and what to restore on the host afterwards.
+	Attaching(claimUID, device, netnsPath string, orig netattach.Original) error
+	// Attached records a finished attach (RDMA moved or not); the driver
+	// then queues the claim's status update outside the hook.
+	Attached(claimUID, device string, rdmaMoved bool) error
+	// Detached records that the device is back on the host.
+	Detached(claimUID, device string) error
+}

@@ -1,0 +1,25 @@
+// Package netattach moves a netdev into a pod network namespace and back.
+package netattach
+
+// Route is one route to add in the pod netns for the device.
+type Route struct {
+	Dst string `json:"dst"`          // CIDR, e.g. "0.0.0.0/0" or "10.20.0.0/16"
+	GW  string `json:"gw,omitempty"` // next hop IP, "" for a link route
+}
+
+// Spec is how a netdev must look inside the pod.
+type Spec struct {
+	HostIfName string   `json:"hostIfName"`          // its name on the host now
+	PodIfName  string   `json:"podIfName"`           // its name in the pod
+	MTU        int      `json:"mtu,omitempty"`       // 0: keep
+	MAC        string   `json:"mac,omitempty"`       // "": keep
+	Addresses  []string `json:"addresses,omitempty"` // "10.1.0.5/24"
+	Routes     []Route  `json:"routes,omitempty"`
+}
+
+// Original is what Detach restores on the host: recorded before the move.
+type Original struct {
+	IfName string `json:"ifName"`
+	MAC    string `json:"mac"`
+	MTU    int    `json:"mtu"`
+}
