@@ -1,0 +1,36 @@
+# Shared settings and helpers of the cluster harness; sourced, not run.
+# shellcheck shell=bash
+
+# Pinned versions.
+K8S_VERSION=v1.37.2
+CONTAINERD_VERSION=v2.4.2
+ETCD_VERSION=v3.6.16
+CNI_PLUGINS_VERSION=v1.9.1
+DEBS="runc containernetworking-plugins busybox-static openssl iproute2 iptables"
+
+HARNESS=${HARNESS:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+REPO=$(cd "$HARNESS/../.." && pwd)
+CACHE=$HARNESS/.cache
+CACHE_BIN=$CACHE/bin
+# Everything a running cluster owns lives under one folder.
+CLUSTER_DIR=${CLUSTER_DIR:-$CACHE/cluster}
+CNI_BIN_DIR=/usr/lib/cni
+export PATH="$CACHE_BIN:$PATH"
+
+log() { printf '%s [cluster] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: polls COMMAND every 0.2 s.
+wait_for() {
+	local what=$1 timeout=$2 start=$SECONDS
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS - start >= timeout)); then
+			log "timed out after ${timeout}s waiting for $what"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
+kubectl_() { "$CACHE_BIN/kubectl" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "$@"; }
