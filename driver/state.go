@@ -1,0 +1,405 @@
+package driver
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
+)
+
+// CheckpointVersion is the schema version of Checkpoint. A file with any
+// other version is refused, never guessed at.
+const CheckpointVersion = "sriov.dra.dev/checkpoint/v1"
+
+// Phase is how far Prepare got for a claim.
+type Phase string
+
+const (
+	// PhasePrepareStarted is recorded, with every device's snapshot, before
+	// the first change to the host. A claim left in this phase is rolled
+	// back by Unprepare or by the next Prepare of the same claim.
+	PhasePrepareStarted Phase = "PrepareStarted"
+	// PhasePrepareCompleted is recorded after the CDI spec was written;
+	// a retried Prepare returns the recorded answer without touching the host.
+	PhasePrepareCompleted Phase = "PrepareCompleted"
+)
+
+// Checkpoint is everything the node daemon did to the host, keyed by claim
+// UID (never by pod: a pod may hold several claims). It is the only memory
+// Unprepare needs: after a restart with an empty process it undoes a claim
+// from its record alone.
+type Checkpoint struct {
+	Version string `json:"version"`
+	// BootID is the node's boot ID when the entries were made. After a
+	// reboot the kernel state they describe is gone: such entries are
+	// released (IPs freed, CDI specs removed) and never restored onto VFs
+	// that now carry other state.
+	BootID string                  `json:"bootID"`
+	Claims map[string]*ClaimRecord `json:"claims"`
+}
+
+// ClaimRecord is one prepared (or being prepared) ResourceClaim.
+type ClaimRecord struct {
+	UID          string `json:"uid"`
+	Namespace    string `json:"namespace"`
+	Name         string `json:"name"`
+	PodUID       string `json:"podUID"`
+	PodName      string `json:"podName"`
+	PodNamespace string `json:"podNamespace"`
+	Phase        Phase  `json:"phase"`
+	// Steps records what was done for the claim as a whole.
+	Steps ClaimSteps `json:"steps"`
+	// Devices are in allocation order; Unprepare walks them backwards.
+	Devices []*DeviceRecord `json:"devices"`
+}
+
+// ClaimSteps are the claim-wide steps of Prepare.
+type ClaimSteps struct {
+	// CDI is set once the claim's CDI spec file was written.
+	CDI bool `json:"cdi,omitempty"`
+	// Status is set once a claim status entry may exist in the API.
+	Status bool `json:"status,omitempty"`
+}
+
+// DeviceSteps are the per-device steps of Prepare, each recorded as done
+// right after it succeeded (and marked "started" before it ran via the
+// claim's phase), so that a rollback undoes exactly what was changed.
+type DeviceSteps struct {
+	VFSettings bool `json:"vfSettings,omitempty"`
+	GUID       bool `json:"guid,omitempty"`
+	VFIO       bool `json:"vfio,omitempty"`
+	IPAM       bool `json:"ipam,omitempty"`
+}
+
+// DeviceRecord is one allocated device of a claim.
+type DeviceRecord struct {
+	Request    string         `json:"request"`
+	Pool       string         `json:"pool"`
+	Device     string         `json:"device"` // ResourceSlice device name
+	PCIAddress string         `json:"pciAddress"`
+	Kind       inventory.Kind `json:"kind"`
+	// Config is the resolved opaque config (class then claim) as JSON.
+	Config json.RawMessage `json:"config,omitempty"`
+	// Settings are the VF knobs Prepare applies through the PF.
+	Settings vfconfig.Settings `json:"settings"`
+	// Driver is the driver the device must be bound to ("" or
+	// "netdevice": leave the vendor driver; "vfio-pci").
+	Driver string `json:"driver,omitempty"`
+	// Snapshot is the device's state before any change, recorded with
+	// PhasePrepareStarted before the first change.
+	Snapshot vfconfig.Snapshot `json:"snapshot"`
+	Steps    DeviceSteps       `json:"steps"`
+	// IPAM is the address allocation, nil when none was configured or done.
+	IPAM *ipam.Result `json:"ipam,omitempty"`
+	// CDIDeviceIDs are returned to kubelet for this device.
+	CDIDeviceIDs []string `json:"cdiDeviceIDs,omitempty"`
+	// Published is the device as it was last published before it was
+	// prepared: it stays published with these attributes while the
+	// netdev lives in the pod.
+	Published *inventory.Device `json:"published,omitempty"`
+	// Pod is the NRI view: the netattach.Spec for the pod and the attach
+	// state the NRI plugin records (netns, original name/MAC/MTU, ...).
+	Pod nri.PodDevice `json:"pod"`
+}
+
+// Store persists a Checkpoint atomically. Load returns (nil, nil) when
+// there is no checkpoint yet and an error naming the file when it cannot be
+// read or parsed.
+type Store interface {
+	Load() (*Checkpoint, error)
+	Save(*Checkpoint) error
+}
+
+// State is the driver's prepared state: an in-memory copy of the checkpoint
+// that is written through to the Store on every change, before the change
+// is acknowledged. It implements nri.Devices for the NRI plugin.
+type State struct {
+	mu    sync.Mutex
+	store Store
+	cp    *Checkpoint
+	// onAttached is called (outside the lock, after the record is
+	// durable) when a device finished attaching; the driver queues the
+	// claim status update there. It must not block.
+	onAttached func(claimUID string)
+}
+
+var _ nri.Devices = (*State)(nil)
+
+// NewState loads the checkpoint from store. bootID is the current boot ID;
+// a missing checkpoint starts empty with it. The caller compares
+// Checkpoint().BootID with bootID to find stale entries.
+func NewState(store Store, bootID string) (*State, error) {
+	cp, err := store.Load()
+	if err != nil {
+		return nil, err
+	}
+	if cp == nil {
+		cp = &Checkpoint{Version: CheckpointVersion, BootID: bootID}
+	}
+	if cp.Version != CheckpointVersion {
+		return nil, fmt.Errorf("checkpoint has version %q, this driver reads %q only", cp.Version, CheckpointVersion)
+	}
+	if cp.Claims == nil {
+		cp.Claims = map[string]*ClaimRecord{}
+	}
+	for uid, rec := range cp.Claims {
+		if rec == nil || rec.UID != uid {
+			return nil, fmt.Errorf("checkpoint entry %q is malformed (missing or mismatched uid)", uid)
+		}
+	}
+	return &State{store: store, cp: cp}, nil
+}
+
+// SetOnAttached installs the hook called after a durable Attached record.
+func (s *State) SetOnAttached(f func(claimUID string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onAttached = f
+}
+
+// BootID returns the boot ID the checkpoint's entries belong to.
+func (s *State) BootID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cp.BootID
+}
+
+// SetBootID records a new boot ID (after stale entries were released).
+func (s *State) SetBootID(bootID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.cp.BootID
+	s.cp.BootID = bootID
+	if err := s.store.Save(s.cp); err != nil {
+		s.cp.BootID = old
+		return fmt.Errorf("record boot ID %s: %w", bootID, err)
+	}
+	return nil
+}
+
+// Claim returns a copy of the record for uid.
+func (s *State) Claim(uid string) (*ClaimRecord, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.cp.Claims[uid]
+	if !ok {
+		return nil, false
+	}
+	return rec.clone(), true
+}
+
+// Claims returns copies of all records, sorted by UID.
+func (s *State) Claims() []*ClaimRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*ClaimRecord, 0, len(s.cp.Claims))
+	for _, rec := range s.cp.Claims {
+		out = append(out, rec.clone())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
+	return out
+}
+
+// Owner returns the UID of the claim a device (ResourceSlice name) is
+// recorded for, or "".
+func (s *State) Owner(device string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for uid, rec := range s.cp.Claims {
+		for _, d := range rec.Devices {
+			if d.Device == device {
+				return uid
+			}
+		}
+	}
+	return ""
+}
+
+// PublishedDevices returns, for every recorded device, the device as it
+// was published before it was prepared.
+func (s *State) PublishedDevices() map[string]inventory.Device {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]inventory.Device{}
+	for _, rec := range s.cp.Claims {
+		for _, d := range rec.Devices {
+			if d.Published != nil {
+				out[d.Device] = *d.Published
+			}
+		}
+	}
+	return out
+}
+
+// Put records rec (replacing any record of the same UID), durably.
+func (s *State) Put(rec *ClaimRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, had := s.cp.Claims[rec.UID]
+	s.cp.Claims[rec.UID] = rec.clone()
+	if err := s.store.Save(s.cp); err != nil {
+		if had {
+			s.cp.Claims[rec.UID] = old
+		} else {
+			delete(s.cp.Claims, rec.UID)
+		}
+		return fmt.Errorf("checkpoint claim %s/%s (%s): %w", rec.Namespace, rec.Name, rec.UID, err)
+	}
+	return nil
+}
+
+// Delete drops the record for uid, durably. Deleting an unknown UID is a no-op.
+func (s *State) Delete(uid string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, had := s.cp.Claims[uid]
+	if !had {
+		return nil
+	}
+	delete(s.cp.Claims, uid)
+	if err := s.store.Save(s.cp); err != nil {
+		s.cp.Claims[uid] = old
+		return fmt.Errorf("drop claim %s from the checkpoint: %w", uid, err)
+	}
+	return nil
+}
+
+// updateDevice changes one device record durably; on a failed save the
+// memory is left as it was.
+func (s *State) updateDevice(claimUID, device string, fn func(*DeviceRecord)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.cp.Claims[claimUID]
+	if !ok {
+		return fmt.Errorf("claim %s is not prepared on this node", claimUID)
+	}
+	i := slices.IndexFunc(rec.Devices, func(d *DeviceRecord) bool { return d.Device == device })
+	if i < 0 {
+		return fmt.Errorf("device %s is not prepared for claim %s", device, claimUID)
+	}
+	next := rec.clone()
+	fn(next.Devices[i])
+	s.cp.Claims[claimUID] = next
+	if err := s.store.Save(s.cp); err != nil {
+		s.cp.Claims[claimUID] = rec
+		return fmt.Errorf("checkpoint device %s of claim %s: %w", device, claimUID, err)
+	}
+	return nil
+}
+
+// ForPod implements nri.Devices. Only completed claims are offered: a
+// claim still being prepared (or rolled back) has nothing to attach yet.
+func (s *State) ForPod(podUID string) []nri.PodDevice {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []nri.PodDevice
+	uids := make([]string, 0, len(s.cp.Claims))
+	for uid := range s.cp.Claims {
+		uids = append(uids, uid)
+	}
+	sort.Strings(uids)
+	for _, uid := range uids {
+		rec := s.cp.Claims[uid]
+		if rec.PodUID != podUID || rec.Phase != PhasePrepareCompleted {
+			continue
+		}
+		for _, d := range rec.Devices {
+			out = append(out, d.podDevice(rec))
+		}
+	}
+	return out
+}
+
+// Pods implements nri.Devices.
+func (s *State) Pods() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, rec := range s.cp.Claims {
+		if rec.Phase == PhasePrepareCompleted && !seen[rec.PodUID] {
+			seen[rec.PodUID] = true
+			out = append(out, rec.PodUID)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Attaching implements nri.Devices.
+func (s *State) Attaching(claimUID, device, netnsPath string, orig netattach.Original) error {
+	return s.updateDevice(claimUID, device, func(d *DeviceRecord) {
+		d.Pod.NetnsPath = netnsPath
+		o := orig
+		d.Pod.Original = &o
+		d.Pod.Attached = false
+		d.Pod.RDMAMoved = false
+	})
+}
+
+// Attached implements nri.Devices. After the record is durable it hands
+// the claim to the status queue; it never calls the API server itself.
+func (s *State) Attached(claimUID, device string, rdmaMoved bool) error {
+	err := s.updateDevice(claimUID, device, func(d *DeviceRecord) {
+		d.Pod.Attached = true
+		d.Pod.RDMAMoved = rdmaMoved
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	hook := s.onAttached
+	s.mu.Unlock()
+	if hook != nil {
+		hook(claimUID)
+	}
+	return nil
+}
+
+// Detached implements nri.Devices.
+func (s *State) Detached(claimUID, device string) error {
+	return s.updateDevice(claimUID, device, func(d *DeviceRecord) {
+		d.Pod.NetnsPath = ""
+		d.Pod.Attached = false
+		d.Pod.RDMAMoved = false
+		d.Pod.Original = nil
+	})
+}
+
+// podDevice is the NRI view of d, with the claim fields filled in.
+func (d *DeviceRecord) podDevice(rec *ClaimRecord) nri.PodDevice {
+	p := d.Pod
+	p.ClaimUID = rec.UID
+	p.ClaimNamespace = rec.Namespace
+	p.ClaimName = rec.Name
+	p.Request = d.Request
+	p.Device = d.Device
+	p.PCIAddress = d.PCIAddress
+	p.Spec.Addresses = slices.Clone(p.Spec.Addresses)
+	p.Spec.Routes = slices.Clone(p.Spec.Routes)
+	if p.Original != nil {
+		o := *p.Original
+		p.Original = &o
+	}
+	return p
+}
+
+// clone deep-copies a record through JSON: every field is plain data.
+func (r *ClaimRecord) clone() *ClaimRecord {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("marshal claim record %s: %v", r.UID, err))
+	}
+	var out ClaimRecord
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic(fmt.Sprintf("unmarshal claim record %s: %v", r.UID, err))
+	}
+	return &out
+}
