@@ -1,0 +1,146 @@
+package v1alpha1
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// ParseMAC parses an Ethernet MAC address ("0A:1b:2c:3d:4e:5f",
+// "0a-1b-2c-3d-4e-5f" or "0a1b.2c3d.4e5f") and returns it lower-case and
+// colon separated. It must be 6 bytes, unicast and not all zero.
+func ParseMAC(s string) (string, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		return "", errors.New(`not a MAC address; write 6 hex bytes like "02:00:00:00:00:01"`)
+	}
+	if len(hw) != 6 {
+		return "", fmt.Errorf("a MAC address has 6 bytes, this has %d", len(hw))
+	}
+	if allBytes(hw, 0) {
+		return "", errors.New("the all-zero MAC address cannot be assigned")
+	}
+	if hw[0]&1 != 0 {
+		return "", errors.New("a multicast MAC address cannot be assigned (the lowest bit of the first byte must be 0; locally administered unicast addresses start with x2, x6, xa or xe)")
+	}
+	return hw.String(), nil
+}
+
+// ParseGUID parses an InfiniBand GUID: 8 bytes written like
+// "00:11:22:33:44:55:66:77" (also "-" separated or "0011.2233.4455.6677"),
+// and returns it lower-case and colon separated. All-zero and all-ones are
+// refused: the kernel and the subnet manager treat them as "no GUID". It
+// does not accept "auto"; callers handle that first.
+func ParseGUID(s string) (string, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		return "", errors.New(`not a GUID; write 8 hex bytes like "02:00:00:00:00:00:00:01", or "auto"`)
+	}
+	if len(hw) != 8 {
+		return "", fmt.Errorf("a GUID has 8 bytes, this has %d", len(hw))
+	}
+	if allBytes(hw, 0) {
+		return "", errors.New("the all-zero GUID is not a valid GUID")
+	}
+	if allBytes(hw, 0xff) {
+		return "", errors.New("the all-ones GUID is not a valid GUID")
+	}
+	return hw.String(), nil
+}
+
+func allBytes(b []byte, v byte) bool {
+	for _, c := range b {
+		if c != v {
+			return false
+		}
+	}
+	return true
+}
+
+// parsePKeyString parses the string form of a pkey: "0x" and 1 to 4 hex
+// digits. The range is checked by checkPKey.
+func parsePKeyString(s string) (PKey, error) {
+	if len(s) < 3 || len(s) > 6 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X') {
+		return 0, errors.New(`write a pkey as a hex string with 0x and up to 4 digits ("0x8001") or as a number`)
+	}
+	v, err := strconv.ParseUint(s[2:], 16, 16)
+	if err != nil {
+		return 0, errors.New(`write a pkey as a hex string with 0x and up to 4 digits ("0x8001") or as a number`)
+	}
+	return PKey(v), nil
+}
+
+// checkPKey checks a pkey's range: 0x0001-0xffff, and the 15-bit partition
+// number must not be 0 (0x0000 and 0x8000 are invalid pkeys).
+func checkPKey(p PKey) error {
+	if p < MinPKey || p > MaxPKey {
+		return fmt.Errorf("a pkey is between 0x0001 and 0xffff (0x7fff and 0xffff mean the default partition)")
+	}
+	if p&0x7fff == 0 {
+		return errors.New("partition number 0 is invalid (0x0000 and 0x8000 are not usable pkeys)")
+	}
+	return nil
+}
+
+// ParsePKey parses a pkey written as "0x8001" and checks its range.
+func ParsePKey(s string) (PKey, error) {
+	p, err := parsePKeyString(s)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkPKey(p); err != nil {
+		return 0, err
+	}
+	return p, nil
+}
+
+// CheckIfName checks an interface name for the pod: the kernel's rules
+// (1-15 bytes, not "." or "..", no '/', ':' or white space), printable
+// ASCII only, no '%' (the kernel would treat it as a template and pick a
+// name itself), and not "lo" or "eth0", which belong to the pod.
+func CheckIfName(s string) error {
+	switch {
+	case s == "":
+		return errors.New("must not be empty; leave ifName out to get the default (net1, net2, ...)")
+	case len(s) > MaxIfNameLen:
+		return fmt.Errorf("at most %d characters (Linux IFNAMSIZ), this has %d", MaxIfNameLen, len(s))
+	case s == "." || s == "..":
+		return errors.New(`"." and ".." are not interface names`)
+	case s == "lo":
+		return errors.New(`"lo" is the pod's loopback interface`)
+	case s == "eth0":
+		return errors.New(`"eth0" is the pod's primary (cluster network) interface`)
+	}
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f || c == '/' || c == ':' || c == '%' {
+			return fmt.Errorf("may contain only printable ASCII characters other than '/', ':', '%%' and space; found %q", rune(c))
+		}
+	}
+	return nil
+}
+
+// CheckIPAMType checks a CNI IPAM plugin name: a bare file name looked up
+// in CNI_PATH, so no path separators and no "..". "dhcp" is refused: its
+// client daemon renews leases on the host side, which a VF moved into a pod
+// and returned later cannot follow.
+func CheckIPAMType(s string) error {
+	switch {
+	case s == "":
+		return errors.New(`must name the CNI IPAM plugin, e.g. "host-local", "static" or "whereabouts"`)
+	case s == "dhcp":
+		return errors.New(`the dhcp IPAM plugin is not supported: it needs a long-lived DHCP client daemon following the interface, which a VF moved into a pod's netns does not have; use host-local, static or whereabouts`)
+	case strings.Contains(s, ".."):
+		return errors.New(`must be a bare plugin name looked up in CNI_PATH; ".." is not allowed`)
+	case len(s) > 64:
+		return errors.New("must be a bare plugin name of at most 64 characters")
+	}
+	for _, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		if !ok {
+			return fmt.Errorf("must be a bare plugin name looked up in CNI_PATH (letters, digits, '-', '_', '.'); found %q", c)
+		}
+	}
+	return nil
+}
