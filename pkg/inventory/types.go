@@ -53,8 +53,9 @@ type Device struct {
 
 	// PF side. For a VF these name its parent; for a PF itself.
 	PFPCIAddress string `json:"pfPciAddress"`
-	PFName       string `json:"pfName,omitempty"` // PF netdev name
-	VFIndex      int    `json:"vfIndex"`          // -1 for a PF
+	PFName       string `json:"pfName,omitempty"`   // PF netdev name
+	PFDriver     string `json:"pfDriver,omitempty"` // PF driver (a PF's own driver for a PF)
+	VFIndex      int    `json:"vfIndex"`            // -1 for a PF
 
 	Vendor          string `json:"vendor"`   // "15b3" (no 0x)
 	DeviceID        string `json:"deviceID"` // "101e"

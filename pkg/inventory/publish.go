@@ -1,0 +1,126 @@
+package inventory
+
+import (
+	"strings"
+
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/dynamic-resource-allocation/deviceattribute"
+)
+
+// AttributeDomain is the domain of the driver's own device attributes.
+const AttributeDomain = "sriov.dra.dev"
+
+// Publishable returns the devices the driver publishes, in inventory order:
+// every VF, and a PF only when it has no VFs enabled or is listed (by
+// netdev name or PCI address) in passthroughPFs. A listed PF with VFs
+// enabled is published whole and its VFs are not: a PF is never offered
+// together with its own VFs.
+func (inv *Inventory) Publishable(passthroughPFs []string) []Device {
+	pass := map[string]bool{}
+	for _, p := range passthroughPFs {
+		pass[strings.ToLower(strings.TrimSpace(p))] = true
+	}
+	wholePF := map[string]bool{} // PF PCI address -> PF is published
+	for i := range inv.Devices {
+		d := &inv.Devices[i]
+		if d.Kind != KindPF {
+			continue
+		}
+		if d.NumVFs == 0 || pass[d.PCIAddress] || (d.IfName != "" && pass[strings.ToLower(d.IfName)]) {
+			wholePF[d.PCIAddress] = true
+		}
+	}
+	out := []Device{}
+	for _, d := range inv.Devices {
+		switch d.Kind {
+		case KindPF:
+			if wholePF[d.PCIAddress] {
+				out = append(out, d)
+			}
+		case KindVF:
+			if !wholePF[d.PFPCIAddress] {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// Attribute names under AttributeDomain.
+const (
+	AttrKind         resourceapi.QualifiedName = AttributeDomain + "/kind"
+	AttrPFName       resourceapi.QualifiedName = AttributeDomain + "/pfName"
+	AttrPFPCIAddress resourceapi.QualifiedName = AttributeDomain + "/pfPciAddress"
+	AttrVFIndex      resourceapi.QualifiedName = AttributeDomain + "/vfIndex"
+	AttrPCIAddress   resourceapi.QualifiedName = AttributeDomain + "/pciAddress"
+	AttrVendor       resourceapi.QualifiedName = AttributeDomain + "/vendor"
+	AttrDeviceID     resourceapi.QualifiedName = AttributeDomain + "/deviceID"
+	AttrDriver       resourceapi.QualifiedName = AttributeDomain + "/driver"
+	AttrLinkType     resourceapi.QualifiedName = AttributeDomain + "/linkType"
+	AttrNUMANode     resourceapi.QualifiedName = AttributeDomain + "/numaNode"
+	AttrIfName       resourceapi.QualifiedName = AttributeDomain + "/ifName"
+	AttrMAC          resourceapi.QualifiedName = AttributeDomain + "/mac"
+	AttrVLAN         resourceapi.QualifiedName = AttributeDomain + "/vlan"
+	AttrGUID         resourceapi.QualifiedName = AttributeDomain + "/guid"
+	AttrPKeys        resourceapi.QualifiedName = AttributeDomain + "/pkeys"
+	AttrRDMA         resourceapi.QualifiedName = AttributeDomain + "/rdma"
+	AttrRDMADevice   resourceapi.QualifiedName = AttributeDomain + "/rdmaDevice"
+	AttrEswitchMode  resourceapi.QualifiedName = AttributeDomain + "/eswitchMode"
+	AttrTotalVFs     resourceapi.QualifiedName = AttributeDomain + "/totalVfs"
+)
+
+// Attributes turns a device into its ResourceSlice attributes: the
+// sriov.dra.dev/ attributes above plus resource.kubernetes.io/pcieRoot.
+// Empty values are left out (a VF's vfIndex, numaNode and rdma are always
+// meaningful and kept: vfIndex 0 is a real index, numaNode is left out
+// only when unknown). Nothing that changes by the second (speed, link
+// state, counters) is included. String values longer than the API's 64
+// characters (a long pkey list) are left out rather than cut.
+func Attributes(d Device) map[resourceapi.QualifiedName]resourceapi.DeviceAttribute {
+	m := make(map[resourceapi.QualifiedName]resourceapi.DeviceAttribute, 20)
+	str := func(k resourceapi.QualifiedName, v string) {
+		if v != "" && len(v) <= resourceapi.DeviceAttributeMaxValueLength {
+			m[k] = resourceapi.DeviceAttribute{StringValue: &v}
+		}
+	}
+	num := func(k resourceapi.QualifiedName, v int) {
+		n := int64(v)
+		m[k] = resourceapi.DeviceAttribute{IntValue: &n}
+	}
+	str(AttrKind, string(d.Kind))
+	str(AttrPFName, d.PFName)
+	str(AttrPFPCIAddress, d.PFPCIAddress)
+	if d.Kind == KindVF && d.VFIndex >= 0 {
+		num(AttrVFIndex, d.VFIndex)
+	}
+	str(AttrPCIAddress, d.PCIAddress)
+	str(AttrVendor, d.Vendor)
+	str(AttrDeviceID, d.DeviceID)
+	str(AttrDriver, d.Driver)
+	if d.LinkType != LinkTypeUnknown {
+		str(AttrLinkType, string(d.LinkType))
+	}
+	if d.NUMANode != NUMAUnknown && d.NUMANode >= 0 {
+		num(AttrNUMANode, d.NUMANode)
+	}
+	str(AttrIfName, d.IfName)
+	mac := d.MAC
+	if mac == "" && d.Admin != nil {
+		mac = d.Admin.MAC
+	}
+	str(AttrMAC, mac)
+	if d.Admin != nil && d.Admin.VLAN > 0 {
+		num(AttrVLAN, d.Admin.VLAN)
+	}
+	str(AttrGUID, d.NodeGUID)
+	str(AttrPKeys, strings.Join(d.PKeys, ","))
+	rdma := len(d.RDMADevices) > 0
+	m[AttrRDMA] = resourceapi.DeviceAttribute{BoolValue: &rdma}
+	str(AttrRDMADevice, d.RDMADevice())
+	str(AttrEswitchMode, d.EswitchMode)
+	if d.Kind == KindPF && d.TotalVFs > 0 {
+		num(AttrTotalVFs, d.TotalVFs)
+	}
+	str(deviceattribute.StandardDeviceAttributePCIeRoot, d.PCIeRoot)
+	return m
+}

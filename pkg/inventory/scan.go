@@ -1,0 +1,567 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"github.com/vishvananda/netlink"
+	"k8s.io/dynamic-resource-allocation/deviceattribute"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+)
+
+// Options configure one Scan.
+type Options struct {
+	// Root is the host's filesystem root: sysfs is read at <Root>/sys
+	// (default "/"; "/host" in a container that mounts the host there).
+	Root string
+	// Netlink answers VF admin state, VF GUIDs, devlink eswitch mode and
+	// the default route, in the host network namespace. Required.
+	Netlink nlink.Handle
+	// Filter keeps only matching devices (empty: all).
+	Filter Filter
+	// AllowDefaultRoutePF lists the PF that carries the node's default
+	// route too. By default that PF is excluded (its VFs are kept): handing
+	// it to a pod would cut the node off.
+	AllowDefaultRoutePF bool
+}
+
+// Reasons a device is left out of the inventory.
+const (
+	reasonVanished     = "device disappeared during the scan"
+	reasonDefaultRoute = "PF carries the node's default route (allow with AllowDefaultRoutePF)"
+)
+
+// NoteNoSRIOV is Inventory.Note when the host has no SR-IOV capable PF.
+const NoteNoSRIOV = "no PF with sriov_totalvfs found"
+
+// Scan lists the SR-IOV PFs of the host and their VFs. It never changes
+// anything on the host. Devices it cannot read are left out with a logged
+// reason (Inventory.Excluded); unreadable optional attributes are left
+// empty. It fails only on bad options or an unreadable PCI device list.
+func Scan(ctx context.Context, opts Options) (*Inventory, error) {
+	if opts.Netlink == nil {
+		return nil, errors.New("inventory scan: Options.Netlink is nil")
+	}
+	filter, err := opts.Filter.normalized()
+	if err != nil {
+		return nil, err
+	}
+	root := opts.Root
+	if root == "" {
+		root = "/"
+	}
+	s := &scanner{
+		sys:   filepath.Join(root, "sys"),
+		nl:    opts.Netlink,
+		log:   klog.FromContext(ctx),
+		allow: opts.AllowDefaultRoutePF,
+	}
+	s.pcieRootFS = deviceattribute.WithFSFromRoot(s.sys)
+	busDir := filepath.Join(s.sys, "bus", "pci", "devices")
+	all, err := listDir(busDir)
+	if err != nil {
+		return nil, fmt.Errorf("list PCI devices in %s: %w", busDir, err)
+	}
+	var pfs []string
+	for _, bdf := range all {
+		if _, err := os.Stat(filepath.Join(busDir, bdf, "sriov_totalvfs")); err == nil {
+			pfs = append(pfs, bdf)
+		}
+	}
+	inv := &Inventory{Devices: []Device{}}
+	if len(pfs) == 0 {
+		inv.Note = fmt.Sprintf("%s under %s", NoteNoSRIOV, busDir)
+		s.log.Info("No SR-IOV device", "note", inv.Note)
+		return inv, nil
+	}
+	s.routes = s.defaultRouteLinks()
+
+	results := make([]pfResult, len(pfs))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(runtime.GOMAXPROCS(0), len(pfs)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				results[i] = s.scanPF(ctx, pfs[i])
+			}
+		}()
+	}
+	for i := range pfs {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("inventory scan: %w", err)
+	}
+
+	found := 0
+	for _, r := range results {
+		for _, e := range r.excluded {
+			s.log.Info("Excluding device", "pci", e.PCIAddress, "reason", e.Reason)
+		}
+		inv.Excluded = append(inv.Excluded, r.excluded...)
+		found += len(r.devices)
+		for _, d := range r.devices {
+			if filter.matches(&d) {
+				inv.Devices = append(inv.Devices, d)
+			}
+		}
+	}
+	sort.Slice(inv.Devices, func(i, j int) bool { return inv.Devices[i].Name < inv.Devices[j].Name })
+	sort.SliceStable(inv.Excluded, func(i, j int) bool { return inv.Excluded[i].PCIAddress < inv.Excluded[j].PCIAddress })
+	switch {
+	case found == 0:
+		inv.Note = fmt.Sprintf("%d SR-IOV PF(s) found, every device excluded", len(pfs))
+	case len(inv.Devices) == 0:
+		inv.Note = fmt.Sprintf("%d SR-IOV device(s) found, none matches the filter", found)
+	}
+	s.log.V(2).Info("Inventory scanned", "pfs", len(pfs), "devices", len(inv.Devices), "filteredOut", found-len(inv.Devices), "excluded", len(inv.Excluded))
+	return inv, nil
+}
+
+type scanner struct {
+	sys        string
+	nl         nlink.Handle
+	log        logr.Logger
+	allow      bool
+	routes     routeInfo
+	pcieRootFS deviceattribute.MachineModifier
+}
+
+type pfResult struct {
+	devices  []Device
+	excluded []Exclusion
+}
+
+// excluded is an error that leaves a device out of the inventory.
+type excluded struct{ reason string }
+
+func (e *excluded) Error() string { return e.reason }
+
+func exclude(format string, args ...any) error {
+	return &excluded{reason: fmt.Sprintf(format, args...)}
+}
+
+// devPath is a PCI device's directory (through /sys/bus/pci/devices).
+func (s *scanner) devPath(bdf string) string {
+	return filepath.Join(s.sys, "bus", "pci", "devices", bdf)
+}
+
+// required reads a file the device cannot do without; a failure turns into
+// an exclusion that says whether the device vanished or the file is bad.
+func (s *scanner) required(dir, file string, parse func(string) error) error {
+	v, err := readValue(filepath.Join(dir, file))
+	if err == nil {
+		if perr := parse(v); perr != nil {
+			return exclude("garbled %s: %v", file, perr)
+		}
+		return nil
+	}
+	if isNotExist(err) {
+		if _, serr := os.Stat(dir); serr != nil {
+			return exclude(reasonVanished)
+		}
+		return exclude("missing %s", file)
+	}
+	return exclude("unreadable %s: %v", file, err)
+}
+
+// optional reads an attribute that may be left out. Absent files are
+// normal (nothing logged); unreadable or garbled ones are logged.
+func (s *scanner) optional(bdf, dir, file string, parse func(string) error) bool {
+	v, err := readValue(filepath.Join(dir, file))
+	if err != nil {
+		if !isNotExist(err) {
+			s.log.V(2).Info("Leaving attribute out: unreadable", "pci", bdf, "file", file, "err", err)
+		}
+		return false
+	}
+	if err := parse(v); err != nil {
+		s.log.V(2).Info("Leaving attribute out: garbled", "pci", bdf, "file", file, "err", err)
+		return false
+	}
+	return true
+}
+
+// readPCI fills what every PCI device has: IDs, driver, NUMA, PCIe root,
+// IOMMU group.
+func (s *scanner) readPCI(bdf string) (Device, error) {
+	dir := s.devPath(bdf)
+	d := Device{Name: DeviceName(bdf), PCIAddress: bdf, NUMANode: NUMAUnknown, LinkType: LinkTypeUnknown}
+	var err error
+	if err := s.required(dir, "vendor", func(v string) error { d.Vendor, err = parseHexID(v); return err }); err != nil {
+		return d, err
+	}
+	if err := s.required(dir, "device", func(v string) error { d.DeviceID, err = parseHexID(v); return err }); err != nil {
+		return d, err
+	}
+	s.optional(bdf, dir, "subsystem_vendor", func(v string) error { d.SubsystemVendor, err = parseHexID(v); return err })
+	s.optional(bdf, dir, "subsystem_device", func(v string) error { d.SubsystemDevice, err = parseHexID(v); return err })
+	s.optional(bdf, dir, "numa_node", func(v string) error { d.NUMANode, err = parseNUMA(v); return err })
+	d.Driver = s.optionalLink(bdf, dir, "driver")
+	d.IOMMUGroup = s.optionalLink(bdf, dir, "iommu_group")
+	if attr, err := deviceattribute.GetPCIeRootAttributeByPCIBusID(bdf, s.pcieRootFS); err != nil {
+		s.log.V(2).Info("Leaving attribute out: PCIe root", "pci", bdf, "err", err)
+	} else if attr.Value.StringValue != nil {
+		d.PCIeRoot = *attr.Value.StringValue
+	}
+	return d, nil
+}
+
+func (s *scanner) optionalLink(bdf, dir, name string) string {
+	v, err := readLinkBase(filepath.Join(dir, name))
+	if err != nil && !isNotExist(err) {
+		s.log.V(2).Info("Leaving attribute out: unreadable link", "pci", bdf, "link", name, "err", err)
+	}
+	return v
+}
+
+// physPortNameRE matches the phys_port_name of switchdev representors
+// ("pf0vf3", "c1pf0vf3", "pf0sf1"), which are not the PF's uplink.
+var physPortNameRE = regexp.MustCompile(`^(c\d+)?pf\d+(vf|sf)\d+$`)
+
+type netdev struct {
+	name     string
+	ifindex  int
+	rep      bool
+	linkType LinkType
+}
+
+// readNetdevs fills IfName/IfNames/LinkType, and for a PF MTU, speed and
+// MAC, from <dev>/net/. With several netdevs (switchdev representors, IPoIB
+// child interfaces) the uplink comes first: not a representor, lowest ifindex.
+func (s *scanner) readNetdevs(d *Device, pf bool) {
+	dir := filepath.Join(s.devPath(d.PCIAddress), "net")
+	names, err := listDir(dir)
+	if err != nil {
+		if !isNotExist(err) {
+			s.log.V(2).Info("Leaving netdevs out: unreadable", "pci", d.PCIAddress, "err", err)
+		}
+		return
+	}
+	if len(names) == 0 {
+		return
+	}
+	nds := make([]netdev, len(names))
+	for i, n := range names {
+		nds[i] = netdev{name: n, linkType: LinkTypeUnknown}
+		nd := filepath.Join(dir, n)
+		if len(names) > 1 {
+			nds[i].ifindex = int(^uint32(0) >> 1)
+			s.optional(d.PCIAddress, nd, "ifindex", func(v string) (err error) { nds[i].ifindex, err = parseInt(v); return err })
+			if v, err := readValue(filepath.Join(nd, "phys_port_name")); err == nil {
+				nds[i].rep = physPortNameRE.MatchString(v)
+			}
+		}
+	}
+	sort.SliceStable(nds, func(i, j int) bool {
+		if nds[i].rep != nds[j].rep {
+			return !nds[i].rep
+		}
+		return nds[i].ifindex < nds[j].ifindex
+	})
+	d.IfNames = make([]string, len(nds))
+	for i := range nds {
+		d.IfNames[i] = nds[i].name
+	}
+	d.IfName = d.IfNames[0]
+	up := filepath.Join(dir, d.IfName)
+	s.optional(d.PCIAddress, up, "type", func(v string) (err error) { d.LinkType, err = parseLinkType(v); return err })
+	s.optional(d.PCIAddress, up, "address", func(v string) (err error) { d.MAC, err = parseMAC(v); return err })
+	if pf {
+		s.optional(d.PCIAddress, up, "mtu", func(v string) (err error) { d.MTU, err = parseInt(v); return err })
+		s.optional(d.PCIAddress, up, "speed", func(v string) error {
+			n, err := parseInt(v)
+			if err == nil && n > 0 {
+				d.SpeedMbps = n
+			}
+			return err
+		})
+	}
+}
+
+// readRDMA fills RDMADevices from <dev>/infiniband/ and, for a PF, the
+// node GUID, port 1 GUID and the non-zero pkeys of port 1.
+func (s *scanner) readRDMA(d *Device, pf bool) {
+	dir := filepath.Join(s.devPath(d.PCIAddress), "infiniband")
+	names, err := listDir(dir)
+	if err != nil {
+		if !isNotExist(err) {
+			s.log.V(2).Info("Leaving RDMA devices out: unreadable", "pci", d.PCIAddress, "err", err)
+		}
+		return
+	}
+	if len(names) == 0 {
+		return
+	}
+	d.RDMADevices = names
+	if !pf {
+		return
+	}
+	ib := filepath.Join(dir, names[0])
+	s.optional(d.PCIAddress, ib, "node_guid", func(v string) error {
+		g, err := parseGUID(v)
+		if err == nil && !isZeroGUID(g) {
+			d.NodeGUID = g
+		}
+		return err
+	})
+	if d.LinkType != LinkTypeInfiniBand {
+		return // RoCE: GIDs are IP based, pkeys meaningless
+	}
+	s.optional(d.PCIAddress, ib, "ports/1/gids/0", func(v string) error {
+		g, err := parsePortGUIDFromGID(v)
+		if err == nil && !isZeroGUID(g) {
+			d.PortGUID = g
+		}
+		return err
+	})
+	d.PKeys = s.readPKeys(d.PCIAddress, filepath.Join(ib, "ports", "1", "pkeys"))
+}
+
+func (s *scanner) readPKeys(bdf, dir string) []string {
+	entries, err := listDir(dir)
+	if err != nil {
+		if !isNotExist(err) {
+			s.log.V(2).Info("Leaving pkeys out: unreadable", "pci", bdf, "err", err)
+		}
+		return nil
+	}
+	// Keep pkey table order (entries are numbered), not name order.
+	idx := make([]int, 0, len(entries))
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e); err == nil && n >= 0 {
+			idx = append(idx, n)
+		}
+	}
+	sort.Ints(idx)
+	var out []string
+	seen := map[uint16]bool{}
+	for _, n := range idx {
+		var p uint16
+		if s.optional(bdf, dir, strconv.Itoa(n), func(v string) (err error) { p, err = parsePKey(v); return err }) && p != 0 && !seen[p] {
+			seen[p] = true
+			out = append(out, formatPKey(p))
+		}
+	}
+	return out
+}
+
+// scanPF reads one PF and its VFs.
+func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
+	if ctx.Err() != nil {
+		return r
+	}
+	excl := func(addr string, err error) {
+		r.excluded = append(r.excluded, Exclusion{PCIAddress: addr, Reason: err.Error()})
+	}
+	dir := s.devPath(bdf)
+	var total int
+	if err := s.required(dir, "sriov_totalvfs", func(v string) (err error) { total, err = parseInt(v); return err }); err != nil {
+		excl(bdf, err)
+		return r
+	}
+	if total <= 0 {
+		excl(bdf, exclude("sriov_totalvfs is %d: SR-IOV is disabled in the device's firmware", total))
+		return r
+	}
+	pf, err := s.readPCI(bdf)
+	if err != nil {
+		excl(bdf, err)
+		return r
+	}
+	pf.Kind, pf.VFIndex, pf.PFPCIAddress, pf.PFDriver, pf.TotalVFs = KindPF, -1, bdf, pf.Driver, total
+	num := -1
+	s.optional(bdf, dir, "sriov_numvfs", func(v string) (err error) { num, err = parseInt(v); return err })
+	if num < 0 {
+		num = s.countVirtfn(dir)
+		s.log.Info("sriov_numvfs unreadable, counted virtfn links instead", "pci", bdf, "numVfs", num)
+	}
+	pf.NumVFs = num
+	s.readNetdevs(&pf, true)
+	pf.PFName = pf.IfName
+	s.readRDMA(&pf, true)
+	if dl, err := s.nl.DevLinkGetDeviceByName("pci", bdf); err != nil {
+		s.log.V(4).Info("No eswitch mode from devlink", "pci", bdf, "err", err)
+	} else if dl != nil {
+		pf.EswitchMode = dl.Attrs.Eswitch.Mode
+	}
+
+	var link netlink.Link
+	if pf.IfName != "" {
+		link, err = s.nl.LinkByName(pf.IfName)
+		if err != nil {
+			s.log.V(2).Info("PF link not in the host netns: no VF admin state", "pci", bdf, "pf", pf.IfName, "err", err)
+			link = nil
+		}
+	}
+	if reason := s.routes.carries(pf.IfName, link); reason != "" && !s.allow {
+		excl(bdf, exclude("%s", reason))
+	} else {
+		r.devices = append(r.devices, pf)
+	}
+
+	admin, guids := s.adminState(&pf, link)
+	for i := 0; i < num; i++ {
+		if ctx.Err() != nil {
+			return r
+		}
+		vf, err := s.scanVF(&pf, i, admin, guids)
+		if err != nil {
+			addr := vf.PCIAddress
+			if addr == "" {
+				addr = bdf
+				err = fmt.Errorf("VF %d: %w", i, err)
+			}
+			excl(addr, err)
+			continue
+		}
+		r.devices = append(r.devices, vf)
+	}
+	return r
+}
+
+func (s *scanner) countVirtfn(dir string) int {
+	n := 0
+	for {
+		if _, err := os.Lstat(filepath.Join(dir, "virtfn"+strconv.Itoa(n))); err != nil {
+			return n
+		}
+		n++
+	}
+}
+
+// adminState asks the PF link for its VFs' admin state and, on
+// InfiniBand, their GUIDs.
+func (s *scanner) adminState(pf *Device, link netlink.Link) (map[int]netlink.VfInfo, map[int]nlink.VFGUID) {
+	if link == nil || pf.NumVFs == 0 {
+		return nil, nil
+	}
+	admin := make(map[int]netlink.VfInfo, len(link.Attrs().Vfs))
+	for _, v := range link.Attrs().Vfs {
+		admin[v.ID] = v
+	}
+	if pf.LinkType != LinkTypeInfiniBand {
+		return admin, nil
+	}
+	gs, err := s.nl.VFGUIDs(link)
+	if err != nil {
+		s.log.V(2).Info("No VF GUIDs from the PF", "pf", pf.IfName, "err", err)
+		return admin, nil
+	}
+	guids := make(map[int]nlink.VFGUID, len(gs))
+	for _, g := range gs {
+		guids[g.VF] = g
+	}
+	return admin, guids
+}
+
+func (s *scanner) scanVF(pf *Device, i int, admin map[int]netlink.VfInfo, guids map[int]nlink.VFGUID) (Device, error) {
+	fn := "virtfn" + strconv.Itoa(i)
+	vfBDF, err := readLinkBase(filepath.Join(s.devPath(pf.PCIAddress), fn))
+	if err != nil {
+		if isNotExist(err) {
+			return Device{}, exclude("%s: %s", fn, reasonVanished)
+		}
+		return Device{}, exclude("unreadable %s: %v", fn, err)
+	}
+	vf, err := s.readPCI(vfBDF)
+	if err != nil {
+		vf.PCIAddress = vfBDF
+		return vf, err
+	}
+	vf.Kind, vf.VFIndex = KindVF, i
+	vf.PFPCIAddress, vf.PFName, vf.PFDriver = pf.PCIAddress, pf.IfName, pf.Driver
+	s.readNetdevs(&vf, false)
+	if vf.IfName == "" || vf.LinkType == LinkTypeUnknown {
+		vf.LinkType = pf.LinkType
+	}
+	s.readRDMA(&vf, false)
+	if info, ok := admin[i]; ok {
+		vf.Admin = adminFromVfInfo(info)
+	}
+	if g, ok := guids[i]; ok {
+		vf.NodeGUID = guidString(g.NodeGUID)
+		vf.PortGUID = guidString(g.PortGUID)
+		if vf.Admin != nil {
+			vf.Admin.NodeGUID, vf.Admin.PortGUID = vf.NodeGUID, vf.PortGUID
+		}
+	}
+	if vf.NodeGUID == "" && vf.LinkType == LinkTypeInfiniBand && len(vf.RDMADevices) > 0 {
+		// The PF did not report it; the VF's own RDMA device knows.
+		ib := filepath.Join(s.devPath(vfBDF), "infiniband", vf.RDMADevices[0])
+		s.optional(vfBDF, ib, "node_guid", func(v string) error {
+			g, err := parseGUID(v)
+			if err == nil && !isZeroGUID(g) {
+				vf.NodeGUID = g
+			}
+			return err
+		})
+	}
+	return vf, nil
+}
+
+func guidString(hw []byte) string {
+	if len(hw) != 8 {
+		return ""
+	}
+	g := net.HardwareAddr(hw).String()
+	if isZeroGUID(g) {
+		return ""
+	}
+	return g
+}
+
+// adminFromVfInfo turns netlink's VF info into the admin state we keep.
+func adminFromVfInfo(v netlink.VfInfo) *VFAdminState {
+	a := &VFAdminState{
+		VLAN:      v.Vlan,
+		QoS:       v.Qos,
+		SpoofChk:  v.Spoofchk,
+		Trust:     v.Trust != 0,
+		MinTxRate: int(v.MinTxRate),
+		MaxTxRate: int(v.MaxTxRate),
+	}
+	if len(v.Mac) > 0 && !isZeroBytes(v.Mac) {
+		a.MAC = v.Mac.String()
+	}
+	switch v.VlanProto {
+	case 0x8100:
+		a.VLANProto = "802.1q"
+	case 0x88a8:
+		a.VLANProto = "802.1ad"
+	}
+	switch v.LinkState {
+	case netlink.VF_LINK_STATE_AUTO:
+		a.LinkState = "auto"
+	case netlink.VF_LINK_STATE_ENABLE:
+		a.LinkState = "enable"
+	case netlink.VF_LINK_STATE_DISABLE:
+		a.LinkState = "disable"
+	}
+	return a
+}
+
+func isZeroBytes(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

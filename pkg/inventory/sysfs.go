@@ -1,0 +1,218 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxSysfsValue bounds what one read of a sysfs attribute returns; sysfs
+// attributes are at most a page.
+const maxSysfsValue = 4096
+
+// readValue reads a small sysfs file with one open/read/close and returns
+// its content without surrounding white space. It skips os.File (which
+// adds an fstat and poller set-up per file): a full scan reads thousands
+// of these.
+func readValue(path string) (string, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return "", &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var buf [maxSysfsValue]byte
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return strings.TrimSpace(string(buf[:n])), nil
+}
+
+// readLinkBase returns the last element of a symlink's target ("" and the
+// error when it is not a readable symlink).
+func readLinkBase(path string) (string, error) {
+	t, err := os.Readlink(path)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Base(t), nil
+}
+
+// listDir returns the sorted entry names of a directory.
+func listDir(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// isNotExist reports whether err means the file (or the device) is gone.
+func isNotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV)
+}
+
+// parseInt parses a decimal sysfs integer such as "8" or "-1".
+func parseInt(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	v, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("not a decimal integer: %q", clip(s))
+	}
+	return int(v), nil
+}
+
+// parseHexID parses a PCI ID as sysfs prints it ("0x15b3") into four
+// lower-case hex digits without 0x ("15b3").
+func parseHexID(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	if h == "" || len(h) > 4 {
+		return "", fmt.Errorf("not a 16-bit hex PCI ID: %q", clip(s))
+	}
+	v, err := strconv.ParseUint(h, 16, 16)
+	if err != nil {
+		return "", fmt.Errorf("not a 16-bit hex PCI ID: %q", clip(s))
+	}
+	return fmt.Sprintf("%04x", v), nil
+}
+
+// parseGUID parses a GUID as sysfs prints it ("0c42:a103:00ab:cd00") into
+// the canonical form "0c:42:a1:03:00:ab:cd:00".
+func parseGUID(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	parts := strings.Split(s, ":")
+	if len(parts) != 4 {
+		return "", fmt.Errorf("not a GUID (xxxx:xxxx:xxxx:xxxx): %q", clip(s))
+	}
+	return guidFromGroups(parts, s)
+}
+
+// parsePortGUIDFromGID returns the interface ID (low 64 bits) of a GID as
+// sysfs prints it ("fe80:0000:0000:0000:0c42:a103:00ab:cd00"): the port GUID.
+func parsePortGUIDFromGID(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	parts := strings.Split(s, ":")
+	if len(parts) != 8 {
+		return "", fmt.Errorf("not a GID (8 groups of 4 hex digits): %q", clip(s))
+	}
+	return guidFromGroups(parts[4:], s)
+}
+
+func guidFromGroups(groups []string, orig string) (string, error) {
+	var b strings.Builder
+	for i, g := range groups {
+		if len(g) != 4 {
+			return "", fmt.Errorf("GUID group %d is not 4 hex digits: %q", i, clip(orig))
+		}
+		if _, err := strconv.ParseUint(g, 16, 16); err != nil {
+			return "", fmt.Errorf("GUID group %d is not hex: %q", i, clip(orig))
+		}
+		g = strings.ToLower(g)
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(g[0:2])
+		b.WriteByte(':')
+		b.WriteString(g[2:4])
+	}
+	return b.String(), nil
+}
+
+// isZeroGUID reports whether a canonical GUID or MAC is all zeros (unset).
+func isZeroGUID(g string) bool {
+	return strings.Trim(g, "0:") == ""
+}
+
+// parsePKey parses a pkey table entry ("0xffff") into its value.
+func parsePKey(s string) (uint16, error) {
+	s = strings.TrimSpace(s)
+	h, ok := strings.CutPrefix(s, "0x")
+	if !ok || h == "" || len(h) > 4 {
+		return 0, fmt.Errorf("not a pkey (0xNNNN): %q", clip(s))
+	}
+	v, err := strconv.ParseUint(h, 16, 16)
+	if err != nil {
+		return 0, fmt.Errorf("not a pkey (0xNNNN): %q", clip(s))
+	}
+	return uint16(v), nil
+}
+
+func formatPKey(v uint16) string { return fmt.Sprintf("0x%04x", v) }
+
+// parseMAC parses a netdev address (6 bytes Ethernet, 20 bytes IPoIB)
+// into lower-case colon form.
+func parseMAC(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		return "", fmt.Errorf("not a hardware address: %q", clip(s))
+	}
+	return hw.String(), nil
+}
+
+// parseLinkType maps /sys/class/net/<if>/type (ARPHRD_*) to a LinkType.
+func parseLinkType(s string) (LinkType, error) {
+	v, err := parseInt(s)
+	if err != nil {
+		return LinkTypeUnknown, err
+	}
+	switch v {
+	case unix.ARPHRD_ETHER:
+		return LinkTypeEthernet, nil
+	case unix.ARPHRD_INFINIBAND:
+		return LinkTypeInfiniBand, nil
+	}
+	return LinkTypeUnknown, nil
+}
+
+// parseNUMA parses numa_node; -1 (and any negative value) is NUMAUnknown.
+func parseNUMA(s string) (int, error) {
+	v, err := parseInt(s)
+	if err != nil {
+		return NUMAUnknown, err
+	}
+	if v < 0 {
+		return NUMAUnknown, nil
+	}
+	return v, nil
+}
+
+// clip shortens garbage read from a file for error messages.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
