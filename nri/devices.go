@@ -4,7 +4,10 @@
 // host when the sandbox stops.
 package nri
 
-import "github.com/sriov-dra/sriov-dra/pkg/netattach"
+import (
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+)
 
 // PodDevice is one device prepared for a pod, as the NRI side needs it.
 type PodDevice struct {
@@ -19,6 +22,10 @@ type PodDevice struct {
 	VFIO bool `json:"vfio,omitempty"`
 	// Spec is how the netdev must look in the pod (from config + IPAM).
 	Spec netattach.Spec `json:"spec"`
+	// LinkType decides the move order with RDMAIsolation: for InfiniBand
+	// the RDMA device moves before the netdev (the kernel recreates IPoIB
+	// netdevs when their RDMA device changes netns), for Ethernet after.
+	LinkType inventory.LinkType `json:"linkType,omitempty"`
 	// RDMADevice is moved into the pod netns when RDMAIsolation is set.
 	RDMADevice    string `json:"rdmaDevice,omitempty"`
 	RDMAIsolation bool   `json:"rdmaIsolation,omitempty"`
@@ -46,6 +53,7 @@ type Devices interface {
 	// Attached records a finished attach (RDMA moved or not); the driver
 	// then queues the claim's status update outside the hook.
 	Attached(claimUID, device string, rdmaMoved bool) error
-	// Detached records that the device is back on the host.
+	// Detached records that the device is back on the host: afterwards
+	// ForPod reports it with NetnsPath "", Attached and RDMAMoved false.
 	Detached(claimUID, device string) error
 }

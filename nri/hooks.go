@@ -1,0 +1,560 @@
+package nri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+)
+
+// The hooks below are called by the NRI stub. Their order over a pod's
+// life, and what each records through Devices:
+//
+//	RunPodSandbox    for each netdev: Attaching(netns, original) -> [RDMA
+//	                 first for InfiniBand] -> Attach -> [RDMA after for
+//	                 Ethernet] -> Attached. Any error detaches what this
+//	                 pod had attached and fails the sandbox.
+//	CreateContainer  fail closed: every netdev must be in the pod netns;
+//	                 attach it now if not (the plugin missed RunPodSandbox),
+//	                 else refuse the container. Then, with irqAffinity,
+//	                 pin the VF's IRQs to the union of the pod's cpusets.
+//	StopPodSandbox,  for each netdev recorded in a netns: RDMA back ->
+//	RemovePodSandbox netdev back under its original name -> Detached.
+//	                 Never fails; what could not finish (netns gone, link
+//	                 not back yet) is retried later.
+//	Synchronize      on every (re)connect: pods the runtime has get their
+//	                 netdevs attached, pods it no longer has get detached.
+
+// netnsOf returns the path of the pod's network namespace, "" for a pod in
+// the host network namespace.
+func netnsOf(pod *api.PodSandbox) string {
+	for _, ns := range pod.GetLinux().GetNamespaces() {
+		if ns.GetType() == "network" {
+			return ns.GetPath()
+		}
+	}
+	return ""
+}
+
+func podRef(pod *api.PodSandbox) klog.ObjectRef {
+	return klog.KRef(pod.GetNamespace(), pod.GetName())
+}
+
+func devRef(d PodDevice) string {
+	return fmt.Sprintf("device %s (claim %s/%s, request %s)", d.Device, d.ClaimNamespace, d.ClaimName, d.Request)
+}
+
+// hostNetworkError is the error for a netdev device in a host-network pod.
+func hostNetworkError(pod *api.PodSandbox, devs []PodDevice) error {
+	for _, d := range devs {
+		if !d.VFIO {
+			return fmt.Errorf("pod %s runs in the host network namespace (hostNetwork), but %s is a netdevice that must be moved into the pod's own network namespace: run the pod without hostNetwork or use a vfio-pci device", podRef(pod), devRef(d))
+		}
+	}
+	return nil
+}
+
+// remember records what the runtime says about the pod and returns it.
+func (p *Plugin) remember(pod *api.PodSandbox) *podInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	info := p.pods[pod.GetUid()]
+	if info == nil || info.sandboxID != pod.GetId() {
+		info = &podInfo{cpus: map[string]string{}}
+		p.pods[pod.GetUid()] = info
+	}
+	info.sandboxID = pod.GetId()
+	info.name = pod.GetName()
+	info.namespace = pod.GetNamespace()
+	info.netns = netnsOf(pod)
+	return info
+}
+
+func (p *Plugin) forget(uid string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.pods, uid)
+}
+
+// RunPodSandbox attaches the pod's netdevs to its network namespace. An
+// error fails the sandbox; the runtime retries with a new one.
+func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	uid := pod.GetUid()
+	devs := p.devs.ForPod(uid)
+	if len(devs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid)
+	ctx = klog.NewContext(ctx, logger)
+	unlock := p.lockPod(uid)
+	defer unlock()
+
+	p.remember(pod)
+	netns := netnsOf(pod)
+	if netns == "" {
+		return hostNetworkError(pod, devs)
+	}
+	for _, d := range devs {
+		if d.VFIO {
+			continue
+		}
+		if _, err := p.attach(ctx, d, netns); err != nil {
+			err = fmt.Errorf("pod %s: %w", podRef(pod), err)
+			// The runtime deletes the netns of a failed sandbox: bring back
+			// what is already in it instead of stranding it there.
+			if rerr := p.detachPod(ctx, uid, netns); rerr != nil {
+				logger.Error(rerr, "Rolling back the attaches of a failed sandbox; will retry")
+			}
+			return err
+		}
+	}
+	logger.V(2).Info("Attached the pod's devices", "netns", netns, "devices", len(devs), "duration", time.Since(start))
+	return nil
+}
+
+// CreateContainer refuses the container unless each of the pod's netdevs
+// is in the pod's network namespace (attaching it first when the plugin
+// missed RunPodSandbox), then pins IRQs for devices with irqAffinity.
+func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	uid := pod.GetUid()
+	devs := p.devs.ForPod(uid)
+	if len(devs) == 0 {
+		return nil, nil, nil
+	}
+	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid, "container", ctr.GetName())
+	ctx = klog.NewContext(ctx, logger)
+	unlock := p.lockPod(uid)
+	defer unlock()
+
+	info := p.remember(pod)
+	netns := info.netns
+	if netns == "" {
+		if err := hostNetworkError(pod, devs); err != nil {
+			return nil, nil, fmt.Errorf("refuse container %s: %w", ctr.GetName(), err)
+		}
+	}
+	for _, d := range devs {
+		if d.VFIO {
+			continue
+		}
+		attached, err := p.attach(ctx, d, netns)
+		if err != nil {
+			return nil, nil, fmt.Errorf("refuse container %s of pod %s: %s is not in the pod network namespace %s and attaching it failed: %w", ctr.GetName(), podRef(pod), devRef(d), netns, err)
+		}
+		if attached {
+			logger.Info("Attached a device at container creation (the plugin missed RunPodSandbox)", "device", d.Device, "claimUID", d.ClaimUID)
+		}
+	}
+
+	info.cpus[ctr.GetId()] = containerCPUs(ctr)
+	if err := p.pinIRQs(ctx, devs, info); err != nil {
+		return nil, nil, fmt.Errorf("refuse container %s of pod %s: %w", ctr.GetName(), podRef(pod), err)
+	}
+	return nil, nil, nil
+}
+
+// UpdateContainer follows a change of the container's cpuset.
+func (p *Plugin) UpdateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, res *api.LinuxResources) ([]*api.ContainerUpdate, error) {
+	p.updateCPUs(ctx, pod, ctr.GetId(), res.GetCpu().GetCpus(), false)
+	return nil, nil
+}
+
+// RemoveContainer drops the container's cpuset from the pod's union.
+func (p *Plugin) RemoveContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	p.updateCPUs(ctx, pod, ctr.GetId(), "", true)
+	return nil
+}
+
+// updateCPUs changes one container's cpuset and re-pins the IRQs when the
+// pod's union changed. Errors are logged: the container exists already.
+func (p *Plugin) updateCPUs(ctx context.Context, pod *api.PodSandbox, ctrID, cpus string, remove bool) {
+	uid := pod.GetUid()
+	devs := p.devs.ForPod(uid)
+	if !anyIRQAffinity(devs) {
+		return
+	}
+	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid)
+	ctx = klog.NewContext(ctx, logger)
+	unlock := p.lockPod(uid)
+	defer unlock()
+	p.mu.Lock()
+	info := p.pods[uid]
+	p.mu.Unlock()
+	if info == nil {
+		return
+	}
+	before, _ := unionCPUs(info.cpus)
+	if remove {
+		delete(info.cpus, ctrID)
+	} else {
+		info.cpus[ctrID] = cpus
+	}
+	after, _ := unionCPUs(info.cpus)
+	if after == before {
+		return
+	}
+	if err := p.pinIRQs(ctx, devs, info); err != nil {
+		logger.Error(err, "Re-pinning IRQs after a cpuset change")
+	}
+}
+
+func anyIRQAffinity(devs []PodDevice) bool {
+	for _, d := range devs {
+		if d.IRQAffinity {
+			return true
+		}
+	}
+	return false
+}
+
+func containerCPUs(ctr *api.Container) string {
+	return ctr.GetLinux().GetResources().GetCpu().GetCpus()
+}
+
+// pinIRQs pins the IRQs of the devices with irqAffinity to the union of
+// the cpusets of the pod's containers. Containers without a cpuset (no
+// exclusive CPUs) add nothing; with no cpuset at all nothing is pinned.
+func (p *Plugin) pinIRQs(ctx context.Context, devs []PodDevice, info *podInfo) error {
+	if !anyIRQAffinity(devs) {
+		return nil
+	}
+	cpus, err := unionCPUs(info.cpus)
+	if err != nil {
+		return fmt.Errorf("irqAffinity: %w", err)
+	}
+	if cpus == "" {
+		klog.FromContext(ctx).V(2).Info("No container of the pod has a cpuset: IRQs left as they are")
+		return nil
+	}
+	for _, d := range devs {
+		if !d.IRQAffinity {
+			continue
+		}
+		if err := p.host.PinIRQs(ctx, d.PCIAddress, cpus); err != nil {
+			return fmt.Errorf("pin IRQs of %s (%s) to CPUs %s: %w", devRef(d), d.PCIAddress, cpus, err)
+		}
+		klog.FromContext(ctx).V(2).Info("Pinned IRQs", "device", d.Device, "pci", d.PCIAddress, "cpus", cpus)
+	}
+	return nil
+}
+
+// StopPodSandbox returns the pod's netdevs to the host. It never fails the
+// teardown: what cannot be finished now is retried later.
+func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	p.teardown(ctx, pod, "StopPodSandbox")
+	return nil
+}
+
+// RemovePodSandbox is StopPodSandbox for runtimes (or restarts) that skip
+// it, and forgets the pod.
+func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	p.teardown(ctx, pod, "RemovePodSandbox")
+	p.forget(pod.GetUid())
+	return nil
+}
+
+func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, hook string) {
+	uid := pod.GetUid()
+	devs := p.devs.ForPod(uid)
+	if len(devs) == 0 {
+		return
+	}
+	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid, "hook", hook)
+	ctx = klog.NewContext(ctx, logger)
+	unlock := p.lockPod(uid)
+	defer unlock()
+	// Only what is in this sandbox's netns: kubelet removes an old sandbox
+	// of a pod after it started a new one.
+	if err := p.detachPod(ctx, uid, netnsOf(pod)); err != nil {
+		logger.Error(err, "Could not return every device to the host; will retry")
+	}
+}
+
+// Synchronize reconciles with the runtime's pods on every (re)connect:
+// devices of pods that run are attached to their netns, devices recorded
+// in a netns of a pod that is gone are returned to the host.
+func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+	logger := klog.FromContext(ctx)
+	start := time.Now()
+	byUID := map[string][]*api.PodSandbox{}
+	for _, pod := range pods {
+		byUID[pod.GetUid()] = append(byUID[pod.GetUid()], pod)
+	}
+	cpusBySandbox := map[string]map[string]string{}
+	for _, c := range ctrs {
+		if c.GetState() == api.ContainerState_CONTAINER_STOPPED {
+			continue
+		}
+		m := cpusBySandbox[c.GetPodSandboxId()]
+		if m == nil {
+			m = map[string]string{}
+			cpusBySandbox[c.GetPodSandboxId()] = m
+		}
+		m[c.GetId()] = containerCPUs(c)
+	}
+
+	var attached, detached, failed int
+	for _, uid := range p.devs.Pods() {
+		n, d, f := p.syncPod(ctx, uid, byUID[uid], cpusBySandbox)
+		attached += n
+		detached += d
+		failed += f
+	}
+	logger.Info("Synchronized with the NRI runtime", "pods", len(pods), "attached", attached, "detached", detached, "failed", failed, "duration", time.Since(start))
+	return nil, nil
+}
+
+// syncPod reconciles one pod with devices; it returns how many devices it
+// attached and detached and how many failed.
+func (p *Plugin) syncPod(ctx context.Context, uid string, candidates []*api.PodSandbox, cpus map[string]map[string]string) (attached, detached, failed int) {
+	logger := klog.FromContext(ctx).WithValues("podUID", uid)
+	ctx = klog.NewContext(ctx, logger)
+	unlock := p.lockPod(uid)
+	defer unlock()
+
+	devs := p.devs.ForPod(uid)
+	pod := pickSandbox(candidates, devs)
+	if pod == nil {
+		p.forget(uid)
+		before := countInNetns(devs)
+		if err := p.detachPod(ctx, uid, ""); err != nil {
+			logger.Error(err, "Returning the devices of a pod the runtime no longer has; will retry")
+		}
+		after := countInNetns(p.devs.ForPod(uid))
+		return 0, before - after, after
+	}
+
+	logger = logger.WithValues("pod", podRef(pod))
+	ctx = klog.NewContext(ctx, logger)
+	info := p.remember(pod)
+	for id, c := range cpus[pod.GetId()] {
+		info.cpus[id] = c
+	}
+	netns := info.netns
+	if netns == "" {
+		if err := hostNetworkError(pod, devs); err != nil {
+			logger.Error(err, "Cannot attach")
+			failed++
+		}
+		return
+	}
+	for _, d := range devs {
+		if d.VFIO {
+			continue
+		}
+		did, err := p.attach(ctx, d, netns)
+		if err != nil {
+			logger.Error(err, "Attaching a device of a running pod", "device", d.Device)
+			failed++
+			continue
+		}
+		if did {
+			attached++
+		}
+	}
+	return
+}
+
+// pickSandbox chooses, among the runtime's sandboxes of one pod UID, the
+// one the devices belong to: the one whose netns they are recorded in,
+// else one whose netns exists. nil means the pod is gone (no sandbox, or
+// none with a network namespace left).
+func pickSandbox(candidates []*api.PodSandbox, devs []PodDevice) *api.PodSandbox {
+	for _, c := range candidates {
+		ns := netnsOf(c)
+		for _, d := range devs {
+			if ns != "" && d.NetnsPath == ns && netnsExists(ns) {
+				return c
+			}
+		}
+	}
+	for _, c := range candidates {
+		ns := netnsOf(c)
+		if ns == "" || netnsExists(ns) {
+			return c
+		}
+	}
+	return nil
+}
+
+func countInNetns(devs []PodDevice) int {
+	n := 0
+	for _, d := range devs {
+		if !d.VFIO && d.NetnsPath != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func netnsExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// attach brings one netdev into netns and records each step. It returns
+// whether it moved anything (false: it was there already).
+func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, error) {
+	logger := klog.FromContext(ctx).WithValues("device", d.Device, "claimUID", d.ClaimUID)
+	if d.Attached && d.NetnsPath == netns {
+		in, err := p.host.InNetns(ctx, netns, d.Spec.PodIfName)
+		if err == nil && in {
+			return false, nil
+		}
+		logger.Info("Device recorded as attached is not in the pod netns: attaching again", "netns", netns, "ifName", d.Spec.PodIfName, "err", err)
+	}
+	if d.NetnsPath != "" && d.NetnsPath != netns {
+		// Recorded in the netns of an earlier sandbox of this pod.
+		logger.Info("Device still recorded in an earlier sandbox's netns: returning it first", "oldNetns", d.NetnsPath)
+		if err := p.detachDevice(ctx, d); err != nil {
+			return false, fmt.Errorf("%s: return it from the earlier sandbox's netns %s: %w", devRef(d), d.NetnsPath, err)
+		}
+		d.NetnsPath, d.Attached, d.RDMAMoved = "", false, false
+	}
+	rdma := d.RDMAIsolation
+	if rdma && d.RDMADevice == "" {
+		return false, fmt.Errorf("%s: rdmaIsolation is set but the device has no RDMA device", devRef(d))
+	}
+	if d.NetnsPath == "" {
+		// Nothing moved yet: record the original before any change.
+		orig, err := p.host.ReadOriginal(ctx, d.Spec.HostIfName)
+		if err != nil {
+			return false, fmt.Errorf("%s: read host netdev %s: %w", devRef(d), d.Spec.HostIfName, err)
+		}
+		if err := p.devs.Attaching(d.ClaimUID, d.Device, netns, orig); err != nil {
+			return false, fmt.Errorf("%s: record attach start: %w", devRef(d), err)
+		}
+	}
+	ib := d.LinkType == inventory.LinkTypeInfiniBand
+	if rdma && ib {
+		if err := p.host.MoveRDMA(ctx, d.RDMADevice, netns); err != nil {
+			return false, fmt.Errorf("%s: move RDMA device %s into netns %s: %w", devRef(d), d.RDMADevice, netns, err)
+		}
+	}
+	if err := p.host.Attach(ctx, netns, d.Spec); err != nil {
+		return false, fmt.Errorf("%s: attach netdev %s to netns %s as %s: %w", devRef(d), d.Spec.HostIfName, netns, d.Spec.PodIfName, err)
+	}
+	if rdma && !ib {
+		if err := p.host.MoveRDMA(ctx, d.RDMADevice, netns); err != nil {
+			return false, fmt.Errorf("%s: move RDMA device %s into netns %s: %w", devRef(d), d.RDMADevice, netns, err)
+		}
+	}
+	if err := p.devs.Attached(d.ClaimUID, d.Device, rdma); err != nil {
+		return false, fmt.Errorf("%s: record attach done: %w", devRef(d), err)
+	}
+	logger.V(3).Info("Attached", "netns", netns, "ifName", d.Spec.PodIfName, "rdma", rdma)
+	return true, nil
+}
+
+// detachPod returns the pod's netdevs recorded in the netns at netns (in
+// any netns when netns is ""). When one could not be returned, that netns
+// stays pending for a retry.
+func (p *Plugin) detachPod(ctx context.Context, uid, netns string) error {
+	var errs []error
+	failed := map[string]bool{}
+	for _, d := range p.devs.ForPod(uid) {
+		if d.VFIO || d.NetnsPath == "" || (netns != "" && d.NetnsPath != netns) {
+			continue
+		}
+		if err := p.detachDevice(ctx, d); err != nil {
+			errs = append(errs, err)
+			failed[d.NetnsPath] = true
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pend := p.pending[uid]
+	if netns == "" {
+		pend = nil
+	} else {
+		delete(pend, netns)
+	}
+	for ns := range failed {
+		if pend == nil {
+			pend = map[string]time.Time{}
+		}
+		if old, ok := p.pending[uid][ns]; ok {
+			pend[ns] = old
+		} else {
+			pend[ns] = time.Now()
+		}
+	}
+	if len(pend) == 0 {
+		delete(p.pending, uid)
+	} else {
+		p.pending[uid] = pend
+	}
+	return errors.Join(errs...)
+}
+
+// DetachDevice returns one device to the host: RDMA device first, then the
+// netdev under its original name, then records it. A device not recorded
+// in a netns is left alone. The driver's Unprepare can use it when the
+// runtime never stopped the pod.
+func (p *Plugin) DetachDevice(ctx context.Context, d PodDevice) error {
+	return p.detachDevice(ctx, d)
+}
+
+func (p *Plugin) detachDevice(ctx context.Context, d PodDevice) error {
+	if d.VFIO || d.NetnsPath == "" {
+		return nil
+	}
+	if d.Original == nil {
+		return fmt.Errorf("%s: recorded in netns %s without its original host name: cannot restore it", devRef(d), d.NetnsPath)
+	}
+	// RDMA may have moved even when the record says not (a crash between
+	// the move and Attached): returning an RDMA device that is on the host
+	// already is a no-op.
+	if d.RDMAIsolation && d.RDMADevice != "" {
+		if err := p.host.ReturnRDMA(ctx, d.RDMADevice, d.NetnsPath); err != nil {
+			return fmt.Errorf("%s: return RDMA device %s from netns %s: %w", devRef(d), d.RDMADevice, d.NetnsPath, err)
+		}
+	}
+	if err := p.host.Detach(ctx, d.NetnsPath, d.Spec.PodIfName, *d.Original); err != nil {
+		return fmt.Errorf("%s: return netdev %s from netns %s to the host as %s: %w", devRef(d), d.Spec.PodIfName, d.NetnsPath, d.Original.IfName, err)
+	}
+	if err := p.devs.Detached(d.ClaimUID, d.Device); err != nil {
+		return fmt.Errorf("%s: record detach: %w", devRef(d), err)
+	}
+	klog.FromContext(ctx).V(3).Info("Detached", "device", d.Device, "claimUID", d.ClaimUID, "netns", d.NetnsPath, "hostIfName", d.Original.IfName)
+	return nil
+}
+
+// Pending returns, per pod UID, the netns paths with a detach still to
+// finish.
+func (p *Plugin) Pending() map[string][]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string][]string, len(p.pending))
+	for uid, m := range p.pending {
+		for ns := range m {
+			out[uid] = append(out[uid], ns)
+		}
+	}
+	return out
+}
+
+// RetryPending retries the detaches that could not finish. Run calls it
+// every RetryInterval.
+func (p *Plugin) RetryPending(ctx context.Context) {
+	for uid, nss := range p.Pending() {
+		logger := klog.FromContext(ctx).WithValues("podUID", uid)
+		for _, ns := range nss {
+			unlock := p.lockPod(uid)
+			err := p.detachPod(klog.NewContext(ctx, logger), uid, ns)
+			unlock()
+			if err != nil {
+				logger.V(2).Info("Detach still not finished", "netns", ns, "err", err)
+				continue
+			}
+			logger.Info("Finished a detach that had failed before", "netns", ns)
+		}
+	}
+}

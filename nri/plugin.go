@@ -1,0 +1,256 @@
+package nri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+	"k8s.io/klog/v2"
+)
+
+const (
+	// PluginName is the name the plugin registers with the runtime.
+	PluginName = "sriov-dra"
+	// DefaultPluginIndex orders the plugin among the runtime's plugins.
+	DefaultPluginIndex = "50"
+	// DefaultSocketPath is the runtime's NRI socket.
+	DefaultSocketPath = api.DefaultSocketPath
+
+	defaultMinBackoff    = 500 * time.Millisecond
+	defaultMaxBackoff    = 30 * time.Second
+	defaultRetryInterval = 10 * time.Second
+)
+
+var pluginIndex = regexp.MustCompile(`^[0-9]{2}$`)
+
+// Config is how the plugin reaches the runtime.
+type Config struct {
+	// SocketPath is the runtime's NRI socket; "" means DefaultSocketPath.
+	SocketPath string
+	// PluginIndex is the two-digit index that orders the plugin among the
+	// runtime's plugins; "" means DefaultPluginIndex.
+	PluginIndex string
+	// MinBackoff and MaxBackoff bound the wait between connection
+	// attempts; zero means 500ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// RetryInterval is how often detaches that could not finish (netns
+	// gone, link not back on the host yet) are retried; zero means 10s.
+	RetryInterval time.Duration
+}
+
+func (c *Config) complete() error {
+	if c.SocketPath == "" {
+		c.SocketPath = DefaultSocketPath
+	}
+	if c.PluginIndex == "" {
+		c.PluginIndex = DefaultPluginIndex
+	}
+	if !pluginIndex.MatchString(c.PluginIndex) {
+		return fmt.Errorf("NRI plugin index %q: must be two digits (00-99)", c.PluginIndex)
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = defaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = defaultMaxBackoff
+	}
+	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
+		return fmt.Errorf("NRI backoff: need 0 < minBackoff (%s) <= maxBackoff (%s)", c.MinBackoff, c.MaxBackoff)
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = defaultRetryInterval
+	}
+	if c.RetryInterval < 0 {
+		return fmt.Errorf("NRI retryInterval %s: must be positive", c.RetryInterval)
+	}
+	return nil
+}
+
+// Plugin is the NRI plugin of sriov-dra. Its hooks move the pod's prepared
+// netdevs into the pod netns and back; Run keeps it connected to the
+// runtime. Safe for concurrent use: hooks for different pods run in
+// parallel, hooks for one pod one after the other.
+type Plugin struct {
+	cfg  Config
+	devs Devices
+	host HostOps
+
+	mu    sync.Mutex
+	pods  map[string]*podInfo // pod UID -> what the runtime told us
+	locks map[string]*podLock // pod UID -> serialises its hooks
+	// pending: pod UID -> netns path -> when its detach first failed.
+	pending map[string]map[string]time.Time
+}
+
+// podInfo is what the runtime told us about a pod sandbox.
+type podInfo struct {
+	sandboxID string
+	name      string
+	namespace string
+	netns     string
+	// cpus maps container ID to its cpuset ("" for none).
+	cpus map[string]string
+}
+
+type podLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// New returns a plugin that attaches the devices devs knows about through
+// host. It does not connect: call Run.
+func New(cfg Config, devs Devices, host HostOps) (*Plugin, error) {
+	if devs == nil {
+		return nil, errors.New("NRI plugin: no Devices")
+	}
+	if host == nil {
+		return nil, errors.New("NRI plugin: no HostOps")
+	}
+	if err := cfg.complete(); err != nil {
+		return nil, err
+	}
+	return &Plugin{
+		cfg:     cfg,
+		devs:    devs,
+		host:    host,
+		pods:    map[string]*podInfo{},
+		locks:   map[string]*podLock{},
+		pending: map[string]map[string]time.Time{},
+	}, nil
+}
+
+// Run connects to the runtime and serves its hooks until ctx is done. When
+// the runtime is not there, restarts or drops the connection, Run connects
+// again with exponential backoff instead of returning; every (re)connect
+// is followed by the runtime's Synchronize. It also retries unfinished
+// detaches every RetryInterval. It returns nil when ctx is done.
+func (p *Plugin) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx).WithValues("plugin", p.cfg.PluginIndex+"-"+PluginName, "socket", p.cfg.SocketPath)
+	ctx = klog.NewContext(ctx, logger)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.retryLoop(ctx)
+	}()
+	defer wg.Wait()
+
+	backoff := p.cfg.MinBackoff
+	// failLogged: a failure to connect was logged since the last state
+	// change, so further ones go to V(4) only.
+	failLogged := false
+	logger.Info("Connecting to the NRI runtime")
+	for {
+		closed := make(chan struct{})
+		var once sync.Once
+		s, err := stub.New(p,
+			stub.WithPluginName(PluginName),
+			stub.WithPluginIdx(p.cfg.PluginIndex),
+			stub.WithSocketPath(p.cfg.SocketPath),
+			stub.WithLogger(nriLogger{logger: logger.WithName("nri")}),
+			stub.WithOnClose(func() { once.Do(func() { close(closed) }) }),
+			// Fail closed: a request we could not answer (timeout, lost
+			// connection) fails the sandbox or container instead of
+			// letting it run without its devices.
+			stub.WithFailurePolicy(&api.FailurePolicy{FailRequest: true, KeepConnected: true}),
+		)
+		if err != nil {
+			// Only bad options get here: not worth retrying.
+			return fmt.Errorf("create NRI stub: %w", err)
+		}
+		if err := s.Start(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if failLogged {
+				logger.V(4).Info("Still cannot connect to the NRI runtime", "err", err, "retryIn", backoff)
+			} else {
+				logger.Info("Cannot connect to the NRI runtime, retrying with backoff", "err", err)
+				failLogged = true
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, p.cfg.MaxBackoff)
+			continue
+		}
+		logger.Info("Connected to the NRI runtime")
+		backoff = p.cfg.MinBackoff
+		failLogged = false
+
+		select {
+		case <-ctx.Done():
+			s.Stop()
+			logger.Info("Disconnected from the NRI runtime: shutting down")
+			return nil
+		case <-closed:
+			s.Stop()
+			logger.Info("Lost the connection to the NRI runtime, reconnecting with backoff")
+		}
+	}
+}
+
+// retryLoop retries detaches that could not finish, until ctx is done.
+func (p *Plugin) retryLoop(ctx context.Context) {
+	t := time.NewTicker(p.cfg.RetryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.RetryPending(ctx)
+		}
+	}
+}
+
+// lockPod serialises the hooks of one pod; hooks of different pods run in
+// parallel. It returns the unlock function.
+func (p *Plugin) lockPod(uid string) func() {
+	p.mu.Lock()
+	l := p.locks[uid]
+	if l == nil {
+		l = &podLock{}
+		p.locks[uid] = l
+	}
+	l.refs++
+	p.mu.Unlock()
+
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		p.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(p.locks, uid)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// nriLogger sends the NRI stub's log lines to klog.
+type nriLogger struct{ logger klog.Logger }
+
+func (l nriLogger) Debugf(_ context.Context, format string, args ...any) {
+	l.logger.V(5).Info(fmt.Sprintf(format, args...))
+}
+
+func (l nriLogger) Infof(_ context.Context, format string, args ...any) {
+	l.logger.V(3).Info(fmt.Sprintf(format, args...))
+}
+
+func (l nriLogger) Warnf(_ context.Context, format string, args ...any) {
+	l.logger.Info(fmt.Sprintf(format, args...), "severity", "warning")
+}
+
+func (l nriLogger) Errorf(_ context.Context, format string, args ...any) {
+	l.logger.Error(nil, fmt.Sprintf(format, args...))
+}
