@@ -34,3 +34,11 @@ wait_for() {
 }
 
 kubectl_() { "$CACHE_BIN/kubectl" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "$@"; }
+
+# Images the harness builds and imports (imagePullPolicy: Never everywhere).
+PAUSE_IMAGE=docker.io/library/e2e-pause:1
+TEST_IMAGE=docker.io/library/e2e-busybox:1
+NRI_SOCK=$CLUSTER_DIR/nri/nri.sock
+# The simulated SR-IOV node's fixture host root (the driver's HOST_ROOT).
+HOST_ROOT=$CLUSTER_DIR/hostroot
+SIM_VFS=${SIM_VFS:-4}
