@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	yamlv2 "go.yaml.in/yaml/v2"
 	"sigs.k8s.io/yaml"
 )
 
@@ -51,12 +52,15 @@ func Decode(path *field.Path, raw []byte) (Config, field.ErrorList) {
 	doc := raw
 	if !json.Valid(raw) {
 		j, err := yaml.YAMLToJSONStrict(raw)
+		if err == nil {
+			err = singleYAMLDocument(raw)
+		}
 		if err != nil {
 			return nil, field.ErrorList{field.Invalid(whole, omit, "not valid JSON or YAML: "+oneLine(err.Error()))}
 		}
 		doc = j
 	}
-	members, errs := readObject(whole, child, doc)
+	members, errs := readObject(whole, child, doc, "an object with apiVersion, kind and settings")
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -113,6 +117,30 @@ func Decode(path *field.Path, raw []byte) (Config, field.ErrorList) {
 func (c *VfConfig) setTypeMeta() { c.APIVersion, c.Kind = APIVersion, KindVfConfig }
 func (c *PfConfig) setTypeMeta() { c.APIVersion, c.Kind = APIVersion, KindPfConfig }
 
+// singleYAMLDocument refuses YAML with more than one document (or data
+// after the first): the YAML-to-JSON conversion reads the first one only
+// and would silently drop the rest.
+func singleYAMLDocument(raw []byte) error {
+	d := yamlv2.NewDecoder(bytes.NewReader(raw))
+	var first any
+	if err := d.Decode(&first); err != nil {
+		return err
+	}
+	for {
+		var next any
+		err := d.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if next != nil {
+			return errors.New("more than one YAML document; the parameters are one object")
+		}
+	}
+}
+
 type member struct {
 	key string
 	raw json.RawMessage
@@ -120,7 +148,7 @@ type member struct {
 
 // readObject reads a JSON object's members in order, refusing a non-object
 // and duplicate keys.
-func readObject(whole *field.Path, child func(string) *field.Path, doc []byte) ([]member, field.ErrorList) {
+func readObject(whole *field.Path, child func(string) *field.Path, doc []byte, what string) ([]member, field.ErrorList) {
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -128,7 +156,7 @@ func readObject(whole *field.Path, child func(string) *field.Path, doc []byte) (
 		return nil, field.ErrorList{field.Invalid(whole, omit, "not valid JSON: "+err.Error())}
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, field.ErrorList{field.TypeInvalid(whole, omit, "must be an object with apiVersion, kind and settings, not "+jsonTypeOfToken(tok))}
+		return nil, field.ErrorList{field.TypeInvalid(whole, omit, "must be "+what+", not "+jsonTypeOfToken(tok))}
 	}
 	var out []member
 	seen := map[string]bool{}
@@ -290,7 +318,7 @@ func decodeRoutes(p *field.Path, raw json.RawMessage) ([]Route, field.ErrorList)
 	var errs field.ErrorList
 	for i, item := range items {
 		ip := p.Index(i)
-		members, merrs := readObject(ip, func(k string) *field.Path { return ip.Child(k) }, item)
+		members, merrs := readObject(ip, func(k string) *field.Path { return ip.Child(k) }, item, "an object with dst and gw")
 		if len(merrs) > 0 {
 			errs = append(errs, merrs...)
 			continue
@@ -328,7 +356,7 @@ func parseInt(raw json.RawMessage) (int, error) {
 	}
 	if n, err := strconv.ParseInt(string(num), 10, 64); err == nil {
 		if n > math.MaxInt32 || n < math.MinInt32 {
-			return 0, errors.New("number out of range")
+			return 0, errors.New("number out of range (at most 2147483647)")
 		}
 		return int(n), nil
 	}

@@ -113,9 +113,9 @@ func CheckIfName(s string) error {
 	case s == "eth0":
 		return errors.New(`"eth0" is the pod's primary (cluster network) interface`)
 	}
-	for _, c := range []byte(s) {
+	for _, c := range s {
 		if c <= ' ' || c >= 0x7f || c == '/' || c == ':' || c == '%' {
-			return fmt.Errorf("may contain only printable ASCII characters other than '/', ':', '%%' and space; found %q", rune(c))
+			return fmt.Errorf("may contain only printable ASCII characters other than '/', ':', '%%' and space; found %q", c)
 		}
 	}
 	return nil

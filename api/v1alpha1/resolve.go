@@ -9,10 +9,6 @@ import (
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/netattach"
-	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
 // Resolved is the configuration of one allocated device after merging
@@ -53,45 +49,6 @@ type Resolved struct {
 // VFIO reports whether the device is bound to vfio-pci (no netdev in the pod).
 func (r *Resolved) VFIO() bool { return r.Driver == DriverVFIOPCI }
 
-// VFSettings returns the VF settings to apply through the PF. A GUID of
-// GUIDAuto is not copied: the driver picks the GUID and sets
-// Settings.GUID itself.
-func (r *Resolved) VFSettings() vfconfig.Settings {
-	s := vfconfig.Settings{
-		VLAN:      cloneInt(r.VLAN),
-		QoS:       cloneInt(r.VLANQoS),
-		VLANProto: cloneStr(r.VLANProto),
-		SpoofChk:  cloneBool(r.SpoofChk),
-		Trust:     cloneBool(r.Trust),
-		LinkState: cloneStr(r.LinkState),
-		MinTxRate: cloneInt(r.MinTxRate),
-		MaxTxRate: cloneInt(r.MaxTxRate),
-	}
-	if r.MAC != "" {
-		s.MAC = cloneStr(&r.MAC)
-	}
-	if r.GUID != "" && r.GUID != GUIDAuto {
-		s.GUID = cloneStr(&r.GUID)
-	}
-	return s
-}
-
-// NetSpec returns how the device's netdev must look in the pod. podIfName
-// is the name AssignIfNames chose; addresses come from IPAM and are the
-// caller's to add.
-func (r *Resolved) NetSpec(hostIfName, podIfName string) netattach.Spec {
-	s := netattach.Spec{
-		HostIfName: hostIfName,
-		PodIfName:  podIfName,
-		MTU:        r.MTU,
-		MAC:        r.MAC,
-	}
-	for _, rt := range r.Routes {
-		s.Routes = append(s.Routes, netattach.Route{Dst: rt.Dst, GW: rt.GW})
-	}
-	return s
-}
-
 // AppliesTo reports whether a config scoped to requests applies to the
 // request named request ("req" or "req/subreq"). An empty list applies to
 // every request; "req" in the list applies to "req" and its subrequests.
@@ -108,6 +65,12 @@ func AppliesTo(requests []string, request string) bool {
 	return false
 }
 
+// Device kinds for Resolve; the same values as inventory.Kind.
+const (
+	DeviceVF = "vf"
+	DevicePF = "pf"
+)
+
 // Resolve merges the configs of an allocation result that apply to one
 // request and returns the resolved configuration of its device.
 //
@@ -119,7 +82,7 @@ func AppliesTo(requests []string, request string) bool {
 // error, and so is a config kind that does not fit deviceKind (a VfConfig
 // for a PF); deviceKind "" skips that check. With no config at all the
 // defaults of deviceKind's config kind are returned.
-func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfiguration, request string, deviceKind inventory.Kind) (*Resolved, field.ErrorList) {
+func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfiguration, request string, deviceKind string) (*Resolved, field.ErrorList) {
 	type decoded struct {
 		idx int
 		at  *field.Path
@@ -157,7 +120,7 @@ func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfigurati
 	}
 
 	kind := KindVfConfig
-	if deviceKind == inventory.KindPF {
+	if deviceKind == DevicePF {
 		kind = KindPfConfig
 	}
 	if len(list) > 0 {
@@ -168,10 +131,10 @@ func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfigurati
 					"request %q also gets a %s from config[%d]; a device is either a VF (VfConfig) or a whole PF (PfConfig), not both", request, kind, list[0].idx)))
 			}
 		}
-		if deviceKind == inventory.KindVF && kind == KindPfConfig {
+		if deviceKind == DeviceVF && kind == KindPfConfig {
 			errs = append(errs, field.Invalid(list[0].at.Child("kind"), kind, fmt.Sprintf("request %q was allocated a VF; configure it with kind: VfConfig", request)))
 		}
-		if deviceKind == inventory.KindPF && kind == KindVfConfig {
+		if deviceKind == DevicePF && kind == KindVfConfig {
 			errs = append(errs, field.Invalid(list[0].at.Child("kind"), kind, fmt.Sprintf("request %q was allocated a whole PF; configure it with kind: PfConfig", request)))
 		}
 		if len(errs) > 0 {
@@ -256,9 +219,9 @@ func resolvedFrom(c Config) *Resolved {
 		if c.MAC != nil {
 			r.MAC, _ = ParseMAC(*c.MAC) // validated before
 		}
-		r.VLAN = cloneInt(c.VLAN)
-		r.VLANQoS = cloneInt(c.VLANQoS)
-		r.VLANProto = cloneStr(c.VLANProto)
+		r.VLAN = clone(c.VLAN)
+		r.VLANQoS = clone(c.VLANQoS)
+		r.VLANProto = clone(c.VLANProto)
 		if r.VLAN != nil {
 			if r.VLANQoS == nil {
 				r.VLANQoS = new(int)
@@ -267,11 +230,11 @@ func resolvedFrom(c Config) *Resolved {
 				r.VLANProto = new(VLANProto8021Q)
 			}
 		}
-		r.SpoofChk = cloneBool(c.SpoofChk)
-		r.Trust = cloneBool(c.Trust)
-		r.LinkState = cloneStr(c.LinkState)
-		r.MinTxRate = cloneInt(c.MinTxRate)
-		r.MaxTxRate = cloneInt(c.MaxTxRate)
+		r.SpoofChk = clone(c.SpoofChk)
+		r.Trust = clone(c.Trust)
+		r.LinkState = clone(c.LinkState)
+		r.MinTxRate = clone(c.MinTxRate)
+		r.MaxTxRate = clone(c.MaxTxRate)
 		if c.GUID != nil {
 			if *c.GUID == GUIDAuto {
 				r.GUID = GUIDAuto
@@ -292,21 +255,9 @@ func resolvedFrom(c Config) *Resolved {
 	return r
 }
 
-func cloneInt(p *int) *int {
-	if p == nil {
-		return nil
-	}
-	return new(*p)
-}
-
-func cloneStr(p *string) *string {
-	if p == nil {
-		return nil
-	}
-	return new(*p)
-}
-
-func cloneBool(p *bool) *bool {
+// clone copies a pointer's value so the result shares nothing with the
+// decoded configs.
+func clone[T any](p *T) *T {
 	if p == nil {
 		return nil
 	}

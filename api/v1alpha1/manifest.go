@@ -1,0 +1,271 @@
+package v1alpha1
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// Problem is one error found in a manifest.
+type Problem struct {
+	// Object names the object: "ResourceClaim default/foo",
+	// "VfConfig (document 2)".
+	Object string
+	Err    *field.Error
+}
+
+// String is the line `sriov-dra validate` prints.
+func (p Problem) String() string {
+	return p.Object + ": " + p.Err.Error()
+}
+
+// ManifestReport is the result of CheckManifests.
+type ManifestReport struct {
+	Objects  int      // objects examined: bare configs, DeviceClasses, ResourceClaims, ResourceClaimTemplates
+	Configs  int      // sriov.dra.dev configs validated
+	Skipped  []string // objects of other kinds, as "Kind name"
+	Problems []Problem
+}
+
+// Summary is a one-line summary of the report.
+func (r *ManifestReport) Summary() string {
+	s := fmt.Sprintf("%d %s configs in %d %s", r.Configs, DriverName, r.Objects, plural(r.Objects, "object", "objects"))
+	if len(r.Problems) == 0 {
+		s += ": valid"
+	} else {
+		s += fmt.Sprintf(": %d %s", len(r.Problems), plural(len(r.Problems), "error", "errors"))
+	}
+	if n := len(r.Skipped); n > 0 {
+		s += fmt.Sprintf(" (%d other %s skipped)", n, plural(n, "object", "objects"))
+	}
+	return s
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// CheckManifests reads YAML or JSON documents (separated by "---") and
+// validates every sriov.dra.dev config in them: bare VfConfig/PfConfig
+// objects, and the opaque configs of DeviceClass (spec.config),
+// ResourceClaim (spec.devices.config) and ResourceClaimTemplate
+// (spec.spec.devices.config) objects of any resource.k8s.io version, and
+// of such objects inside a List. Within one object it also refuses a
+// VfConfig and a PfConfig for the same request, configs naming requests
+// the claim does not have, and sriov.dra.dev parameters under another
+// driver name. Objects of other kinds are skipped. The error is for
+// reading only; problems are in the report.
+func CheckManifests(r io.Reader) (*ManifestReport, error) {
+	rep := &ManifestReport{}
+	yr := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	for n := 1; ; n++ {
+		doc, err := yr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read document %d: %w", n, err)
+		}
+		checkDocument(rep, fmt.Sprintf("document %d", n), doc)
+	}
+	return rep, nil
+}
+
+func checkDocument(rep *ManifestReport, where string, doc []byte) {
+	j, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		rep.Problems = append(rep.Problems, Problem{Object: where, Err: field.Invalid(field.NewPath("(document)"), omit, "not valid YAML: "+oneLine(err.Error()))})
+		return
+	}
+	if t := bytes.TrimSpace(j); len(t) == 0 || string(t) == "null" {
+		return // empty document or comments only
+	}
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(j, &tm); err != nil {
+		rep.Problems = append(rep.Problems, Problem{Object: where, Err: field.TypeInvalid(field.NewPath("(document)"), omit, "must be an object with apiVersion and kind")})
+		return
+	}
+	group, _, _ := strings.Cut(tm.APIVersion, "/")
+	switch {
+	case group == GroupName || tm.Kind == KindVfConfig || tm.Kind == KindPfConfig:
+		rep.Objects++
+		rep.Configs++
+		label := tm.Kind
+		if label == "" {
+			label = "config"
+		}
+		label += " (" + where + ")"
+		_, errs := Decode(nil, doc)
+		rep.add(label, errs)
+	case tm.Kind == "List" && (tm.APIVersion == "v1" || tm.APIVersion == ""):
+		var list struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		if err := json.Unmarshal(j, &list); err != nil {
+			rep.Problems = append(rep.Problems, Problem{Object: where, Err: field.TypeInvalid(field.NewPath("items"), omit, "must be a list of objects")})
+			return
+		}
+		for i, item := range list.Items {
+			checkDocument(rep, fmt.Sprintf("%s items[%d]", where, i), item)
+		}
+	case group == resourceapi.GroupName && tm.Kind == "DeviceClass":
+		var o resourceapi.DeviceClass
+		if !rep.unmarshal(where, j, &o) {
+			return
+		}
+		rep.Objects++
+		cfgs := make([]resourceapi.DeviceClaimConfiguration, len(o.Spec.Config))
+		for i, c := range o.Spec.Config {
+			cfgs[i].DeviceConfiguration = c.DeviceConfiguration
+		}
+		rep.checkConfigs(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "config"), cfgs, nil)
+	case group == resourceapi.GroupName && tm.Kind == "ResourceClaim":
+		var o resourceapi.ResourceClaim
+		if !rep.unmarshal(where, j, &o) {
+			return
+		}
+		rep.Objects++
+		rep.checkConfigs(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "devices", "config"), o.Spec.Devices.Config, requestNames(o.Spec.Devices.Requests))
+	case group == resourceapi.GroupName && tm.Kind == "ResourceClaimTemplate":
+		var o resourceapi.ResourceClaimTemplate
+		if !rep.unmarshal(where, j, &o) {
+			return
+		}
+		rep.Objects++
+		rep.checkConfigs(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "spec", "devices", "config"), o.Spec.Spec.Devices.Config, requestNames(o.Spec.Spec.Devices.Requests))
+	default:
+		var meta struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		_ = json.Unmarshal(j, &meta)
+		kind := tm.Kind
+		if kind == "" {
+			kind = "object without kind (" + where + ")"
+		}
+		rep.Skipped = append(rep.Skipped, objectName(kind, meta.Metadata))
+	}
+}
+
+func (rep *ManifestReport) add(object string, errs field.ErrorList) {
+	for _, e := range errs {
+		rep.Problems = append(rep.Problems, Problem{Object: object, Err: e})
+	}
+}
+
+func (rep *ManifestReport) unmarshal(where string, j []byte, into any) bool {
+	if err := json.Unmarshal(j, into); err != nil {
+		rep.Problems = append(rep.Problems, Problem{Object: where, Err: field.Invalid(field.NewPath("(document)"), omit, "cannot read the object: "+oneLine(err.Error()))})
+		return false
+	}
+	return true
+}
+
+func objectName(kind string, m metav1.ObjectMeta) string {
+	switch {
+	case m.Name == "" && m.GenerateName != "":
+		return kind + " " + m.GenerateName + "*"
+	case m.Namespace != "":
+		return kind + " " + m.Namespace + "/" + m.Name
+	case m.Name != "":
+		return kind + " " + m.Name
+	}
+	return kind
+}
+
+// requestNames lists a claim's requests and subrequests ("req/sub").
+func requestNames(reqs []resourceapi.DeviceRequest) []string {
+	names := []string{}
+	for _, r := range reqs {
+		names = append(names, r.Name)
+		for _, s := range r.FirstAvailable {
+			names = append(names, r.Name+"/"+s.Name)
+		}
+	}
+	return names
+}
+
+// checkConfigs validates the sriov.dra.dev configs of one object. requests
+// is nil for a DeviceClass, whose configs apply to every request.
+func (rep *ManifestReport) checkConfigs(object string, base *field.Path, cfgs []resourceapi.DeviceClaimConfiguration, requests []string) {
+	type kinded struct {
+		idx  int
+		kind string
+	}
+	var seen []kinded
+	for i, c := range cfgs {
+		if c.Opaque == nil {
+			continue
+		}
+		at := base.Index(i).Child("opaque")
+		if c.Opaque.Driver != DriverName {
+			if looksLikeOurs(c.Opaque.Parameters.Raw) {
+				rep.add(object, field.ErrorList{field.Invalid(at.Child("driver"), c.Opaque.Driver,
+					"the parameters are "+APIVersion+" but the driver is another; set driver: "+DriverName)})
+			}
+			continue
+		}
+		rep.Configs++
+		if requests != nil {
+			for j, r := range c.Requests {
+				if !slices.Contains(requests, r) {
+					rep.add(object, field.ErrorList{field.Invalid(base.Index(i).Child("requests").Index(j), r, "the claim has no request (or subrequest) of this name")})
+				}
+			}
+		}
+		cfg, errs := Decode(at.Child("parameters"), c.Opaque.Parameters.Raw)
+		rep.add(object, errs)
+		if cfg == nil {
+			continue
+		}
+		for _, s := range seen {
+			if s.kind == cfg.GetKind() {
+				continue
+			}
+			if req, ok := overlap(cfgs[s.idx].Requests, c.Requests, requests); ok {
+				rep.add(object, field.ErrorList{field.Invalid(at.Child("parameters", "kind"), cfg.GetKind(), fmt.Sprintf(
+					"%s also gets a %s from %s; a device is either a VF (VfConfig) or a whole PF (PfConfig), not both", req, s.kind, base.Index(s.idx)))})
+				break
+			}
+		}
+		seen = append(seen, kinded{idx: i, kind: cfg.GetKind()})
+	}
+}
+
+// overlap reports whether two configs' request scopes share a request,
+// and names it. requests is nil for a DeviceClass (every request).
+func overlap(a, b, requests []string) (string, bool) {
+	if requests == nil {
+		return "every request", true
+	}
+	for _, r := range requests {
+		if AppliesTo(a, r) && AppliesTo(b, r) {
+			return fmt.Sprintf("request %q", r), true
+		}
+	}
+	return "", false
+}
+
+// looksLikeOurs reports whether parameters carry our apiVersion: a config
+// meant for this driver under a mistyped driver name.
+func looksLikeOurs(raw []byte) bool {
+	var tm metav1.TypeMeta
+	if json.Unmarshal(raw, &tm) != nil {
+		return false
+	}
+	group, _, _ := strings.Cut(tm.APIVersion, "/")
+	return group == GroupName
+}
