@@ -1,0 +1,341 @@
+package nri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+)
+
+// recorder is one ordered log shared by the fake host and the in-memory
+// Devices, so tests can check the order of records and kernel steps.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recorder) add(format string, args ...any) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.calls = append(r.calls, fmt.Sprintf(format, args...))
+	r.mu.Unlock()
+}
+
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.calls
+	r.calls = nil
+	return out
+}
+
+// memDevices is an in-memory Devices: what the driver's checkpointed state
+// does, without the disk.
+type memDevices struct {
+	rec *recorder
+
+	mu    sync.Mutex
+	devs  map[string]*PodDevice // claimUID/device
+	byPod map[string][]string   // pod UID -> keys, in order
+	fail  map[string]error      // method -> error
+}
+
+func newMemDevices(rec *recorder) *memDevices {
+	return &memDevices{rec: rec, devs: map[string]*PodDevice{}, byPod: map[string][]string{}, fail: map[string]error{}}
+}
+
+func key(claimUID, device string) string { return claimUID + "/" + device }
+
+func (m *memDevices) add(podUID string, d PodDevice) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := key(d.ClaimUID, d.Device)
+	m.devs[k] = &d
+	m.byPod[podUID] = append(m.byPod[podUID], k)
+}
+
+func (m *memDevices) failOn(method string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err == nil {
+		delete(m.fail, method)
+		return
+	}
+	m.fail[method] = err
+}
+
+func (m *memDevices) ForPod(podUID string) []PodDevice {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []PodDevice
+	for _, k := range m.byPod[podUID] {
+		d := *m.devs[k]
+		if d.Original != nil {
+			o := *d.Original
+			d.Original = &o
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func (m *memDevices) Pods() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for uid := range m.byPod {
+		out = append(out, uid)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (m *memDevices) get(claimUID, device string) (*PodDevice, error) {
+	d := m.devs[key(claimUID, device)]
+	if d == nil {
+		return nil, fmt.Errorf("no device %s of claim %s", device, claimUID)
+	}
+	return d, nil
+}
+
+func (m *memDevices) Attaching(claimUID, device, netnsPath string, orig netattach.Original) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.fail["Attaching"]; err != nil {
+		return err
+	}
+	d, err := m.get(claimUID, device)
+	if err != nil {
+		return err
+	}
+	d.NetnsPath, d.Original, d.Attached = netnsPath, &orig, false
+	m.rec.add("rec Attaching %s %s orig=%s", device, netnsPath, orig.IfName)
+	return nil
+}
+
+func (m *memDevices) Attached(claimUID, device string, rdmaMoved bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.fail["Attached"]; err != nil {
+		return err
+	}
+	d, err := m.get(claimUID, device)
+	if err != nil {
+		return err
+	}
+	d.Attached, d.RDMAMoved = true, rdmaMoved
+	m.rec.add("rec Attached %s rdma=%v", device, rdmaMoved)
+	return nil
+}
+
+func (m *memDevices) Detached(claimUID, device string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.fail["Detached"]; err != nil {
+		return err
+	}
+	d, err := m.get(claimUID, device)
+	if err != nil {
+		return err
+	}
+	d.NetnsPath, d.Attached, d.RDMAMoved = "", false, false
+	m.rec.add("rec Detached %s", device)
+	return nil
+}
+
+func (m *memDevices) device(claimUID, device string) PodDevice {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return *m.devs[key(claimUID, device)]
+}
+
+// fakeHost is a HostOps over an in-memory model: where each netdev and
+// RDMA device is ("" = host) and under which name. It records each call.
+type fakeHost struct {
+	rec *recorder
+
+	mu   sync.Mutex
+	link map[string]*fakeLink // by host name (original)
+	rdma map[string]string    // RDMA device -> netns ("" host)
+	irqs map[string]string    // PCI -> cpus
+	gone map[string]bool      // netns paths that no longer exist
+	fail map[string]error     // method -> error
+}
+
+type fakeLink struct {
+	netns string // "" host
+	name  string // current name
+	mac   string
+	mtu   int
+}
+
+func newFakeHost(rec *recorder) *fakeHost {
+	return &fakeHost{rec: rec, link: map[string]*fakeLink{}, rdma: map[string]string{}, irqs: map[string]string{}, gone: map[string]bool{}, fail: map[string]error{}}
+}
+
+func (h *fakeHost) addLink(name, mac string, mtu int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.link[name] = &fakeLink{name: name, mac: mac, mtu: mtu}
+}
+
+func (h *fakeHost) failOn(method string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		delete(h.fail, method)
+		return
+	}
+	h.fail[method] = err
+}
+
+// find returns the link now named name in netns.
+func (h *fakeHost) find(netns, name string) *fakeLink {
+	for _, l := range h.link {
+		if l.netns == netns && l.name == name {
+			return l
+		}
+	}
+	return nil
+}
+
+func (h *fakeHost) where(hostName string) (netns, name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := h.link[hostName]
+	return l.netns, l.name
+}
+
+func (h *fakeHost) ReadOriginal(_ context.Context, hostIfName string) (netattach.Original, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rec.add("host ReadOriginal %s", hostIfName)
+	if err := h.fail["ReadOriginal"]; err != nil {
+		return netattach.Original{}, err
+	}
+	l := h.find("", hostIfName)
+	if l == nil {
+		return netattach.Original{}, fmt.Errorf("link %s not found on the host", hostIfName)
+	}
+	return netattach.Original{IfName: l.name, MAC: l.mac, MTU: l.mtu}, nil
+}
+
+func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Spec) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rec.add("host Attach %s %s as %s", spec.HostIfName, netnsPath, spec.PodIfName)
+	if err := h.fail["Attach"]; err != nil {
+		return err
+	}
+	if h.gone[netnsPath] {
+		return fmt.Errorf("netns %s: no such file", netnsPath)
+	}
+	if h.find(netnsPath, spec.PodIfName) != nil {
+		return nil
+	}
+	l := h.find("", spec.HostIfName)
+	if l == nil {
+		return fmt.Errorf("link %s not found on the host", spec.HostIfName)
+	}
+	l.netns, l.name = netnsPath, spec.PodIfName
+	if spec.MTU != 0 {
+		l.mtu = spec.MTU
+	}
+	if spec.MAC != "" {
+		l.mac = spec.MAC
+	}
+	return nil
+}
+
+func (h *fakeHost) InNetns(_ context.Context, netnsPath, podIfName string) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rec.add("host InNetns %s %s", netnsPath, podIfName)
+	if err := h.fail["InNetns"]; err != nil {
+		return false, err
+	}
+	if h.gone[netnsPath] {
+		return false, nil
+	}
+	return h.find(netnsPath, podIfName) != nil, nil
+}
+
+func (h *fakeHost) Detach(_ context.Context, netnsPath, podIfName string, orig netattach.Original) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rec.add("host Detach %s %s to %s", netnsPath, podIfName, orig.IfName)
+	if err := h.fail["Detach"]; err != nil {
+		return err
+	}
+	l := h.find(netnsPath, podIfName)
+	if l == nil || h.gone[netnsPath] {
+		// The kernel returned it to the host under its pod name.
+		l = h.find("", podIfName)
+	}
+	if l == nil {
+		if h.find("", orig.IfName) != nil {
+			return nil // already restored
+		}
+		return fmt.Errorf("link %s: not in netns %s nor on the host", podIfName, netnsPath)
+	}
+	l.netns, l.name, l.mac, l.mtu = "", orig.IfName, orig.MAC, orig.MTU
+	return nil
+}
+
+func (h *fakeHost) MoveRDMA(_ context.Context, rdmaDevice, netnsPath string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rec.add("host MoveRDMA %s %s", rdmaDevice, netnsPath)
+	if err := h.fail["MoveRDMA"]; err != nil {
+		return err
+	}
+	h.rdma[rdmaDevice] = netnsPath
+	return nil
+}
+
+func (h *fakeHost) ReturnRDMA(_ context.Context, rdmaDevice, netnsPath string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rec.add("host ReturnRDMA %s %s", rdmaDevice, netnsPath)
+	if err := h.fail["ReturnRDMA"]; err != nil {
+		return err
+	}
+	h.rdma[rdmaDevice] = ""
+	return nil
+}
+
+func (h *fakeHost) PinIRQs(_ context.Context, pciAddress, cpus string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rec.add("host PinIRQs %s %s", pciAddress, cpus)
+	if err := h.fail["PinIRQs"]; err != nil {
+		return err
+	}
+	h.irqs[pciAddress] = cpus
+	return nil
+}
+
+var errInjected = errors.New("injected failure")
+
+// only keeps the calls that start with one of the prefixes.
+func only(calls []string, prefixes ...string) []string {
+	var out []string
+	for _, c := range calls {
+		for _, p := range prefixes {
+			if strings.HasPrefix(c, p) {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func writeEmpty(path string) error { return os.WriteFile(path, nil, 0o600) }
