@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/sriov-dra/sriov-dra/nri"
@@ -402,4 +403,56 @@ func (r *ClaimRecord) clone() *ClaimRecord {
 		panic(fmt.Sprintf("unmarshal claim record %s: %v", r.UID, err))
 	}
 	return &out
+}
+
+// relatedOwner returns the claim holding dev's PF (for a VF) or one of its
+// VFs (for a PF), or "".
+func (s *State) relatedOwner(dev *inventory.Device) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for uid, rec := range s.cp.Claims {
+		for _, d := range rec.Devices {
+			switch {
+			case dev.Kind == inventory.KindVF && d.Kind == inventory.KindPF && d.PCIAddress == dev.PFPCIAddress:
+				return uid
+			case dev.Kind == inventory.KindPF && d.Kind == inventory.KindVF && d.Snapshot.PFPCIAddress == dev.PCIAddress:
+				return uid
+			}
+		}
+	}
+	return ""
+}
+
+// podRecords returns copies of the records of the pod's claims other than
+// except, sorted by UID.
+func (s *State) podRecords(podUID, except string) []*ClaimRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*ClaimRecord
+	for uid, rec := range s.cp.Claims {
+		if uid != except && rec.PodUID == podUID {
+			out = append(out, rec.clone())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
+	return out
+}
+
+// heldGUIDs maps every GUID set by a claim other than except to
+// "claim <uid>".
+func (s *State) heldGUIDs(except string) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for uid, rec := range s.cp.Claims {
+		if uid == except {
+			continue
+		}
+		for _, d := range rec.Devices {
+			if d.Settings.GUID != nil {
+				out[strings.ToLower(*d.Settings.GUID)] = "claim " + uid
+			}
+		}
+	}
+	return out
 }

@@ -1,0 +1,107 @@
+package driver
+
+import (
+	"context"
+
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
+)
+
+// The driver orchestrates; these narrow interfaces are what it needs from
+// the packages that touch the machine or the API server. Each has one
+// production implementation (wired in New from Config) and fakes in tests.
+
+// Scanner lists the node's devices (pkg/inventory).
+type Scanner interface {
+	Scan(ctx context.Context) (*inventory.Inventory, error)
+}
+
+// AttributesFunc gives the ResourceSlice attributes of a device
+// (pkg/inventory's Attributes).
+type AttributesFunc func(dev inventory.Device) map[resourceapi.QualifiedName]resourceapi.DeviceAttribute
+
+// Host changes devices and undoes the changes (pkg/vfconfig,
+// pkg/netattach, pkg/irq, pkg/rdma). Every method takes the snapshot taken
+// before the first change, so the restore methods work from a checkpoint
+// alone.
+type Host interface {
+	// Snapshot records the device's state before any change.
+	Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error)
+	// ApplyVF sets the VF knobs (all but GUID) through the PF.
+	ApplyVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error
+	// RestoreVF puts the VF knobs (and MAC) back as in snap.
+	RestoreVF(ctx context.Context, snap *vfconfig.Snapshot) error
+	// SetGUID sets the VF's IB node/port GUID and rebinds so it takes it.
+	SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) error
+	// RestoreGUID puts the GUIDs of snap back.
+	RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) error
+	// BindVFIO binds the device to vfio-pci.
+	BindVFIO(ctx context.Context, snap *vfconfig.Snapshot) error
+	// RestoreDriver binds the device back to snap.Driver.
+	RestoreDriver(ctx context.Context, snap *vfconfig.Snapshot) error
+	// RestoreIRQs restores the IRQ affinities of snap.
+	RestoreIRQs(ctx context.Context, snap *vfconfig.Snapshot) error
+	// Detach returns a netdev from a pod netns to the host under its
+	// original name, MAC and MTU; a netns that is gone means the kernel
+	// already returned the link, which Detach then finds on the host.
+	Detach(ctx context.Context, netnsPath string, spec netattach.Spec, orig netattach.Original, rdmaDevice string, rdmaMoved bool) error
+	// DeviceNodes lists the host device nodes a container needs for the
+	// device: RDMA character devices, or the vfio group and container.
+	DeviceNodes(ctx context.Context, dev *inventory.Device, vfio bool) ([]string, error)
+}
+
+// IPAM allocates and releases addresses (pkg/ipam).
+type IPAM interface {
+	Allocate(ctx context.Context, req ipam.Request) (*ipam.Result, error)
+	Release(ctx context.Context, res *ipam.Result) error
+}
+
+// CDIDevice is one device of a claim's CDI spec.
+type CDIDevice struct {
+	// Name is unique within the claim (the ResourceSlice device name).
+	Name        string
+	Env         []string // "KEY=value"
+	DeviceNodes []string // host paths, mapped at the same path
+}
+
+// CDI writes and removes per-claim CDI spec files (pkg/cdi).
+type CDI interface {
+	// WriteClaim writes the claim's spec and returns the qualified CDI
+	// device ID of each device, by CDIDevice.Name.
+	WriteClaim(claimUID string, devices []CDIDevice) (map[string]string, error)
+	// RemoveClaim deletes the claim's spec; removing a missing one succeeds.
+	RemoveClaim(claimUID string) error
+}
+
+// ClaimRef names a claim.
+type ClaimRef struct {
+	Namespace, Name, UID string
+}
+
+// ClaimStatus writes and clears the claim's status.devices entries
+// (pkg/claimstatus): Update is queued and retried outside the caller,
+// Clear runs synchronously at Unprepare.
+type ClaimStatus interface {
+	Update(claim ClaimRef, devices []DeviceStatus)
+	Clear(ctx context.Context, claim ClaimRef) error
+}
+
+// DeviceStatus is the status.devices[] content of one device.
+type DeviceStatus struct {
+	Pool, Device    string
+	InterfaceName   string
+	IPs             []string // CIDRs
+	HardwareAddress string
+	GUID            string
+	Ready           bool
+}
+
+// Publisher publishes the node's pool (kubeletplugin.Helper).
+type Publisher interface {
+	PublishResources(ctx context.Context, resources resourceslice.DriverResources) error
+}

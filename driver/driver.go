@@ -1,0 +1,172 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+)
+
+// Config is what New needs. The interfaces are the driver's only ways to
+// the machine and the API server.
+type Config struct {
+	NodeName   string
+	DriverName string
+	// PassthroughPFs are PFs (netdev names or PCI addresses) the admin
+	// offers whole even with VFs enabled (their VFs are then not offered).
+	PassthroughPFs []string
+	// BootID is the node's current boot ID.
+	BootID string
+
+	Store      Store
+	Scanner    Scanner
+	Attributes AttributesFunc
+	Host       Host
+	IPAM       IPAM
+	CDI        CDI
+	Status     ClaimStatus
+	// Netlink is a handle in the host netns, used for health (PF link state).
+	Netlink nlink.Handle
+	// Events posts Warning events on claims; nil drops them.
+	Events events.EventRecorder
+	// Metrics, nil for none.
+	Metrics *Metrics
+
+	// LinkEvents, when set, delivers a value on every host link change.
+	LinkEvents <-chan struct{}
+	// PollInterval is the slow rescan (sriov_numvfs changes emit no
+	// netlink event); 0 means 1s.
+	PollInterval time.Duration
+	// Debounce collects bursts of events into one rescan; 0 means 200ms.
+	Debounce time.Duration
+	// HealthResend is how often health is re-sent when nothing changed;
+	// 0 means 10s (kubelet's default timeout is 30s).
+	HealthResend time.Duration
+	// OnFatal is called by HandleError for a fatal error; the daemon
+	// cancels its context there.
+	OnFatal func(err error)
+}
+
+// Driver is the node daemon's DRA side: a kubeletplugin.DRAPlugin over
+// the checkpointed State, which also serves the NRI plugin.
+type Driver struct {
+	cfg   Config
+	state *State
+
+	// prepareMu serializes Prepare and Unprepare: the device ownership
+	// check and the checkpoint record must not interleave.
+	prepareMu sync.Mutex
+
+	invMu     sync.Mutex
+	inv       *inventory.Inventory
+	published *resourceslice.DriverResources
+	// invGen increments on every successful scan; health watchers wake on it.
+	invGen  uint64
+	invCond chan struct{}
+
+	rescan chan struct{}
+}
+
+var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
+
+// New loads the checkpoint, releases entries of an earlier boot, and scans
+// the devices once. A checkpoint that cannot be read is an error: the
+// driver does not touch devices it cannot account for.
+func New(ctx context.Context, cfg Config) (*Driver, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("node name is required")
+	}
+	if cfg.DriverName == "" {
+		return nil, errors.New("driver name is required")
+	}
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("driver config: Store is required")
+	case cfg.Scanner == nil:
+		return nil, errors.New("driver config: Scanner is required")
+	case cfg.Attributes == nil:
+		return nil, errors.New("driver config: Attributes is required")
+	case cfg.Host == nil:
+		return nil, errors.New("driver config: Host is required")
+	case cfg.IPAM == nil:
+		return nil, errors.New("driver config: IPAM is required")
+	case cfg.CDI == nil:
+		return nil, errors.New("driver config: CDI is required")
+	case cfg.Status == nil:
+		return nil, errors.New("driver config: Status is required")
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 200 * time.Millisecond
+	}
+	if cfg.HealthResend <= 0 {
+		cfg.HealthResend = 10 * time.Second
+	}
+	state, err := NewState(cfg.Store, cfg.BootID)
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoint: %w", err)
+	}
+	d := &Driver{cfg: cfg, state: state, rescan: make(chan struct{}, 1), invCond: make(chan struct{})}
+	state.SetOnAttached(d.claimAttached)
+	if err := d.releaseStale(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := d.scan(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// State returns the prepared state; the NRI plugin uses it as nri.Devices.
+func (d *Driver) State() *State { return d.state }
+
+// HandleError implements kubeletplugin.DRAPlugin: recoverable errors are
+// logged, fatal ones stop the daemon through OnFatal.
+func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
+	utilruntime.HandleErrorWithContext(ctx, err, msg)
+	if errors.Is(err, kubeletplugin.ErrRecoverable) {
+		return
+	}
+	if apierrors.IsInvalid(err) {
+		// An invalid slice will not get better by restarting.
+		return
+	}
+	if d.cfg.OnFatal != nil {
+		d.cfg.OnFatal(fmt.Errorf("%s: %w", msg, err))
+	}
+}
+
+// releaseStale drops the checkpoint entries of an earlier boot: their
+// kernel state (VF settings, moved netdevs, driver bindings) is gone with
+// the reboot, so only what outlives a reboot is released: IPAM
+// allocations, CDI specs, claim status entries.
+func (d *Driver) releaseStale(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	if d.state.BootID() == d.cfg.BootID {
+		return nil
+	}
+	var errs []error
+	for _, rec := range d.state.Claims() {
+		logger.Info("Releasing claim prepared before the node rebooted", "claim", klog.KRef(rec.Namespace, rec.Name), "claimUID", rec.UID, "bootID", d.state.BootID())
+		if err := d.undo(ctx, rec, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("release claims of boot %s: %w", d.state.BootID(), errors.Join(errs...))
+	}
+	return d.state.SetBootID(d.cfg.BootID)
+}

@@ -1,0 +1,78 @@
+package driver
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the driver's Prometheus metrics.
+type Metrics struct {
+	prepares     *prometheus.CounterVec
+	unprepares   *prometheus.CounterVec
+	prepareDur   prometheus.Histogram
+	unprepareDur prometheus.Histogram
+	devices      *prometheus.GaugeVec
+	publishes    prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	m := &Metrics{
+		prepares: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sriov_dra", Name: "prepare_claims_total",
+			Help: "Claims prepared, by result (success, error).",
+		}, []string{"result"}),
+		unprepares: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sriov_dra", Name: "unprepare_claims_total",
+			Help: "Claims unprepared, by result (success, error).",
+		}, []string{"result"}),
+		prepareDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "sriov_dra", Name: "prepare_claim_duration_seconds",
+			Help: "Time to prepare one claim.", Buckets: buckets,
+		}),
+		unprepareDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "sriov_dra", Name: "unprepare_claim_duration_seconds",
+			Help: "Time to unprepare one claim.", Buckets: buckets,
+		}),
+		devices: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "sriov_dra", Name: "devices",
+			Help: "Devices of this node by state (available, prepared, attached).",
+		}, []string{"state"}),
+		publishes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sriov_dra", Name: "resourceslice_publish_total",
+			Help: "Times the node's pool was published because it changed.",
+		}),
+	}
+	reg.MustRegister(m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes)
+	return m
+}
+
+// updateDeviceMetrics sets the devices gauge from the scan and the state.
+func (d *Driver) updateDeviceMetrics() {
+	m := d.cfg.Metrics
+	if m == nil {
+		return
+	}
+	prepared, attached := 0, 0
+	owned := map[string]bool{}
+	for _, rec := range d.state.Claims() {
+		for _, dev := range rec.Devices {
+			owned[dev.Device] = true
+			prepared++
+			if dev.Pod.Attached {
+				attached++
+			}
+		}
+	}
+	available := 0
+	if inv := d.inventory(); inv != nil {
+		for _, dev := range inv.Devices {
+			if !owned[dev.Name] {
+				available++
+			}
+		}
+	}
+	m.devices.WithLabelValues("available").Set(float64(available))
+	m.devices.WithLabelValues("prepared").Set(float64(prepared))
+	m.devices.WithLabelValues("attached").Set(float64(attached))
+}

@@ -1,0 +1,468 @@
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
+	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
+)
+
+// PrepareResourceClaims implements kubeletplugin.DRAPlugin. Each claim is
+// prepared on its own: one claim's failure does not fail the others.
+func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
+	d.prepareMu.Lock()
+	defer d.prepareMu.Unlock()
+	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
+	for _, claim := range claims {
+		start := time.Now()
+		logger := klog.LoggerWithValues(klog.FromContext(ctx), "claim", klog.KObj(claim), "claimUID", claim.UID)
+		cctx := klog.NewContext(ctx, logger)
+		devs, err := d.prepareClaim(cctx, claim)
+		d.observe(true, start, err)
+		if err != nil {
+			logger.Error(err, "Prepare failed")
+			d.warn(claim, "PrepareFailed", "Prepare", err)
+			out[claim.UID] = kubeletplugin.PrepareResult{Err: err}
+			continue
+		}
+		logger.V(2).Info("Prepared", "devices", len(devs), "duration", time.Since(start))
+		out[claim.UID] = kubeletplugin.PrepareResult{Devices: devs}
+	}
+	d.updateDeviceMetrics()
+	return out, nil
+}
+
+func (d *Driver) observe(prepare bool, start time.Time, err error) {
+	m := d.cfg.Metrics
+	if m == nil {
+		return
+	}
+	result := "success"
+	if err != nil {
+		result = "error"
+	}
+	if prepare {
+		m.prepares.WithLabelValues(result).Inc()
+		m.prepareDur.Observe(time.Since(start).Seconds())
+	} else {
+		m.unprepares.WithLabelValues(result).Inc()
+		m.unprepareDur.Observe(time.Since(start).Seconds())
+	}
+}
+
+// warn posts a Warning event on the claim.
+func (d *Driver) warn(claim *resourceapi.ResourceClaim, reason, action string, err error) {
+	if d.cfg.Events == nil {
+		return
+	}
+	msg := err.Error()
+	if len(msg) > 1000 {
+		msg = msg[:1000] + "..."
+	}
+	d.cfg.Events.Eventf(claim, nil, corev1.EventTypeWarning, reason, action, "%s", msg)
+}
+
+// deviceError names the claim, request and device (and the config field,
+// when one is to blame) of a Prepare failure.
+func deviceError(claim *resourceapi.ResourceClaim, request, device, configField string, err error) error {
+	where := fmt.Sprintf("claim %s/%s request %q device %s", claim.Namespace, claim.Name, request, device)
+	if configField != "" {
+		where += " config field " + configField
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+// prepareClaim prepares one claim and returns its CDI devices.
+func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
+	logger := klog.FromContext(ctx)
+	uid := string(claim.UID)
+	if rec, ok := d.state.Claim(uid); ok {
+		if rec.Phase == PhasePrepareCompleted {
+			logger.V(3).Info("Claim already prepared; returning the recorded devices")
+			return resultOf(rec), nil
+		}
+		// An earlier attempt died half-way: undo what it recorded, then
+		// start over from a clean device.
+		logger.Info("Rolling back an earlier unfinished prepare of the claim")
+		if err := d.undo(ctx, rec, true); err != nil {
+			return nil, fmt.Errorf("claim %s/%s: roll back earlier unfinished prepare: %w", claim.Namespace, claim.Name, err)
+		}
+	}
+
+	rec, devs, err := d.plan(ctx, claim)
+	if err != nil {
+		return nil, err
+	}
+	if len(rec.Devices) == 0 {
+		return []kubeletplugin.Device{}, nil
+	}
+	// Snapshot every device before anything changes.
+	for i, dr := range rec.Devices {
+		snap, err := d.cfg.Host.Snapshot(ctx, &devs[i])
+		if err != nil {
+			return nil, deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("snapshot: %w", err))
+		}
+		dr.Snapshot = snap
+	}
+	if err := d.state.Put(rec); err != nil {
+		return nil, err
+	}
+	if err := d.apply(ctx, claim, rec, devs); err != nil {
+		// The record holds what was done; undo it from there.
+		cur, ok := d.state.Claim(uid)
+		if !ok {
+			cur = rec
+		}
+		if uerr := d.undo(ctx, cur, true); uerr != nil {
+			return nil, fmt.Errorf("%w; rolling back also failed (the claim stays recorded and is undone at Unprepare): %v", err, uerr)
+		}
+		return nil, err
+	}
+	return resultOf(rec), nil
+}
+
+// apply runs the recorded steps of rec in order and records completion.
+// The steps were marked in rec before the first change (the started
+// record), so a rollback restores all of them; restoring a step that had
+// not run yet puts back the snapshot's values, which the device still has.
+func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, rec *ClaimRecord, devs []inventory.Device) error {
+	host := d.cfg.Host
+	for _, dr := range rec.Devices {
+		if dr.Steps.VFSettings {
+			s := dr.Settings
+			s.GUID = nil
+			if err := host.ApplyVF(ctx, &dr.Snapshot, s); err != nil {
+				return deviceError(claim, dr.Request, dr.Device, settingsFields(s), err)
+			}
+		}
+		if dr.Steps.GUID {
+			if err := host.SetGUID(ctx, &dr.Snapshot, *dr.Settings.GUID); err != nil {
+				return deviceError(claim, dr.Request, dr.Device, "guid", err)
+			}
+		}
+		if dr.Steps.VFIO {
+			if err := host.BindVFIO(ctx, &dr.Snapshot); err != nil {
+				return deviceError(claim, dr.Request, dr.Device, "driver", err)
+			}
+		}
+	}
+	for i, dr := range rec.Devices {
+		var cfg v1alpha1.Resolved
+		if err := json.Unmarshal(dr.Config, &cfg); err != nil {
+			return deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("read back resolved config: %w", err))
+		}
+		if len(cfg.IPAM) == 0 {
+			continue
+		}
+		ifName := dr.Pod.Spec.PodIfName
+		if ifName == "" {
+			ifName = "net" + fmt.Sprint(i+1) // vfio-pci: addresses are reported, not configured
+		}
+		res, err := d.cfg.IPAM.Allocate(ctx, ipam.Request{
+			ClaimUID: rec.UID, Device: dr.Device, IfName: ifName,
+			PodName: rec.PodName, PodNamespace: rec.PodNamespace, PodUID: rec.PodUID,
+			IPAM: cfg.IPAM,
+		})
+		if err != nil {
+			return deviceError(claim, dr.Request, dr.Device, "ipam", err)
+		}
+		dr.IPAM = res
+		dr.Steps.IPAM = true
+		dr.Pod.Spec.Addresses = res.Addresses()
+		dr.Pod.Spec.Routes = append(dr.Pod.Spec.Routes, res.Routes...)
+		if err := d.state.Put(rec); err != nil {
+			// Not recorded: release now, the record cannot.
+			if rerr := d.cfg.IPAM.Release(ctx, res); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("release unrecorded IPAM allocation: %w", rerr))
+			}
+			dr.IPAM, dr.Steps.IPAM = nil, false
+			return deviceError(claim, dr.Request, dr.Device, "ipam", err)
+		}
+	}
+
+	cdiDevs := make([]CDIDevice, 0, len(rec.Devices))
+	for i, dr := range rec.Devices {
+		nodes, err := d.cfg.Host.DeviceNodes(ctx, &devs[i], dr.Pod.VFIO)
+		if err != nil {
+			return deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("list device nodes: %w", err))
+		}
+		cdiDevs = append(cdiDevs, CDIDevice{Name: dr.Device, Env: cdiEnv(dr), DeviceNodes: nodes})
+	}
+	ids, err := d.cfg.CDI.WriteClaim(rec.UID, cdiDevs)
+	if err != nil {
+		return fmt.Errorf("claim %s/%s: write CDI spec: %w", claim.Namespace, claim.Name, err)
+	}
+	for _, dr := range rec.Devices {
+		dr.CDIDeviceIDs = []string{ids[dr.Device]}
+	}
+	rec.Phase = PhasePrepareCompleted
+	if err := d.state.Put(rec); err != nil {
+		return err
+	}
+	// vfio-pci devices never get attached: their status (the addresses
+	// to use, not configured) is known now.
+	var st []DeviceStatus
+	for _, dr := range rec.Devices {
+		if dr.Pod.VFIO {
+			st = append(st, deviceStatus(dr))
+		}
+	}
+	if len(st) > 0 {
+		d.cfg.Status.Update(ClaimRef{Namespace: rec.Namespace, Name: rec.Name, UID: rec.UID}, st)
+	}
+	return nil
+}
+
+// settingsFields names the config fields behind VF settings, for errors.
+func settingsFields(s vfconfig.Settings) string {
+	var f []string
+	add := func(set bool, name string) {
+		if set {
+			f = append(f, name)
+		}
+	}
+	add(s.MAC != nil, "mac")
+	add(s.VLAN != nil, "vlan")
+	add(s.QoS != nil, "vlanQoS")
+	add(s.VLANProto != nil, "vlanProto")
+	add(s.SpoofChk != nil, "spoofChk")
+	add(s.Trust != nil, "trust")
+	add(s.LinkState != nil, "linkState")
+	add(s.MinTxRate != nil, "minTxRate")
+	add(s.MaxTxRate != nil, "maxTxRate")
+	return strings.Join(f, ",")
+}
+
+func hasVFSettings(s vfconfig.Settings) bool {
+	s.GUID = nil
+	return s != (vfconfig.Settings{})
+}
+
+// envName turns a request name into an environment variable fragment.
+func envName(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(s) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// cdiEnv names the device to the workload: SRIOV_DRA_<REQUEST>_PCI_ADDRESS,
+// _IFNAME (netdevice mode), _RDMA_DEVICE (when it has one).
+func cdiEnv(dr *DeviceRecord) []string {
+	p := "SRIOV_DRA_" + envName(dr.Request) + "_"
+	env := []string{p + "PCI_ADDRESS=" + dr.PCIAddress, p + "DEVICE=" + dr.Device}
+	if !dr.Pod.VFIO && dr.Pod.Spec.PodIfName != "" {
+		env = append(env, p+"IFNAME="+dr.Pod.Spec.PodIfName)
+	}
+	if dr.Pod.RDMADevice != "" {
+		env = append(env, p+"RDMA_DEVICE="+dr.Pod.RDMADevice)
+	}
+	return env
+}
+
+// resultOf is the answer kubelet gets for a completed claim.
+func resultOf(rec *ClaimRecord) []kubeletplugin.Device {
+	out := make([]kubeletplugin.Device, 0, len(rec.Devices))
+	for _, dr := range rec.Devices {
+		out = append(out, kubeletplugin.Device{
+			Requests:     []string{dr.Request},
+			PoolName:     dr.Pool,
+			DeviceName:   dr.Device,
+			CDIDeviceIDs: append([]string(nil), dr.CDIDeviceIDs...),
+		})
+	}
+	return out
+}
+
+// reservedPod is the one pod the claim is reserved for.
+func reservedPod(claim *resourceapi.ResourceClaim) (resourceapi.ResourceClaimConsumerReference, error) {
+	var pods []resourceapi.ResourceClaimConsumerReference
+	for _, r := range claim.Status.ReservedFor {
+		if r.APIGroup == "" && r.Resource == "pods" {
+			pods = append(pods, r)
+		}
+	}
+	if len(pods) != 1 || len(claim.Status.ReservedFor) != 1 {
+		return resourceapi.ResourceClaimConsumerReference{}, fmt.Errorf("claim %s/%s: status.reservedFor must name exactly one pod (a network device is moved into one pod's network namespace), it has %d entries of which %d pods; use one claim per pod (a ResourceClaimTemplate)",
+			claim.Namespace, claim.Name, len(claim.Status.ReservedFor), len(pods))
+	}
+	return pods[0], nil
+}
+
+// plan checks the claim against this node and resolves every device's
+// config into a started record. It changes nothing and only reads memory.
+func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*ClaimRecord, []inventory.Device, error) {
+	if claim.Status.Allocation == nil {
+		return nil, nil, fmt.Errorf("claim %s/%s is not allocated", claim.Namespace, claim.Name)
+	}
+	pod, err := reservedPod(claim)
+	if err != nil {
+		return nil, nil, err
+	}
+	inv := d.inventory()
+	if inv == nil {
+		return nil, nil, errors.New("no device scan yet")
+	}
+	publishable := map[string]bool{}
+	for _, dev := range inv.Publishable(d.cfg.PassthroughPFs) {
+		publishable[dev.Name] = true
+	}
+	rec := &ClaimRecord{
+		UID: string(claim.UID), Namespace: claim.Namespace, Name: claim.Name,
+		PodUID: string(pod.UID), PodName: pod.Name, PodNamespace: claim.Namespace,
+		Phase: PhasePrepareStarted,
+	}
+	alloc := claim.Status.Allocation.Devices
+	cfgPath := field.NewPath("status", "allocation", "devices", "config")
+	var (
+		devs     []inventory.Device
+		results  []resourceapi.DeviceRequestAllocationResult
+		resolved []*v1alpha1.Resolved
+		inClaim  = map[string]bool{}
+	)
+	for i, r := range alloc.Results {
+		if r.Driver != d.cfg.DriverName {
+			continue
+		}
+		rpath := field.NewPath("status", "allocation", "devices", "results").Index(i)
+		if r.Pool != d.cfg.NodeName {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", fmt.Errorf("%s: pool %q is not this node's pool %q", rpath.Child("pool"), r.Pool, d.cfg.NodeName))
+		}
+		if owner := d.state.Owner(r.Device); owner != "" && owner != rec.UID {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", fmt.Errorf("device is already prepared for claim %s", owner))
+		}
+		dev, ok := inv.Find(r.Device)
+		if !ok || !publishable[r.Device] {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", errors.New("device is not in this node's inventory of offered devices"))
+		}
+		if inClaim[r.Device] {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", errors.New("device is allocated twice in the claim"))
+		}
+		inClaim[r.Device] = true
+		if owner := d.state.relatedOwner(dev); owner != "" && owner != rec.UID {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", fmt.Errorf("a PF and its own VFs are never handed out together: a related device is prepared for claim %s", owner))
+		}
+		res, errs := v1alpha1.Resolve(cfgPath, alloc.Config, r.Request, string(dev.Kind))
+		if len(errs) > 0 {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", errs.ToAggregate())
+		}
+		devs = append(devs, *dev)
+		results = append(results, r)
+		resolved = append(resolved, res)
+	}
+
+	// Interface names in the pod: devices of the pod's other claims keep
+	// theirs, this claim's devices get their configured or next free name.
+	var netdevs []v1alpha1.PodNetdev
+	for _, other := range d.state.podRecords(rec.PodUID, rec.UID) {
+		for _, od := range other.Devices {
+			if od.Pod.VFIO || od.Pod.Spec.PodIfName == "" {
+				continue
+			}
+			name := od.Pod.Spec.PodIfName
+			netdevs = append(netdevs, v1alpha1.PodNetdev{Claim: other.Namespace + "/" + other.Name, Request: od.Request, Device: od.Device, IfName: &name})
+		}
+	}
+	fixed := len(netdevs)
+	var mine []int
+	for i, res := range resolved {
+		if res.VFIO() {
+			continue
+		}
+		name := res.IfName
+		netdevs = append(netdevs, v1alpha1.PodNetdev{Claim: claim.Namespace + "/" + claim.Name, Request: results[i].Request, Device: devs[i].Name, IfName: &name})
+		mine = append(mine, i)
+	}
+	names, err := v1alpha1.AssignIfNames(netdevs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim %s/%s config field ifName: %w", claim.Namespace, claim.Name, err)
+	}
+	podIfName := map[int]string{}
+	for k, i := range mine {
+		podIfName[i] = names[fixed+k]
+	}
+
+	guids := d.state.heldGUIDs(rec.UID)
+	for _, dev := range inv.Devices {
+		for _, g := range []string{dev.NodeGUID, dev.PortGUID} {
+			if g != "" {
+				guids[strings.ToLower(g)] = "device " + dev.Name
+			}
+		}
+	}
+	for k, r := range results {
+		dev, res := devs[k], resolved[k]
+		cfgJSON, err := json.Marshal(res)
+		if err != nil {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", err)
+		}
+		published := dev
+		dr := &DeviceRecord{
+			Request: r.Request, Pool: r.Pool, Device: dev.Name, PCIAddress: dev.PCIAddress, Kind: dev.Kind,
+			Config: cfgJSON, Driver: res.Driver, Published: &published,
+			Pod: nri.PodDevice{
+				VFIO:          res.VFIO(),
+				RDMADevice:    dev.RDMADevice(),
+				RDMAIsolation: res.RDMAIsolation,
+				IRQAffinity:   res.IRQAffinity == v1alpha1.IRQAffinityContainer,
+			},
+		}
+		if !res.VFIO() {
+			dr.Pod.Spec = netSpec(res, dev.IfName, podIfName[k])
+		}
+		if dev.Kind == inventory.KindVF {
+			dr.Settings = vfSettings(res)
+			if res.GUID == v1alpha1.GUIDAuto {
+				g, err := AutoGUID(pfOf(inv, &dev), &dev)
+				if err != nil {
+					return nil, nil, deviceError(claim, r.Request, r.Device, "guid", err)
+				}
+				dr.Settings.GUID = &g
+			}
+			if dr.Settings.GUID != nil {
+				g := strings.ToLower(*dr.Settings.GUID)
+				if holder, held := guids[g]; held && holder != "device "+dev.Name {
+					return nil, nil, deviceError(claim, r.Request, r.Device, "guid", fmt.Errorf("GUID %s is held by %s", g, holder))
+				}
+				guids[g] = "claim " + rec.UID
+			}
+			dr.Steps.VFSettings = hasVFSettings(dr.Settings)
+			dr.Steps.GUID = dr.Settings.GUID != nil
+		}
+		dr.Steps.VFIO = res.VFIO() && dev.Driver != v1alpha1.DriverVFIOPCI
+		rec.Devices = append(rec.Devices, dr)
+	}
+	rec.Steps.CDI = true
+	klog.FromContext(ctx).V(3).Info("Planned claim", "devices", len(rec.Devices), "pod", klog.KRef(rec.PodNamespace, rec.PodName))
+	return rec, devs, nil
+}
+
+// pfOf returns the PF of a VF from the inventory, or nil.
+func pfOf(inv *inventory.Inventory, vf *inventory.Device) *inventory.Device {
+	for i := range inv.Devices {
+		if d := &inv.Devices[i]; d.Kind == inventory.KindPF && d.PCIAddress == vf.PFPCIAddress {
+			return d
+		}
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	resourceapi "k8s.io/api/resource/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+)
+
+// MaxDevicesPerSlice is the API's limit of devices in one ResourceSlice.
+const MaxDevicesPerSlice = 128
+
+// BuildResources turns the scanned devices into the node's pool: one pool
+// named after the node, devices sorted by name in slices of at most
+// MaxDevicesPerSlice. A prepared device is published as it was before it
+// was prepared (prepared maps device name to that device), also when the
+// scan no longer sees it as before (its netdev lives in a pod). An empty
+// pool is one slice without devices, so schedulers see the node has none
+// rather than wondering whether the driver runs.
+func BuildResources(pool string, devs []inventory.Device, prepared map[string]inventory.Device, attrs AttributesFunc) resourceslice.DriverResources {
+	byName := make(map[string]inventory.Device, len(devs)+len(prepared))
+	for _, d := range devs {
+		byName[d.Name] = d
+	}
+	for name, d := range prepared {
+		byName[name] = d
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	var slices []resourceslice.Slice
+	for start := 0; start < len(names) || start == 0; start += MaxDevicesPerSlice {
+		end := min(start+MaxDevicesPerSlice, len(names))
+		s := resourceslice.Slice{Devices: []resourceapi.Device{}}
+		for _, n := range names[start:end] {
+			dev := byName[n]
+			s.Devices = append(s.Devices, resourceapi.Device{Name: n, Attributes: attrs(dev)})
+		}
+		slices = append(slices, s)
+		if end == len(names) {
+			break
+		}
+	}
+	return resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{pool: {Slices: slices}}}
+}
+
+// scan runs the inventory scan and keeps the result.
+func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
+	inv, err := d.cfg.Scanner.Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scan devices: %w", err)
+	}
+	d.invMu.Lock()
+	d.inv = inv
+	d.invGen++
+	close(d.invCond)
+	d.invCond = make(chan struct{})
+	d.invMu.Unlock()
+	d.updateDeviceMetrics()
+	return inv, nil
+}
+
+// inventory returns the last scan.
+func (d *Driver) inventory() *inventory.Inventory {
+	d.invMu.Lock()
+	defer d.invMu.Unlock()
+	return d.inv
+}
+
+// inventoryChanged returns a channel closed at the next scan.
+func (d *Driver) inventoryChanged() <-chan struct{} {
+	d.invMu.Lock()
+	defer d.invMu.Unlock()
+	return d.invCond
+}
+
+// publish publishes the current pool when it differs from the last
+// publication. It reports whether it wrote.
+func (d *Driver) publish(ctx context.Context, pub Publisher) (bool, error) {
+	inv := d.inventory()
+	var devs []inventory.Device
+	if inv != nil {
+		devs = inv.Publishable(d.cfg.PassthroughPFs)
+	}
+	res := BuildResources(d.cfg.NodeName, devs, d.state.PublishedDevices(), d.cfg.Attributes)
+	d.invMu.Lock()
+	same := d.published != nil && apiequality.Semantic.DeepEqual(*d.published, res)
+	d.invMu.Unlock()
+	if same {
+		return false, nil
+	}
+	if err := pub.PublishResources(ctx, res); err != nil {
+		return false, fmt.Errorf("publish ResourceSlices of pool %s: %w", d.cfg.NodeName, err)
+	}
+	d.invMu.Lock()
+	d.published = &res
+	d.invMu.Unlock()
+	if m := d.cfg.Metrics; m != nil {
+		m.publishes.Inc()
+	}
+	n := 0
+	for _, s := range res.Pools[d.cfg.NodeName].Slices {
+		n += len(s.Devices)
+	}
+	klog.FromContext(ctx).V(2).Info("Published devices", "pool", d.cfg.NodeName, "devices", n)
+	return true, nil
+}
+
+// TriggerRescan asks the Run loop for a rescan (debounced).
+func (d *Driver) TriggerRescan() {
+	select {
+	case d.rescan <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes the pool and keeps it current until ctx is done: it
+// rescans on link events and prepare/unprepare (debounced), and on a slow
+// poll, and publishes only what changed.
+func (d *Driver) Run(ctx context.Context, pub Publisher) error {
+	logger := klog.FromContext(ctx)
+	if _, err := d.publish(ctx, pub); err != nil {
+		return err
+	}
+	poll := time.NewTicker(d.cfg.PollInterval)
+	defer poll.Stop()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	pending := false
+	linkEvents := d.cfg.LinkEvents
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-linkEvents:
+			if !ok {
+				linkEvents = nil
+				continue
+			}
+			if !pending {
+				pending = true
+				debounce.Reset(d.cfg.Debounce)
+			}
+		case <-d.rescan:
+			if !pending {
+				pending = true
+				debounce.Reset(d.cfg.Debounce)
+			}
+		case <-poll.C:
+			d.rescanAndPublish(ctx, pub, logger)
+		case <-debounce.C:
+			pending = false
+			d.rescanAndPublish(ctx, pub, logger)
+		}
+	}
+}
+
+func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher, logger klog.Logger) {
+	if _, err := d.scan(ctx); err != nil {
+		logger.Error(err, "Rescan failed; keeping the last published devices")
+		return
+	}
+	if _, err := d.publish(ctx, pub); err != nil {
+		logger.Error(err, "Publishing failed; retrying on the next scan")
+		// Forget the last publication so the next scan retries.
+		d.invMu.Lock()
+		d.published = nil
+		d.invMu.Unlock()
+	}
+}

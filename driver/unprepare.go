@@ -1,0 +1,142 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/klog/v2"
+)
+
+// UnprepareResourceClaims implements kubeletplugin.DRAPlugin. It works
+// from the checkpoint alone; an unknown claim is already unprepared.
+func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
+	d.prepareMu.Lock()
+	defer d.prepareMu.Unlock()
+	out := make(map[types.UID]error, len(claims))
+	for _, c := range claims {
+		start := time.Now()
+		logger := klog.LoggerWithValues(klog.FromContext(ctx), "claim", c.NamespacedName, "claimUID", c.UID)
+		cctx := klog.NewContext(ctx, logger)
+		rec, ok := d.state.Claim(string(c.UID))
+		if !ok {
+			logger.V(3).Info("Claim is not prepared on this node; nothing to undo")
+			out[c.UID] = nil
+			continue
+		}
+		err := d.undo(cctx, rec, true)
+		d.observe(false, start, err)
+		if err != nil {
+			logger.Error(err, "Unprepare failed; kubelet retries")
+		} else {
+			logger.V(2).Info("Unprepared", "duration", time.Since(start))
+		}
+		out[c.UID] = err
+	}
+	d.updateDeviceMetrics()
+	return out, nil
+}
+
+// undo reverses everything rec records, in the reverse order of Prepare,
+// and drops the record when all of it succeeded. Every step is idempotent,
+// so a failed undo is simply run again (by kubelet's retry of Unprepare
+// or the next Prepare of the claim).
+//
+// With restoreHost false (the node rebooted since the record was made)
+// only what outlives a reboot is released: IPAM allocations, the CDI spec
+// and the claim's status entries. The devices already came up fresh.
+func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) error {
+	logger := klog.FromContext(ctx)
+	host := d.cfg.Host
+	var errs []error
+	fail := func(dr *DeviceRecord, step string, err error) {
+		errs = append(errs, fmt.Errorf("claim %s/%s (%s) request %q device %s: %s: %w", rec.Namespace, rec.Name, rec.UID, dr.Request, dr.Device, step, err))
+	}
+	devs := slices.Clone(rec.Devices)
+	slices.Reverse(devs)
+
+	// 1. The netdev back from the pod, if the runtime never returned it.
+	if restoreHost {
+		for _, dr := range devs {
+			if dr.Pod.NetnsPath == "" || dr.Pod.VFIO {
+				continue
+			}
+			orig := dr.Pod.Original
+			if orig == nil {
+				fail(dr, "detach", errors.New("attach began without a recorded original name; cannot restore"))
+				continue
+			}
+			logger.Info("Returning netdev the runtime did not detach", "device", dr.Device, "netns", dr.Pod.NetnsPath)
+			if err := host.Detach(ctx, dr.Pod.NetnsPath, dr.Pod.Spec, *orig, dr.Pod.RDMADevice, dr.Pod.RDMAMoved); err != nil {
+				fail(dr, "detach from pod netns", err)
+				continue
+			}
+			if err := d.state.Detached(rec.UID, dr.Device); err != nil {
+				fail(dr, "record detach", err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		// Nothing else may change while a netdev is still in a pod.
+		return errors.Join(errs...)
+	}
+
+	// 2. Addresses.
+	for _, dr := range devs {
+		if dr.IPAM == nil {
+			continue
+		}
+		if err := d.cfg.IPAM.Release(ctx, dr.IPAM); err != nil {
+			fail(dr, "release IPAM allocation", err)
+		}
+	}
+
+	// 3. The device itself, from its snapshot.
+	if restoreHost {
+		for _, dr := range devs {
+			snap := &dr.Snapshot
+			if dr.Pod.IRQAffinity && len(snap.IRQAffinity) > 0 {
+				if err := host.RestoreIRQs(ctx, snap); err != nil {
+					fail(dr, "restore IRQ affinity", err)
+				}
+			}
+			if dr.Steps.VFIO {
+				if err := host.RestoreDriver(ctx, snap); err != nil {
+					fail(dr, fmt.Sprintf("restore driver %q", snap.Driver), err)
+					continue
+				}
+			}
+			if dr.Steps.GUID {
+				if err := host.RestoreGUID(ctx, snap); err != nil {
+					fail(dr, "restore GUID", err)
+				}
+			}
+			if dr.Steps.VFSettings {
+				if err := host.RestoreVF(ctx, snap); err != nil {
+					fail(dr, "restore VF settings", err)
+				}
+			}
+		}
+	}
+
+	// 4. The CDI spec and the status entries.
+	if rec.Steps.CDI {
+		if err := d.cfg.CDI.RemoveClaim(rec.UID); err != nil {
+			errs = append(errs, fmt.Errorf("claim %s/%s (%s): remove CDI spec: %w", rec.Namespace, rec.Name, rec.UID, err))
+		}
+	}
+	if rec.Phase == PhasePrepareCompleted {
+		if err := d.cfg.Status.Clear(ctx, ClaimRef{Namespace: rec.Namespace, Name: rec.Name, UID: rec.UID}); err != nil {
+			errs = append(errs, fmt.Errorf("claim %s/%s (%s): clear status: %w", rec.Namespace, rec.Name, rec.UID, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	// 5. Forget the claim.
+	return d.state.Delete(rec.UID)
+}
