@@ -470,7 +470,7 @@ func TestSynchronize(t *testing.T) {
 	if err := writeEmpty(nsRunning); err != nil {
 		t.Fatal(err)
 	}
-	pods := []*api.PodSandbox{testSandbox("running", "sb-running", nsRunning), testSandbox("nodevs", "sb-x", dir + "/x")}
+	pods := []*api.PodSandbox{testSandbox("running", "sb-running", nsRunning), testSandbox("nodevs", "sb-x", dir+"/x")}
 	ctrs := []*api.Container{testContainer("c1", "sb-running", "1-2")}
 	if _, err := p.Synchronize(ctx, pods, ctrs); err != nil {
 		t.Fatal(err)
