@@ -1,0 +1,219 @@
+package v1alpha1
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+const goodManifests = `# a bare config
+apiVersion: sriov.dra.dev/v1alpha1
+kind: VfConfig
+vlan: 100
+---
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata:
+  name: sriov-vf
+spec:
+  selectors:
+  - cel:
+      expression: device.driver == "sriov.dra.dev"
+  config:
+  - opaque:
+      driver: sriov.dra.dev
+      parameters:
+        apiVersion: sriov.dra.dev/v1alpha1
+        kind: VfConfig
+        spoofChk: true
+---
+# comments only
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata:
+  name: two
+  namespace: default
+spec:
+  devices:
+    requests:
+    - name: a
+      exactly: {deviceClassName: sriov-vf}
+    - name: b
+      firstAvailable:
+      - {name: fast, deviceClassName: sriov-vf}
+      - {name: slow, deviceClassName: sriov-vf}
+    config:
+    - requests: [a]
+      opaque:
+        driver: sriov.dra.dev
+        parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, ifName: data0}
+    - requests: [b/fast]
+      opaque:
+        driver: sriov.dra.dev
+        parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, ifName: data1}
+    - opaque:
+        driver: gpu.example.com
+        parameters: {anything: goes}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+`
+
+func TestCheckManifestsAccepts(t *testing.T) {
+	rep, err := CheckManifests(strings.NewReader(goodManifests))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) > 0 {
+		t.Fatalf("problems: %v", rep.Problems)
+	}
+	if rep.Objects != 3 || rep.Configs != 4 || len(rep.Skipped) != 1 || rep.Skipped[0] != "Pod p" {
+		t.Errorf("report = %+v", rep)
+	}
+	if got, want := rep.Summary(), "4 sriov.dra.dev configs in 3 objects: valid (1 other object skipped)"; got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
+	}
+}
+
+func TestCheckManifestsRejects(t *testing.T) {
+	in := `apiVersion: sriov.dra.dev/v1alpha1
+kind: VfConfig
+vlan: 4095
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: foo, namespace: default}
+spec:
+  devices:
+    requests:
+    - {name: a, exactly: {deviceClassName: sriov-vf}}
+    - {name: b, exactly: {deviceClassName: sriov-pf}}
+    config:
+    - opaque:
+        driver: sriov.dra.dev
+        parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlan: 4095, ifName: ../x}
+    - requests: [b]
+      opaque:
+        driver: sriov.dra.dev
+        parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: PfConfig}
+    - requests: [c]
+      opaque:
+        driver: sriov.dra.dev
+        parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig}
+    - opaque:
+        driver: sriov.dra.io
+        parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig}
+    - opaque:
+        driver: sriov.dra.dev
+        parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig}
+---
+apiVersion: resource.k8s.io/v1beta2
+kind: ResourceClaimTemplate
+metadata: {name: tmpl}
+spec:
+  spec:
+    devices:
+      requests:
+      - {name: a, exactly: {deviceClassName: sriov-vf}}
+      config:
+      - opaque:
+          driver: sriov.dra.dev
+          parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, ipam: {type: ../../bin/sh}}
+---
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: mixed}
+spec:
+  config:
+  - opaque:
+      driver: sriov.dra.dev
+      parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig}
+  - opaque:
+      driver: sriov.dra.dev
+      parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: PfConfig, mtu: 9000}
+---
+kind: List
+apiVersion: v1
+items:
+- apiVersion: resource.k8s.io/v1
+  kind: DeviceClass
+  metadata: {name: in-list}
+  spec:
+    config:
+    - opaque: {driver: sriov.dra.dev, parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, guid: ff:ff:ff:ff:ff:ff:ff:ff}}
+---
+a: [1,
+`
+	rep, err := CheckManifests(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range rep.Problems {
+		got = append(got, p.String())
+	}
+	want := []string{
+		`VfConfig (document 1): vlan: Invalid value: 4095: must be between 0 and 4094: a VLAN ID is 0 (no VLAN) to 4094`,
+		`ResourceClaim default/foo: spec.devices.config[0].opaque.parameters.ifName: Invalid value: "../x": may contain only printable ASCII characters other than '/', ':', '%' and space; found '/'`,
+		`ResourceClaim default/foo: spec.devices.config[0].opaque.parameters.vlan: Invalid value: 4095: must be between 0 and 4094: a VLAN ID is 0 (no VLAN) to 4094`,
+		`ResourceClaim default/foo: spec.devices.config[2].requests[0]: Invalid value: "c": the claim has no request (or subrequest) of this name`,
+		`ResourceClaim default/foo: spec.devices.config[3].opaque.driver: Invalid value: "sriov.dra.io": the parameters are sriov.dra.dev/v1alpha1 but the driver is another; set driver: sriov.dra.dev`,
+		`ResourceClaim default/foo: spec.devices.config[4].opaque.parameters.kind: Invalid value: "VfConfig": request "b" also gets a PfConfig from spec.devices.config[1]; a device is either a VF (VfConfig) or a whole PF (PfConfig), not both`,
+		`ResourceClaimTemplate tmpl: spec.spec.devices.config[0].opaque.parameters.ipam.type: Invalid value: "../../bin/sh": must be a bare plugin name looked up in CNI_PATH; ".." is not allowed`,
+		`DeviceClass mixed: spec.config[1].opaque.parameters.kind: Invalid value: "PfConfig": every request also gets a VfConfig from spec.config[0]; a device is either a VF (VfConfig) or a whole PF (PfConfig), not both`,
+		`DeviceClass in-list: spec.config[0].opaque.parameters.guid: Invalid value: "ff:ff:ff:ff:ff:ff:ff:ff": the all-ones GUID is not a valid GUID`,
+	}
+	for i, w := range want {
+		g := ""
+		if i < len(got) {
+			g = got[i]
+		}
+		if g != w {
+			t.Errorf("problem %d:\n got  %s\n want %s", i, g, w)
+		}
+	}
+	// The last document is not YAML: reported, not fatal.
+	if len(got) != len(want)+1 {
+		t.Fatalf("got %d problems, want %d:\n%s", len(got), len(want)+1, strings.Join(got, "\n"))
+	}
+	if last := got[len(got)-1]; !strings.HasPrefix(last, "document 6: (document): Invalid value: not valid YAML") {
+		t.Errorf("last problem = %q", last)
+	}
+}
+
+// TestDocsExamplesValidate extracts every yaml block of docs/config.md and
+// checks that each one validates, and that the doc has an example of each
+// use case.
+func TestDocsExamplesValidate(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 7 {
+		t.Fatalf("docs/config.md has %d yaml blocks, want at least 7", len(blocks))
+	}
+	all := ""
+	for i, b := range blocks {
+		rep, err := CheckManifests(strings.NewReader(b[1]))
+		if err != nil {
+			t.Fatalf("block %d: %v", i, err)
+		}
+		for _, p := range rep.Problems {
+			t.Errorf("docs/config.md yaml block %d: %s", i, p)
+		}
+		if rep.Configs == 0 {
+			t.Errorf("docs/config.md yaml block %d has no sriov.dra.dev config:\n%s", i, b[1])
+		}
+		all += b[1]
+	}
+	for _, want := range []string{"guid:", "pkey:", "rdmaIsolation: true", "vlanQoS:", "spoofChk:", "trust:", "maxTxRate:",
+		"driver: vfio-pci", "kind: PfConfig", "irqAffinity: container", "kind: ResourceClaimTemplate", "ipam:", "routes:"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no docs/config.md example uses %q", want)
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	v1alpha1 "github.com/sriov-dra/sriov-dra/api/v1alpha1"
+)
+
+func init() { register(newValidateCmd) }
+
+func newValidateCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "validate -f FILE",
+		Short: "Check sriov.dra.dev device configs in YAML/JSON manifests",
+		Long: `validate reads a bare VfConfig or PfConfig, or DeviceClass, ResourceClaim and
+ResourceClaimTemplate objects (several YAML documents allowed, "-f -" reads stdin),
+and checks every opaque config whose driver is sriov.dra.dev with the rules the driver
+applies. It prints each error with its object and field path and exits 1 on any error;
+otherwise it prints a one-line summary and exits 0.
+
+Rules that need the DeviceClass and the ResourceClaim together (vlanQoS set in a claim
+while vlan comes from the class, driver vfio-pci from the class with an ifName in the
+claim) are checked when the driver prepares the claim.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var in io.Reader
+			if file == "-" {
+				in = cmd.InOrStdin()
+			} else {
+				f, err := os.Open(file)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			rep, err := v1alpha1.CheckManifests(in)
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			out := cmd.OutOrStdout()
+			for _, p := range rep.Problems {
+				fmt.Fprintln(out, p.String())
+			}
+			if len(rep.Problems) > 0 {
+				return fmt.Errorf("%s: %s", file, rep.Summary())
+			}
+			fmt.Fprintln(out, rep.Summary())
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "filename", "f", "", `file to check ("-" for stdin)`)
+	_ = cmd.MarkFlagRequired("filename")
+	return cmd
+}
