@@ -40,7 +40,7 @@ type ManifestReport struct {
 
 // Summary is a one-line summary of the report.
 func (r *ManifestReport) Summary() string {
-	s := fmt.Sprintf("%d %s configs in %d %s", r.Configs, DriverName, r.Objects, plural(r.Objects, "object", "objects"))
+	s := fmt.Sprintf("%d %s %s in %d %s", r.Configs, DriverName, plural(r.Configs, "config", "configs"), r.Objects, plural(r.Objects, "object", "objects"))
 	if len(r.Problems) == 0 {
 		s += ": valid"
 	} else {

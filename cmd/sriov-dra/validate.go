@@ -29,8 +29,9 @@ claim) are checked when the driver prepares the claim.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var in io.Reader
+			name := file
 			if file == "-" {
-				in = cmd.InOrStdin()
+				in, name = cmd.InOrStdin(), "stdin"
 			} else {
 				f, err := os.Open(file)
 				if err != nil {
@@ -41,14 +42,14 @@ claim) are checked when the driver prepares the claim.`,
 			}
 			rep, err := v1alpha1.CheckManifests(in)
 			if err != nil {
-				return fmt.Errorf("%s: %w", file, err)
+				return fmt.Errorf("%s: %w", name, err)
 			}
 			out := cmd.OutOrStdout()
 			for _, p := range rep.Problems {
 				fmt.Fprintln(out, p.String())
 			}
 			if len(rep.Problems) > 0 {
-				return fmt.Errorf("%s: %s", file, rep.Summary())
+				return fmt.Errorf("%s: %s", name, rep.Summary())
 			}
 			fmt.Fprintln(out, rep.Summary())
 			return nil
