@@ -22,4 +22,10 @@ type Original struct {
 	IfName string `json:"ifName"`
 	MAC    string `json:"mac"`
 	MTU    int    `json:"mtu"`
+	// Up is whether the link was administratively up on the host.
+	Up bool `json:"up,omitempty"`
+	// IfIndex is its host ifindex before the move; the kernel names a
+	// device it returns from a dying netns "dev<ifindex>" when its pod
+	// name is taken on the host.
+	IfIndex int `json:"ifIndex,omitempty"`
 }

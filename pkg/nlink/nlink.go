@@ -57,6 +57,9 @@ type Handle interface {
 // is a self-contained request on the handle's sockets in its namespace.
 type Real struct {
 	*netlink.Handle
+	// nsPath is the netns the handle was opened in by NewAt ("" for the
+	// process's own netns); LinkSetNsFdAndName opens its socket there.
+	nsPath string
 }
 
 var _ Handle = (*Real)(nil)
@@ -86,5 +89,5 @@ func NewAt(nsPath string) (*Real, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink handle in netns %s: %w", nsPath, err)
 	}
-	return &Real{Handle: h}, nil
+	return &Real{Handle: h, nsPath: nsPath}, nil
 }

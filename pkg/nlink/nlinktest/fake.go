@@ -578,3 +578,14 @@ func (f *Fake) DevLinkGetDeviceByName(bus, device string) (*netlink.DevlinkDevic
 
 // Close does nothing.
 func (f *Fake) Close() {}
+
+var _ nlink.NsRenamer = (*Fake)(nil)
+
+// LinkSetNsFdAndName removes the link from the fake, like LinkSetNsFd (it
+// left this namespace; the name it takes there is only recorded).
+func (f *Fake) LinkSetNsFdAndName(l netlink.Link, fd int, name string) error {
+	return f.mutate("LinkSetNsFdAndName", l, []any{fd, name}, func(d *netlink.Device) error {
+		delete(f.links, d.Name)
+		return nil
+	})
+}
