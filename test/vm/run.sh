@@ -144,13 +144,14 @@ wanted_modules=(
 	dca i2c-algo-bit igb igbvf
 	vfio vfio_iommu_type1 vfio-pci
 	crc32_generic ib_core ib_uverbs udp_tunnel ip6_udp_tunnel rdma_rxe
+	xfrm_user nfnetlink # netlink.NewHandle opens XFRM and NETFILTER sockets too
 )
 
 moddir=$kdir/lib/modules/$kver
 declare -A modpath=() loaded=()
 while IFS= read -r line; do
 	p=${line%%:*}
-	n=$(basename "$p")
+	n=${p##*/}
 	n=${n%%.ko*}
 	modpath[${n//-/_}]=$p
 done <"$moddir/modules.dep"
@@ -226,12 +227,12 @@ timeout -k 10 "$timeout_s" qemu-system-x86_64 \
 	-kernel "$kdir/vmlinuz" -initrd "$cache/initrd.gz" -append "$append" \
 	-netdev user,id=n0,restrict=on -device igb,netdev=n0,addr=04.0 \
 	-netdev user,id=n1,restrict=on -device igb,netdev=n1,addr=08.0 \
-	</dev/null 2>&1 | tee "$serial_log"
+	</dev/null 2>&1 | sed -u 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g; s/\r$//' | tee "$serial_log"
 rc=("${PIPESTATUS[@]}")
 set -e
 qemu_rc=${rc[0]}
 
-result=$(tr -d '\r' <"$serial_log" | grep -a -o 'VMTEST-RESULT: [A-Z]* rc=[0-9]*' | tail -n1 || true)
+result=$(grep -a -o 'VMTEST-RESULT: [A-Z]* rc=[0-9]*' | tail -n1 || true)
 if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
 	die "VM timed out after ${timeout_s}s (VMTEST_TIMEOUT); last result marker: ${result:-none}; log: $serial_log"
 fi
