@@ -2,9 +2,11 @@ package nri
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -40,6 +42,10 @@ func (r *recorder) take() []string {
 // does, without the disk.
 type memDevices struct {
 	rec *recorder
+
+	// file, when set, gets the whole state written and fsynced on every
+	// record, as the driver's checkpoint does.
+	file string
 
 	mu    sync.Mutex
 	devs  map[string]*PodDevice // claimUID/device
@@ -117,7 +123,7 @@ func (m *memDevices) Attaching(claimUID, device, netnsPath string, orig netattac
 	}
 	d.NetnsPath, d.Original, d.Attached = netnsPath, &orig, false
 	m.rec.add("rec Attaching %s %s orig=%s", device, netnsPath, orig.IfName)
-	return nil
+	return m.persist()
 }
 
 func (m *memDevices) Attached(claimUID, device string, rdmaMoved bool) error {
@@ -132,7 +138,7 @@ func (m *memDevices) Attached(claimUID, device string, rdmaMoved bool) error {
 	}
 	d.Attached, d.RDMAMoved = true, rdmaMoved
 	m.rec.add("rec Attached %s rdma=%v", device, rdmaMoved)
-	return nil
+	return m.persist()
 }
 
 func (m *memDevices) Detached(claimUID, device string) error {
@@ -147,7 +153,7 @@ func (m *memDevices) Detached(claimUID, device string) error {
 	}
 	d.NetnsPath, d.Attached, d.RDMAMoved = "", false, false
 	m.rec.add("rec Detached %s", device)
-	return nil
+	return m.persist()
 }
 
 func (m *memDevices) device(claimUID, device string) PodDevice {
@@ -339,3 +345,40 @@ func only(calls []string, prefixes ...string) []string {
 }
 
 func writeEmpty(path string) error { return os.WriteFile(path, nil, 0o600) }
+
+// persist writes the state to m.file durably: temp file, fsync, rename,
+// directory fsync. The caller holds m.mu.
+func (m *memDevices) persist() error {
+	if m.file == "" {
+		return nil
+	}
+	b, err := json.Marshal(m.devs)
+	if err != nil {
+		return err
+	}
+	tmp := m.file + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, m.file); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(m.file))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -307,6 +307,7 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 		detached += d
 		failed += f
 	}
+	p.syncs.Add(1)
 	logger.Info("Synchronized with the NRI runtime", "pods", len(pods), "attached", attached, "detached", detached, "failed", failed, "duration", time.Since(start))
 	return nil, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
@@ -85,6 +86,9 @@ type Plugin struct {
 	locks map[string]*podLock // pod UID -> serialises its hooks
 	// pending: pod UID -> netns path -> when its detach first failed.
 	pending map[string]map[string]time.Time
+
+	connected atomic.Bool
+	syncs     atomic.Int64 // Synchronize calls handled
 }
 
 // podInfo is what the runtime told us about a pod sandbox.
@@ -182,6 +186,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 			backoff = min(2*backoff, p.cfg.MaxBackoff)
 			continue
 		}
+		p.connected.Store(true)
 		logger.Info("Connected to the NRI runtime")
 		backoff = p.cfg.MinBackoff
 		failLogged = false
@@ -189,14 +194,20 @@ func (p *Plugin) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			s.Stop()
+			p.connected.Store(false)
 			logger.Info("Disconnected from the NRI runtime: shutting down")
 			return nil
 		case <-closed:
 			s.Stop()
+			p.connected.Store(false)
 			logger.Info("Lost the connection to the NRI runtime, reconnecting with backoff")
 		}
 	}
 }
+
+// Connected reports whether the plugin is registered with the runtime now
+// (for a health check).
+func (p *Plugin) Connected() bool { return p.connected.Load() }
 
 // retryLoop retries detaches that could not finish, until ctx is done.
 func (p *Plugin) retryLoop(ctx context.Context) {
