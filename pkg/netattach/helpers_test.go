@@ -220,3 +220,9 @@ func (f *failing) RouteReplace(r *netlink.Route) error {
 func (f *failing) LinkSetNsFdAndName(l netlink.Link, fd int, name string) error {
 	return f.Handle.(nlink.NsRenamer).LinkSetNsFdAndName(l, fd, name)
 }
+
+type netlinkVeth struct{ name, peer string }
+
+func (v netlinkVeth) veth() *netlink.Veth {
+	return &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.name}, PeerName: v.peer}
+}
