@@ -84,13 +84,14 @@ func (p *Plugin) forget(uid string) {
 
 // RunPodSandbox attaches the pod's netdevs to its network namespace. An
 // error fails the sandbox; the runtime retries with a new one.
-func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) (err error) {
 	uid := pod.GetUid()
 	devs := p.devs.ForPod(uid)
 	if len(devs) == 0 {
 		return nil
 	}
 	start := time.Now()
+	defer func() { p.observe("RunPodSandbox", start, err) }()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid)
 	ctx = klog.NewContext(ctx, logger)
 	unlock := p.lockPod(uid)
@@ -122,12 +123,14 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 // CreateContainer refuses the container unless each of the pod's netdevs
 // is in the pod's network namespace (attaching it first when the plugin
 // missed RunPodSandbox), then pins IRQs for devices with irqAffinity.
-func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (_ *api.ContainerAdjustment, _ []*api.ContainerUpdate, err error) {
 	uid := pod.GetUid()
 	devs := p.devs.ForPod(uid)
 	if len(devs) == 0 {
 		return nil, nil, nil
 	}
+	start := time.Now()
+	defer func() { p.observe("CreateContainer", start, err) }()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid, "container", ctr.GetName())
 	ctx = klog.NewContext(ctx, logger)
 	unlock := p.lockPod(uid)
@@ -266,13 +269,16 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, hook string)
 	if len(devs) == 0 {
 		return
 	}
+	start := time.Now()
+	var err error
+	defer func() { p.observe(hook, start, err) }()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid, "hook", hook)
 	ctx = klog.NewContext(ctx, logger)
 	unlock := p.lockPod(uid)
 	defer unlock()
 	// Only what is in this sandbox's netns: kubelet removes an old sandbox
 	// of a pod after it started a new one.
-	if err := p.detachPod(ctx, uid, netnsOf(pod)); err != nil {
+	if err = p.detachPod(ctx, uid, netnsOf(pod)); err != nil {
 		logger.Error(err, "Could not return every device to the host; will retry")
 	}
 }
@@ -307,6 +313,7 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 		detached += d
 		failed += f
 	}
+	p.observe("Synchronize", start, nil)
 	p.syncs.Add(1)
 	logger.Info("Synchronized with the NRI runtime", "pods", len(pods), "attached", attached, "detached", detached, "failed", failed, "duration", time.Since(start))
 	return nil, nil

@@ -42,6 +42,10 @@ type Config struct {
 	// RetryInterval is how often detaches that could not finish (netns
 	// gone, link not back on the host yet) are retried; zero means 10s.
 	RetryInterval time.Duration
+	// ObserveHook, when set, is called after each hook that had devices
+	// to handle, with the hook's name, how long it took and its error
+	// (for metrics). It must be fast and safe for concurrent use.
+	ObserveHook func(hook string, took time.Duration, err error)
 }
 
 func (c *Config) complete() error {
@@ -202,6 +206,13 @@ func (p *Plugin) Run(ctx context.Context) error {
 			p.connected.Store(false)
 			logger.Info("Lost the connection to the NRI runtime, reconnecting with backoff")
 		}
+	}
+}
+
+// observe reports a hook's latency to Config.ObserveHook.
+func (p *Plugin) observe(hook string, start time.Time, err error) {
+	if p.cfg.ObserveHook != nil {
+		p.cfg.ObserveHook(hook, time.Since(start), err)
 	}
 }
 
