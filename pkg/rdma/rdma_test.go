@@ -1,0 +1,120 @@
+package rdma
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
+)
+
+const pci = "0000:3b:00.2"
+
+func mkdirs(t *testing.T, root string, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestDevicesAndCharDevices(t *testing.T) {
+	dev := filepath.Join("sys/bus/pci/devices", pci)
+	for _, tc := range []struct {
+		name     string
+		dirs     []string
+		wantDev  string
+		wantChar []string
+	}{
+		{name: "no RDMA", dirs: []string{dev}},
+		{
+			name: "IB VF with rdma_cm",
+			dirs: []string{dev + "/infiniband/mlx5_3", dev + "/infiniband_verbs/uverbs3",
+				dev + "/infiniband_mad/umad3", dev + "/infiniband_mad/issm3", "sys/class/misc/rdma_cm"},
+			wantDev:  "mlx5_3",
+			wantChar: []string{"/dev/infiniband/uverbs3", "/dev/infiniband/issm3", "/dev/infiniband/umad3", "/dev/infiniband/rdma_cm"},
+		},
+		{
+			name:     "RoCE VF without rdma_cm",
+			dirs:     []string{dev + "/infiniband/mlx5_4", dev + "/infiniband_verbs/uverbs4"},
+			wantDev:  "mlx5_4",
+			wantChar: []string{"/dev/infiniband/uverbs4"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			mkdirs(t, root, tc.dirs...)
+			d, err := Device(root, pci)
+			if err != nil || d != tc.wantDev {
+				t.Errorf("Device = %q, %v; want %q", d, err, tc.wantDev)
+			}
+			c, err := CharDevices(root, pci)
+			if err != nil || !reflect.DeepEqual(c, tc.wantChar) {
+				t.Errorf("CharDevices = %v, %v; want %v", c, err, tc.wantChar)
+			}
+		})
+	}
+}
+
+func TestNetnsMode(t *testing.T) {
+	f := nlinktest.New()
+	f.SetRdmaNetnsMode(ModeExclusive)
+	if m, err := NetnsMode(f); err != nil || m != ModeExclusive {
+		t.Errorf("NetnsMode = %q, %v", m, err)
+	}
+	f.FailMethod("RdmaSystemGetNetnsMode", "", unix.EOPNOTSUPP)
+	if _, err := NetnsMode(f); !errors.Is(err, unix.EOPNOTSUPP) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestMove(t *testing.T) {
+	ctx := context.Background()
+	nsPath := filepath.Join(t.TempDir(), "netns") // any openable file stands in
+	if err := os.WriteFile(nsPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host, pod := nlinktest.New(), nlinktest.New()
+	host.AddRdmaLink("mlx5_3", 3)
+
+	if err := Move(ctx, host, "mlx5_3", nsPath, pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.RdmaLinkByName("mlx5_3"); err == nil {
+		t.Error("still on the host after Move")
+	}
+	m := host.MutatingCalls()
+	if len(m) != 1 || m[0].Method != "RdmaLinkSetNsFd" || !strings.HasPrefix(m[0].Args, "mlx5_3,") {
+		t.Errorf("calls %v", m)
+	}
+	// The fake does not carry it over; put it in the pod as the kernel would.
+	pod.AddRdmaLink("mlx5_3", 3)
+	// Again: already there, success without a call.
+	host.ResetCalls()
+	if err := Move(ctx, host, "mlx5_3", nsPath, pod); err != nil {
+		t.Errorf("second Move: %v", err)
+	}
+	if m := host.MutatingCalls(); len(m) != 0 {
+		t.Errorf("second Move made calls %v", m)
+	}
+	// Shared mode: the kernel refuses with EOPNOTSUPP; the error says why.
+	host.AddRdmaLink("mlx5_4", 4)
+	host.FailMethod("RdmaLinkSetNsFd", "", unix.EOPNOTSUPP)
+	if err := Move(ctx, host, "mlx5_4", nsPath, nil); err == nil || !strings.Contains(err.Error(), "exclusive") {
+		t.Errorf("Move in shared mode: err = %v", err)
+	}
+	// Unknown device, nowhere.
+	if err := Move(ctx, host, "mlx5_9", nsPath, pod); err == nil {
+		t.Error("Move of an unknown device succeeded")
+	}
+	if err := Move(ctx, host, "", nsPath, pod); err == nil {
+		t.Error("Move without a name succeeded")
+	}
+}
