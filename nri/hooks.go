@@ -94,7 +94,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) (err er
 	defer func() { p.observe("RunPodSandbox", start, err) }()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid)
 	ctx = klog.NewContext(ctx, logger)
-	unlock := p.lockPod(uid)
+	unlock := p.hookLock(uid)
 	defer unlock()
 
 	p.remember(pod)
@@ -133,7 +133,7 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 	defer func() { p.observe("CreateContainer", start, err) }()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid, "container", ctr.GetName())
 	ctx = klog.NewContext(ctx, logger)
-	unlock := p.lockPod(uid)
+	unlock := p.hookLock(uid)
 	defer unlock()
 
 	info := p.remember(pod)
@@ -185,7 +185,7 @@ func (p *Plugin) updateCPUs(ctx context.Context, pod *api.PodSandbox, ctrID, cpu
 	}
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid)
 	ctx = klog.NewContext(ctx, logger)
-	unlock := p.lockPod(uid)
+	unlock := p.hookLock(uid)
 	defer unlock()
 	p.mu.Lock()
 	info := p.pods[uid]
@@ -274,7 +274,7 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, hook string)
 	defer func() { p.observe(hook, start, err) }()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid, "hook", hook)
 	ctx = klog.NewContext(ctx, logger)
-	unlock := p.lockPod(uid)
+	unlock := p.hookLock(uid)
 	defer unlock()
 	// Only what is in this sandbox's netns: kubelet removes an old sandbox
 	// of a pod after it started a new one.
@@ -306,26 +306,81 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 		m[c.GetId()] = containerCPUs(c)
 	}
 
-	var attached, detached, failed int
-	for _, uid := range p.devs.Pods() {
-		n, d, f := p.syncPod(ctx, uid, byUID[uid], cpusBySandbox)
-		attached += n
-		detached += d
-		failed += f
-	}
-	p.observe("Synchronize", start, nil)
-	p.syncs.Add(1)
-	logger.Info("Synchronized with the NRI runtime", "pods", len(pods), "attached", attached, "detached", detached, "failed", failed, "duration", time.Since(start))
+	// Reconcile in the background: attaches and detaches for many pods
+	// can take longer than the runtime's request timeout, and hooks must
+	// not wait for the runtime's sync lock. Hooks that arrive meanwhile
+	// win: their pods are skipped (touched).
+	p.mu.Lock()
+	p.syncGen++
+	gen := p.syncGen
+	p.reconciling++
+	p.mu.Unlock()
+	ctx = context.WithoutCancel(ctx)
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		p.reconcileMu.Lock()
+		defer p.reconcileMu.Unlock()
+		var attached, detached, failed, skipped int
+		for _, uid := range p.devs.Pods() {
+			if p.touchedSince(uid, gen) {
+				skipped++
+				continue
+			}
+			n, d, f := p.syncPod(ctx, uid, byUID[uid], cpusBySandbox, gen)
+			attached += n
+			detached += d
+			failed += f
+		}
+		p.mu.Lock()
+		p.reconciling--
+		for uid, g := range p.touched {
+			if g <= gen {
+				delete(p.touched, uid)
+			}
+		}
+		p.mu.Unlock()
+		p.observe("Synchronize", start, nil)
+		p.syncs.Add(1)
+		logger.Info("Synchronized with the NRI runtime", "pods", len(pods), "attached", attached, "detached", detached, "failed", failed, "skipped", skipped, "duration", time.Since(start))
+	}()
 	return nil, nil
+}
+
+// touch marks the pod as handled by a hook while a reconcile is pending,
+// so the reconcile, working from an older pod list, leaves it alone.
+func (p *Plugin) touch(uid string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reconciling > 0 {
+		p.touched[uid] = p.syncGen
+	}
+}
+
+func (p *Plugin) touchedSince(uid string, gen uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g, ok := p.touched[uid]
+	return ok && g >= gen
+}
+
+// hookLock is lockPod for hooks: the runtime's word on the pod is newer
+// than any pending reconcile's.
+func (p *Plugin) hookLock(uid string) func() {
+	p.touch(uid)
+	return p.lockPod(uid)
 }
 
 // syncPod reconciles one pod with devices; it returns how many devices it
 // attached and detached and how many failed.
-func (p *Plugin) syncPod(ctx context.Context, uid string, candidates []*api.PodSandbox, cpus map[string]map[string]string) (attached, detached, failed int) {
+func (p *Plugin) syncPod(ctx context.Context, uid string, candidates []*api.PodSandbox, cpus map[string]map[string]string, gen uint64) (attached, detached, failed int) {
 	logger := klog.FromContext(ctx).WithValues("podUID", uid)
 	ctx = klog.NewContext(ctx, logger)
 	unlock := p.lockPod(uid)
 	defer unlock()
+	if p.touchedSince(uid, gen) {
+		return 0, 0, 0 // a hook got the lock first
+	}
 
 	devs := p.devs.ForPod(uid)
 	pod := pickSandbox(candidates, devs)

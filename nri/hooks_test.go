@@ -475,6 +475,7 @@ func TestSynchronize(t *testing.T) {
 	if _, err := p.Synchronize(ctx, pods, ctrs); err != nil {
 		t.Fatal(err)
 	}
+	p.bg.Wait()
 	got := only(rec.take(), "host Attach", "host Detach")
 	want := []string{"host Detach /run/netns/gone net2 to vf2", "host Attach vf1 " + nsRunning + " as net1"}
 	slices.Sort(got)
@@ -496,6 +497,7 @@ func TestSynchronize(t *testing.T) {
 	if _, err := p.Synchronize(ctx, pods, ctrs); err != nil {
 		t.Fatal(err)
 	}
+	p.bg.Wait()
 	if got := only(rec.take(), "host Attach", "host Detach"); len(got) != 0 {
 		t.Errorf("second sync: %q, want no moves", got)
 	}
@@ -546,5 +548,44 @@ func TestUnionCPUs(t *testing.T) {
 		if (err != nil) != tc.wantErr || got != tc.want {
 			t.Errorf("unionCPUs(%v) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.wantErr)
 		}
+	}
+}
+
+func TestSynchronizeYieldsToNewerHooks(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, ethDevice("1"))
+	pod := testSandbox(testPod, "sb1", "/run/netns/a")
+
+	// The runtime's list was taken before the pod ran; the reconcile runs
+	// only after RunPodSandbox came in.
+	f.p.reconcileMu.Lock()
+	if _, err := f.p.Synchronize(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.RunPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	f.p.reconcileMu.Unlock()
+	f.p.bg.Wait()
+	if got := only(f.rec.take(), "host Detach"); len(got) != 0 {
+		t.Errorf("a reconcile from an older pod list detached a pod that runs: %q", got)
+	}
+	if ns, _ := f.host.where("vf1"); ns != "/run/netns/a" {
+		t.Errorf("device in %q, want /run/netns/a", ns)
+	}
+	f.p.mu.Lock()
+	left := len(f.p.touched)
+	f.p.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d touched marks left after the reconcile", left)
+	}
+
+	// Without a newer hook, the same stale list does detach (the pod is gone).
+	if _, err := f.p.Synchronize(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.p.bg.Wait()
+	if ns, _ := f.host.where("vf1"); ns != "" {
+		t.Errorf("pod absent from the runtime: device still in %q", ns)
 	}
 }

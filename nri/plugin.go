@@ -91,8 +91,18 @@ type Plugin struct {
 	// pending: pod UID -> netns path -> when its detach first failed.
 	pending map[string]map[string]time.Time
 
+	// Reconciles after Synchronize run in the background (bg), one at a
+	// time (reconcileMu). syncGen counts Synchronize calls; touched maps
+	// a pod UID to the syncGen when a hook last handled it while a
+	// reconcile was pending (reconciling > 0).
+	bg          sync.WaitGroup
+	reconcileMu sync.Mutex
+	syncGen     uint64
+	reconciling int
+	touched     map[string]uint64
+
 	connected atomic.Bool
-	syncs     atomic.Int64 // Synchronize calls handled
+	syncs     atomic.Int64 // reconciles finished
 }
 
 // podInfo is what the runtime told us about a pod sandbox.
@@ -129,6 +139,7 @@ func New(cfg Config, devs Devices, host HostOps) (*Plugin, error) {
 		pods:    map[string]*podInfo{},
 		locks:   map[string]*podLock{},
 		pending: map[string]map[string]time.Time{},
+		touched: map[string]uint64{},
 	}, nil
 }
 
@@ -148,6 +159,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 		p.retryLoop(ctx)
 	}()
 	defer wg.Wait()
+	defer p.bg.Wait() // reconciles still running
 
 	backoff := p.cfg.MinBackoff
 	// failLogged: a failure to connect was logged since the last state
