@@ -1,0 +1,343 @@
+// Package cdi writes and removes the per-claim Container Device Interface
+// (CDI) spec files through which the container runtime gives a pod's
+// containers its SR-IOV devices' character devices and environment.
+//
+// Naming: every spec has kind "sriov.dra.dev/vf" (Vendor/Class) — one class
+// for VFs and whole PFs alike, since what the runtime injects (device nodes
+// and env vars) does not depend on the kind. A claim's spec is the file
+// "sriov.dra.dev-vf_<claim UID>.json" in the CDI dir, and each prepared
+// device is the CDI device "<claim UID>-<device name>", so the fully
+// qualified ID is "sriov.dra.dev/vf=<claim UID>-<device name>". Device names
+// are unique across claims, as CDI requires for one kind.
+//
+// Each CDI device carries:
+//   - device nodes: the RDMA character devices given (/dev/infiniband/...),
+//     and for a vfio-pci device /dev/vfio/<group> and /dev/vfio/vfio. Only
+//     the path is written: the runtime fills type, major and minor from the
+//     host path when it creates the container (CDI allows that), so a
+//     renumbered node is picked up. Write checks the nodes exist now, under
+//     the host root, so a missing one fails Prepare, not the container.
+//   - environment variables naming the device, with the request name
+//     upper-cased and every character outside [A-Z0-9] replaced by "_":
+//     SRIOV_DRA_<REQUEST>_PCI_ADDRESS, _DEVICE, _IFNAME (netdev mode),
+//     _RDMA_DEVICE (when the device has one), _VFIO_GROUP (vfio mode).
+//     When one request has several devices in the claim, the prefix gets
+//     the device's position: SRIOV_DRA_<REQUEST>_<i>_..., i from 0, in
+//     allocation order. Set Device.EnvName to choose another name.
+package cdi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"k8s.io/klog/v2"
+	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
+	"tags.cncf.io/container-device-interface/pkg/parser"
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
+)
+
+const (
+	// Vendor and Class make the CDI kind of every spec this package writes.
+	Vendor = "sriov.dra.dev"
+	Class  = "vf"
+	// Kind is Vendor/Class.
+	Kind = Vendor + "/" + Class
+	// DefaultDir is where specs are written by default.
+	DefaultDir = "/var/run/cdi"
+	// EnvPrefix starts every environment variable.
+	EnvPrefix = "SRIOV_DRA_"
+
+	specMode = 0o644
+)
+
+// Device is one prepared device of a claim.
+type Device struct {
+	// Request is the claim request the device was allocated for
+	// ("req" or "req/subrequest"); it names the env vars.
+	Request string
+	// Name is the ResourceSlice device name.
+	Name       string
+	PCIAddress string
+	// IfName is the netdev's name in the pod; "" for vfio-pci devices.
+	IfName string
+	// RDMADevice is the RDMA device name (mlx5_3); "" when none.
+	RDMADevice string
+	// RDMACharDevices are host paths of the RDMA character devices to give
+	// the container (/dev/infiniband/uverbs3, /dev/infiniband/rdma_cm, ...).
+	RDMACharDevices []string
+	// VFIOGroup is the IOMMU group number of a vfio-pci device; it adds
+	// /dev/vfio/<group> and /dev/vfio/vfio.
+	VFIOGroup string
+	// EnvName replaces the request-derived part of the env var names.
+	EnvName string
+}
+
+// Writer writes specs into one CDI dir.
+type Writer struct {
+	dir  string
+	root string
+}
+
+// New returns a Writer for dir ("" is DefaultDir). Device nodes are
+// checked under root ("" is "/").
+func New(dir, root string) *Writer {
+	if dir == "" {
+		dir = DefaultDir
+	}
+	if root == "" {
+		root = "/"
+	}
+	return &Writer{dir: dir, root: root}
+}
+
+// Dir is the CDI spec dir.
+func (w *Writer) Dir() string { return w.dir }
+
+// DeviceID is the fully qualified CDI device ID of a claim's device.
+func DeviceID(claimUID, device string) string {
+	return parser.QualifiedName(Vendor, Class, cdiName(claimUID, device))
+}
+
+func cdiName(claimUID, device string) string { return claimUID + "-" + device }
+
+// SpecPath is the file holding a claim's spec.
+func (w *Writer) SpecPath(claimUID string) string {
+	return filepath.Join(w.dir, cdiapi.GenerateTransientSpecName(Vendor, Class, claimUID)+".json")
+}
+
+// Write creates or replaces the claim's spec with one CDI device per entry
+// of devs and returns their fully qualified IDs, in the order of devs. The
+// file appears complete or not at all (temp file, fsync, rename). Bad
+// input is an error naming the device and field, and leaves the dir as it
+// was.
+func (w *Writer) Write(ctx context.Context, claimUID string, devs []Device) ([]string, error) {
+	if err := parser.ValidateDeviceName(claimUID); err != nil || claimUID == "" {
+		return nil, fmt.Errorf("CDI spec for claim %q: claim UID: not usable in a CDI device name: %v", claimUID, err)
+	}
+	if len(devs) == 0 {
+		return nil, fmt.Errorf("CDI spec for claim %s: no devices", claimUID)
+	}
+	spec, err := w.build(claimUID, devs)
+	if err != nil {
+		return nil, fmt.Errorf("CDI spec for claim %s: %w", claimUID, err)
+	}
+	if err := w.writeAtomic(w.SpecPath(claimUID), spec); err != nil {
+		return nil, fmt.Errorf("CDI spec for claim %s: %w", claimUID, err)
+	}
+	ids := make([]string, len(devs))
+	for i, d := range devs {
+		ids[i] = DeviceID(claimUID, d.Name)
+	}
+	klog.FromContext(ctx).V(2).Info("Wrote CDI spec", "claim", claimUID, "path", w.SpecPath(claimUID), "devices", ids)
+	return ids, nil
+}
+
+// Remove deletes the claim's spec. Removing a spec that is not there is
+// not an error.
+func (w *Writer) Remove(ctx context.Context, claimUID string) error {
+	p := w.SpecPath(claimUID)
+	err := os.Remove(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove CDI spec of claim %s: %w", claimUID, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Removed CDI spec", "claim", claimUID, "path", p)
+	return syncDir(w.dir)
+}
+
+// Claims lists the claim UIDs that have a spec in the dir, so stale specs
+// can be found after a restart.
+func (w *Writer) Claims() ([]string, error) {
+	prefix := cdiapi.GenerateTransientSpecName(Vendor, Class, "")
+	ents, err := os.ReadDir(w.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list CDI specs: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		if e.Type().IsRegular() && strings.HasPrefix(n, prefix) && strings.HasSuffix(n, ".json") {
+			out = append(out, strings.TrimSuffix(strings.TrimPrefix(n, prefix), ".json"))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (w *Writer) build(claimUID string, devs []Device) (*cdispec.Spec, error) {
+	perRequest := map[string]int{}
+	for _, d := range devs {
+		perRequest[envBase(d)]++
+	}
+	index := map[string]int{}
+	seen := map[string]bool{}
+	spec := &cdispec.Spec{Kind: Kind}
+	for _, d := range devs {
+		name := cdiName(claimUID, d.Name)
+		if d.Name == "" {
+			return nil, errors.New("device with an empty name")
+		}
+		if err := parser.ValidateDeviceName(name); err != nil {
+			return nil, fmt.Errorf("device %q: name: %w", d.Name, err)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("device %q: listed twice", d.Name)
+		}
+		seen[name] = true
+		base := envBase(d)
+		if base == "" {
+			return nil, fmt.Errorf("device %q: request: empty (needed for env var names)", d.Name)
+		}
+		prefix := EnvPrefix + base + "_"
+		if perRequest[base] > 1 {
+			prefix += strconv.Itoa(index[base]) + "_"
+			index[base]++
+		}
+		edits, err := w.edits(d, prefix)
+		if err != nil {
+			return nil, fmt.Errorf("device %q: %w", d.Name, err)
+		}
+		spec.Devices = append(spec.Devices, cdispec.Device{Name: name, ContainerEdits: edits})
+	}
+	v, err := cdiapi.MinimumRequiredVersion(spec)
+	if err != nil {
+		return nil, fmt.Errorf("CDI version: %w", err)
+	}
+	spec.Version = v
+	return spec, nil
+}
+
+func (w *Writer) edits(d Device, prefix string) (cdispec.ContainerEdits, error) {
+	var e cdispec.ContainerEdits
+	env := func(k, v string) {
+		if v != "" {
+			e.Env = append(e.Env, prefix+k+"="+v)
+		}
+	}
+	for field, v := range map[string]string{"pciAddress": d.PCIAddress, "ifName": d.IfName, "rdmaDevice": d.RDMADevice, "vfioGroup": d.VFIOGroup} {
+		if strings.ContainsAny(v, "\x00\n=") {
+			return e, fmt.Errorf("%s %q: contains NUL, newline or '='", field, v)
+		}
+	}
+	env("DEVICE", d.Name)
+	env("PCI_ADDRESS", d.PCIAddress)
+	env("IFNAME", d.IfName)
+	env("RDMA_DEVICE", d.RDMADevice)
+	env("VFIO_GROUP", d.VFIOGroup)
+
+	var nodes []string
+	for _, p := range d.RDMACharDevices {
+		if !strings.HasPrefix(p, "/dev/") || filepath.Clean(p) != p {
+			return e, fmt.Errorf("rdmaCharDevices: %q is not a clean path under /dev", p)
+		}
+		nodes = append(nodes, p)
+	}
+	if d.VFIOGroup != "" {
+		if _, err := strconv.ParseUint(d.VFIOGroup, 10, 32); err != nil {
+			return e, fmt.Errorf("vfioGroup %q: not an IOMMU group number", d.VFIOGroup)
+		}
+		nodes = append(nodes, "/dev/vfio/"+d.VFIOGroup, "/dev/vfio/vfio")
+	}
+	for _, p := range nodes {
+		fi, err := os.Stat(filepath.Join(w.root, p))
+		if err != nil {
+			return e, fmt.Errorf("device node %s: %w", p, err)
+		}
+		if fi.Mode()&fs.ModeCharDevice == 0 {
+			return e, fmt.Errorf("device node %s: not a character device (mode %v)", p, fi.Mode())
+		}
+		e.DeviceNodes = append(e.DeviceNodes, &cdispec.DeviceNode{Path: p, Permissions: "rw"})
+	}
+	return e, nil
+}
+
+// envBase is the request-derived part of a device's env var names.
+func envBase(d Device) string {
+	n := d.EnvName
+	if n == "" {
+		n = d.Request
+	}
+	return SanitizeEnv(n)
+}
+
+// SanitizeEnv upper-cases s and replaces every character outside [A-Z0-9]
+// by "_".
+func SanitizeEnv(s string) string {
+	b := []byte(strings.ToUpper(s))
+	for i, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// writeAtomic writes spec to path: temp file (mode 0644) in the same dir,
+// fsync, validate by reading it back with the CDI library, rename, fsync
+// the dir. The temp name does not end in .json, so runtimes scanning the
+// dir never read a partial spec.
+func (w *Writer) writeAtomic(path string, spec *cdispec.Spec) (err error) {
+	if err := os.MkdirAll(w.dir, 0o755); err != nil {
+		return fmt.Errorf("create CDI dir: %w", err)
+	}
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	f, err := os.CreateTemp(w.dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(specMode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// Validate exactly the bytes runtimes will read.
+	if _, err = cdiapi.ReadSpec(tmp, 0); err != nil {
+		return fmt.Errorf("invalid CDI spec: %w", err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(w.dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync CDI dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync CDI dir %s: %w", dir, err)
+	}
+	return nil
+}
