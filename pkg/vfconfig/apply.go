@@ -47,10 +47,11 @@ func resolve(base inventory.VFAdminState, s Settings) (target, error) {
 	if s.MAC != nil {
 		macStr = *s.MAC
 	}
-	if macStr != "" {
-		if t.mac, err = net.ParseMAC(macStr); err != nil || len(t.mac) != 6 {
-			return t, fmt.Errorf("mac %q: not an Ethernet MAC address", macStr)
-		}
+	if macStr == "" {
+		macStr = "00:00:00:00:00:00" // unset: restoring it clears the admin MAC
+	}
+	if t.mac, err = net.ParseMAC(macStr); err != nil || len(t.mac) != 6 {
+		return t, fmt.Errorf("mac %q: not an Ethernet MAC address", macStr)
 	}
 	t.vlan, t.qos = base.VLAN, base.QoS
 	if s.VLAN != nil {
@@ -304,10 +305,8 @@ func Restore(ctx context.Context, h nlink.Handle, root string, snap Snapshot, ch
 	}
 	o := &vfOp{h: h, pf: pf, snap: snap, root: root, ifName: snap.IfName}
 	var errs []error
-	if before.mac != nil {
-		if err := o.setMAC(ctx, before.mac); err != nil {
-			errs = append(errs, err)
-		}
+	if err := o.setMAC(ctx, before.mac); err != nil {
+		errs = append(errs, err)
 	}
 	for _, k := range changed {
 		switch k {

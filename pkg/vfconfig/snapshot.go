@@ -26,13 +26,16 @@ var linkStateNames = map[uint32]string{
 	nl.IFLA_VF_LINK_STATE_DISABLE: "disable",
 }
 
+// protoName names a VLAN protocol as the inventory does: "" when the PF
+// did not report one (no IFLA_VF_VLAN_LIST), which means 802.1Q.
 func protoName(p int) string {
 	switch p {
+	case protoDot1Q:
+		return "802.1q"
 	case protoDot1AD:
 		return "802.1ad"
-	default: // 0 (not reported) or 0x8100
-		return "802.1q"
 	}
+	return ""
 }
 
 func protoNumber(s string) (int, error) {
@@ -55,8 +58,8 @@ func linkStateNumber(s string) (uint32, error) {
 }
 
 func adminFromVfInfo(v netlink.VfInfo) inventory.VFAdminState {
+	// Same conventions as the inventory: an unset (zero) MAC is "".
 	a := inventory.VFAdminState{
-		MAC:       v.Mac.String(),
 		VLAN:      v.Vlan,
 		QoS:       v.Qos,
 		VLANProto: protoName(v.VlanProto),
@@ -66,8 +69,11 @@ func adminFromVfInfo(v netlink.VfInfo) inventory.VFAdminState {
 		MinTxRate: int(v.MinTxRate),
 		MaxTxRate: int(v.MaxTxRate),
 	}
-	if len(v.Mac) == 0 {
-		a.MAC = "00:00:00:00:00:00"
+	for _, b := range v.Mac {
+		if b != 0 {
+			a.MAC = v.Mac.String()
+			break
+		}
 	}
 	return a
 }

@@ -136,10 +136,7 @@ func Rebind(ctx context.Context, root, pci, driver string, hadNetdev bool) (stri
 	if err := writeSysfs(filepath.Join(dd, "unbind"), pci); err != nil {
 		return "", fmt.Errorf("unbind %s from %s: %w", pci, driver, err)
 	}
-	if err := waitFor(ctx, rebindWait, pci+" unbound from "+driver, func() (bool, error) {
-		d, err := DriverOf(root, pci)
-		return d == "", err
-	}); err != nil {
+	if err := waitDriver(ctx, root, pci, ""); err != nil {
 		return "", err
 	}
 	if err := writeSysfs(filepath.Join(dd, "bind"), pci); err != nil {
@@ -149,10 +146,7 @@ func Rebind(ctx context.Context, root, pci, driver string, hadNetdev bool) (stri
 	}
 	// The kernel probes inside the bind write; the wait is for slow
 	// bus notifiers and for the test fixture.
-	if err := waitFor(ctx, rebindWait, pci+" bound to "+driver, func() (bool, error) {
-		d, err := DriverOf(root, pci)
-		return d == driver, err
-	}); err != nil {
+	if err := waitDriver(ctx, root, pci, driver); err != nil {
 		return "", err
 	}
 	if !hadNetdev {

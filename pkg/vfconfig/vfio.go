@@ -84,6 +84,9 @@ func BindVFIO(ctx context.Context, root, pci string) (VFIOBinding, error) {
 		if err := writeSysfs(filepath.Join(driversDir(root), orig, "unbind"), pci); err != nil {
 			return fail(fmt.Errorf("unbind %s from %s: %w", pci, orig, err))
 		}
+		if err := waitDriver(ctx, root, pci, ""); err != nil {
+			return fail(err)
+		}
 	}
 	if err := writeSysfs(filepath.Join(root, "sys/bus/pci/drivers_probe"), pci); err != nil {
 		return fail(fmt.Errorf("probe %s for %s (is the vfio-pci module loaded?): %w", pci, VFIODriver, err))
@@ -113,6 +116,9 @@ func UnbindVFIO(ctx context.Context, root, pci, origDriver string) error {
 		if err := writeSysfs(filepath.Join(driversDir(root), VFIODriver, "unbind"), pci); err != nil {
 			return fmt.Errorf("unbind %s from %s: %w", pci, VFIODriver, err)
 		}
+		if err := waitDriver(ctx, root, pci, ""); err != nil {
+			return err
+		}
 	}
 	// An empty write (newline) clears the override.
 	if err := writeSysfs(filepath.Join(dir, "driver_override"), "\n"); err != nil {
@@ -137,8 +143,15 @@ func UnbindVFIO(ctx context.Context, root, pci, origDriver string) error {
 	return nil
 }
 
+// waitDriver waits (bounded) until the function's driver is driver ("" =
+// unbound). The kernel binds and unbinds inside the sysfs write, so this
+// returns at once there; it matters for slow bus notifiers and fixtures.
 func waitDriver(ctx context.Context, root, pci, driver string) error {
-	return waitFor(ctx, rebindWait, pci+" bound to "+driver, func() (bool, error) {
+	what := pci + " bound to " + driver
+	if driver == "" {
+		what = pci + " unbound"
+	}
+	return waitFor(ctx, rebindWait, what, func() (bool, error) {
 		d, err := DriverOf(root, pci)
 		return d == driver, err
 	})
