@@ -96,6 +96,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) (err er
 	ctx = klog.NewContext(ctx, logger)
 	unlock := p.hookLock(uid)
 	defer unlock()
+	devs = p.devs.ForPod(uid) // as it is now that the pod is ours
 
 	p.remember(pod)
 	netns := netnsOf(pod)
@@ -135,6 +136,7 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 	ctx = klog.NewContext(ctx, logger)
 	unlock := p.hookLock(uid)
 	defer unlock()
+	devs = p.devs.ForPod(uid) // as it is now that the pod is ours
 
 	info := p.remember(pod)
 	netns := info.netns
@@ -187,6 +189,7 @@ func (p *Plugin) updateCPUs(ctx context.Context, pod *api.PodSandbox, ctrID, cpu
 	ctx = klog.NewContext(ctx, logger)
 	unlock := p.hookLock(uid)
 	defer unlock()
+	devs = p.devs.ForPod(uid) // as it is now that the pod is ours
 	p.mu.Lock()
 	info := p.pods[uid]
 	p.mu.Unlock()
@@ -265,8 +268,7 @@ func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) erro
 
 func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, hook string) {
 	uid := pod.GetUid()
-	devs := p.devs.ForPod(uid)
-	if len(devs) == 0 {
+	if len(p.devs.ForPod(uid)) == 0 {
 		return
 	}
 	start := time.Now()
@@ -277,7 +279,9 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, hook string)
 	unlock := p.hookLock(uid)
 	defer unlock()
 	// Only what is in this sandbox's netns: kubelet removes an old sandbox
-	// of a pod after it started a new one.
+	// of a pod after it started a new one. A sandbox reported without a
+	// network namespace cannot have netdevs of its own: then everything
+	// the pod has recorded in any netns goes back.
 	if err = p.detachPod(ctx, uid, netnsOf(pod)); err != nil {
 		logger.Error(err, "Could not return every device to the host; will retry")
 	}
