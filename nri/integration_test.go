@@ -370,3 +370,71 @@ func TestIntegrationRuntimeRestart(t *testing.T) {
 	}
 	w.checkOnHost(kept)
 }
+
+// TestRunWaitsForRuntime: Run started before the runtime keeps trying, then
+// connects and serves hooks; cancelling its context ends it cleanly. No
+// root needed: the host is the in-memory fake.
+func TestRunWaitsForRuntime(t *testing.T) {
+	dir, err := os.MkdirTemp("", "nri")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rt := &testRuntime{socket: filepath.Join(dir, "nri.sock"), dir: dir, pods: map[string]*api.PodSandbox{}, ctrs: map[string]*api.Container{}}
+	t.Cleanup(rt.stop)
+
+	rec := &recorder{}
+	devs, host := newMemDevices(rec), newFakeHost(rec)
+	devs.add(testPod, ethDevice("1"))
+	host.addLink("vf1", "02:00:00:00:00:01", 1500)
+	var observed latencies
+	p, err := New(Config{SocketPath: rt.socket, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		ObserveHook: func(h string, took time.Duration, _ error) {
+			if h == "RunPodSandbox" {
+				observed.add(took)
+			}
+		}}, devs, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+
+	time.Sleep(100 * time.Millisecond) // several failed attempts
+	if p.Connected() {
+		t.Fatal("connected without a runtime")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run gave up without a runtime: %v", err)
+	default:
+	}
+	rt.start(t)
+	waitFor(t, "the plugin to connect", func() bool { return p.syncs.Load() > 0 })
+	if !p.Connected() {
+		t.Error("synchronised but not connected")
+	}
+	pod := testSandbox(testPod, "sb1", "/run/netns/a")
+	if err := rt.runPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if ns, name := host.where("vf1"); ns != "/run/netns/a" || name != "net1" {
+		t.Errorf("after RunPodSandbox over NRI the device is %q in %q", name, ns)
+	}
+	if len(observed.d) != 1 {
+		t.Errorf("ObserveHook saw %d RunPodSandbox, want 1", len(observed.d))
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if p.Connected() {
+		t.Error("still connected after Run returned")
+	}
+}
