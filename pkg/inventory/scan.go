@@ -74,12 +74,7 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list PCI devices in %s: %w", busDir, err)
 	}
-	var pfs []string
-	for _, bdf := range all {
-		if _, err := os.Stat(filepath.Join(busDir, bdf, "sriov_totalvfs")); err == nil {
-			pfs = append(pfs, bdf)
-		}
-	}
+	pfs := s.findPFs(busDir, all)
 	inv := &Inventory{Devices: []Device{}}
 	if len(pfs) == 0 {
 		inv.Note = fmt.Sprintf("%s under %s", NoteNoSRIOV, busDir)
@@ -132,6 +127,43 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 	}
 	s.log.V(2).Info("Inventory scanned", "pfs", len(pfs), "devices", len(inv.Devices), "filteredOut", found-len(inv.Devices), "excluded", len(inv.Excluded))
 	return inv, nil
+}
+
+// findPFs returns the devices with sriov_totalvfs. VFs always sort after
+// their PF, and the kernel places VF i at routing ID PF + sriov_offset +
+// i*sriov_stride (drivers/pci/iov.c), so the VFs of a PF found are not
+// checked one by one: on a host with a thousand VFs that is a thousand
+// stat calls saved.
+func (s *scanner) findPFs(busDir string, all []string) []string {
+	var pfs []string
+	isVF := map[string]bool{}
+	for _, bdf := range all {
+		if isVF[bdf] {
+			continue
+		}
+		dir := filepath.Join(busDir, bdf)
+		if _, err := os.Stat(filepath.Join(dir, "sriov_totalvfs")); err != nil {
+			continue
+		}
+		pfs = append(pfs, bdf)
+		var num, off, stride int
+		ok := s.optional(bdf, dir, "sriov_numvfs", func(v string) (err error) { num, err = parseInt(v); return err }) &&
+			s.optional(bdf, dir, "sriov_offset", func(v string) (err error) { off, err = parseInt(v); return err }) &&
+			s.optional(bdf, dir, "sriov_stride", func(v string) (err error) { stride, err = parseInt(v); return err })
+		if !ok || num <= 0 || off <= 0 || stride <= 0 {
+			continue
+		}
+		var dom, bus, dev, fn int
+		if _, err := fmt.Sscanf(bdf, "%04x:%02x:%02x.%1x", &dom, &bus, &dev, &fn); err != nil {
+			continue
+		}
+		rid := bus<<8 | dev<<3 | fn
+		for i := 0; i < num; i++ {
+			r := rid + off + i*stride
+			isVF[fmt.Sprintf("%04x:%02x:%02x.%x", dom, (r>>8)&0xff, (r>>3)&0x1f, r&7)] = true
+		}
+	}
+	return pfs
 }
 
 type scanner struct {
@@ -198,10 +230,8 @@ func (s *scanner) optional(bdf, dir, file string, parse func(string) error) bool
 	return true
 }
 
-// readPCI fills what every PCI device has: IDs, driver, NUMA, PCIe root,
-// IOMMU group.
-func (s *scanner) readPCI(bdf string) (Device, error) {
-	dir := s.devPath(bdf)
+// readPCI fills what a PF has: IDs, driver, NUMA, PCIe root, IOMMU group.
+func (s *scanner) readPCI(dir, bdf string) (Device, error) {
 	d := Device{Name: DeviceName(bdf), PCIAddress: bdf, NUMANode: NUMAUnknown, LinkType: LinkTypeUnknown}
 	var err error
 	if err := s.required(dir, "vendor", func(v string) error { d.Vendor, err = parseHexID(v); return err }); err != nil {
@@ -215,12 +245,19 @@ func (s *scanner) readPCI(bdf string) (Device, error) {
 	s.optional(bdf, dir, "numa_node", func(v string) error { d.NUMANode, err = parseNUMA(v); return err })
 	d.Driver = s.optionalLink(bdf, dir, "driver")
 	d.IOMMUGroup = s.optionalLink(bdf, dir, "iommu_group")
-	if attr, err := deviceattribute.GetPCIeRootAttributeByPCIBusID(bdf, s.pcieRootFS); err != nil {
-		s.log.V(2).Info("Leaving attribute out: PCIe root", "pci", bdf, "err", err)
-	} else if attr.Value.StringValue != nil {
-		d.PCIeRoot = *attr.Value.StringValue
-	}
+	d.PCIeRoot = s.pcieRoot(bdf)
 	return d, nil
+}
+
+// pcieRoot asks deviceattribute for the device's PCIe root complex; it
+// resolves /sys/bus/pci/devices/<bdf> under the scan's root.
+func (s *scanner) pcieRoot(bdf string) string {
+	attr, err := deviceattribute.GetPCIeRootAttributeByPCIBusID(bdf, s.pcieRootFS)
+	if err != nil || attr.Value.StringValue == nil {
+		s.log.V(2).Info("Leaving attribute out: PCIe root", "pci", bdf, "err", err)
+		return ""
+	}
+	return *attr.Value.StringValue
 }
 
 func (s *scanner) optionalLink(bdf, dir, name string) string {
@@ -245,8 +282,8 @@ type netdev struct {
 // readNetdevs fills IfName/IfNames/LinkType, and for a PF MTU, speed and
 // MAC, from <dev>/net/. With several netdevs (switchdev representors, IPoIB
 // child interfaces) the uplink comes first: not a representor, lowest ifindex.
-func (s *scanner) readNetdevs(d *Device, pf bool) {
-	dir := filepath.Join(s.devPath(d.PCIAddress), "net")
+func (s *scanner) readNetdevs(devDir string, d *Device, pf bool) {
+	dir := filepath.Join(devDir, "net")
 	names, err := listDir(dir)
 	if err != nil {
 		if !isNotExist(err) {
@@ -281,8 +318,10 @@ func (s *scanner) readNetdevs(d *Device, pf bool) {
 	}
 	d.IfName = d.IfNames[0]
 	up := filepath.Join(dir, d.IfName)
-	s.optional(d.PCIAddress, up, "type", func(v string) (err error) { d.LinkType, err = parseLinkType(v); return err })
 	s.optional(d.PCIAddress, up, "address", func(v string) (err error) { d.MAC, err = parseMAC(v); return err })
+	if pf || d.LinkType == LinkTypeUnknown {
+		s.optional(d.PCIAddress, up, "type", func(v string) (err error) { d.LinkType, err = parseLinkType(v); return err })
+	}
 	if pf {
 		s.optional(d.PCIAddress, up, "mtu", func(v string) (err error) { d.MTU, err = parseInt(v); return err })
 		s.optional(d.PCIAddress, up, "speed", func(v string) error {
@@ -297,8 +336,8 @@ func (s *scanner) readNetdevs(d *Device, pf bool) {
 
 // readRDMA fills RDMADevices from <dev>/infiniband/ and, for a PF, the
 // node GUID, port 1 GUID and the non-zero pkeys of port 1.
-func (s *scanner) readRDMA(d *Device, pf bool) {
-	dir := filepath.Join(s.devPath(d.PCIAddress), "infiniband")
+func (s *scanner) readRDMA(devDir string, d *Device, pf bool) {
+	dir := filepath.Join(devDir, "infiniband")
 	names, err := listDir(dir)
 	if err != nil {
 		if !isNotExist(err) {
@@ -362,6 +401,27 @@ func (s *scanner) readPKeys(bdf, dir string) []string {
 	return out
 }
 
+// pfContext is what the VFs of one PF share.
+type pfContext struct {
+	pf         *Device
+	dir        string // the PF's real directory under <sys>/devices
+	vfDeviceID string // sriov_vf_device, "" when unreadable
+	admin      map[int]netlink.VfInfo
+	guids      map[int]nlink.VFGUID
+}
+
+// realDir resolves /sys/bus/pci/devices/<bdf> to the device's directory
+// under /sys/devices, so later lookups skip the symlink. On failure it
+// returns the bus path, which works as well (only slower).
+func (s *scanner) realDir(bdf string) string {
+	p := s.devPath(bdf)
+	t, err := os.Readlink(p)
+	if err != nil || filepath.IsAbs(t) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(p), t)
+}
+
 // scanPF reads one PF and its VFs.
 func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 	if ctx.Err() != nil {
@@ -370,7 +430,7 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 	excl := func(addr string, err error) {
 		r.excluded = append(r.excluded, Exclusion{PCIAddress: addr, Reason: err.Error()})
 	}
-	dir := s.devPath(bdf)
+	dir := s.realDir(bdf)
 	var total int
 	if err := s.required(dir, "sriov_totalvfs", func(v string) (err error) { total, err = parseInt(v); return err }); err != nil {
 		excl(bdf, err)
@@ -380,7 +440,7 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 		excl(bdf, exclude("sriov_totalvfs is %d: SR-IOV is disabled in the device's firmware", total))
 		return r
 	}
-	pf, err := s.readPCI(bdf)
+	pf, err := s.readPCI(dir, bdf)
 	if err != nil {
 		excl(bdf, err)
 		return r
@@ -393,9 +453,9 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 		s.log.Info("sriov_numvfs unreadable, counted virtfn links instead", "pci", bdf, "numVfs", num)
 	}
 	pf.NumVFs = num
-	s.readNetdevs(&pf, true)
+	s.readNetdevs(dir, &pf, true)
 	pf.PFName = pf.IfName
-	s.readRDMA(&pf, true)
+	s.readRDMA(dir, &pf, true)
 	if dl, err := s.nl.DevLinkGetDeviceByName("pci", bdf); err != nil {
 		s.log.V(4).Info("No eswitch mode from devlink", "pci", bdf, "err", err)
 	} else if dl != nil {
@@ -415,13 +475,18 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 	} else {
 		r.devices = append(r.devices, pf)
 	}
+	if num == 0 {
+		return r
+	}
 
-	admin, guids := s.adminState(&pf, link)
+	pc := &pfContext{pf: &pf, dir: dir}
+	pc.admin, pc.guids = s.adminState(&pf, link)
+	s.optional(bdf, dir, "sriov_vf_device", func(v string) (err error) { pc.vfDeviceID, err = parseHexID(v); return err })
 	for i := 0; i < num; i++ {
 		if ctx.Err() != nil {
 			return r
 		}
-		vf, err := s.scanVF(&pf, i, admin, guids)
+		vf, err := s.scanVF(pc, i)
 		if err != nil {
 			addr := vf.PCIAddress
 			if addr == "" {
@@ -471,31 +536,61 @@ func (s *scanner) adminState(pf *Device, link netlink.Link) (map[int]netlink.VfI
 	return admin, guids
 }
 
-func (s *scanner) scanVF(pf *Device, i int, admin map[int]netlink.VfInfo, guids map[int]nlink.VFGUID) (Device, error) {
+// scanVF reads VF i of a PF. The kernel gives every VF its PF's vendor
+// ID and the PF's sriov_vf_device as device ID (drivers/pci/iov.c), so
+// those come from the PF; a VF that is a sibling of its PF (virtfn ->
+// "../<bdf>", the normal layout) shares the PF's PCIe root. Everything else
+// is read from the VF's own directory.
+func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
+	pf := pc.pf
 	fn := "virtfn" + strconv.Itoa(i)
-	vfBDF, err := readLinkBase(filepath.Join(s.devPath(pf.PCIAddress), fn))
+	target, err := os.Readlink(filepath.Join(pc.dir, fn))
 	if err != nil {
 		if isNotExist(err) {
 			return Device{}, exclude("%s: %s", fn, reasonVanished)
 		}
 		return Device{}, exclude("unreadable %s: %v", fn, err)
 	}
-	vf, err := s.readPCI(vfBDF)
-	if err != nil {
-		vf.PCIAddress = vfBDF
-		return vf, err
+	vfBDF := filepath.Base(target)
+	if !bdfRE.MatchString(vfBDF) {
+		return Device{}, exclude("%s points to %q, not a PCI device", fn, target)
 	}
-	vf.Kind, vf.VFIndex = KindVF, i
-	vf.PFPCIAddress, vf.PFName, vf.PFDriver = pf.PCIAddress, pf.IfName, pf.Driver
-	s.readNetdevs(&vf, false)
-	if vf.IfName == "" || vf.LinkType == LinkTypeUnknown {
-		vf.LinkType = pf.LinkType
+	dir := filepath.Join(pc.dir, target)
+	if filepath.IsAbs(target) {
+		dir = s.realDir(vfBDF)
 	}
-	s.readRDMA(&vf, false)
-	if info, ok := admin[i]; ok {
+	vf := Device{
+		Name: DeviceName(vfBDF), Kind: KindVF, PCIAddress: vfBDF, VFIndex: i,
+		PFPCIAddress: pf.PCIAddress, PFName: pf.IfName, PFDriver: pf.Driver,
+		Vendor: pf.Vendor, DeviceID: pc.vfDeviceID, NUMANode: NUMAUnknown, LinkType: pf.LinkType,
+	}
+	if vf.DeviceID == "" {
+		if err := s.required(dir, "device", func(v string) (err error) { vf.DeviceID, err = parseHexID(v); return err }); err != nil {
+			return vf, err
+		}
+	}
+	// numa_node doubles as the check that the VF is still there.
+	if v, err := readValue(filepath.Join(dir, "numa_node")); err != nil {
+		if _, serr := os.Stat(dir); serr != nil {
+			return vf, exclude(reasonVanished)
+		}
+		s.log.V(2).Info("Leaving attribute out: unreadable", "pci", vfBDF, "file", "numa_node", "err", err)
+	} else if vf.NUMANode, err = parseNUMA(v); err != nil {
+		s.log.V(2).Info("Leaving attribute out: garbled", "pci", vfBDF, "file", "numa_node", "err", err)
+	}
+	vf.Driver = s.optionalLink(vfBDF, dir, "driver")
+	vf.IOMMUGroup = s.optionalLink(vfBDF, dir, "iommu_group")
+	if target == "../"+vfBDF {
+		vf.PCIeRoot = pf.PCIeRoot
+	} else {
+		vf.PCIeRoot = s.pcieRoot(vfBDF)
+	}
+	s.readNetdevs(dir, &vf, false)
+	s.readRDMA(dir, &vf, false)
+	if info, ok := pc.admin[i]; ok {
 		vf.Admin = adminFromVfInfo(info)
 	}
-	if g, ok := guids[i]; ok {
+	if g, ok := pc.guids[i]; ok {
 		vf.NodeGUID = guidString(g.NodeGUID)
 		vf.PortGUID = guidString(g.PortGUID)
 		if vf.Admin != nil {
@@ -504,7 +599,7 @@ func (s *scanner) scanVF(pf *Device, i int, admin map[int]netlink.VfInfo, guids 
 	}
 	if vf.NodeGUID == "" && vf.LinkType == LinkTypeInfiniBand && len(vf.RDMADevices) > 0 {
 		// The PF did not report it; the VF's own RDMA device knows.
-		ib := filepath.Join(s.devPath(vfBDF), "infiniband", vf.RDMADevices[0])
+		ib := filepath.Join(dir, "infiniband", vf.RDMADevices[0])
 		s.optional(vfBDF, ib, "node_guid", func(v string) error {
 			g, err := parseGUID(v)
 			if err == nil && !isZeroGUID(g) {

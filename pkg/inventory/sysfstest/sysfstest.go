@@ -500,7 +500,10 @@ func (b *builder) writeRDMA(dir, name string, linkType int, nodeGUID, portGUID s
 		"ports/1/lid":        "0x1\n",
 		"ports/1/phys_state": "5: LinkUp\n",
 	}
-	n := max(16, len(pkeys))
+	n := 0 // a VF without pkeys given gets no pkey table
+	if len(pkeys) > 0 {
+		n = max(16, len(pkeys))
+	}
 	for i := 0; i < n; i++ {
 		v := "0x0000"
 		if i < len(pkeys) {
