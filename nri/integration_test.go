@@ -17,6 +17,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // These tests run the real NRI protocol: the runtime side is the real
@@ -437,4 +438,68 @@ func TestRunWaitsForRuntime(t *testing.T) {
 	if p.Connected() {
 		t.Error("still connected after Run returned")
 	}
+}
+
+// TestIntegrationIRQAffinity: irqAffinity pins the VF's IRQs to the union
+// of the cpusets of the pod's containers, as they come over NRI. The IRQ
+// files are a fixture tree (root seam); the attach is real.
+func TestIntegrationIRQAffinity(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	h, err := nlink.NewHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	if w.host, err = NewHostOps(HostConfig{Root: root, Host: h}); err != nil {
+		t.Fatal(err)
+	}
+	pod := w.pod("i", 1)
+	d := w.devs.ForPod(pod.Uid)[0]
+	w.devs.mu.Lock()
+	w.devs.devs[key(d.ClaimUID, d.Device)].IRQAffinity = true
+	w.devs.mu.Unlock()
+	irqFile := func(n string) string { return filepath.Join(root, "proc/irq", n, "smp_affinity_list") }
+	for _, n := range []string{"120", "121"} {
+		if err := os.MkdirAll(filepath.Join(root, "sys/bus/pci/devices", d.PCIAddress, "msi_irqs"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "sys/bus/pci/devices", d.PCIAddress, "msi_irqs", n), []byte("msix\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(irqFile(n)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(irqFile(n), []byte("0-15\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runPlugin(t, w.plugin())
+	if err := w.rt.runPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ id, cpus, want string }{
+		{"init", "", "0-15"},
+		{"app", "4-5", "4-5"},
+		{"sidecar", "7", "4-5,7"},
+	} {
+		if err := w.rt.createContainer(ctx, pod, testContainer(c.id, pod.Id, c.cpus)); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"120", "121"} {
+			b, err := os.ReadFile(irqFile(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(string(b)); got != c.want {
+				t.Errorf("after container %s: IRQ %s affinity %q, want %q", c.id, n, got, c.want)
+			}
+		}
+	}
+	w.checkInPod(pod)
+	if err := w.rt.stopPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	w.checkOnHost(pod)
 }
