@@ -1,0 +1,129 @@
+package inventory
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	resourceapi "k8s.io/api/resource/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// ReportDevice is one device as `sriov-dra inventory` shows it.
+type ReportDevice struct {
+	Name       string                                                    `json:"name"` // ResourceSlice device name
+	Published  bool                                                      `json:"published"`
+	Device     Device                                                    `json:"device"`
+	Attributes map[resourceapi.QualifiedName]resourceapi.DeviceAttribute `json:"attributes"`
+}
+
+// Report is an inventory with what the driver would publish of it.
+type Report struct {
+	Devices  []ReportDevice `json:"devices"`
+	Excluded []Exclusion    `json:"excluded,omitempty"`
+	Note     string         `json:"note,omitempty"`
+}
+
+// Output formats of Report.Write.
+const (
+	FormatTable = "table"
+	FormatJSON  = "json"
+	FormatYAML  = "yaml"
+)
+
+// NewReport pairs every device with its attributes and whether
+// Publishable(passthroughPFs) keeps it.
+func NewReport(inv *Inventory, passthroughPFs []string) Report {
+	pub := map[string]bool{}
+	for _, d := range inv.Publishable(passthroughPFs) {
+		pub[d.Name] = true
+	}
+	r := Report{Devices: []ReportDevice{}, Excluded: inv.Excluded, Note: inv.Note}
+	for _, d := range inv.Devices {
+		r.Devices = append(r.Devices, ReportDevice{Name: d.Name, Published: pub[d.Name], Device: d, Attributes: Attributes(d)})
+	}
+	return r
+}
+
+// Write prints the report as a table, JSON or YAML.
+func (r Report) Write(w io.Writer, format string) error {
+	switch format {
+	case FormatJSON:
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode inventory as JSON: %w", err)
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	case FormatYAML:
+		b, err := yaml.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode inventory as YAML: %w", err)
+		}
+		_, err = w.Write(b)
+		return err
+	case FormatTable, "":
+		return r.writeTable(w)
+	}
+	return fmt.Errorf("output format %q: want %s, %s or %s", format, FormatTable, FormatJSON, FormatYAML)
+}
+
+func (r Report) writeTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tPCI\tPF\tVF\tIFNAME\tDRIVER\tID\tLINK\tNUMA\tPCIE-ROOT\tIOMMU\tRDMA\tMAC\tVLAN\tGUID\tPKEYS\tESWITCH\tVFS\tPUBLISHED")
+	for _, rd := range r.Devices {
+		d := rd.Device
+		vf, vfs, numa, vlan := "-", "-", "-", "-"
+		if d.Kind == KindVF {
+			vf = strconv.Itoa(d.VFIndex)
+		} else {
+			vfs = fmt.Sprintf("%d/%d", d.NumVFs, d.TotalVFs)
+		}
+		if d.NUMANode != NUMAUnknown {
+			numa = strconv.Itoa(d.NUMANode)
+		}
+		mac := d.MAC
+		if d.Admin != nil {
+			if mac == "" {
+				mac = d.Admin.MAC
+			}
+			if d.Admin.VLAN > 0 {
+				vlan = strconv.Itoa(d.Admin.VLAN)
+			}
+		}
+		pub := "no"
+		if rd.Published {
+			pub = "yes"
+		}
+		fmt.Fprintln(tw, strings.Join([]string{
+			rd.Name, string(d.Kind), d.PCIAddress, dash(d.PFName), vf, dash(d.IfName), dash(d.Driver),
+			d.Vendor + ":" + d.DeviceID, string(d.LinkType), numa, dash(d.PCIeRoot), dash(d.IOMMUGroup),
+			dash(strings.Join(d.RDMADevices, ",")), dash(mac), vlan, dash(d.NodeGUID), dash(strings.Join(d.PKeys, ",")),
+			dash(d.EswitchMode), vfs, pub,
+		}, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, e := range r.Excluded {
+		if _, err := fmt.Fprintf(w, "excluded %s: %s\n", e.PCIAddress, e.Reason); err != nil {
+			return err
+		}
+	}
+	if r.Note != "" {
+		if _, err := fmt.Fprintf(w, "No SR-IOV devices listed: %s\n", r.Note); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
