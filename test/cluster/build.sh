@@ -47,7 +47,16 @@ go_group() {
 		local mod=()
 		# First resolution of the pinned module graph fills go.sum (then committed).
 		[[ -s go.sum ]] || mod=(-mod=mod)
-		CGO_ENABLED=${CGO:-1} go build "${mod[@]}" -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out/" "${pkgs[@]}"
+		CGO_ENABLED=${CGO:-1} go build "${mod[@]}" -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out/" "${pkgs[@]}" &
+		local pid=$! n=0
+		# Progress while the compiler works (a cold Kubernetes build is minutes).
+		while kill -0 "$pid" 2>/dev/null; do
+			sleep 1
+			if ((++n % 30 == 0)); then
+				log "  ... still building ${missing[*]} (${n} s)"
+			fi
+		done
+		wait "$pid"
 	)
 	for name in "${missing[@]}"; do
 		# go build names each binary after the last element of its package path.

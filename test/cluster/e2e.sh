@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# make e2e: cluster up (built and started if needed), driver deployed from
+# deployments/, the Go e2e tests (build tag e2e), cluster down.
+#   KEEP=1 bash test/cluster/e2e.sh      # leave the cluster running afterwards
+#   E2E_RUN=TestPFPassthrough ...        # a subset of the tests
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+
+t0=$SECONDS
+if [[ -z ${KEEP:-} ]]; then
+	trap 'bash "$HERE/cluster.sh" down' EXIT
+fi
+bash "$HERE/cluster.sh" up
+bash "$HERE/driver.sh" deploy
+log "cluster and driver ready in $((SECONDS - t0)) s; running the e2e tests"
+
+rc=0
+(
+	cd "$REPO"
+	E2E_KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig E2E_KUBECTL=$CACHE_BIN/kubectl \
+		E2E_TEST_IMAGE=$TEST_IMAGE E2E_CDI_DIR=$CLUSTER_DIR/cdi \
+		go test -tags e2e -count=1 -v -timeout 30m ${E2E_RUN:+-run "$E2E_RUN"} ./test/cluster/e2e/
+) || rc=$?
+if ((rc != 0)); then
+	log "e2e FAILED; driver logs:"
+	bash "$HERE/driver.sh" logs 2>&1 | tail -80 >&2 || true
+fi
+log "e2e finished in $((SECONDS - t0)) s (rc=$rc)"
+exit $rc
