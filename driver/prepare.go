@@ -122,12 +122,21 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if err := d.state.Put(rec); err != nil {
 		return nil, err
 	}
-	if err := d.apply(ctx, claim, rec, devs); err != nil {
-		// The record holds what was done; undo it from there.
+	prog := &progress{steps: make([]DeviceSteps, len(rec.Devices))}
+	if err := d.apply(ctx, claim, rec, devs, prog); err != nil {
+		// Undo what this attempt ran (the failed step included: it may
+		// have half-happened). The record's intents stay as they are for
+		// the case that undo fails too and a later Unprepare has to finish.
 		cur, ok := d.state.Claim(uid)
 		if !ok {
-			cur = rec
+			cur = rec.clone()
 		}
+		for i, dr := range cur.Devices {
+			ipamDone := dr.Steps.IPAM
+			dr.Steps = prog.steps[i]
+			dr.Steps.IPAM = ipamDone
+		}
+		cur.Steps.CDI = prog.cdi
 		if uerr := d.undo(ctx, cur, true); uerr != nil {
 			return nil, fmt.Errorf("%w; rolling back also failed (the claim stays recorded and is undone at Unprepare): %v", err, uerr)
 		}
@@ -136,14 +145,23 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	return resultOf(rec), nil
 }
 
+// progress is what one apply attempt ran (or tried to run).
+type progress struct {
+	steps []DeviceSteps
+	cdi   bool
+}
+
 // apply runs the recorded steps of rec in order and records completion.
 // The steps were marked in rec before the first change (the started
 // record), so a rollback restores all of them; restoring a step that had
 // not run yet puts back the snapshot's values, which the device still has.
-func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, rec *ClaimRecord, devs []inventory.Device) error {
+// prog tells an in-process rollback what this attempt actually reached.
+func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, rec *ClaimRecord, devs []inventory.Device, prog *progress) error {
 	host := d.cfg.Host
-	for _, dr := range rec.Devices {
+	for i, dr := range rec.Devices {
+		ran := &prog.steps[i]
 		if dr.Steps.VFSettings {
+			ran.VFSettings = true
 			s := dr.Settings
 			s.GUID = nil
 			if err := host.ApplyVF(ctx, &dr.Snapshot, s); err != nil {
@@ -151,22 +169,20 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 			}
 		}
 		if dr.Steps.GUID {
+			ran.GUID = true
 			if err := host.SetGUID(ctx, &dr.Snapshot, *dr.Settings.GUID); err != nil {
 				return deviceError(claim, dr.Request, dr.Device, "guid", err)
 			}
 		}
 		if dr.Steps.VFIO {
+			ran.VFIO = true
 			if err := host.BindVFIO(ctx, &dr.Snapshot); err != nil {
 				return deviceError(claim, dr.Request, dr.Device, "driver", err)
 			}
 		}
 	}
 	for i, dr := range rec.Devices {
-		var cfg v1alpha1.Resolved
-		if err := json.Unmarshal(dr.Config, &cfg); err != nil {
-			return deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("read back resolved config: %w", err))
-		}
-		if len(cfg.IPAM) == 0 {
+		if len(dr.IPAMConfig) == 0 {
 			continue
 		}
 		ifName := dr.Pod.Spec.PodIfName
@@ -176,7 +192,7 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		res, err := d.cfg.IPAM.Allocate(ctx, ipam.Request{
 			ClaimUID: rec.UID, Device: dr.Device, IfName: ifName,
 			PodName: rec.PodName, PodNamespace: rec.PodNamespace, PodUID: rec.PodUID,
-			IPAM: cfg.IPAM,
+			IPAM: dr.IPAMConfig,
 		})
 		if err != nil {
 			return deviceError(claim, dr.Request, dr.Device, "ipam", err)
@@ -203,6 +219,7 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		}
 		cdiDevs = append(cdiDevs, CDIDevice{Name: dr.Device, Env: cdiEnv(dr), DeviceNodes: nodes})
 	}
+	prog.cdi = true
 	ids, err := d.cfg.CDI.WriteClaim(rec.UID, cdiDevs)
 	if err != nil {
 		return fmt.Errorf("claim %s/%s: write CDI spec: %w", claim.Namespace, claim.Name, err)
@@ -419,7 +436,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		published := dev
 		dr := &DeviceRecord{
 			Request: r.Request, Pool: r.Pool, Device: dev.Name, PCIAddress: dev.PCIAddress, Kind: dev.Kind,
-			Config: cfgJSON, Driver: res.Driver, Published: &published,
+			Config: cfgJSON, IPAMConfig: res.IPAM, Driver: res.Driver, Published: &published,
 			Pod: nri.PodDevice{
 				VFIO:          res.VFIO(),
 				RDMADevice:    dev.RDMADevice(),

@@ -97,6 +97,8 @@ type DeviceRecord struct {
 	// PhasePrepareStarted before the first change.
 	Snapshot vfconfig.Snapshot `json:"snapshot"`
 	Steps    DeviceSteps       `json:"steps"`
+	// IPAMConfig is the CNI IPAM configuration, empty for none.
+	IPAMConfig json.RawMessage `json:"ipamConfig,omitempty"`
 	// IPAM is the address allocation, nil when none was configured or done.
 	IPAM *ipam.Result `json:"ipam,omitempty"`
 	// CDIDeviceIDs are returned to kubelet for this device.

@@ -1,0 +1,390 @@
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
+)
+
+// journal is one ordered log shared by every fake, so tests can assert
+// the order of steps across host, IPAM, CDI, status and checkpoint.
+type journal struct {
+	mu      sync.Mutex
+	entries []string
+	// fail makes the step with this exact prefix fail.
+	fail map[string]error
+}
+
+func newJournal() *journal { return &journal{fail: map[string]error{}} }
+
+func (j *journal) add(format string, args ...any) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e := fmt.Sprintf(format, args...)
+	for prefix, err := range j.fail {
+		if strings.HasPrefix(e, prefix) {
+			j.entries = append(j.entries, e+" FAILED")
+			return err
+		}
+	}
+	j.entries = append(j.entries, e)
+	return nil
+}
+
+func (j *journal) failOn(prefix string, err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.fail[prefix] = err
+}
+
+func (j *journal) clearFail() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.fail = map[string]error{}
+}
+
+func (j *journal) take() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := j.entries
+	j.entries = nil
+	return out
+}
+
+// fakeHost records host operations.
+type fakeHost struct{ j *journal }
+
+func (h *fakeHost) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
+	if err := h.j.add("host.Snapshot %s", dev.Name); err != nil {
+		return vfconfig.Snapshot{}, err
+	}
+	s := vfconfig.Snapshot{PCIAddress: dev.PCIAddress, PFName: dev.PFName, PFPCIAddress: dev.PFPCIAddress, VFIndex: dev.VFIndex, Driver: dev.Driver, IfName: dev.IfName, MAC: dev.MAC, MTU: dev.MTU}
+	if dev.Admin != nil {
+		s.Admin = *dev.Admin
+	}
+	return s, nil
+}
+func (h *fakeHost) ApplyVF(_ context.Context, s *vfconfig.Snapshot, set vfconfig.Settings) error {
+	return h.j.add("host.ApplyVF %s %s", s.PCIAddress, settingsFields(set))
+}
+func (h *fakeHost) RestoreVF(_ context.Context, s *vfconfig.Snapshot) error {
+	return h.j.add("host.RestoreVF %s", s.PCIAddress)
+}
+func (h *fakeHost) SetGUID(_ context.Context, s *vfconfig.Snapshot, g string) error {
+	return h.j.add("host.SetGUID %s %s", s.PCIAddress, g)
+}
+func (h *fakeHost) RestoreGUID(_ context.Context, s *vfconfig.Snapshot) error {
+	return h.j.add("host.RestoreGUID %s", s.PCIAddress)
+}
+func (h *fakeHost) BindVFIO(_ context.Context, s *vfconfig.Snapshot) error {
+	return h.j.add("host.BindVFIO %s", s.PCIAddress)
+}
+func (h *fakeHost) RestoreDriver(_ context.Context, s *vfconfig.Snapshot) error {
+	return h.j.add("host.RestoreDriver %s %s", s.PCIAddress, s.Driver)
+}
+func (h *fakeHost) RestoreIRQs(_ context.Context, s *vfconfig.Snapshot) error {
+	return h.j.add("host.RestoreIRQs %s", s.PCIAddress)
+}
+func (h *fakeHost) Detach(_ context.Context, netns string, spec netattach.Spec, orig netattach.Original, _ string, _ bool) error {
+	return h.j.add("host.Detach %s %s->%s", netns, spec.PodIfName, orig.IfName)
+}
+func (h *fakeHost) DeviceNodes(_ context.Context, dev *inventory.Device, vfio bool) ([]string, error) {
+	if err := h.j.add("host.DeviceNodes %s", dev.Name); err != nil {
+		return nil, err
+	}
+	if vfio {
+		return []string{"/dev/vfio/vfio", "/dev/vfio/" + dev.IOMMUGroup}, nil
+	}
+	if dev.RDMADevice() != "" {
+		return []string{"/dev/infiniband/uverbs0", "/dev/infiniband/rdma_cm"}, nil
+	}
+	return nil, nil
+}
+
+// fakeIPAM hands out 10.0.0.N/24 per allocation.
+type fakeIPAM struct {
+	j    *journal
+	mu   sync.Mutex
+	next int
+	held map[string]string // container ID -> address
+}
+
+func (f *fakeIPAM) Allocate(_ context.Context, req ipam.Request) (*ipam.Result, error) {
+	if err := f.j.add("ipam.Allocate %s %s", req.Device, req.IfName); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.next++
+	if f.held == nil {
+		f.held = map[string]string{}
+	}
+	id := ipam.ContainerID(req.ClaimUID, req.Device)
+	addr := fmt.Sprintf("10.0.0.%d/24", f.next)
+	f.held[id] = addr
+	return &ipam.Result{Plugin: "fake", Network: "n", ContainerID: id, IfName: req.IfName,
+		IPs: []ipam.IPConfig{{Address: addr}}, Routes: []netattach.Route{{Dst: "10.1.0.0/16", GW: "10.0.0.1"}}, NetConf: json.RawMessage(`{}`), Raw: json.RawMessage(`{}`)}, nil
+}
+
+func (f *fakeIPAM) Release(_ context.Context, res *ipam.Result) error {
+	if err := f.j.add("ipam.Release %s", res.ContainerID); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.held, res.ContainerID)
+	return nil
+}
+
+func (f *fakeIPAM) allocated() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.held)
+}
+
+// fakeCDI keeps specs in memory.
+type fakeCDI struct {
+	j     *journal
+	mu    sync.Mutex
+	specs map[string][]CDIDevice
+}
+
+func (f *fakeCDI) WriteClaim(uid string, devs []CDIDevice) (map[string]string, error) {
+	if err := f.j.add("cdi.Write %s", uid); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.specs == nil {
+		f.specs = map[string][]CDIDevice{}
+	}
+	f.specs[uid] = devs
+	ids := map[string]string{}
+	for _, d := range devs {
+		ids[d.Name] = "sriov.dra.dev/net=" + uid + "-" + d.Name
+	}
+	return ids, nil
+}
+
+func (f *fakeCDI) RemoveClaim(uid string) error {
+	if err := f.j.add("cdi.Remove %s", uid); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.specs, uid)
+	return nil
+}
+
+func (f *fakeCDI) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.specs)
+}
+
+// fakeStatus records status updates.
+type fakeStatus struct {
+	j       *journal
+	mu      sync.Mutex
+	updates map[string][]DeviceStatus
+}
+
+func (f *fakeStatus) Update(c ClaimRef, devs []DeviceStatus) {
+	_ = f.j.add("status.Update %s", c.UID)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.updates == nil {
+		f.updates = map[string][]DeviceStatus{}
+	}
+	f.updates[c.UID] = devs
+}
+
+func (f *fakeStatus) Clear(_ context.Context, c ClaimRef) error {
+	if err := f.j.add("status.Clear %s", c.UID); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.updates, c.UID)
+	return nil
+}
+
+// memStore is a Store in memory that journals every save with the phase
+// of each claim, and can be told to fail.
+type memStore struct {
+	j    *journal
+	mu   sync.Mutex
+	data []byte
+}
+
+func (m *memStore) Load() (*Checkpoint, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.data == nil {
+		return nil, nil
+	}
+	var cp Checkpoint
+	if err := json.Unmarshal(m.data, &cp); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	return &cp, nil
+}
+
+func (m *memStore) Save(cp *Checkpoint) error {
+	var phases []string
+	for uid, rec := range cp.Claims {
+		phases = append(phases, uid+"="+string(rec.Phase))
+	}
+	if len(phases) == 0 {
+		phases = []string{"empty"}
+	}
+	if m.j != nil {
+		if err := m.j.add("store.Save %s", strings.Join(sortStrings(phases), ",")); err != nil {
+			return err
+		}
+	}
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.data = b
+	return nil
+}
+
+func sortStrings(s []string) []string {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s
+}
+
+// swapScanner scans a sysfs fixture whose root can be swapped.
+type swapScanner struct {
+	mu   sync.Mutex
+	host *sysfstest.Host
+	err  error
+}
+
+func (s *swapScanner) Scan(ctx context.Context) (*inventory.Inventory, error) {
+	s.mu.Lock()
+	h, err := s.host, s.err
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return inventory.Scan(ctx, inventory.Options{Root: h.Root, Netlink: h.Netlink})
+}
+
+func (s *swapScanner) set(h *sysfstest.Host) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.host = h
+}
+
+// countingPublisher counts PublishResources calls.
+type countingPublisher struct {
+	mu   sync.Mutex
+	n    int
+	last resourceslice.DriverResources
+	ch   chan struct{}
+}
+
+func (p *countingPublisher) PublishResources(_ context.Context, r resourceslice.DriverResources) error {
+	p.mu.Lock()
+	p.n++
+	p.last = r
+	p.mu.Unlock()
+	if p.ch != nil {
+		select {
+		case p.ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (p *countingPublisher) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
+func (p *countingPublisher) devices() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, pool := range p.last.Pools {
+		for _, s := range pool.Slices {
+			n += len(s.Devices)
+		}
+	}
+	return n
+}
+
+// env is a driver over fakes and a sysfs fixture.
+type env struct {
+	t      testing.TB
+	j      *journal
+	host   *fakeHost
+	ipam   *fakeIPAM
+	cdi    *fakeCDI
+	status *fakeStatus
+	store  Store
+	fix    *sysfstest.Host
+	scan   *swapScanner
+	d      *Driver
+	bootID string
+}
+
+const testNode = "node-a"
+
+func newEnv(t testing.TB, topo sysfstest.Topology) *env {
+	t.Helper()
+	j := newJournal()
+	fix := sysfstest.New(t, topo)
+	e := &env{t: t, j: j, host: &fakeHost{j}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
+		store: &memStore{j: j}, fix: fix, scan: &swapScanner{host: fix}, bootID: "boot-1"}
+	e.restart()
+	return e
+}
+
+// restart builds a new Driver over the same store and fakes: an empty
+// memory, as after a daemon restart.
+func (e *env) restart() {
+	e.t.Helper()
+	d, err := New(context.Background(), e.config())
+	if err != nil {
+		e.t.Fatalf("New: %v", err)
+	}
+	e.d = d
+	e.j.take()
+}
+
+func (e *env) config() Config {
+	return Config{
+		NodeName: testNode, DriverName: "sriov.dra.dev", BootID: e.bootID,
+		Store: e.store, Scanner: e.scan, Attributes: inventory.Attributes,
+		Host: e.host, IPAM: e.ipam, CDI: e.cdi, Status: e.status,
+		Netlink: e.fix.Netlink,
+	}
+}
+
+var errInjected = errors.New("injected failure")
