@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
@@ -173,6 +174,8 @@ type fakeHost struct {
 	irqs map[string]string    // PCI -> cpus
 	gone map[string]bool      // netns paths that no longer exist
 	fail map[string]error     // method -> error
+	// detachDelay makes Detach slow (a kernel that takes its time).
+	detachDelay time.Duration
 }
 
 type fakeLink struct {
@@ -274,6 +277,7 @@ func (h *fakeHost) InNetns(_ context.Context, netnsPath, podIfName string) (bool
 }
 
 func (h *fakeHost) Detach(_ context.Context, netnsPath, podIfName string, orig netattach.Original) error {
+	time.Sleep(h.detachDelay)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rec.add("host Detach %s %s to %s", netnsPath, podIfName, orig.IfName)

@@ -272,18 +272,33 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, hook string)
 		return
 	}
 	start := time.Now()
-	var err error
-	defer func() { p.observe(hook, start, err) }()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid, "hook", hook)
-	ctx = klog.NewContext(ctx, logger)
+	ctx = klog.NewContext(context.WithoutCancel(ctx), logger)
 	unlock := p.hookLock(uid)
-	defer unlock()
-	// Only what is in this sandbox's netns: kubelet removes an old sandbox
-	// of a pod after it started a new one. A sandbox reported without a
-	// network namespace cannot have netdevs of its own: then everything
-	// the pod has recorded in any netns goes back.
-	if err = p.detachPod(ctx, uid, netnsOf(pod)); err != nil {
-		logger.Error(err, "Could not return every device to the host; will retry")
+	// The detach runs on its own so that a slow kernel cannot make the
+	// hook miss the runtime's deadline (which would fail the teardown):
+	// after TeardownBudget the hook returns and the detach finishes in
+	// the background, still holding the pod.
+	done := make(chan struct{})
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		defer close(done)
+		defer unlock()
+		// Only what is in this sandbox's netns: kubelet removes an old
+		// sandbox of a pod after it started a new one. A sandbox reported
+		// without a network namespace cannot have netdevs of its own: then
+		// everything the pod has recorded in any netns goes back.
+		err := p.detachPod(ctx, uid, netnsOf(pod))
+		p.observe(hook, start, err)
+		if err != nil {
+			logger.Error(err, "Could not return every device to the host; will retry")
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(p.cfg.TeardownBudget):
+		logger.Info("Detach is taking long: finishing it in the background", "budget", p.cfg.TeardownBudget)
 	}
 }
 

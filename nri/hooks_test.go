@@ -514,6 +514,7 @@ func TestConfig(t *testing.T) {
 		{Config{PluginIndex: "1a"}, "two digits"},
 		{Config{MinBackoff: time.Second, MaxBackoff: time.Millisecond}, "backoff"},
 		{Config{RetryInterval: -time.Second}, "retryInterval"},
+		{Config{TeardownBudget: -time.Second}, "teardownBudget"},
 	}
 	for _, tc := range tests {
 		_, err := New(tc.cfg, newMemDevices(nil), newFakeHost(nil))
@@ -587,5 +588,40 @@ func TestSynchronizeYieldsToNewerHooks(t *testing.T) {
 	f.p.bg.Wait()
 	if ns, _ := f.host.where("vf1"); ns != "" {
 		t.Errorf("pod absent from the runtime: device still in %q", ns)
+	}
+}
+
+func TestTeardownWithinBudget(t *testing.T) {
+	ctx := context.Background()
+	rec := &recorder{}
+	devs, host := newMemDevices(rec), newFakeHost(rec)
+	devs.add(testPod, ethDevice("1"))
+	host.addLink("vf1", "02:00:00:00:00:01", 1500)
+	p, err := New(Config{TeardownBudget: 20 * time.Millisecond}, devs, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := testSandbox(testPod, "sb1", "/run/netns/a")
+	if err := p.RunPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	host.detachDelay = 300 * time.Millisecond
+	start := time.Now()
+	if err := p.StopPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Errorf("StopPodSandbox took %v with a 20ms budget", took)
+	}
+	// The next hook for the pod waits for the detach still running.
+	if err := p.RemovePodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	p.bg.Wait()
+	if ns, name := host.where("vf1"); ns != "" || name != "vf1" {
+		t.Errorf("after the background detach the device is %q in %q", name, ns)
+	}
+	if n := len(only(rec.take(), "host Detach")); n != 1 {
+		t.Errorf("%d detaches, want 1 (the second teardown finds it done)", n)
 	}
 }

@@ -22,9 +22,10 @@ const (
 	// DefaultSocketPath is the runtime's NRI socket.
 	DefaultSocketPath = api.DefaultSocketPath
 
-	defaultMinBackoff    = 500 * time.Millisecond
-	defaultMaxBackoff    = 30 * time.Second
-	defaultRetryInterval = 10 * time.Second
+	defaultMinBackoff     = 500 * time.Millisecond
+	defaultMaxBackoff     = 30 * time.Second
+	defaultRetryInterval  = 10 * time.Second
+	defaultTeardownBudget = time.Second
 )
 
 var pluginIndex = regexp.MustCompile(`^[0-9]{2}$`)
@@ -42,6 +43,10 @@ type Config struct {
 	// RetryInterval is how often detaches that could not finish (netns
 	// gone, link not back on the host yet) are retried; zero means 10s.
 	RetryInterval time.Duration
+	// TeardownBudget is how long StopPodSandbox and RemovePodSandbox wait
+	// for the detach before they return and let it finish in the
+	// background (the runtime allows all plugins about 2s); zero means 1s.
+	TeardownBudget time.Duration
 	// ObserveHook, when set, is called after each hook that had devices
 	// to handle, with the hook's name, how long it took and its error
 	// (for metrics). It must be fast and safe for concurrent use.
@@ -72,6 +77,12 @@ func (c *Config) complete() error {
 	}
 	if c.RetryInterval < 0 {
 		return fmt.Errorf("NRI retryInterval %s: must be positive", c.RetryInterval)
+	}
+	if c.TeardownBudget == 0 {
+		c.TeardownBudget = defaultTeardownBudget
+	}
+	if c.TeardownBudget < 0 {
+		return fmt.Errorf("NRI teardownBudget %s: must be positive", c.TeardownBudget)
 	}
 	return nil
 }
