@@ -188,16 +188,24 @@ func (o *vfOp) set(ctx context.Context, k Knob, t target) error {
 }
 
 // setGUID sets the node and port GUID and rebinds the VF driver so the VF
-// takes them. A failure after the node GUID was set puts the old one back.
+// takes them. A failure after the node GUID was set puts the snapshot's
+// GUIDs back (and, if the rebind was what failed, rebinds again) unless
+// this call is itself that restore.
 func (o *vfOp) setGUID(ctx context.Context, node, port net.HardwareAddr) error {
+	return o.setGUIDs(ctx, node, port, true)
+}
+
+func (o *vfOp) setGUIDs(ctx context.Context, node, port net.HardwareAddr, revert bool) error {
 	vf := o.snap.VFIndex
+	oldNode, _ := net.ParseMAC(o.snap.Admin.NodeGUID)
+	oldPort, _ := net.ParseMAC(o.snap.Admin.PortGUID)
 	if err := o.h.LinkSetVfGUID(o.pf, vf, node, nl.IFLA_VF_IB_NODE_GUID); err != nil {
 		return o.fail("node GUID", err)
 	}
 	if err := o.h.LinkSetVfGUID(o.pf, vf, port, nl.IFLA_VF_IB_PORT_GUID); err != nil {
 		err = o.fail("port GUID", err)
-		if old, perr := net.ParseMAC(o.snap.Admin.NodeGUID); perr == nil {
-			if uerr := o.h.LinkSetVfGUID(o.pf, vf, old, nl.IFLA_VF_IB_NODE_GUID); uerr != nil {
+		if revert && oldNode != nil {
+			if uerr := o.h.LinkSetVfGUID(o.pf, vf, oldNode, nl.IFLA_VF_IB_NODE_GUID); uerr != nil {
 				err = errors.Join(err, fmt.Errorf("undo node GUID of VF %d on %s: %w", vf, o.snap.PFName, uerr))
 			}
 		}
@@ -205,7 +213,13 @@ func (o *vfOp) setGUID(ctx context.Context, node, port net.HardwareAddr) error {
 	}
 	name, err := Rebind(ctx, o.root, o.snap.PCIAddress, o.snap.Driver, o.snap.IfName != "")
 	if err != nil {
-		return fmt.Errorf("rebind VF %d (%s) after setting its GUID: %w", vf, o.snap.PCIAddress, err)
+		err = fmt.Errorf("rebind VF %d (%s) after setting its GUID: %w", vf, o.snap.PCIAddress, err)
+		if revert && oldNode != nil && oldPort != nil {
+			if uerr := o.setGUIDs(ctx, oldNode, oldPort, false); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("undo GUIDs: %w", uerr))
+			}
+		}
+		return err
 	}
 	if name != o.ifName {
 		klog.FromContext(ctx).Info("VF netdev renamed by rebind", "pci", o.snap.PCIAddress, "old", o.ifName, "new", name)
@@ -213,8 +227,6 @@ func (o *vfOp) setGUID(ctx context.Context, node, port net.HardwareAddr) error {
 	o.ifName = name
 	return nil
 }
-
-func hasPFKnob(ks []Knob) bool { return len(ks) > 0 }
 
 // Apply changes the VF's admin state through its PF as settings say, in
 // the order Settings.Knobs gives. Bad settings are refused before anything
@@ -236,7 +248,7 @@ func Apply(ctx context.Context, h nlink.Handle, root string, dev inventory.Devic
 	if err != nil {
 		return fmt.Errorf("VF settings of %s: %w", dev.PCIAddress, err)
 	}
-	if !snap.AdminKnown && hasPFKnob(knobs) {
+	if !snap.AdminKnown { // every knob goes through the PF
 		return fmt.Errorf("VF settings %v of %s: PF %s reports no VF info for VF %d (not a real SR-IOV PF?), so nothing can be set through it",
 			knobs, dev.PCIAddress, snap.PFName, snap.VFIndex)
 	}

@@ -447,3 +447,27 @@ func TestRebindRenames(t *testing.T) {
 		t.Errorf("Rebind unbound = %q, %v", name, err)
 	}
 }
+
+func TestApplyGUIDRebindFailureRevertsGUIDs(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, true, true)
+	before := e.state(t)
+	snap, err := TakeSnapshot(ctx, e.fake, e.fx.root, e.dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The driver's unbind file is gone: the rebind fails at once.
+	if err := removeAll(e.fx.path("sys/bus/pci/drivers/mlx5_core/unbind")); err != nil {
+		t.Fatal(err)
+	}
+	err = Apply(ctx, e.fake, e.fx.root, e.dev, snap, Settings{Trust: ptr(true), GUID: ptr("02:00:00:00:00:00:aa:01")})
+	if err == nil || !strings.Contains(err.Error(), "rebind") {
+		t.Fatalf("err = %v, want a rebind failure", err)
+	}
+	if got := e.state(t); !reflect.DeepEqual(got, before) {
+		t.Errorf("after a failed rebind\n got %+v\nwant %+v", got, before)
+	}
+	if d, _ := DriverOf(e.fx.root, vfPCI); d != "mlx5_core" {
+		t.Errorf("driver = %q, want mlx5_core still bound", d)
+	}
+}
