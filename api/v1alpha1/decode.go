@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	yamlv2 "go.yaml.in/yaml/v2"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -33,6 +34,40 @@ var omit = field.OmitValueType{}
 // need the merged result (vlanQoS needs vlan, when vlan comes from another
 // config) are checked by Resolve; rules within one object are checked here.
 func Decode(path *field.Path, raw []byte) (Config, field.ErrorList) {
+	cfg, errs := decode(path, raw)
+	return cfg, tidy(errs)
+}
+
+// Limits on what an error repeats back of the input.
+const (
+	maxShownValue  = 64
+	maxShownDetail = 300
+)
+
+// tidy shortens long bad values and details, so that a hostile input does
+// not turn into a huge error message (claim status, logs).
+func tidy(errs field.ErrorList) field.ErrorList {
+	for _, e := range errs {
+		if s, ok := e.BadValue.(string); ok && len(s) > maxShownValue {
+			e.BadValue = truncate(s, maxShownValue)
+		}
+		if len(e.Detail) > maxShownDetail {
+			e.Detail = truncate(e.Detail, maxShownDetail)
+		}
+	}
+	return errs
+}
+
+// truncate cuts s to at most n bytes on a rune boundary and marks the cut.
+func truncate(s string, n int) string {
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+func decode(path *field.Path, raw []byte) (Config, field.ErrorList) {
 	whole := path
 	if whole == nil {
 		whole = field.NewPath("(object)")

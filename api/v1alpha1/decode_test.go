@@ -320,6 +320,29 @@ func TestDecodeCollectsAllErrors(t *testing.T) {
 	}
 }
 
+// TestDecodeShortensEcho: errors do not repeat a long hostile input.
+func TestDecodeShortensEcho(t *testing.T) {
+	for _, in := range []string{
+		vfHead + "ifName: \"" + strings.Repeat("\\u00e9", 1600) + "\"\n",
+		vfHead + strings.Repeat("x: 1\n", 2000),
+		vfHead + "mac: " + strings.Repeat("ab", 3000) + "\n",
+		"apiVersion: sriov.dra.dev/v1alpha1\nkind: " + strings.Repeat("K", 5000) + "\n",
+	} {
+		_, errs := Decode(testRoot, []byte(in))
+		if len(errs) == 0 {
+			t.Fatalf("accepted %.40q", in)
+		}
+		for _, e := range errs {
+			if n := len(e.Error()); n > 600 {
+				t.Errorf("error of %d bytes: %.200s", n, e.Error())
+			}
+		}
+	}
+	if got := truncate("aé"+strings.Repeat("b", 10), 5); got != "a..." {
+		t.Errorf("truncate = %q", got)
+	}
+}
+
 func TestDecodeNilRoot(t *testing.T) {
 	_, errs := Decode(nil, []byte(vfHead+"vlan: 4095\n"))
 	if len(errs) != 1 || errs[0].Field != "vlan" {

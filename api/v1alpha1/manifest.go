@@ -161,7 +161,7 @@ func checkDocument(rep *ManifestReport, where string, doc []byte) {
 }
 
 func (rep *ManifestReport) add(object string, errs field.ErrorList) {
-	for _, e := range errs {
+	for _, e := range tidy(errs) {
 		rep.Problems = append(rep.Problems, Problem{Object: object, Err: e})
 	}
 }
