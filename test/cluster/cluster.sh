@@ -190,7 +190,6 @@ state = "$CTRD_STATE"
     sandbox = "$PAUSE_IMAGE"
 
 [plugins.'io.containerd.cri.v1.runtime']
-  enable_cdi = true
   cdi_spec_dirs = ["${CDI_DIRS[0]}", "${CDI_DIRS[1]}"]
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
@@ -272,7 +271,7 @@ import_base_images() {
 }
 
 import_image() {
-	"$CACHE_BIN/ctr" --address "$CTRD_SOCK" -n k8s.io images import "$1" >/dev/null
+	ctr_ images import "$1" >/dev/null
 }
 
 # ---------------------------------------------------------------- up
@@ -363,7 +362,7 @@ up() {
 		--authorization-kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
 		--bind-address=127.0.0.1 --leader-elect=false --v=1
 
-	wait_for "containerd socket" 30 "$CACHE_BIN/ctr" --address "$CTRD_SOCK" version ||
+	wait_for "containerd socket" 30 ctr_ version ||
 		die "containerd not up; see $LOGS/containerd.log"
 	import_base_images
 
@@ -396,7 +395,7 @@ delete_pods() {
 
 # Kills leftover containers and sandboxes through containerd, then their shims.
 remove_sandboxes() {
-	local ctr=("$CACHE_BIN/ctr" --address "$CTRD_SOCK" -n k8s.io) id
+	local ctr=(ctr_) id
 	if pid_alive containerd; then
 		for id in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
 			"${ctr[@]}" tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true
@@ -505,6 +504,9 @@ status() {
 	done
 	if api_ready; then kubectl_ get nodes -o wide; fi
 }
+
+# Sourcing (for debugging) defines the functions only.
+[[ ${BASH_SOURCE[0]} != "$0" ]] && return 0
 
 case ${1:-} in
 up) up ;;

@@ -24,9 +24,9 @@ image() {
 	# Content-addressed tag: a new binary is a new image, so the DaemonSet rolls.
 	tag=e2e-$(sha256sum "$REPO/bin/sriov-dra" | cut -c1-12)
 	local ref=docker.io/library/sriov-dra:$tag tar=$REPO/bin/sriov-dra-image.tar
-	if ! "$CACHE_BIN/ctr" --address "$CTRD_SOCK" -n k8s.io images ls -q | grep -qx "$ref"; then
+	if ! ctr_ images ls -q | grep -qx "$ref"; then
 		(cd "$REPO" && go run ./test/ocitar -binary bin/sriov-dra -name "$ref" -out "$tar")
-		"$CACHE_BIN/ctr" --address "$CTRD_SOCK" -n k8s.io images import "$tar" >/dev/null
+		ctr_ images import "$tar" >/dev/null
 	fi
 	log "driver image $ref ready in $((SECONDS - t0)) s"
 	echo "$tag"

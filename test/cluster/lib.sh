@@ -42,3 +42,8 @@ NRI_SOCK=$CLUSTER_DIR/nri/nri.sock
 # The simulated SR-IOV node's fixture host root (the driver's HOST_ROOT).
 HOST_ROOT=$CLUSTER_DIR/hostroot
 SIM_VFS=${SIM_VFS:-4}
+
+# ctr against the harness containerd, without its cgroup v1 deprecation line.
+ctr_() {
+	"$CACHE_BIN/ctr" --address "$CLUSTER_DIR/containerd/containerd.sock" -n k8s.io "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2)
+}
