@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
@@ -116,5 +117,18 @@ func TestMove(t *testing.T) {
 	}
 	if err := Move(ctx, host, "", nsPath, pod); err == nil {
 		t.Error("Move without a name succeeded")
+	}
+}
+
+func TestSharedFixture(t *testing.T) {
+	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.ConnectX6IB()}})
+	vf := h.Topology.PFs[0].VFs[2]
+	d, err := Device(h.Root, vf.PCIAddress)
+	if err != nil || d != vf.RDMADevice {
+		t.Errorf("Device = %q, %v; want %s", d, err, vf.RDMADevice)
+	}
+	c, err := CharDevices(h.Root, vf.PCIAddress)
+	if err != nil || len(c) < 2 || !strings.HasPrefix(c[0], "/dev/infiniband/uverbs") || c[len(c)-1] != "/dev/infiniband/rdma_cm" {
+		t.Errorf("CharDevices = %v, %v", c, err)
 	}
 }
