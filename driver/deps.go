@@ -6,9 +6,10 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
+	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
-	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
@@ -34,8 +35,8 @@ type Host interface {
 	Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error)
 	// ApplyVF sets the VF knobs (all but GUID) through the PF.
 	ApplyVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error
-	// RestoreVF puts the VF knobs (and MAC) back as in snap.
-	RestoreVF(ctx context.Context, snap *vfconfig.Snapshot) error
+	// RestoreVF puts the knobs of s (and always the MAC) back as in snap.
+	RestoreVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error
 	// SetGUID sets the VF's IB node/port GUID and rebinds so it takes it.
 	SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) error
 	// RestoreGUID puts the GUIDs of snap back.
@@ -46,13 +47,14 @@ type Host interface {
 	RestoreDriver(ctx context.Context, snap *vfconfig.Snapshot) error
 	// RestoreIRQs restores the IRQ affinities of snap.
 	RestoreIRQs(ctx context.Context, snap *vfconfig.Snapshot) error
-	// Detach returns a netdev from a pod netns to the host under its
-	// original name, MAC and MTU; a netns that is gone means the kernel
-	// already returned the link, which Detach then finds on the host.
-	Detach(ctx context.Context, netnsPath string, spec netattach.Spec, orig netattach.Original, rdmaDevice string, rdmaMoved bool) error
-	// DeviceNodes lists the host device nodes a container needs for the
-	// device: RDMA character devices, or the vfio group and container.
-	DeviceNodes(ctx context.Context, dev *inventory.Device, vfio bool) ([]string, error)
+	// Detach returns a device's netdev (and RDMA device) from a pod netns
+	// to the host under its original name, MAC and MTU; a netns that is
+	// gone means the kernel already returned the link, which Detach then
+	// finds on the host.
+	Detach(ctx context.Context, d nri.PodDevice) error
+	// CDIInfo reports what the CDI spec needs from the host: the RDMA
+	// character devices, or the vfio IOMMU group.
+	CDIInfo(ctx context.Context, dev *inventory.Device, vfio bool) (rdmaCharDevices []string, vfioGroup string, err error)
 }
 
 // IPAM allocates and releases addresses (pkg/ipam).
@@ -61,21 +63,13 @@ type IPAM interface {
 	Release(ctx context.Context, res *ipam.Result) error
 }
 
-// CDIDevice is one device of a claim's CDI spec.
-type CDIDevice struct {
-	// Name is unique within the claim (the ResourceSlice device name).
-	Name        string
-	Env         []string // "KEY=value"
-	DeviceNodes []string // host paths, mapped at the same path
-}
-
-// CDI writes and removes per-claim CDI spec files (pkg/cdi).
+// CDI writes and removes per-claim CDI spec files (*cdi.Writer).
 type CDI interface {
-	// WriteClaim writes the claim's spec and returns the qualified CDI
-	// device ID of each device, by CDIDevice.Name.
-	WriteClaim(claimUID string, devices []CDIDevice) (map[string]string, error)
-	// RemoveClaim deletes the claim's spec; removing a missing one succeeds.
-	RemoveClaim(claimUID string) error
+	// Write writes the claim's spec and returns the qualified CDI device
+	// ID of each device, in order.
+	Write(ctx context.Context, claimUID string, devs []cdi.Device) ([]string, error)
+	// Remove deletes the claim's spec; removing a missing one succeeds.
+	Remove(ctx context.Context, claimUID string) error
 }
 
 // ClaimRef names a claim.

@@ -11,6 +11,8 @@ import (
 
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
+	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
@@ -79,7 +81,7 @@ func (h *fakeHost) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.
 func (h *fakeHost) ApplyVF(_ context.Context, s *vfconfig.Snapshot, set vfconfig.Settings) error {
 	return h.j.add("host.ApplyVF %s %s", s.PCIAddress, settingsFields(set))
 }
-func (h *fakeHost) RestoreVF(_ context.Context, s *vfconfig.Snapshot) error {
+func (h *fakeHost) RestoreVF(_ context.Context, s *vfconfig.Snapshot, _ vfconfig.Settings) error {
 	return h.j.add("host.RestoreVF %s", s.PCIAddress)
 }
 func (h *fakeHost) SetGUID(_ context.Context, s *vfconfig.Snapshot, g string) error {
@@ -97,20 +99,20 @@ func (h *fakeHost) RestoreDriver(_ context.Context, s *vfconfig.Snapshot) error 
 func (h *fakeHost) RestoreIRQs(_ context.Context, s *vfconfig.Snapshot) error {
 	return h.j.add("host.RestoreIRQs %s", s.PCIAddress)
 }
-func (h *fakeHost) Detach(_ context.Context, netns string, spec netattach.Spec, orig netattach.Original, _ string, _ bool) error {
-	return h.j.add("host.Detach %s %s->%s", netns, spec.PodIfName, orig.IfName)
+func (h *fakeHost) Detach(_ context.Context, d nri.PodDevice) error {
+	return h.j.add("host.Detach %s %s->%s", d.NetnsPath, d.Spec.PodIfName, d.Original.IfName)
 }
-func (h *fakeHost) DeviceNodes(_ context.Context, dev *inventory.Device, vfio bool) ([]string, error) {
-	if err := h.j.add("host.DeviceNodes %s", dev.Name); err != nil {
-		return nil, err
+func (h *fakeHost) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
+	if err := h.j.add("host.CDIInfo %s", dev.Name); err != nil {
+		return nil, "", err
 	}
 	if vfio {
-		return []string{"/dev/vfio/vfio", "/dev/vfio/" + dev.IOMMUGroup}, nil
+		return nil, dev.IOMMUGroup, nil
 	}
 	if dev.RDMADevice() != "" {
-		return []string{"/dev/infiniband/uverbs0", "/dev/infiniband/rdma_cm"}, nil
+		return []string{"/dev/infiniband/uverbs0", "/dev/infiniband/rdma_cm"}, "", nil
 	}
-	return nil, nil
+	return nil, "", nil
 }
 
 // fakeIPAM hands out 10.0.0.N/24 per allocation.
@@ -158,27 +160,27 @@ func (f *fakeIPAM) allocated() int {
 type fakeCDI struct {
 	j     *journal
 	mu    sync.Mutex
-	specs map[string][]CDIDevice
+	specs map[string][]cdi.Device
 }
 
-func (f *fakeCDI) WriteClaim(uid string, devs []CDIDevice) (map[string]string, error) {
+func (f *fakeCDI) Write(_ context.Context, uid string, devs []cdi.Device) ([]string, error) {
 	if err := f.j.add("cdi.Write %s", uid); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.specs == nil {
-		f.specs = map[string][]CDIDevice{}
+		f.specs = map[string][]cdi.Device{}
 	}
 	f.specs[uid] = devs
-	ids := map[string]string{}
+	var ids []string
 	for _, d := range devs {
-		ids[d.Name] = "sriov.dra.dev/net=" + uid + "-" + d.Name
+		ids = append(ids, cdi.DeviceID(uid, d.Name))
 	}
 	return ids, nil
 }
 
-func (f *fakeCDI) RemoveClaim(uid string) error {
+func (f *fakeCDI) Remove(_ context.Context, uid string) error {
 	if err := f.j.add("cdi.Remove %s", uid); err != nil {
 		return err
 	}

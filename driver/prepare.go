@@ -17,6 +17,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
@@ -211,21 +212,28 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		}
 	}
 
-	cdiDevs := make([]CDIDevice, 0, len(rec.Devices))
+	cdiDevs := make([]cdi.Device, 0, len(rec.Devices))
 	for i, dr := range rec.Devices {
-		nodes, err := d.cfg.Host.DeviceNodes(ctx, &devs[i], dr.Pod.VFIO)
+		rdmaChar, group, err := d.cfg.Host.CDIInfo(ctx, &devs[i], dr.Pod.VFIO)
 		if err != nil {
-			return deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("list device nodes: %w", err))
+			return deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("find device nodes: %w", err))
 		}
-		cdiDevs = append(cdiDevs, CDIDevice{Name: dr.Device, Env: cdiEnv(dr), DeviceNodes: nodes})
+		cdiDevs = append(cdiDevs, cdi.Device{
+			Request: dr.Request, Name: dr.Device, PCIAddress: dr.PCIAddress,
+			IfName: dr.Pod.Spec.PodIfName, RDMADevice: dr.Pod.RDMADevice,
+			RDMACharDevices: rdmaChar, VFIOGroup: group,
+		})
 	}
 	prog.cdi = true
-	ids, err := d.cfg.CDI.WriteClaim(rec.UID, cdiDevs)
+	ids, err := d.cfg.CDI.Write(ctx, rec.UID, cdiDevs)
 	if err != nil {
 		return fmt.Errorf("claim %s/%s: write CDI spec: %w", claim.Namespace, claim.Name, err)
 	}
-	for _, dr := range rec.Devices {
-		dr.CDIDeviceIDs = []string{ids[dr.Device]}
+	if len(ids) != len(rec.Devices) {
+		return fmt.Errorf("claim %s/%s: CDI spec has %d device IDs for %d devices", claim.Namespace, claim.Name, len(ids), len(rec.Devices))
+	}
+	for i, dr := range rec.Devices {
+		dr.CDIDeviceIDs = []string{ids[i]}
 	}
 	rec.Phase = PhasePrepareCompleted
 	if err := d.state.Put(rec); err != nil {
@@ -268,33 +276,6 @@ func settingsFields(s vfconfig.Settings) string {
 func hasVFSettings(s vfconfig.Settings) bool {
 	s.GUID = nil
 	return s != (vfconfig.Settings{})
-}
-
-// envName turns a request name into an environment variable fragment.
-func envName(s string) string {
-	var b strings.Builder
-	for _, r := range strings.ToUpper(s) {
-		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
-
-// cdiEnv names the device to the workload: SRIOV_DRA_<REQUEST>_PCI_ADDRESS,
-// _IFNAME (netdevice mode), _RDMA_DEVICE (when it has one).
-func cdiEnv(dr *DeviceRecord) []string {
-	p := "SRIOV_DRA_" + envName(dr.Request) + "_"
-	env := []string{p + "PCI_ADDRESS=" + dr.PCIAddress, p + "DEVICE=" + dr.Device}
-	if !dr.Pod.VFIO && dr.Pod.Spec.PodIfName != "" {
-		env = append(env, p+"IFNAME="+dr.Pod.Spec.PodIfName)
-	}
-	if dr.Pod.RDMADevice != "" {
-		env = append(env, p+"RDMA_DEVICE="+dr.Pod.RDMADevice)
-	}
-	return env
 }
 
 // resultOf is the answer kubelet gets for a completed claim.

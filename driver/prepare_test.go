@@ -102,7 +102,7 @@ func TestPrepareUnprepareOrder(t *testing.T) {
 		"host.ApplyVF " + pci(eth) + " mac,vlan,vlanQoS,vlanProto",
 		"ipam.Allocate " + eth + " net2",
 		"store.Save u1=PrepareStarted",
-		"host.DeviceNodes " + ib, "host.DeviceNodes " + eth, "host.DeviceNodes " + vfio,
+		"host.CDIInfo " + ib, "host.CDIInfo " + eth, "host.CDIInfo " + vfio,
 		"cdi.Write u1",
 		"store.Save u1=PrepareCompleted",
 		"status.Update u1", // the vfio-pci device: nothing to attach, status now
@@ -210,7 +210,7 @@ func TestPrepareRollback(t *testing.T) {
 		{failAt: "host.ApplyVF", wantField: "config field mac,vlan", wantUndo: []string{"restoreVF"}},
 		{failAt: "host.SetGUID", wantField: "config field guid", wantUndo: []string{"restoreGUID", "restoreVF"}},
 		{failAt: "ipam.Allocate", wantField: "config field ipam", wantUndo: []string{"restoreGUID", "restoreVF"}},
-		{failAt: "host.DeviceNodes", wantUndo: []string{"release", "restoreGUID", "restoreVF"}},
+		{failAt: "host.CDIInfo", wantUndo: []string{"release", "restoreGUID", "restoreVF"}},
 		{failAt: "cdi.Write", wantUndo: []string{"release", "restoreGUID", "restoreVF"}},
 		{failAt: "store.Save u1=PrepareCompleted", wantUndo: []string{"release", "restoreGUID", "restoreVF"}},
 	} {

@@ -65,13 +65,12 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 			if dr.Pod.NetnsPath == "" || dr.Pod.VFIO {
 				continue
 			}
-			orig := dr.Pod.Original
-			if orig == nil {
+			if dr.Pod.Original == nil {
 				fail(dr, "detach", errors.New("attach began without a recorded original name; cannot restore"))
 				continue
 			}
 			logger.Info("Returning netdev the runtime did not detach", "device", dr.Device, "netns", dr.Pod.NetnsPath)
-			if err := host.Detach(ctx, dr.Pod.NetnsPath, dr.Pod.Spec, *orig, dr.Pod.RDMADevice, dr.Pod.RDMAMoved); err != nil {
+			if err := host.Detach(ctx, dr.podDevice(rec)); err != nil {
 				fail(dr, "detach from pod netns", err)
 				continue
 			}
@@ -116,7 +115,9 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 				}
 			}
 			if dr.Steps.VFSettings {
-				if err := host.RestoreVF(ctx, snap); err != nil {
+				vf := dr.Settings
+				vf.GUID = nil
+				if err := host.RestoreVF(ctx, snap, vf); err != nil {
 					fail(dr, "restore VF settings", err)
 				}
 			}
@@ -125,7 +126,7 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 
 	// 4. The CDI spec and the status entries.
 	if rec.Steps.CDI {
-		if err := d.cfg.CDI.RemoveClaim(rec.UID); err != nil {
+		if err := d.cfg.CDI.Remove(ctx, rec.UID); err != nil {
 			errs = append(errs, fmt.Errorf("claim %s/%s (%s): remove CDI spec: %w", rec.Namespace, rec.Name, rec.UID, err))
 		}
 	}

@@ -1,0 +1,101 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/irq"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/rdma"
+	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
+)
+
+// NewHost returns the production Host: pkg/vfconfig changes VFs, pkg/irq
+// restores IRQ affinities, pkg/rdma finds RDMA character devices, and
+// detach is the NRI plugin's DetachDevice (RDMA device first, then the
+// netdev). root is the host filesystem root, h a netlink handle in the
+// host netns.
+func NewHost(root string, h nlink.Handle, detach func(context.Context, nri.PodDevice) error) Host {
+	return &realHost{root: root, h: h, detach: detach}
+}
+
+type realHost struct {
+	root   string
+	h      nlink.Handle
+	detach func(context.Context, nri.PodDevice) error
+}
+
+func (r *realHost) Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
+	if dev.Kind == inventory.KindVF {
+		return vfconfig.TakeSnapshot(ctx, r.h, r.root, *dev)
+	}
+	// A whole PF: nothing is changed through a parent; only its driver
+	// binding and netdev identity matter.
+	drv, err := vfconfig.DriverOf(r.root, dev.PCIAddress)
+	if err != nil {
+		return vfconfig.Snapshot{}, err
+	}
+	return vfconfig.Snapshot{
+		PCIAddress: dev.PCIAddress, PFName: dev.IfName, PFPCIAddress: dev.PCIAddress, VFIndex: -1,
+		PFDriver: drv, Driver: drv, IfName: dev.IfName, MAC: dev.MAC, MTU: dev.MTU,
+	}, nil
+}
+
+func (r *realHost) ApplyVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error {
+	s.GUID = nil
+	return vfconfig.Apply(ctx, r.h, r.root, inventory.Device{PCIAddress: snap.PCIAddress, Kind: inventory.KindVF}, *snap, s)
+}
+
+func (r *realHost) RestoreVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error {
+	s.GUID = nil
+	return vfconfig.Restore(ctx, r.h, r.root, *snap, s.Knobs())
+}
+
+func (r *realHost) SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) error {
+	return vfconfig.Apply(ctx, r.h, r.root, inventory.Device{PCIAddress: snap.PCIAddress, Kind: inventory.KindVF}, *snap, vfconfig.Settings{GUID: &guid})
+}
+
+func (r *realHost) RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) error {
+	return vfconfig.Restore(ctx, r.h, r.root, *snap, []vfconfig.Knob{vfconfig.KnobGUID})
+}
+
+func (r *realHost) BindVFIO(ctx context.Context, snap *vfconfig.Snapshot) error {
+	_, err := vfconfig.BindVFIO(ctx, r.root, snap.PCIAddress)
+	return err
+}
+
+func (r *realHost) RestoreDriver(ctx context.Context, snap *vfconfig.Snapshot) error {
+	return vfconfig.UnbindVFIO(ctx, r.root, snap.PCIAddress, snap.Driver)
+}
+
+func (r *realHost) RestoreIRQs(ctx context.Context, snap *vfconfig.Snapshot) error {
+	return irq.Restore(ctx, r.root, snap.IRQAffinity)
+}
+
+func (r *realHost) Detach(ctx context.Context, d nri.PodDevice) error {
+	if r.detach == nil {
+		return errors.New("no NRI plugin to detach the device with")
+	}
+	return r.detach(ctx, d)
+}
+
+func (r *realHost) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
+	if vfio {
+		b, err := vfconfig.VFIODeviceNodes(r.root, dev.PCIAddress)
+		if err != nil {
+			return nil, "", err
+		}
+		return nil, b.IOMMUGroup, nil
+	}
+	if dev.RDMADevice() == "" {
+		return nil, "", nil
+	}
+	nodes, err := rdma.CharDevices(r.root, dev.PCIAddress)
+	if err != nil {
+		return nil, "", fmt.Errorf("RDMA character devices of %s: %w", dev.PCIAddress, err)
+	}
+	return nodes, "", nil
+}
