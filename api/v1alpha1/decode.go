@@ -286,7 +286,11 @@ func decodeValue(p *field.Path, raw json.RawMessage, dst reflect.Value) field.Er
 	case typeString:
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return field.ErrorList{typeErr(p, raw, "must be a string")}
+			detail := "must be a string"
+			if raw[0] != '{' && raw[0] != '[' {
+				detail += ` (in YAML, quote values such as yes, no, on, off or numbers: "no")`
+			}
+			return field.ErrorList{typeErr(p, raw, detail)}
 		}
 		dst.Set(reflect.ValueOf(&s))
 	case typeBool:

@@ -174,6 +174,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"vlan huge", vfHead + "vlan: 99999999999999999999\n", "vlan", field.ErrorTypeTypeInvalid, "range"},
 		{"spoofChk string", vfHead + "spoofChk: \"true\"\n", "spoofChk", field.ErrorTypeTypeInvalid, "true or false"},
 		{"ifName number", vfHead + "ifName: 5\n", "ifName", field.ErrorTypeTypeInvalid, "must be a string"},
+		{"ifName YAML boolean", vfHead + "ifName: on\n", "ifName", field.ErrorTypeTypeInvalid, "quote"},
 		{"pkey bool", vfHead + "pkey: true\n", "pkey", field.ErrorTypeTypeInvalid, "0x8001"},
 
 		// ifName.
