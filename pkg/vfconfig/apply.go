@@ -248,6 +248,9 @@ func Apply(ctx context.Context, h nlink.Handle, root string, dev inventory.Devic
 	if err != nil {
 		return fmt.Errorf("VF settings of %s: %w", dev.PCIAddress, err)
 	}
+	if snap.VFIndex < 0 {
+		return fmt.Errorf("VF settings %v of %s: it is a whole PF, VF settings do not apply", knobs, dev.PCIAddress)
+	}
 	if !snap.AdminKnown { // every knob goes through the PF
 		return fmt.Errorf("VF settings %v of %s: PF %s reports no VF info for VF %d (not a real SR-IOV PF?), so nothing can be set through it",
 			knobs, dev.PCIAddress, snap.PFName, snap.VFIndex)

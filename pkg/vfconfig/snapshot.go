@@ -101,10 +101,10 @@ func guidString(g net.HardwareAddr) string {
 // gives AdminKnown=false rather than an error.
 func TakeSnapshot(ctx context.Context, h nlink.Handle, root string, dev inventory.Device) (Snapshot, error) {
 	log := klog.FromContext(ctx)
-	if dev.Kind != inventory.KindVF {
-		return Snapshot{}, fmt.Errorf("snapshot %s: not a VF (kind %q)", dev.PCIAddress, dev.Kind)
+	if dev.Kind != inventory.KindVF && dev.Kind != inventory.KindPF {
+		return Snapshot{}, fmt.Errorf("snapshot %s: unknown device kind %q", dev.PCIAddress, dev.Kind)
 	}
-	if dev.PFName == "" {
+	if dev.Kind == inventory.KindVF && dev.PFName == "" {
 		return Snapshot{}, fmt.Errorf("snapshot VF %d (%s): its PF has no netdev name", dev.VFIndex, dev.PCIAddress)
 	}
 	s := Snapshot{
@@ -119,6 +119,11 @@ func TakeSnapshot(ctx context.Context, h nlink.Handle, root string, dev inventor
 	}
 	if s.Driver, err = DriverOf(root, dev.PCIAddress); err != nil {
 		return Snapshot{}, err
+	}
+	if dev.Kind == inventory.KindPF {
+		// A whole PF (passthrough): driver, netdev and IRQs only.
+		s.VFIndex = -1
+		return snapshotLocal(s, root, dev)
 	}
 	pf, err := h.LinkByName(dev.PFName)
 	if err != nil {
@@ -141,6 +146,13 @@ func TakeSnapshot(ctx context.Context, h nlink.Handle, root string, dev inventor
 		log.Info("PF reports no VF info for this VF (simulated PF?); PF-side settings will be refused",
 			"pf", dev.PFName, "vf", dev.VFIndex, "pci", dev.PCIAddress)
 	}
+	return snapshotLocal(s, root, dev)
+}
+
+// snapshotLocal adds what sysfs and procfs say about the function itself:
+// netdev name, MAC and MTU, and IRQ affinities.
+func snapshotLocal(s Snapshot, root string, dev inventory.Device) (Snapshot, error) {
+	var err error
 	if s.IfName, err = NetdevName(root, dev.PCIAddress); err != nil {
 		return Snapshot{}, err
 	}

@@ -152,13 +152,13 @@ func TestTakeSnapshot(t *testing.T) {
 func TestTakeSnapshotErrors(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, false, true)
-	pf := e.dev
-	pf.Kind = inventory.KindPF
+	odd := e.dev
+	odd.Kind = "bridge"
 	noPF := e.dev
 	noPF.PFName = ""
 	gone := e.dev
 	gone.PFName = "nope0"
-	for name, dev := range map[string]inventory.Device{"a PF": pf, "no PF name": noPF, "PF link gone": gone} {
+	for name, dev := range map[string]inventory.Device{"unknown kind": odd, "no PF name": noPF, "PF link gone": gone} {
 		if _, err := TakeSnapshot(ctx, e.fake, e.fx.root, dev); err == nil {
 			t.Errorf("%s: no error", name)
 		}
@@ -469,5 +469,33 @@ func TestApplyGUIDRebindFailureRevertsGUIDs(t *testing.T) {
 	}
 	if d, _ := DriverOf(e.fx.root, vfPCI); d != "mlx5_core" {
 		t.Errorf("driver = %q, want mlx5_core still bound", d)
+	}
+}
+
+func TestSnapshotOfWholePF(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, false, true)
+	pf := inventory.Device{Name: inventory.DeviceName(pfPCI), Kind: inventory.KindPF, PCIAddress: pfPCI,
+		PFPCIAddress: pfPCI, PFName: pfIf, VFIndex: -1, Driver: "mlx5_core", IfName: pfIf}
+	snap, err := TakeSnapshot(ctx, e.fake, e.fx.root, pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Snapshot{PCIAddress: pfPCI, PFName: pfIf, PFPCIAddress: pfPCI, VFIndex: -1, PFDriver: "mlx5_core",
+		Driver: "mlx5_core", IfName: pfIf, MAC: "0c:42:a1:00:00:00", MTU: 1500}
+	if !reflect.DeepEqual(snap, want) {
+		t.Errorf("snapshot\n got %+v\nwant %+v", snap, want)
+	}
+	if c := e.fake.Calls(); len(c) != 0 {
+		t.Errorf("snapshot of a PF made netlink calls %v", c)
+	}
+	if err := Apply(ctx, e.fake, e.fx.root, pf, snap, Settings{Trust: ptr(true)}); err == nil || !strings.Contains(err.Error(), "whole PF") {
+		t.Errorf("Apply on a PF: err = %v", err)
+	}
+	if err := Restore(ctx, e.fake, e.fx.root, snap, nil); err != nil {
+		t.Errorf("Restore of a PF: %v", err)
+	}
+	if c := e.fake.Calls(); len(c) != 0 {
+		t.Errorf("PF got netlink calls %v", c)
 	}
 }
