@@ -24,12 +24,20 @@ import (
 //	                 attach it now if not (the plugin missed RunPodSandbox),
 //	                 else refuse the container. Then, with irqAffinity,
 //	                 pin the VF's IRQs to the union of the pod's cpusets.
-//	StopPodSandbox,  for each netdev recorded in a netns: RDMA back ->
-//	RemovePodSandbox netdev back under its original name -> Detached.
-//	                 Never fails; what could not finish (netns gone, link
-//	                 not back yet) is retried later.
-//	Synchronize      on every (re)connect: pods the runtime has get their
-//	                 netdevs attached, pods it no longer has get detached.
+//	StopPodSandbox,  for each netdev recorded in this sandbox's netns: RDMA
+//	RemovePodSandbox back -> netdev back under its original name, MAC and
+//	                 MTU -> Detached. Never fails; returns after at most
+//	                 TeardownBudget; what could not finish (netns gone,
+//	                 link not back yet) is retried every RetryInterval.
+//	Synchronize      on every (re)connect: in the background, pods the
+//	                 runtime has get their netdevs attached, pods it no
+//	                 longer has get them detached; a hook that comes in
+//	                 meanwhile wins over the older pod list.
+//
+// Before all this, Prepare (driver) configured the VF, allocated the
+// addresses and recorded the PodDevice; after it, Unprepare returns a
+// netdev the runtime never let go of, and restores the VF from its
+// snapshot (IRQ affinities included).
 
 // netnsOf returns the path of the pod's network namespace, "" for a pod in
 // the host network namespace.
