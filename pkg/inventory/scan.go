@@ -442,12 +442,18 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 	}
 	pf, err := s.readPCI(dir, bdf)
 	if err != nil {
-		excl(bdf, err)
+		excl(bdf, fmt.Errorf("%w; its VFs are not scanned", err))
 		return r
 	}
 	pf.Kind, pf.VFIndex, pf.PFPCIAddress, pf.PFDriver, pf.TotalVFs = KindPF, -1, bdf, pf.Driver, total
 	num := -1
-	s.optional(bdf, dir, "sriov_numvfs", func(v string) (err error) { num, err = parseInt(v); return err })
+	s.optional(bdf, dir, "sriov_numvfs", func(v string) error {
+		n, err := parseInt(v)
+		if err == nil && n >= 0 {
+			num = n
+		}
+		return err
+	})
 	if num < 0 {
 		num = s.countVirtfn(dir)
 		s.log.Info("sriov_numvfs unreadable, counted virtfn links instead", "pci", bdf, "numVfs", num)
