@@ -101,3 +101,60 @@ func TestDetachFindsDevIfindex(t *testing.T) {
 		t.Errorf("detach of a missing link: err = %v", err)
 	}
 }
+
+// TestDetachFailureAtEveryCallThenRetry fails each pod-side change of a
+// detach in turn; a retried detach then always restores the host link.
+func TestDetachFailureAtEveryCallThenRetry(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	pfx := runPrefix(t)
+	host := hostHandle(t)
+	nsPath := newNetns(t, pfx+"ns")
+	pod := podHandle(t, nsPath)
+	newVeth(t, host, pfx+"vf", pfx+"pe", "02:aa:00:00:00:0c", 1500)
+	before := stateOf(mustLink(t, host, pfx+"vf"))
+	spec := Spec{HostIfName: pfx + "vf", PodIfName: "net1", MTU: 1300, MAC: "02:bb:00:00:00:0c", Addresses: []string{"10.85.0.2/24"}}
+	withFail := func(n int, w **failing) attacher {
+		return attacher{hostNsPath: HostNetnsPath, openPod: func(p string) (nlink.Handle, error) {
+			h, err := openAt(p)
+			if err != nil {
+				return nil, err
+			}
+			*w = &failing{Handle: h, n: n}
+			return *w, nil
+		}}
+	}
+	// Count the pod-side changes of a clean detach.
+	orig, err := Attach(ctx, host, nsPath, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w *failing
+	if err := withFail(1<<30, &w).detach(ctx, host, nsPath, "net1", orig); err != nil {
+		t.Fatal(err)
+	}
+	calls := append([]string(nil), w.calls...)
+	if len(calls) < 3 {
+		t.Fatalf("a detach made only %v", calls)
+	}
+	for n := range calls {
+		if _, err := Attach(ctx, host, nsPath, spec); err != nil {
+			t.Fatalf("re-attach before failing call %d: %v", n, err)
+		}
+		// A failed step either fails the detach or has a fallback (a
+		// refused one-request move goes through the parking name); a
+		// detach that reports success must have restored everything.
+		if err := withFail(n, &w).detach(ctx, host, nsPath, "net1", orig); err == nil {
+			if got := stateOf(mustLink(t, host, pfx+"vf")); got != before {
+				t.Errorf("failing call %d (%s): detach succeeded but left %+v, want %+v", n, calls[n], got, before)
+			}
+		}
+		if err := Detach(ctx, host, nsPath, "net1", orig); err != nil {
+			t.Fatalf("retry after failing call %d (%s): %v", n, calls[n], err)
+		}
+		if got := stateOf(mustLink(t, host, pfx+"vf")); got != before {
+			t.Errorf("after failing call %d (%s) and a retry: %+v, want %+v", n, calls[n], got, before)
+		}
+		absent(t, pod, "net1", "in the pod")
+	}
+}

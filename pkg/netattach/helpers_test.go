@@ -216,8 +216,31 @@ func (f *failing) RouteReplace(r *netlink.Route) error {
 	return f.Handle.RouteReplace(r)
 }
 
-// LinkSetNsFdAndName forwards (not counted: it is the undo path).
+func (f *failing) LinkSetDown(l netlink.Link) error {
+	if err := f.hit("LinkSetDown"); err != nil {
+		return err
+	}
+	return f.Handle.LinkSetDown(l)
+}
+
+func (f *failing) LinkSetName(l netlink.Link, name string) error {
+	if err := f.hit("LinkSetName"); err != nil {
+		return err
+	}
+	return f.Handle.LinkSetName(l, name)
+}
+
+func (f *failing) LinkSetNsFd(l netlink.Link, fd int) error {
+	if err := f.hit("LinkSetNsFd"); err != nil {
+		return err
+	}
+	return f.Handle.LinkSetNsFd(l, fd)
+}
+
 func (f *failing) LinkSetNsFdAndName(l netlink.Link, fd int, name string) error {
+	if err := f.hit("LinkSetNsFdAndName"); err != nil {
+		return err
+	}
 	return f.Handle.(nlink.NsRenamer).LinkSetNsFdAndName(l, fd, name)
 }
 

@@ -429,16 +429,18 @@ func (a attacher) returnLink(ctx context.Context, host, pod nlink.Handle, pl net
 			return fmt.Errorf("set %s down: %w", at.Name, err)
 		}
 	}
+	// Any failure before the move leaves the link in the pod (down) for a
+	// retry: on the host it is recognised by its original MAC.
 	var errs []error
 	if orig.MAC != "" && at.HardwareAddr.String() != orig.MAC {
 		mac, _ := net.ParseMAC(orig.MAC)
 		if err := pod.LinkSetHardwareAddr(pl, mac); err != nil {
-			errs = append(errs, fmt.Errorf("restore MAC %s of %s: %w", orig.MAC, at.Name, err))
+			return fmt.Errorf("restore MAC %s of %s: %w", orig.MAC, at.Name, err)
 		}
 	}
 	if orig.MTU > 0 && at.MTU != orig.MTU {
 		if err := pod.LinkSetMTU(pl, orig.MTU); err != nil {
-			errs = append(errs, fmt.Errorf("restore MTU %d of %s: %w", orig.MTU, at.Name, err))
+			return fmt.Errorf("restore MTU %d of %s: %w", orig.MTU, at.Name, err)
 		}
 	}
 	hf, err := os.Open(a.hostNsPath)
