@@ -55,9 +55,9 @@ func TestScanBrokenSysfs(t *testing.T) {
 		check    func(t *testing.T, inv *inventory.Inventory)
 	}
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, h *sysfstest.Host)
-		want  want
+		want   want
 	}{
 		{"PF vendor missing", remove(pfDir + "/vendor"), want{devices: 1, excluded: pf, reason: "missing vendor; its VFs are not scanned"}},
 		{"PF vendor garbled", write(pfDir+"/vendor", "0xZZZZ\n"), want{devices: 1, excluded: pf, reason: "garbled vendor"}},
@@ -95,7 +95,7 @@ func TestScanBrokenSysfs(t *testing.T) {
 			}
 		}}},
 		{"PF net is not a directory", func(t *testing.T, h *sysfstest.Host) {
-			remove(pfDir + "/net")(t, h)
+			remove(pfDir+"/net")(t, h)
 			write(pfDir+"/net", "x")(t, h)
 		}, want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
 			if d := mustFind(t, inv, pf); d.IfName != "" {
@@ -123,7 +123,7 @@ func TestScanBrokenSysfs(t *testing.T) {
 			}
 		}}},
 		{"sriov_vf_device missing and VF device garbled", func(t *testing.T, h *sysfstest.Host) {
-			remove(pfDir + "/sriov_vf_device")(t, h)
+			remove(pfDir+"/sriov_vf_device")(t, h)
 			write(vfDir+"/device", "0x\n")(t, h)
 		}, want{devices: 8, excluded: vf2, reason: "garbled device"}},
 		{"VF numa_node unreadable", dirInstead(vfDir + "/numa_node"), want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
@@ -136,10 +136,10 @@ func TestScanBrokenSysfs(t *testing.T) {
 		}, want{devices: 8, excluded: vf2, reason: "disappeared"}},
 		{"VF gone with its virtfn link", func(t *testing.T, h *sysfstest.Host) {
 			remove(strings.TrimPrefix(h.DevicePath(vf2), h.Root+"/sys/"))(t, h)
-			remove(pfDir + "/virtfn2")(t, h)
+			remove(pfDir+"/virtfn2")(t, h)
 		}, want{devices: 8, excluded: pf, reason: "VF 2: virtfn2: device disappeared"}},
 		{"virtfn link to garbage", func(t *testing.T, h *sysfstest.Host) {
-			remove(pfDir + "/virtfn2")(t, h)
+			remove(pfDir+"/virtfn2")(t, h)
 			if err := os.Symlink("../not-a-device", filepath.Join(h.Root, "sys", pfDir, "virtfn2")); err != nil {
 				t.Fatal(err)
 			}
@@ -181,9 +181,9 @@ func TestScanBrokenInfiniBand(t *testing.T) {
 	const pf = "0000:3b:00.0"
 	ib := func(h *sysfstest.Host) string { return filepath.Join(h.DevicePath(pf), "infiniband", "mlx5_0") }
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, dir string)
-		check func(t *testing.T, d inventory.Device)
+		check  func(t *testing.T, d inventory.Device)
 	}{
 		{"node_guid garbled", func(t *testing.T, dir string) { writeFile(t, filepath.Join(dir, "node_guid"), "0c42:a103\n") },
 			func(t *testing.T, d inventory.Device) {
