@@ -3,6 +3,7 @@ package vfconfig
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"reflect"
@@ -497,5 +498,45 @@ func TestSnapshotOfWholePF(t *testing.T) {
 	}
 	if c := e.fake.Calls(); len(c) != 0 {
 		t.Errorf("PF got netlink calls %v", c)
+	}
+}
+
+// TestRestoreFailureAtEveryCallThenRetry fails each call of a restore in
+// turn; the restore reports it, and a second restore puts everything back.
+func TestRestoreFailureAtEveryCallThenRetry(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T) (*env, vfState, Snapshot) {
+		e := newEnv(t, true, true)
+		before := e.state(t)
+		snap, err := TakeSnapshot(ctx, e.fake, e.fx.root, e.dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Apply(ctx, e.fake, e.fx.root, e.dev, snap, allSettings(true)); err != nil {
+			t.Fatal(err)
+		}
+		e.fake.ResetCalls()
+		return e, before, snap
+	}
+	e, _, snap := setup(t)
+	if err := Restore(ctx, e.fake, e.fx.root, snap, allSettings(true).Knobs()); err != nil {
+		t.Fatal(err)
+	}
+	calls := e.fake.Calls()
+	for i, c := range calls {
+		t.Run(fmt.Sprintf("%d-%s", i, c.Method), func(t *testing.T) {
+			e, before, snap := setup(t)
+			e.fake.FailWith(failAt(i, unix.EIO))
+			if err := Restore(ctx, e.fake, e.fx.root, snap, allSettings(true).Knobs()); !errors.Is(err, unix.EIO) {
+				t.Errorf("failing call %d (%s): err = %v", i, c, err)
+			}
+			e.fake.FailWith(nil)
+			if err := Restore(ctx, e.fake, e.fx.root, snap, allSettings(true).Knobs()); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if got := e.state(t); !reflect.DeepEqual(got, before) {
+				t.Errorf("failing call %d (%s) then retry\n got %+v\nwant %+v", i, c, got, before)
+			}
+		})
 	}
 }
