@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/containernetworking/cni/pkg/invoke"
 	"k8s.io/klog/v2/ktesting"
 )
 
@@ -466,3 +469,38 @@ func TestCanceledContextStillUndoes(t *testing.T) {
 		t.Fatalf("plugin calls %v, want [DEL]", got)
 	}
 }
+
+// BenchmarkAllocate measures one Allocate (a host-local ADD exec) and
+// reports its latency percentiles; every allocation is released after the
+// timed part.
+func BenchmarkAllocate(b *testing.B) {
+	paths := cniPath()
+	if _, err := invokeFind(paths); err != nil {
+		b.Skipf("host-local not found in %v: %v", paths, err)
+	}
+	ctx := context.Background() // no per-call test logging in the timed loop
+	a := New(Config{CNIPath: paths, DataDir: b.TempDir()})
+	conf := json.RawMessage(`{"type":"host-local","ranges":[[{"subnet":"10.96.0.0/16"}]]}`)
+	var lat []time.Duration
+	var results []*Result
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		res, err := a.Allocate(ctx, req(fmt.Sprintf("bench-%d", i), "dev", conf))
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+		results = append(results, res)
+	}
+	b.StopTimer()
+	for _, r := range results {
+		if err := a.Release(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+func invokeFind(paths []string) (string, error) { return invoke.FindInPath("host-local", paths) }
