@@ -8,6 +8,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
+	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
@@ -72,27 +73,12 @@ type CDI interface {
 	Remove(ctx context.Context, claimUID string) error
 }
 
-// ClaimRef names a claim.
-type ClaimRef struct {
-	Namespace, Name, UID string
-}
-
-// ClaimStatus writes and clears the claim's status.devices entries
-// (pkg/claimstatus): Update is queued and retried outside the caller,
-// Clear runs synchronously at Unprepare.
+// ClaimStatus records the claim's status.devices entries of this driver
+// (*claimstatus.Writer): neither call blocks on the API server; a worker
+// applies them with retries.
 type ClaimStatus interface {
-	Update(claim ClaimRef, devices []DeviceStatus)
-	Clear(ctx context.Context, claim ClaimRef) error
-}
-
-// DeviceStatus is the status.devices[] content of one device.
-type DeviceStatus struct {
-	Pool, Device    string
-	InterfaceName   string
-	IPs             []string // CIDRs
-	HardwareAddress string
-	GUID            string
-	Ready           bool
+	Set(ref claimstatus.ClaimRef, devs []claimstatus.DeviceStatus) error
+	Clear(ref claimstatus.ClaimRef) error
 }
 
 // Publisher publishes the node's pool (kubeletplugin.Helper).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
+	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
@@ -200,27 +201,36 @@ func (f *fakeCDI) count() int {
 type fakeStatus struct {
 	j       *journal
 	mu      sync.Mutex
-	updates map[string][]DeviceStatus
+	updates map[string][]claimstatus.DeviceStatus
 }
 
-func (f *fakeStatus) Update(c ClaimRef, devs []DeviceStatus) {
-	_ = f.j.add("status.Update %s", c.UID)
+func (f *fakeStatus) Set(c claimstatus.ClaimRef, devs []claimstatus.DeviceStatus) error {
+	if err := f.j.add("status.Set %s", c.UID); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.updates == nil {
-		f.updates = map[string][]DeviceStatus{}
+		f.updates = map[string][]claimstatus.DeviceStatus{}
 	}
-	f.updates[c.UID] = devs
+	f.updates[string(c.UID)] = devs
+	return nil
 }
 
-func (f *fakeStatus) Clear(_ context.Context, c ClaimRef) error {
+func (f *fakeStatus) Clear(c claimstatus.ClaimRef) error {
 	if err := f.j.add("status.Clear %s", c.UID); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.updates, c.UID)
+	delete(f.updates, string(c.UID))
 	return nil
+}
+
+func (f *fakeStatus) get(uid string) []claimstatus.DeviceStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.updates[uid]
 }
 
 // memStore is a Store in memory that journals every save with the phase

@@ -241,15 +241,7 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 	}
 	// vfio-pci devices never get attached: their status (the addresses
 	// to use, not configured) is known now.
-	var st []DeviceStatus
-	for _, dr := range rec.Devices {
-		if dr.Pod.VFIO {
-			st = append(st, deviceStatus(dr))
-		}
-	}
-	if len(st) > 0 {
-		d.cfg.Status.Update(ClaimRef{Namespace: rec.Namespace, Name: rec.Name, UID: rec.UID}, st)
-	}
+	d.queueStatus(rec)
 	return nil
 }
 

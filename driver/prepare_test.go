@@ -40,7 +40,7 @@ func newClaim(uid, pod string, results []resourceapi.DeviceRequestAllocationResu
 	return &resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "claim-" + uid, UID: types.UID(uid)},
 		Status: resourceapi.ResourceClaimStatus{
-			Allocation: &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{Results: results, Config: cfg}},
+			Allocation:  &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{Results: results, Config: cfg}},
 			ReservedFor: []resourceapi.ResourceClaimConsumerReference{{Resource: "pods", Name: "pod-" + pod, UID: types.UID("pod-uid-" + pod)}},
 		},
 	}
@@ -105,7 +105,7 @@ func TestPrepareUnprepareOrder(t *testing.T) {
 		"host.CDIInfo " + ib, "host.CDIInfo " + eth, "host.CDIInfo " + vfio,
 		"cdi.Write u1",
 		"store.Save u1=PrepareCompleted",
-		"status.Update u1", // the vfio-pci device: nothing to attach, status now
+		"status.Set u1", // the vfio-pci device: nothing to attach, status now
 	})
 	devs := res["u1"].Devices
 	if len(devs) != 3 || devs[0].DeviceName != ib || devs[0].PoolName != testNode || len(devs[0].CDIDeviceIDs) != 1 {

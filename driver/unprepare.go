@@ -131,7 +131,7 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 		}
 	}
 	if rec.Phase == PhasePrepareCompleted {
-		if err := d.cfg.Status.Clear(ctx, ClaimRef{Namespace: rec.Namespace, Name: rec.Name, UID: rec.UID}); err != nil {
+		if err := d.cfg.Status.Clear(claimRef(rec)); err != nil {
 			errs = append(errs, fmt.Errorf("claim %s/%s (%s): clear status: %w", rec.Namespace, rec.Name, rec.UID, err))
 		}
 	}
