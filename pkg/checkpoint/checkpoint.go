@@ -318,7 +318,10 @@ func encode[T any](v T, dataVersion int, bootID string) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// write replaces the file atomically and durably.
+// write replaces the file atomically and durably. If only the final fsync
+// of the directory fails, the new content is already in place but may not
+// survive a power loss; the error is still returned so the caller does not
+// act as if it were durable.
 func (s *Store[T]) write(v T) (err error) {
 	b, err := encode(v, s.dataVersion, s.bootID)
 	if err != nil {
