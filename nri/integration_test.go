@@ -52,6 +52,8 @@ type world struct {
 	host   HostOps
 	alloc  *ipam.Allocator
 	subnet string
+	// macvlan: the "VFs" are macvlan links instead of veth.
+	macvlan bool
 }
 
 func newWorld(t testing.TB) *world {
@@ -90,7 +92,11 @@ func (w *world) pod(name string, n int) *api.PodSandbox {
 	for i := range n {
 		vf := "sd" + w.id + name + string(rune('a'+i))
 		mac := "02:5d:00:00:" + w.id[:2] + ":" + string("0123456789abcdef"[i%16]) + "0"
-		newVF(w.t, vf, mac, 1500)
+		if w.macvlan {
+			newMacvlanVF(w.t, vf, mac, 1500)
+		} else {
+			newVF(w.t, vf, mac, 1500)
+		}
 		dev := "pci-0000-5d-00-" + name + string(rune('a'+i))
 		claim := "claim-" + name + "-" + w.id
 		res, err := w.alloc.Allocate(ctx, ipam.Request{
@@ -171,7 +177,16 @@ func (w *world) checkOnHost(pod *api.PodSandbox) {
 }
 
 func TestIntegrationLifecycle(t *testing.T) {
+	for _, macvlan := range []bool{false, true} {
+		t.Run(map[bool]string{false: "veth", true: "macvlan"}[macvlan], func(t *testing.T) {
+			testLifecycle(t, macvlan)
+		})
+	}
+}
+
+func testLifecycle(t *testing.T, macvlan bool) {
 	w := newWorld(t)
+	w.macvlan = macvlan
 	ctx := context.Background()
 	pod := w.pod("a", 2)
 	p := w.plugin()

@@ -322,6 +322,17 @@ func newVF(t testing.TB, name, mac string, mtu int) {
 	})
 }
 
+// newMacvlanVF creates a macvlan link standing in for a VF netdev on the
+// host, on a veth parent of its own (name+"p", peer name+"q"); deleting
+// the parent at the end deletes the macvlan wherever it is.
+func newMacvlanVF(t testing.TB, name, mac string, mtu int) {
+	t.Helper()
+	run(t, "ip", "link", "add", name+"p", "type", "veth", "peer", "name", name+"q")
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name+"p").Run() })
+	run(t, "ip", "link", "add", name, "link", name+"p", "mtu", fmt.Sprint(mtu), "address", mac, "type", "macvlan", "mode", "bridge")
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+}
+
 // linkIn returns the link named name in the netns at path ("" = host).
 func linkIn(t testing.TB, path, name string) (netlink.Link, []string) {
 	t.Helper()
