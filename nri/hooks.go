@@ -512,8 +512,9 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	if rdma && d.RDMADevice == "" {
 		return false, fmt.Errorf("%s: rdmaIsolation is set but the device has no RDMA device", devRef(d))
 	}
-	if d.NetnsPath == "" {
-		// Nothing moved yet: record the original before any change.
+	if d.NetnsPath == "" || d.Original == nil {
+		// Nothing moved yet (or nothing to restore was recorded): record
+		// the original before any change.
 		orig, err := p.host.ReadOriginal(ctx, d.Spec.HostIfName)
 		if err != nil {
 			return false, fmt.Errorf("%s: read host netdev %s: %w", devRef(d), d.Spec.HostIfName, err)
