@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // The VM's test bed, read straight from sysfs (independently of
@@ -101,4 +103,37 @@ func vfFor(t *testing.T, pfNum, idx int) (bedPF, bedVF) {
 		t.Fatalf("PF %s has %d VFs, test wants VF %d", pf.IfName, len(pf.VFs), idx)
 	}
 	return pf, pf.VFs[idx]
+}
+
+// TestTestbed checks the VM is what every other test assumes: two igb PFs,
+// five igbvf VFs each with a netdev, and the PFs reporting the VFs over
+// netlink.
+func TestTestbed(t *testing.T) {
+	h, err := nlink.NewHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, pf := range testbed(t) {
+		if pf.IfName == "" {
+			t.Errorf("PF %s has no netdev", pf.PCI)
+			continue
+		}
+		if len(pf.VFs) != 5 {
+			t.Errorf("PF %s: %d VFs, want 5", pf.IfName, len(pf.VFs))
+		}
+		for _, vf := range pf.VFs {
+			if vf.Driver != "igbvf" || vf.IfName == "" {
+				t.Errorf("PF %s VF %d (%s): driver %q netdev %q, want igbvf with a netdev", pf.IfName, vf.Index, vf.PCI, vf.Driver, vf.IfName)
+			}
+		}
+		l, err := h.LinkByName(pf.IfName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(l.Attrs().Vfs); got != len(pf.VFs) {
+			t.Errorf("PF %s reports %d VFs over netlink, sysfs has %d", pf.IfName, got, len(pf.VFs))
+		}
+		t.Logf("PF %s (%s): %+v", pf.IfName, pf.PCI, pf.VFs)
+	}
 }
