@@ -129,7 +129,10 @@ func parseInt(s string) (int, error) {
 // lower-case hex digits without 0x ("15b3").
 func parseHexID(s string) (string, error) {
 	s = strings.TrimSpace(s)
-	h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	h := s
+	if len(h) >= 2 && h[0] == '0' && (h[1] == 'x' || h[1] == 'X') {
+		h = h[2:]
+	}
 	if h == "" || len(h) > 4 {
 		return "", fmt.Errorf("not a 16-bit hex PCI ID: %q", clip(s))
 	}

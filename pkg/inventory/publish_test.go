@@ -1,0 +1,256 @@
+package inventory_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/dynamic-resource-allocation/deviceattribute"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+)
+
+func names(ds []inventory.Device) []string {
+	out := []string{}
+	for _, d := range ds {
+		out = append(out, d.PCIAddress)
+	}
+	return out
+}
+
+func TestPublishable(t *testing.T) {
+	pf := func(pci, name string, numVFs int) inventory.Device {
+		return inventory.Device{Name: inventory.DeviceName(pci), Kind: inventory.KindPF, PCIAddress: pci, PFPCIAddress: pci, IfName: name, PFName: name, NumVFs: numVFs, VFIndex: -1}
+	}
+	vf := func(pci, pfPCI string) inventory.Device {
+		return inventory.Device{Name: inventory.DeviceName(pci), Kind: inventory.KindVF, PCIAddress: pci, PFPCIAddress: pfPCI}
+	}
+	inv := &inventory.Inventory{Devices: []inventory.Device{
+		pf("0000:01:00.0", "ens1", 2), vf("0000:01:00.1", "0000:01:00.0"), vf("0000:01:00.2", "0000:01:00.0"),
+		pf("0000:02:00.0", "ens2", 0),
+		pf("0000:03:00.0", "", 1), vf("0000:03:00.1", "0000:03:00.0"),
+	}}
+	cases := []struct {
+		name        string
+		passthrough []string
+		want        []string
+	}{
+		{"default: all VFs, PFs without VFs", nil, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1"}},
+		{"PF by name replaces its VFs", []string{"ens1"}, []string{"0000:01:00.0", "0000:02:00.0", "0000:03:00.1"}},
+		{"PF by PCI address (spaces trimmed)", []string{" 0000:03:00.0 "}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.0"}},
+		{"VF-less PF listed again changes nothing", []string{"ens2"}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1"}},
+		{"unknown name ignored", []string{"nope", "0000:09:00.0"}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1"}},
+		{"empty name does not match a PF without netdev", []string{""}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := inv.Publishable(tc.passthrough)
+			if !reflect.DeepEqual(names(got), tc.want) {
+				t.Errorf("Publishable(%q) = %v, want %v", tc.passthrough, names(got), tc.want)
+			}
+			// Never a PF together with its own VFs.
+			pfs := map[string]bool{}
+			for _, d := range got {
+				if d.Kind == inventory.KindPF {
+					pfs[d.PCIAddress] = true
+				}
+			}
+			for _, d := range got {
+				if d.Kind == inventory.KindVF && pfs[d.PFPCIAddress] {
+					t.Errorf("VF %s published with its PF", d.PCIAddress)
+				}
+			}
+		})
+	}
+	if got := (&inventory.Inventory{}).Publishable(nil); got == nil || len(got) != 0 {
+		t.Errorf("empty inventory: %v, want empty non-nil", got)
+	}
+}
+
+func TestPublishableFixtures(t *testing.T) {
+	h := sysfstest.New(t, sysfstest.Standard())
+	inv := scan(t, h, nil)
+	got := inv.Publishable(nil)
+	var pfs []string
+	for _, d := range got {
+		if d.Kind == inventory.KindPF {
+			pfs = append(pfs, d.PCIAddress)
+		}
+	}
+	if len(got) != 32 || !reflect.DeepEqual(pfs, []string{"0000:af:00.0"}) {
+		t.Errorf("published %d devices with PFs %v; want 31 VFs and the SR-IOV-disabled PF", len(got), pfs)
+	}
+}
+
+func str(s string) resourceapi.DeviceAttribute { return resourceapi.DeviceAttribute{StringValue: &s} }
+func num(n int64) resourceapi.DeviceAttribute  { return resourceapi.DeviceAttribute{IntValue: &n} }
+func boolean(b bool) resourceapi.DeviceAttribute {
+	return resourceapi.DeviceAttribute{BoolValue: &b}
+}
+
+func TestAttributes(t *testing.T) {
+	h := sysfstest.New(t, sysfstest.Standard())
+	inv := scan(t, h, nil)
+	type attrs = map[resourceapi.QualifiedName]resourceapi.DeviceAttribute
+	root := deviceattribute.StandardDeviceAttributePCIeRoot
+	cases := []struct {
+		pci  string
+		want attrs
+	}{
+		{"0000:3b:00.0", attrs{ // IB PF
+			inventory.AttrKind: str("pf"), inventory.AttrPFName: str("ibp59s0f0"), inventory.AttrPFPCIAddress: str("0000:3b:00.0"),
+			inventory.AttrPCIAddress: str("0000:3b:00.0"), inventory.AttrVendor: str("15b3"), inventory.AttrDeviceID: str("101b"),
+			inventory.AttrDriver: str("mlx5_core"), inventory.AttrLinkType: str("infiniband"), inventory.AttrNUMANode: num(0),
+			inventory.AttrIfName: str("ibp59s0f0"), inventory.AttrMAC: str("00:00:10:87:fe:80:00:00:00:00:00:00:0c:42:a1:03:00:ab:cd:00"),
+			inventory.AttrGUID: str("0c:42:a1:03:00:ab:cd:00"), inventory.AttrPKeys: str("0xffff,0x8001,0x8002"),
+			inventory.AttrRDMA: boolean(true), inventory.AttrRDMADevice: str("mlx5_0"), inventory.AttrEswitchMode: str("legacy"),
+			inventory.AttrTotalVFs: num(16), root: str("pci0000:3a"),
+		}},
+		{"0000:3b:00.1", attrs{ // IB VF 0
+			inventory.AttrKind: str("vf"), inventory.AttrPFName: str("ibp59s0f0"), inventory.AttrPFPCIAddress: str("0000:3b:00.0"),
+			inventory.AttrVFIndex: num(0), inventory.AttrPCIAddress: str("0000:3b:00.1"), inventory.AttrVendor: str("15b3"),
+			inventory.AttrDeviceID: str("101c"), inventory.AttrDriver: str("mlx5_core"), inventory.AttrLinkType: str("infiniband"),
+			inventory.AttrNUMANode: num(0), inventory.AttrIfName: str("ibp59s0f0v0"),
+			inventory.AttrMAC:  str("00:00:10:87:fe:80:00:00:00:00:00:00:0c:42:a1:03:00:ab:ce:10"),
+			inventory.AttrGUID: str("0c:42:a1:03:00:ab:cd:10"), inventory.AttrRDMA: boolean(true), inventory.AttrRDMADevice: str("mlx5_1"),
+			root: str("pci0000:3a"),
+		}},
+		{"0000:5e:00.2", attrs{ // E810 VF 1: VLAN 100
+			inventory.AttrKind: str("vf"), inventory.AttrPFName: str("ens2f0"), inventory.AttrPFPCIAddress: str("0000:5e:00.0"),
+			inventory.AttrVFIndex: num(1), inventory.AttrPCIAddress: str("0000:5e:00.2"), inventory.AttrVendor: str("8086"),
+			inventory.AttrDeviceID: str("1889"), inventory.AttrDriver: str("iavf"), inventory.AttrLinkType: str("ethernet"),
+			inventory.AttrNUMANode: num(1), inventory.AttrIfName: str("ens2f0v1"), inventory.AttrMAC: str("02:00:5e:00:00:01"),
+			inventory.AttrVLAN: num(100), inventory.AttrRDMA: boolean(false), root: str("pci0000:5d"),
+		}},
+		{"0000:5e:01.5", attrs{ // E810 VF 12 on vfio-pci: no netdev, MAC from the admin state
+			inventory.AttrKind: str("vf"), inventory.AttrPFName: str("ens2f0"), inventory.AttrPFPCIAddress: str("0000:5e:00.0"),
+			inventory.AttrVFIndex: num(12), inventory.AttrPCIAddress: str("0000:5e:01.5"), inventory.AttrVendor: str("8086"),
+			inventory.AttrDeviceID: str("1889"), inventory.AttrDriver: str("vfio-pci"), inventory.AttrLinkType: str("ethernet"),
+			inventory.AttrNUMANode: num(1), inventory.AttrMAC: str("02:00:5e:00:00:0c"), inventory.AttrRDMA: boolean(false),
+			root: str("pci0000:5d"),
+		}},
+		{"0000:02:00.1", attrs{ // igb VF: NUMA unknown, admin MAC unset
+			inventory.AttrKind: str("vf"), inventory.AttrPFName: str("enp2s0f0"), inventory.AttrPFPCIAddress: str("0000:02:00.0"),
+			inventory.AttrVFIndex: num(0), inventory.AttrPCIAddress: str("0000:02:00.1"), inventory.AttrVendor: str("8086"),
+			inventory.AttrDeviceID: str("1520"), inventory.AttrDriver: str("igbvf"), inventory.AttrLinkType: str("ethernet"),
+			inventory.AttrIfName: str("enp2s0f0v0"), inventory.AttrMAC: str("02:00:02:00:01:5a"), inventory.AttrRDMA: boolean(false),
+			root: str("pci0000:00"),
+		}},
+		{"0000:af:00.0", attrs{ // PF with SR-IOV disabled
+			inventory.AttrKind: str("pf"), inventory.AttrPFName: str("ens5f0"), inventory.AttrPFPCIAddress: str("0000:af:00.0"),
+			inventory.AttrPCIAddress: str("0000:af:00.0"), inventory.AttrVendor: str("8086"), inventory.AttrDeviceID: str("1572"),
+			inventory.AttrDriver: str("i40e"), inventory.AttrLinkType: str("ethernet"), inventory.AttrNUMANode: num(1),
+			inventory.AttrIfName: str("ens5f0"), inventory.AttrMAC: str("02:00:af:00:00:5a"), inventory.AttrRDMA: boolean(false),
+			inventory.AttrTotalVFs: num(64), root: str("pci0000:ae"),
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.pci, func(t *testing.T) {
+			got := inventory.Attributes(mustFind(t, inv, tc.pci))
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Attributes:\n got %s\nwant %s", dump(got), dump(tc.want))
+			}
+		})
+	}
+}
+
+func TestAttributesLimits(t *testing.T) {
+	d := inventory.Device{Kind: inventory.KindVF, VFIndex: 3, LinkType: inventory.LinkTypeUnknown, NUMANode: inventory.NUMAUnknown}
+	for i := 0; i < 12; i++ {
+		d.PKeys = append(d.PKeys, "0x8001")
+	}
+	got := inventory.Attributes(d)
+	if _, ok := got[inventory.AttrPKeys]; ok {
+		t.Error("pkeys longer than 64 characters published")
+	}
+	for _, k := range []resourceapi.QualifiedName{inventory.AttrLinkType, inventory.AttrNUMANode, inventory.AttrMAC, inventory.AttrVLAN, inventory.AttrTotalVFs, deviceattribute.StandardDeviceAttributePCIeRoot} {
+		if _, ok := got[k]; ok {
+			t.Errorf("empty %s published", k)
+		}
+	}
+	if v := got[inventory.AttrVFIndex]; v.IntValue == nil || *v.IntValue != 3 {
+		t.Errorf("vfIndex = %v, want 3", v)
+	}
+	for k, v := range got {
+		if v.StringValue != nil && len(*v.StringValue) > resourceapi.DeviceAttributeMaxValueLength {
+			t.Errorf("%s longer than the API allows", k)
+		}
+		if id := strings.TrimPrefix(string(k), inventory.AttributeDomain+"/"); len(id) > resourceapi.DeviceMaxIDLength {
+			t.Errorf("attribute name %s too long", k)
+		}
+	}
+}
+
+func dump(m map[resourceapi.QualifiedName]resourceapi.DeviceAttribute) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, string(k))
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		v, _ := json.Marshal(m[resourceapi.QualifiedName(k)])
+		b.WriteString("\n  " + k + "=" + string(v))
+	}
+	return b.String()
+}
+
+func TestReport(t *testing.T) {
+	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB(), sysfstest.SRIOVDisabled()}})
+	inv := scan(t, h, nil)
+	inv.Excluded = append(inv.Excluded, inventory.Exclusion{PCIAddress: "0000:99:00.0", Reason: "test reason"})
+	r := inventory.NewReport(inv, []string{"enp2s0f0"})
+
+	var table bytes.Buffer
+	if err := r.Write(&table, inventory.FormatTable); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(table.String()), "\n")
+	if len(lines) != 1+9+1 || !strings.HasPrefix(lines[0], "NAME ") || !strings.HasSuffix(lines[0], "PUBLISHED") {
+		t.Fatalf("table:\n%s", table.String())
+	}
+	for _, l := range lines[1:10] {
+		f := strings.Fields(l)
+		wantPub := "no"
+		if strings.HasPrefix(l, "pci-0000-02-00-0 ") || strings.HasPrefix(l, "pci-0000-af-00-0 ") {
+			wantPub = "yes" // passthrough PF, VF-less PF
+		}
+		if f[len(f)-1] != wantPub {
+			t.Errorf("row %q: published %s, want %s", l, f[len(f)-1], wantPub)
+		}
+	}
+	if lines[10] != "excluded 0000:99:00.0: test reason" {
+		t.Errorf("last line %q", lines[10])
+	}
+
+	for _, format := range []string{inventory.FormatJSON, inventory.FormatYAML} {
+		var out bytes.Buffer
+		if err := r.Write(&out, format); err != nil {
+			t.Fatal(err)
+		}
+		var back inventory.Report
+		if err := yaml.Unmarshal(out.Bytes(), &back); err != nil {
+			t.Fatalf("%s output does not parse: %v", format, err)
+		}
+		if !reflect.DeepEqual(back, r) {
+			t.Errorf("%s round trip differs", format)
+		}
+	}
+	if err := r.Write(&bytes.Buffer{}, "xml"); err == nil || !strings.Contains(err.Error(), "xml") {
+		t.Errorf("xml format: %v", err)
+	}
+
+	var empty bytes.Buffer
+	if err := inventory.NewReport(&inventory.Inventory{Note: inventory.NoteNoSRIOV}, nil).Write(&empty, inventory.FormatTable); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Split(strings.TrimSpace(empty.String()), "\n"); len(got) != 2 || !strings.Contains(got[1], inventory.NoteNoSRIOV) {
+		t.Errorf("empty report:\n%s", empty.String())
+	}
+}
