@@ -9,6 +9,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
@@ -169,4 +171,12 @@ func (d *Driver) releaseStale(ctx context.Context) error {
 		return fmt.Errorf("release claims of boot %s: %w", d.state.BootID(), errors.Join(errs...))
 	}
 	return d.state.SetBootID(d.cfg.BootID)
+}
+
+// NewEventRecorder returns a recorder that posts events (Warning on
+// claims) to the API server, and its stop function.
+func NewEventRecorder(ctx context.Context, client kubernetes.Interface, driverName, nodeName string) (events.EventRecorder, func()) {
+	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
+	b.StartRecordingToSink(ctx.Done())
+	return b.NewRecorder(scheme.Scheme, driverName+"/"+nodeName), b.Shutdown
 }
