@@ -68,10 +68,10 @@ const (
 // All lists every failure point in lifecycle order.
 func All() []string {
 	return []string{
-	PrepareStartedRecorded, PrepareVFApplied, PrepareGUIDSet, PrepareVFIOBound,
-	PrepareIPAMAllocated, PrepareIPAMRecorded, PrepareCDIWritten, PrepareCompleted,
-	AttachRecorded, AttachMoved, AttachCompleted,
-	DetachMoved, DetachCompleted,
-	UnprepareIPAMReleased, UnprepareHostRestored, UnprepareCDIRemoved, UnprepareForgotten,
+		PrepareStartedRecorded, PrepareVFApplied, PrepareGUIDSet, PrepareVFIOBound,
+		PrepareIPAMAllocated, PrepareIPAMRecorded, PrepareCDIWritten, PrepareCompleted,
+		AttachRecorded, AttachMoved, AttachCompleted,
+		DetachMoved, DetachCompleted,
+		UnprepareIPAMReleased, UnprepareHostRestored, UnprepareCDIRemoved, UnprepareForgotten,
 	}
 }
