@@ -18,6 +18,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
+	"github.com/sriov-dra/sriov-dra/pkg/faults"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
@@ -123,6 +124,7 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if err := d.state.Put(rec); err != nil {
 		return nil, err
 	}
+	faults.Point(faults.PrepareStartedRecorded)
 	prog := &progress{steps: make([]DeviceSteps, len(rec.Devices))}
 	if err := d.apply(ctx, claim, rec, devs, prog); err != nil {
 		// Undo what this attempt ran (the failed step included: it may
@@ -168,18 +170,21 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 			if err := host.ApplyVF(ctx, &dr.Snapshot, s); err != nil {
 				return deviceError(claim, dr.Request, dr.Device, settingsFields(s), err)
 			}
+			faults.Point(faults.PrepareVFApplied)
 		}
 		if dr.Steps.GUID {
 			ran.GUID = true
 			if err := host.SetGUID(ctx, &dr.Snapshot, *dr.Settings.GUID); err != nil {
 				return deviceError(claim, dr.Request, dr.Device, "guid", err)
 			}
+			faults.Point(faults.PrepareGUIDSet)
 		}
 		if dr.Steps.VFIO {
 			ran.VFIO = true
 			if err := host.BindVFIO(ctx, &dr.Snapshot); err != nil {
 				return deviceError(claim, dr.Request, dr.Device, "driver", err)
 			}
+			faults.Point(faults.PrepareVFIOBound)
 		}
 	}
 	for i, dr := range rec.Devices {
@@ -198,6 +203,7 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		if err != nil {
 			return deviceError(claim, dr.Request, dr.Device, "ipam", err)
 		}
+		faults.Point(faults.PrepareIPAMAllocated)
 		dr.IPAM = res
 		dr.Steps.IPAM = true
 		dr.Pod.Spec.Addresses = res.Addresses()
@@ -210,6 +216,7 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 			dr.IPAM, dr.Steps.IPAM = nil, false
 			return deviceError(claim, dr.Request, dr.Device, "ipam", err)
 		}
+		faults.Point(faults.PrepareIPAMRecorded)
 	}
 
 	cdiDevs := make([]cdi.Device, 0, len(rec.Devices))
@@ -229,6 +236,7 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 	if err != nil {
 		return fmt.Errorf("claim %s/%s: write CDI spec: %w", claim.Namespace, claim.Name, err)
 	}
+	faults.Point(faults.PrepareCDIWritten)
 	if len(ids) != len(rec.Devices) {
 		return fmt.Errorf("claim %s/%s: CDI spec has %d device IDs for %d devices", claim.Namespace, claim.Name, len(ids), len(rec.Devices))
 	}
@@ -239,6 +247,7 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 	if err := d.state.Put(rec); err != nil {
 		return err
 	}
+	faults.Point(faults.PrepareCompleted)
 	// vfio-pci devices never get attached: their status (the addresses
 	// to use, not configured) is known now.
 	d.queueStatus(rec)

@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/faults"
 )
 
 // UnprepareResourceClaims implements kubeletplugin.DRAPlugin. It works
@@ -93,6 +95,7 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 			fail(dr, "release IPAM allocation", err)
 		}
 	}
+	faults.Point(faults.UnprepareIPAMReleased)
 
 	// 3. The device itself, from its snapshot.
 	if restoreHost {
@@ -124,6 +127,8 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 		}
 	}
 
+	faults.Point(faults.UnprepareHostRestored)
+
 	// 4. The CDI spec and the status entries.
 	if rec.Steps.CDI {
 		if err := d.cfg.CDI.Remove(ctx, rec.UID); err != nil {
@@ -138,6 +143,11 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	faults.Point(faults.UnprepareCDIRemoved)
 	// 5. Forget the claim.
-	return d.state.Delete(rec.UID)
+	if err := d.state.Delete(rec.UID); err != nil {
+		return err
+	}
+	faults.Point(faults.UnprepareForgotten)
+	return nil
 }
