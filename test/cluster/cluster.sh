@@ -6,6 +6,7 @@
 #   bash test/cluster/cluster.sh up      # idempotent: a healthy cluster is left as it is
 #   bash test/cluster/cluster.sh down    # idempotent: tears down whatever is left
 #   bash test/cluster/cluster.sh status
+#   bash test/cluster/cluster.sh smoke   # a plain pod runs, answers exec, is deleted
 #   bash test/cluster/cluster.sh env     # prints the KUBECONFIG line
 #
 # Teardown undoes everything up did: pods deleted (so the driver gets its
@@ -354,8 +355,7 @@ up() {
 		--authorization-kubeconfig="$CLUSTER_DIR/controller-manager.kubeconfig" \
 		--bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials \
 		--service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
-		--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-		--controllers='*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' --v=1
+		--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" --v=1
 	start kube-scheduler "$CACHE_BIN/kube-scheduler" \
 		--kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
 		--authentication-kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
@@ -497,6 +497,35 @@ down() {
 	log "cluster down in $((SECONDS - t0)) s (logs kept in $CACHE/last-logs)"
 }
 
+# smoke: a plain pod (no claim) from the imported test image runs, answers
+# kubectl exec, and goes away.
+smoke() {
+	local t0=$SECONDS
+	kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: smoke, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 1
+  dnsPolicy: None
+  dnsConfig: {nameservers: [127.0.0.1]}
+  containers:
+  - name: app
+    image: $TEST_IMAGE
+    imagePullPolicy: Never
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
+EOF
+	kubectl_ wait --for=condition=Ready pod/smoke --timeout=90s >/dev/null || {
+		kubectl_ describe pod smoke | tail -20
+		die "smoke pod not Ready"
+	}
+	local out
+	out=$(kubectl_ exec smoke -- sh -c 'echo hello from $(hostname); ip -o -4 addr show eth0')
+	echo "$out"
+	kubectl_ delete pod smoke --wait=true --timeout=60s >/dev/null
+	log "plain pod ran, answered exec and was deleted in $((SECONDS - t0)) s"
+}
+
 status() {
 	local c
 	for c in "${COMPONENTS[@]}"; do
@@ -512,9 +541,10 @@ case ${1:-} in
 up) up ;;
 down) down ;;
 status) status ;;
+smoke) smoke ;;
 env) echo "export KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig" ;;
 *)
-	echo "usage: $0 up|down|status|env" >&2
+	echo "usage: $0 up|down|status|smoke|env" >&2
 	exit 2
 	;;
 esac
