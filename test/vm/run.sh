@@ -77,7 +77,7 @@ has_igb_qemu() {
 }
 
 need=()
-for p in kmod cpio xz-utils busybox-static; do
+for p in kmod cpio xz-utils busybox-static containernetworking-plugins; do
 	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -197,6 +197,17 @@ log "building in-VM tests (CGO_ENABLED=0 go test -c -tags vmtest)"
 CGO_ENABLED=0 go test -c -trimpath -tags vmtest -o "$build/bin/vmtests.test" ./test/vm/vmtests ||
 	die "building the in-VM tests failed"
 install -m 0755 test/vm/init.sh "$build/init"
+# CNI IPAM plugins for the node lifecycle test (Debian's
+# containernetworking-plugins), with the shared libraries they load.
+for p in host-local static; do
+	src=/usr/lib/cni/$p
+	[ -x "$src" ] || src=/opt/cni/bin/$p
+	[ -x "$src" ] || die "CNI plugin $p not found (package containernetworking-plugins)"
+	install -D -m 0755 "$src" "$build/opt/cni/bin/$p"
+	for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*' || true); do
+		[ -e "$build$lib" ] || install -D -m 0755 "$lib" "$build$lib"
+	done
+done
 {
 	echo "VMTEST_RUN='${run_re//\'/}'"
 	echo "VMTEST_IOMMU=$iommu"
