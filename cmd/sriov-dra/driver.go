@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/cdi"
+	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+)
+
+func init() { register(newDriverCmd) }
+
+// driverOptions are the daemon's flags; each is mirrored by the
+// environment variable named in envOf.
+type driverOptions struct {
+	nodeName, driverName, hostRoot, stateDir, cdiDir string
+	pluginsDir, registryDir, deviceFilter            string
+	passthroughPFs                                   []string
+	metricsAddr, nriSocket, nriPluginIndex           string
+	cniPath, kubeconfig, podUID                      string
+	registrationTimeout, pollInterval                time.Duration
+}
+
+// envOf maps flag names to the environment variables that set them when
+// the flag is not given.
+var envOf = map[string]string{
+	"node-name":            "NODE_NAME",
+	"driver-name":          "DRIVER_NAME",
+	"host-root":            "HOST_ROOT",
+	"state-dir":            "STATE_DIR",
+	"cdi-dir":              "CDI_DIR",
+	"kubelet-plugins-dir":  "KUBELET_PLUGINS_DIR",
+	"kubelet-registry-dir": "KUBELET_REGISTRY_DIR",
+	"device-filter":        "DEVICE_FILTER",
+	"passthrough-pfs":      "PASSTHROUGH_PFS",
+	"metrics-addr":         "METRICS_ADDR",
+	"nri-socket":           "NRI_SOCKET",
+	"nri-plugin-index":     "NRI_PLUGIN_INDEX",
+	"cni-path":             "CNI_PATH",
+	"kubeconfig":           "KUBECONFIG",
+	"pod-uid":              "POD_UID",
+	"registration-timeout": "REGISTRATION_TIMEOUT",
+	"poll-interval":        "POLL_INTERVAL",
+}
+
+func newDriverCmd() *cobra.Command {
+	var o driverOptions
+	cmd := &cobra.Command{
+		Use:   "driver",
+		Short: "Run the node daemon: the DRA kubelet plugin and the NRI plugin",
+		Long: `Run the node daemon. It publishes the node's SR-IOV devices as ResourceSlices,
+prepares and unprepares claims for kubelet (VF settings, GUIDs, vfio binding,
+IPAM, CDI specs, all recorded in a checkpoint), and moves the netdevs into pod
+network namespaces through NRI. Every flag can also be set through the
+environment variable shown in its help; a flag given on the command line wins.`,
+		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags())
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.nodeName == "" {
+				return exitError{code: 2, err: errors.New("--node-name (NODE_NAME) is required")}
+			}
+			return runDriver(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.nodeName, "node-name", "", "this node's name (the pool name)")
+	f.StringVar(&o.driverName, "driver-name", "sriov.dra.dev", "DRA driver name")
+	f.StringVar(&o.hostRoot, "host-root", "/", "host filesystem root (sys, proc, dev below it)")
+	f.StringVar(&o.stateDir, "state-dir", "/var/lib/sriov-dra", "directory of the checkpoint (0700)")
+	f.StringVar(&o.cdiDir, "cdi-dir", cdi.DefaultDir, "directory of the per-claim CDI specs")
+	f.StringVar(&o.pluginsDir, "kubelet-plugins-dir", "", "the driver's kubelet plugin directory (default <kubelet plugins dir>/<driver name>)")
+	f.StringVar(&o.registryDir, "kubelet-registry-dir", kubeletplugin.KubeletRegistryDir, "kubelet's plugin registration directory")
+	f.StringVar(&o.deviceFilter, "device-filter", "", "YAML/JSON file with the admin's device filter")
+	f.StringSliceVar(&o.passthroughPFs, "passthrough-pfs", nil, "PF netdev names or PCI addresses offered whole even with VFs enabled")
+	f.StringVar(&o.metricsAddr, "metrics-addr", ":9478", "address of /metrics and /healthz (empty: off)")
+	f.StringVar(&o.nriSocket, "nri-socket", nri.DefaultSocketPath, "the runtime's NRI socket")
+	f.StringVar(&o.nriPluginIndex, "nri-plugin-index", nri.DefaultPluginIndex, "two-digit NRI plugin index")
+	f.StringVar(&o.cniPath, "cni-path", ipam.DefaultCNIPath, "directories of the CNI IPAM plugins, colon separated")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (empty: in-cluster config)")
+	f.StringVar(&o.podUID, "pod-uid", "", "this pod's UID, enables kubelet plugin rolling updates")
+	f.DurationVar(&o.registrationTimeout, "registration-timeout", 2*time.Minute, "how long to wait for kubelet to register the plugin")
+	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "slow device rescan (sriov_numvfs changes emit no netlink event)")
+	f.VisitAll(func(fl *pflag.Flag) {
+		if env, ok := envOf[fl.Name]; ok {
+			fl.Usage += " [$" + env + "]"
+		}
+	})
+	return cmd
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable.
+func applyEnv(fs *pflag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		env, ok := envOf[fl.Name]
+		if !ok || fl.Changed {
+			return
+		}
+		v, set := os.LookupEnv(env)
+		if !set || v == "" {
+			return
+		}
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			if err := sv.Replace(strings.Split(v, ",")); err != nil {
+				errs = append(errs, fmt.Errorf("$%s: %w", env, err))
+			}
+			return
+		}
+		if err := fl.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("$%s: %w", env, err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return exitError{code: 2, err: err}
+	}
+	return nil
+}
+
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("Kubernetes client config: %w", err)
+	}
+	cfg.UserAgent = "sriov-dra-driver/" + version
+	return kubernetes.NewForConfig(cfg)
+}
+
+// runDriver runs the daemon until SIGTERM/SIGINT or a fatal error.
+func runDriver(parent context.Context, o driverOptions) error {
+	// root is canceled with a cause only by a fatal error; SIGTERM and
+	// SIGINT end sigCtx for a graceful shutdown.
+	root, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	sigCtx, stopSignals := signal.NotifyContext(root, syscall.SIGTERM, os.Interrupt)
+	defer stopSignals()
+	logger := klog.Background().WithValues("node", o.nodeName, "driver", o.driverName)
+	ctx := klog.NewContext(sigCtx, logger)
+	if o.pluginsDir == "" {
+		o.pluginsDir = filepath.Join(kubeletplugin.KubeletPluginsDir, o.driverName)
+	}
+
+	sockets := driver.PluginSockets(o.registryDir, o.pluginsDir, o.driverName, types.UID(o.podUID))
+	if err := os.MkdirAll(o.pluginsDir, 0o700); err != nil {
+		return fmt.Errorf("create kubelet plugin dir: %w", err)
+	}
+	if err := sockets.Check(); err != nil {
+		return err
+	}
+	var filter inventory.Filter
+	if o.deviceFilter != "" {
+		f, err := inventory.LoadFilter(o.deviceFilter)
+		if err != nil {
+			return fmt.Errorf("--device-filter: %w", err)
+		}
+		filter = f
+	}
+	client, err := kubeClient(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	nl, err := nlink.NewHost()
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	store, bootID, err := driver.NewFileStore(o.stateDir, o.hostRoot)
+	if err != nil {
+		return fmt.Errorf("open checkpoint: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := driver.NewMetrics(reg)
+	status := claimstatus.New(client, claimstatus.Options{DriverName: o.driverName})
+	events, stopEvents := driver.NewEventRecorder(ctx, client, o.driverName, o.nodeName)
+	defer stopEvents()
+	linkEvents, err := driver.SubscribeLinkEvents(ctx)
+	if err != nil {
+		logger.Error(err, "No link events; relying on the slow poll")
+	}
+
+	var plugin *nri.Plugin
+	host := driver.NewHost(o.hostRoot, nl, func(ctx context.Context, d nri.PodDevice) error {
+		return plugin.DetachDevice(ctx, d)
+	})
+	d, err := driver.New(ctx, driver.Config{
+		NodeName: o.nodeName, DriverName: o.driverName, PassthroughPFs: o.passthroughPFs, BootID: bootID,
+		Store: store,
+		Scanner: scanFunc(func(ctx context.Context) (*inventory.Inventory, error) {
+			return inventory.Scan(ctx, inventory.Options{Root: o.hostRoot, Netlink: nl, Filter: filter})
+		}),
+		Attributes:   inventory.Attributes,
+		Host:         host,
+		IPAM:         ipam.New(ipam.Config{CNIPath: filepath.SplitList(o.cniPath), DataDir: filepath.Join(o.stateDir, "ipam")}),
+		CDI:          cdi.New(o.cdiDir, o.hostRoot),
+		Status:       status,
+		Netlink:      nl,
+		Events:       events,
+		Metrics:      metrics,
+		LinkEvents:   linkEvents,
+		PollInterval: o.pollInterval,
+		OnFatal: func(err error) {
+			logger.Error(err, "Fatal error; shutting down")
+			cancel(err)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	nriHost, err := nri.NewHostOps(nri.HostConfig{Root: o.hostRoot, Host: nl})
+	if err != nil {
+		return err
+	}
+	plugin, err = nri.New(nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex}, d.State(), nriHost)
+	if err != nil {
+		return err
+	}
+
+	registration := driver.NewRegistration()
+	opts := []kubeletplugin.Option{
+		kubeletplugin.KubeClient(client), kubeletplugin.NodeName(o.nodeName), kubeletplugin.DriverName(o.driverName),
+		kubeletplugin.RegistrarDirectoryPath(o.registryDir), kubeletplugin.PluginDataDirectoryPath(o.pluginsDir),
+		kubeletplugin.GRPCInterceptor(registration.Interceptor()),
+	}
+	if o.podUID != "" {
+		opts = append(opts, kubeletplugin.RollingUpdate(types.UID(o.podUID)))
+	}
+	helper, err := kubeletplugin.Start(ctx, d, opts...)
+	if err != nil {
+		return fmt.Errorf("start kubelet plugin: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && ctx.Err() == nil {
+				logger.Error(err, "Component failed; shutting down", "component", name)
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		}()
+	}
+	run("resourceslices", func() error { return d.Run(ctx, helper) })
+	run("nri", func() error { return plugin.Run(ctx) })
+	run("claim status", func() error { status.Run(ctx, 2); return nil })
+	run("registration", func() error { return registration.Wait(ctx, o.registrationTimeout, sockets) })
+
+	var srv *http.Server
+	if o.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			if !registration.Registered() {
+				http.Error(w, "not registered with kubelet yet", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintf(w, "ok\nnri connected: %v\n", plugin.Connected())
+		})
+		ln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			helper.Stop()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error(err, "Metrics server failed")
+			}
+		}()
+	}
+	logger.Info("Driver running", "registrationSocket", sockets.Registrar, "pluginSocket", sockets.Plugin, "bootID", bootID)
+
+	<-ctx.Done()
+	fatal := context.Cause(root)
+	logger.Info("Shutting down", "fatal", fatal)
+	helper.Stop()
+	if srv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		scancel()
+	}
+	cancel(nil)
+	wg.Wait()
+	if fatal != nil && !errors.Is(fatal, context.Canceled) {
+		return fatal
+	}
+	return nil
+}
+
+// scanFunc adapts a function to driver.Scanner.
+type scanFunc func(ctx context.Context) (*inventory.Inventory, error)
+
+func (f scanFunc) Scan(ctx context.Context) (*inventory.Inventory, error) { return f(ctx) }
