@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/pkg/faults"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
 
@@ -522,6 +523,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 		if err := p.devs.Attaching(d.ClaimUID, d.Device, netns, orig); err != nil {
 			return false, fmt.Errorf("%s: record attach start: %w", devRef(d), err)
 		}
+		faults.Point(faults.AttachRecorded)
 	}
 	ib := d.LinkType == inventory.LinkTypeInfiniBand
 	if rdma && ib {
@@ -532,6 +534,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	if err := p.host.Attach(ctx, netns, d.Spec); err != nil {
 		return false, fmt.Errorf("%s: attach netdev %s to netns %s as %s: %w", devRef(d), d.Spec.HostIfName, netns, d.Spec.PodIfName, err)
 	}
+	faults.Point(faults.AttachMoved)
 	if rdma && !ib {
 		if err := p.host.MoveRDMA(ctx, d.RDMADevice, netns); err != nil {
 			return false, fmt.Errorf("%s: move RDMA device %s into netns %s: %w", devRef(d), d.RDMADevice, netns, err)
@@ -540,6 +543,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	if err := p.devs.Attached(d.ClaimUID, d.Device, rdma); err != nil {
 		return false, fmt.Errorf("%s: record attach done: %w", devRef(d), err)
 	}
+	faults.Point(faults.AttachCompleted)
 	logger.V(3).Info("Attached", "netns", netns, "ifName", d.Spec.PodIfName, "rdma", rdma)
 	return true, nil
 }
@@ -611,9 +615,11 @@ func (p *Plugin) detachDevice(ctx context.Context, d PodDevice) error {
 	if err := p.host.Detach(ctx, d.NetnsPath, d.Spec.PodIfName, *d.Original); err != nil {
 		return fmt.Errorf("%s: return netdev %s from netns %s to the host as %s: %w", devRef(d), d.Spec.PodIfName, d.NetnsPath, d.Original.IfName, err)
 	}
+	faults.Point(faults.DetachMoved)
 	if err := p.devs.Detached(d.ClaimUID, d.Device); err != nil {
 		return fmt.Errorf("%s: record detach: %w", devRef(d), err)
 	}
+	faults.Point(faults.DetachCompleted)
 	klog.FromContext(ctx).V(3).Info("Detached", "device", d.Device, "claimUID", d.ClaimUID, "netns", d.NetnsPath, "hostIfName", d.Original.IfName)
 	return nil
 }
