@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -94,12 +95,44 @@ func TestScanBrokenSysfs(t *testing.T) {
 				t.Errorf("speed %d, want left out", d.SpeedMbps)
 			}
 		}}},
-		{"PF net is not a directory", func(t *testing.T, h *sysfstest.Host) {
+		{"PF net folder unreadable: netdev attributes left out", func(t *testing.T, h *sysfstest.Host) {
+			remove(pfDir+"/net")(t, h)
+			write(pfDir+"/net", "x")(t, h)
+		}, want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
+			if d := mustFind(t, inv, pf); d.IfName != "enp2s0f0" || d.MAC != "" || d.MTU != 0 {
+				t.Errorf("ifName %q mac %q mtu %d, want the name from /sys/class/net and nothing else", d.IfName, d.MAC, d.MTU)
+			}
+		}}},
+		{"no /sys/class: netdevs and RDMA devices from the device folders", func(t *testing.T, h *sysfstest.Host) {
+			remove("class")(t, h)
+		}, want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
+			if d := mustFind(t, inv, vf2); d.IfName != "enp2s0f0v2" || d.MAC == "" {
+				t.Errorf("VF ifName %q mac %q", d.IfName, d.MAC)
+			}
+		}}},
+		{"no /sys/class, PF net is not a directory", func(t *testing.T, h *sysfstest.Host) {
+			remove("class")(t, h)
 			remove(pfDir+"/net")(t, h)
 			write(pfDir+"/net", "x")(t, h)
 		}, want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
 			if d := mustFind(t, inv, pf); d.IfName != "" {
 				t.Errorf("ifName %q, want none", d.IfName)
+			}
+		}}},
+		{"class/net entries that are not PCI netdevs are ignored", func(t *testing.T, h *sysfstest.Host) {
+			for name, target := range map[string]string{
+				"lo":    "../../devices/virtual/net/lo",
+				"weird": "../../devices/pci0000:00/0000:00:01.0/0000:02:00.1/nets/weird",
+				"other": "../../devices/pci0000:00/0000:00:01.0/0000:02:00.1/net/not-other",
+			} {
+				if err := os.Symlink(target, filepath.Join(h.Root, "sys/class/net", name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write("class/net/file", "x")(t, h)
+		}, want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
+			if d := mustFind(t, inv, "0000:02:00.1"); !reflect.DeepEqual(d.IfNames, []string{"enp2s0f0v0"}) {
+				t.Errorf("VF 0 ifNames %v", d.IfNames)
 			}
 		}}},
 		{"PF driver link dangling still names the driver", func(t *testing.T, h *sysfstest.Host) {

@@ -81,7 +81,12 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 		s.log.Info("No SR-IOV device", "note", inv.Note)
 		return inv, nil
 	}
+	var wg0 sync.WaitGroup
+	wg0.Add(1)
+	go func() { defer wg0.Done(); s.classIB = s.classIndex("infiniband", "infiniband") }()
+	s.classNet = s.classIndex("net", "net")
 	s.routes = s.defaultRouteLinks()
+	wg0.Wait()
 
 	results := make([]pfResult, len(pfs))
 	work := make(chan int)
@@ -166,7 +171,49 @@ func (s *scanner) findPFs(busDir string, all []string) []string {
 	return pfs
 }
 
+// classIndex maps PCI address -> the names under /sys/class/<class> whose
+// link points into that device's <sub>/ folder (netdevs under net/, RDMA
+// devices under infiniband/). One readlink per class entry replaces an
+// open/getdents/close of every device's folder. nil when the class folder
+// cannot be read: callers then list the device's folder.
+func (s *scanner) classIndex(class, sub string) map[string][]string {
+	dir := filepath.Join(s.sys, "class", class)
+	names, err := listDir(dir)
+	if err != nil {
+		if !isNotExist(err) {
+			s.log.V(2).Info("Cannot index class folder, reading every device's folder instead", "dir", dir, "err", err)
+		}
+		return nil
+	}
+	idx := make(map[string][]string, len(names))
+	for _, n := range names {
+		t, err := os.Readlink(filepath.Join(dir, n))
+		if err != nil {
+			continue // vanished or not a link: not a device's entry
+		}
+		parent := filepath.Dir(t)
+		if filepath.Base(t) != n || filepath.Base(parent) != sub {
+			continue
+		}
+		if bdf := filepath.Base(filepath.Dir(parent)); bdfRE.MatchString(bdf) {
+			idx[bdf] = append(idx[bdf], n) // names come sorted from listDir
+		}
+	}
+	return idx
+}
+
+// children returns the entries of a device's net/ or infiniband/ folder,
+// from the class index when there is one.
+func (s *scanner) children(dir, bdf string, idx map[string][]string) ([]string, error) {
+	if idx != nil {
+		return idx[bdf], nil
+	}
+	return listDir(dir)
+}
+
 type scanner struct {
+	classNet   map[string][]string
+	classIB    map[string][]string
 	sys        string
 	nl         nlink.Handle
 	log        logr.Logger
@@ -284,7 +331,7 @@ type netdev struct {
 // child interfaces) the uplink comes first: not a representor, lowest ifindex.
 func (s *scanner) readNetdevs(devDir string, d *Device, pf bool) {
 	dir := filepath.Join(devDir, "net")
-	names, err := listDir(dir)
+	names, err := s.children(dir, d.PCIAddress, s.classNet)
 	if err != nil {
 		if !isNotExist(err) {
 			s.log.V(2).Info("Leaving netdevs out: unreadable", "pci", d.PCIAddress, "err", err)
@@ -338,7 +385,7 @@ func (s *scanner) readNetdevs(devDir string, d *Device, pf bool) {
 // node GUID, port 1 GUID and the non-zero pkeys of port 1.
 func (s *scanner) readRDMA(devDir string, d *Device, pf bool) {
 	dir := filepath.Join(devDir, "infiniband")
-	names, err := listDir(dir)
+	names, err := s.children(dir, d.PCIAddress, s.classIB)
 	if err != nil {
 		if !isNotExist(err) {
 			s.log.V(2).Info("Leaving RDMA devices out: unreadable", "pci", d.PCIAddress, "err", err)

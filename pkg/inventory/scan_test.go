@@ -584,6 +584,11 @@ func TestScanUplinkFirst(t *testing.T) {
 			}
 		}
 	}
+	for _, n := range []string{"eth0", "eth1"} {
+		if err := os.Symlink(filepath.Join(net, n), filepath.Join(h.Root, "sys/class/net", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	pf := mustFind(t, scan(t, h, nil), "0000:af:00.0")
 	if pf.IfName != "ens5f0" || !reflect.DeepEqual(pf.IfNames, []string{"ens5f0", "eth0", "eth1"}) {
 		t.Errorf("ifName %q ifNames %v, want ens5f0 first", pf.IfName, pf.IfNames)
