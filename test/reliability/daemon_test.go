@@ -1,0 +1,287 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/ktesting"
+	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/cdi"
+	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+)
+
+// daemon is the node daemon wired as `sriov-dra driver` wires it
+// (cmd/sriov-dra/driver.go), over the simulated node and a fake API
+// server: driver.New, the NRI plugin on the driver's state, and the
+// kubelet plugin serving the real registration and DRA gRPC sockets.
+type daemon struct {
+	n      *node
+	d      *driver.Driver
+	plugin *nri.Plugin
+	pf     *pfHandle
+	cs     *fake.Clientset
+	kube   drapb.DRAPluginClient
+	stop   func()
+}
+
+type scanFunc func(ctx context.Context) (*inventory.Inventory, error)
+
+func (f scanFunc) Scan(ctx context.Context) (*inventory.Inventory, error) { return f(ctx) }
+
+// logCtx is a context with a logger that does not flood the test output
+// (the crash child's output is read on failure only).
+func logCtx(t testing.TB) context.Context {
+	if os.Getenv(childEnv) != "" {
+		return klog.NewContext(context.Background(), klog.Background())
+	}
+	_, ctx := ktesting.NewTestContext(t)
+	return ctx
+}
+
+// newAPI is the fake API server with the claims of the test and the node.
+func newAPI(claims ...*resourceapi.ResourceClaim) *fake.Clientset {
+	objs := []runtime.Object{&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, UID: "node-uid"}}}
+	for _, c := range claims {
+		objs = append(objs, c)
+	}
+	return fake.NewClientset(objs...)
+}
+
+// startDaemon starts the daemon; an error from driver.New is returned
+// (a daemon that refuses to start), others fail the test.
+func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(logCtx(t))
+	fh, err := n.fakePF()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	pf, err := openPFHandle(fh.Netlink, n.pfName(), n.VFs, n.pfFile())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	store, bootID, err := driver.NewFileStore(n.stateDir(), n.root())
+	if err != nil {
+		cancel()
+		pf.Close()
+		return nil, err
+	}
+	var plugin *nri.Plugin
+	host := driver.NewHost(n.root(), pf, func(ctx context.Context, d nri.PodDevice) error { return plugin.DetachDevice(ctx, d) })
+	status := claimstatus.New(cs, claimstatus.Options{DriverName: driverName})
+	d, err := driver.New(ctx, driver.Config{
+		NodeName: nodeName, DriverName: driverName, BootID: bootID, Store: store,
+		Scanner: scanFunc(func(ctx context.Context) (*inventory.Inventory, error) {
+			return inventory.Scan(ctx, inventory.Options{Root: n.root(), Netlink: pf})
+		}),
+		Attributes: inventory.Attributes, Host: host,
+		IPAM:   ipam.New(ipam.Config{CNIPath: []string{cniDir}, DataDir: n.ipamDir()}),
+		CDI:    cdi.New(n.cdiDir(), n.root()),
+		Status: status, Netlink: pf, PollInterval: time.Hour,
+		OnFatal: func(err error) { t.Errorf("daemon fatal error: %v", err) },
+	})
+	if err != nil {
+		cancel()
+		pf.Close()
+		return nil, err
+	}
+	nriHost, err := nri.NewHostOps(nri.HostConfig{Root: n.root(), Host: pf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin, err = nri.New(nri.Config{SocketPath: filepath.Join(n.Dir, "nri.sock"), RetryInterval: 50 * time.Millisecond, TeardownBudget: 5 * time.Second}, d.State(), nriHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regDir, plugDir := filepath.Join(n.Dir, "reg"), filepath.Join(n.Dir, "plug")
+	for _, dir := range []string{regDir, plugDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	helper, err := kubeletplugin.Start(ctx, d,
+		kubeletplugin.KubeClient(cs), kubeletplugin.NodeName(nodeName), kubeletplugin.DriverName(driverName),
+		kubeletplugin.RegistrarDirectoryPath(regDir), kubeletplugin.PluginDataDirectoryPath(plugDir))
+	if err != nil {
+		t.Fatalf("start kubelet plugin: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = d.Run(ctx, helper) }()
+	go func() { defer wg.Done(); status.Run(ctx, 2) }()
+	dm := &daemon{n: n, d: d, plugin: plugin, pf: pf, cs: cs}
+	var once sync.Once
+	dm.stop = func() {
+		once.Do(func() {
+			cancel()
+			helper.Stop()
+			wg.Wait()
+			pf.Close()
+		})
+	}
+	t.Cleanup(dm.stop)
+	dm.kube = registerKubelet(t, ctx, filepath.Join(regDir, driverName+"-reg.sock"))
+	return dm, nil
+}
+
+// registerKubelet is kubelet's plugin watcher: GetInfo and
+// NotifyRegistrationStatus on the registration socket; it returns a DRA
+// client on the endpoint the plugin named.
+func registerKubelet(t testing.TB, ctx context.Context, regSock string) drapb.DRAPluginClient {
+	t.Helper()
+	rc := registerapi.NewRegistrationClient(dial(t, regSock))
+	info, err := rc.GetInfo(ctx, &registerapi.InfoRequest{})
+	if err != nil {
+		t.Fatalf("kubelet GetInfo: %v", err)
+	}
+	if _, err := rc.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{PluginRegistered: true}); err != nil {
+		t.Fatalf("kubelet NotifyRegistrationStatus: %v", err)
+	}
+	return drapb.NewDRAPluginClient(dial(t, info.Endpoint))
+}
+
+func dial(t testing.TB, path string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("dial %s: %v", path, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// prepare is kubelet's NodePrepareResources for one claim; it returns the
+// claim's error ("" for none) and its CDI device IDs.
+func (dm *daemon) prepare(ctx context.Context, c *resourceapi.ResourceClaim) (string, []string, error) {
+	resp, err := dm.kube.NodePrepareResources(ctx, &drapb.NodePrepareResourcesRequest{Claims: []*drapb.Claim{{Namespace: c.Namespace, Name: c.Name, Uid: string(c.UID)}}})
+	if err != nil {
+		return "", nil, err
+	}
+	r := resp.Claims[string(c.UID)]
+	if r == nil {
+		return "", nil, fmt.Errorf("no answer for claim %s", c.UID)
+	}
+	var ids []string
+	for _, d := range r.Devices {
+		ids = append(ids, d.CdiDeviceIds...)
+	}
+	return r.Error, ids, nil
+}
+
+// unprepare is kubelet's NodeUnprepareResources for one claim.
+func (dm *daemon) unprepare(ctx context.Context, c *resourceapi.ResourceClaim) (string, error) {
+	resp, err := dm.kube.NodeUnprepareResources(ctx, &drapb.NodeUnprepareResourcesRequest{Claims: []*drapb.Claim{{Namespace: c.Namespace, Name: c.Name, Uid: string(c.UID)}}})
+	if err != nil {
+		return "", err
+	}
+	r := resp.Claims[string(c.UID)]
+	if r == nil {
+		return "", fmt.Errorf("no answer for claim %s", c.UID)
+	}
+	return r.Error, nil
+}
+
+// claim is the ResourceClaim of pod i: VF i with VF settings (MAC, VLAN,
+// spoof check, trust), pod MTU and name, and a host-local address.
+func (n *node) claim(i int, config string) *resourceapi.ResourceClaim {
+	if config == "" {
+		config = n.goodConfig(i)
+	}
+	uid := fmt.Sprintf("c0ffee00-0000-4000-8000-%012d", i)
+	return &resourceapi.ResourceClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("net-%d", i), UID: types.UID(uid)},
+		Status: resourceapi.ResourceClaimStatus{
+			Allocation: &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{
+				Results: []resourceapi.DeviceRequestAllocationResult{{Driver: driverName, Pool: nodeName, Device: n.device(i), Request: "nic"}},
+				Config: []resourceapi.DeviceAllocationConfiguration{{
+					Source: resourceapi.AllocationConfigSourceClaim,
+					DeviceConfiguration: resourceapi.DeviceConfiguration{Opaque: &resourceapi.OpaqueDeviceConfiguration{
+						Driver: driverName, Parameters: runtime.RawExtension{Raw: []byte(config)},
+					}},
+				}},
+			}},
+			ReservedFor: []resourceapi.ResourceClaimConsumerReference{{Resource: "pods", Name: fmt.Sprintf("pod-%d", i), UID: types.UID(n.podUID(i))}},
+		},
+	}
+}
+
+func (n *node) podUID(i int) string { return fmt.Sprintf("pod-uid-%s-%d", n.ID, i) }
+
+func (n *node) podMAC(i int) string { return fmt.Sprintf("02:77:%02x:%02x:00:%02x", i/256, i%256, 1) }
+
+func (n *node) goodConfig(i int) string {
+	return fmt.Sprintf(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","ifName":"net1","mtu":1400,"mac":%q,"vlan":%d,"spoofChk":false,"trust":true,`+
+		`"ipam":{"type":"host-local","ranges":[[{"subnet":"10.77.0.0/16"}]]}}`, n.podMAC(i), 100+i)
+}
+
+// sandbox is the runtime's view of pod i.
+func (n *node) sandbox(i int) *api.PodSandbox {
+	return &api.PodSandbox{
+		Id: fmt.Sprintf("sb-%s-%d", n.ID, i), Uid: n.podUID(i), Name: fmt.Sprintf("pod-%d", i), Namespace: "ns",
+		Linux: &api.LinuxPodSandbox{Namespaces: []*api.LinuxNamespace{{Type: "network", Path: n.netnsPath(i)}}},
+	}
+}
+
+// waitDetached waits until no device of the pod is recorded in a netns
+// (a teardown hook may finish the detach in the background).
+func (dm *daemon) waitDetached(uid string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for {
+		in := false
+		for _, d := range dm.d.State().ForPod(uid) {
+			if d.NetnsPath != "" {
+				in = true
+			}
+		}
+		if !in {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkInPod asserts pod i's interface is in its netns as configured.
+func (dm *daemon) checkInPod(t testing.TB, i int) {
+	t.Helper()
+	n := dm.n
+	l, addrs := linkIn(t, n.netnsPath(i), "net1")
+	if l == nil {
+		t.Errorf("pod %d: no net1 in %s", i, n.netnsPath(i))
+		return
+	}
+	a := l.Attrs()
+	if a.MTU != 1400 || a.HardwareAddr.String() != n.podMAC(i) || len(addrs) != 1 {
+		t.Errorf("pod %d net1: mtu %d mac %s addrs %v, want 1400 %s and one address", i, a.MTU, a.HardwareAddr, addrs, n.podMAC(i))
+	}
+	vf, _ := dm.pf.fake.VF(n.pfName(), i)
+	if vf.Vlan != 100+i || vf.Spoofchk || vf.Trust != 1 {
+		t.Errorf("pod %d: VF %d admin state vlan %d spoofchk %v trust %d, want vlan %d off on", i, i, vf.Vlan, vf.Spoofchk, vf.Trust, 100+i)
+	}
+}
