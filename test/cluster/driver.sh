@@ -61,14 +61,14 @@ spec:
       containers:
       - name: driver
         imagePullPolicy: Never
-        args: ["driver", "-v=4"]
+        args: ["driver"]
         env:
         # No kube-proxy here: reach the API server directly.
         - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
         - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
         # Kubelet dials the DRA socket at the path the plugin registers,
         # so these are the same inside and outside the container.
-        - {name: KUBELET_PLUGINS_DIR, value: "$KUBELET_ROOT/plugins"}
+        - {name: KUBELET_PLUGINS_DIR, value: "$KUBELET_ROOT/plugins/sriov.dra.dev"}
         - {name: KUBELET_REGISTRY_DIR, value: "$KUBELET_ROOT/plugins_registry"}
         volumeMounts:
         - {name: kubelet-plugins, mountPath: "$KUBELET_ROOT/plugins"}
