@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -70,11 +69,14 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 	}
 	s.pcieRootFS = deviceattribute.WithFSFromRoot(s.sys)
 	busDir := filepath.Join(s.sys, "bus", "pci", "devices")
-	all, err := listDir(busDir)
+	bus, done := openDir(busDir)
+	all, err := listDir(bus)
 	if err != nil {
+		done()
 		return nil, fmt.Errorf("list PCI devices in %s: %w", busDir, err)
 	}
-	pfs := s.findPFs(busDir, all)
+	pfs := s.findPFs(bus, all)
+	done()
 	inv := &Inventory{Devices: []Device{}}
 	if len(pfs) == 0 {
 		inv.Note = fmt.Sprintf("%s under %s", NoteNoSRIOV, busDir)
@@ -139,15 +141,15 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 // i*sriov_stride (drivers/pci/iov.c), so the VFs of a PF found are not
 // checked one by one: on a host with a thousand VFs that is a thousand
 // stat calls saved.
-func (s *scanner) findPFs(busDir string, all []string) []string {
+func (s *scanner) findPFs(bus ref, all []string) []string {
 	var pfs []string
 	isVF := map[string]bool{}
 	for _, bdf := range all {
 		if isVF[bdf] {
 			continue
 		}
-		dir := filepath.Join(busDir, bdf)
-		if _, err := os.Stat(filepath.Join(dir, "sriov_totalvfs")); err != nil {
+		dir := bus.join(bdf)
+		if exists(dir.join("sriov_totalvfs")) != nil {
 			continue
 		}
 		pfs = append(pfs, bdf)
@@ -158,11 +160,11 @@ func (s *scanner) findPFs(busDir string, all []string) []string {
 		if !ok || num <= 0 || off <= 0 || stride <= 0 {
 			continue
 		}
-		var dom, bus, dev, fn int
-		if _, err := fmt.Sscanf(bdf, "%04x:%02x:%02x.%1x", &dom, &bus, &dev, &fn); err != nil {
+		var dom, b, dev, fn int
+		if _, err := fmt.Sscanf(bdf, "%04x:%02x:%02x.%1x", &dom, &b, &dev, &fn); err != nil {
 			continue
 		}
-		rid := bus<<8 | dev<<3 | fn
+		rid := b<<8 | dev<<3 | fn
 		for i := 0; i < num; i++ {
 			r := rid + off + i*stride
 			isVF[fmt.Sprintf("%04x:%02x:%02x.%x", dom, (r>>8)&0xff, (r>>3)&0x1f, r&7)] = true
@@ -177,17 +179,18 @@ func (s *scanner) findPFs(busDir string, all []string) []string {
 // open/getdents/close of every device's folder. nil when the class folder
 // cannot be read: callers then list the device's folder.
 func (s *scanner) classIndex(class, sub string) map[string][]string {
-	dir := filepath.Join(s.sys, "class", class)
+	dir, done := openDir(filepath.Join(s.sys, "class", class))
+	defer done()
 	names, err := listDir(dir)
 	if err != nil {
 		if !isNotExist(err) {
-			s.log.V(2).Info("Cannot index class folder, reading every device's folder instead", "dir", dir, "err", err)
+			s.log.V(2).Info("Cannot index class folder, reading every device's folder instead", "dir", dir.String(), "err", err)
 		}
 		return nil
 	}
 	idx := make(map[string][]string, len(names))
 	for _, n := range names {
-		t, err := os.Readlink(filepath.Join(dir, n))
+		t, err := readLink(dir.join(n))
 		if err != nil {
 			continue // vanished or not a link: not a device's entry
 		}
@@ -204,7 +207,7 @@ func (s *scanner) classIndex(class, sub string) map[string][]string {
 
 // children returns the entries of a device's net/ or infiniband/ folder,
 // from the class index when there is one.
-func (s *scanner) children(dir, bdf string, idx map[string][]string) ([]string, error) {
+func (s *scanner) children(dir ref, bdf string, idx map[string][]string) ([]string, error) {
 	if idx != nil {
 		return idx[bdf], nil
 	}
@@ -236,15 +239,15 @@ func exclude(format string, args ...any) error {
 	return &excluded{reason: fmt.Sprintf(format, args...)}
 }
 
-// devPath is a PCI device's directory (through /sys/bus/pci/devices).
-func (s *scanner) devPath(bdf string) string {
+// busPath is a PCI device's /sys/bus/pci/devices link.
+func (s *scanner) busPath(bdf string) string {
 	return filepath.Join(s.sys, "bus", "pci", "devices", bdf)
 }
 
 // required reads a file the device cannot do without; a failure turns into
 // an exclusion that says whether the device vanished or the file is bad.
-func (s *scanner) required(dir, file string, parse func(string) error) error {
-	v, err := readValue(filepath.Join(dir, file))
+func (s *scanner) required(dir ref, file string, parse func(string) error) error {
+	v, err := readValue(dir.join(file))
 	if err == nil {
 		if perr := parse(v); perr != nil {
 			return exclude("garbled %s: %v", file, perr)
@@ -252,7 +255,7 @@ func (s *scanner) required(dir, file string, parse func(string) error) error {
 		return nil
 	}
 	if isNotExist(err) {
-		if _, serr := os.Stat(dir); serr != nil {
+		if exists(dir) != nil {
 			return exclude(reasonVanished)
 		}
 		return exclude("missing %s", file)
@@ -262,8 +265,8 @@ func (s *scanner) required(dir, file string, parse func(string) error) error {
 
 // optional reads an attribute that may be left out. Absent files are
 // normal (nothing logged); unreadable or garbled ones are logged.
-func (s *scanner) optional(bdf, dir, file string, parse func(string) error) bool {
-	v, err := readValue(filepath.Join(dir, file))
+func (s *scanner) optional(bdf string, dir ref, file string, parse func(string) error) bool {
+	v, err := readValue(dir.join(file))
 	if err != nil {
 		if !isNotExist(err) {
 			s.log.V(2).Info("Leaving attribute out: unreadable", "pci", bdf, "file", file, "err", err)
@@ -278,7 +281,7 @@ func (s *scanner) optional(bdf, dir, file string, parse func(string) error) bool
 }
 
 // readPCI fills what a PF has: IDs, driver, NUMA, PCIe root, IOMMU group.
-func (s *scanner) readPCI(dir, bdf string) (Device, error) {
+func (s *scanner) readPCI(dir ref, bdf string) (Device, error) {
 	d := Device{Name: DeviceName(bdf), PCIAddress: bdf, NUMANode: NUMAUnknown, LinkType: LinkTypeUnknown}
 	var err error
 	if err := s.required(dir, "vendor", func(v string) error { d.Vendor, err = parseHexID(v); return err }); err != nil {
@@ -307,8 +310,8 @@ func (s *scanner) pcieRoot(bdf string) string {
 	return *attr.Value.StringValue
 }
 
-func (s *scanner) optionalLink(bdf, dir, name string) string {
-	v, err := readLinkBase(filepath.Join(dir, name))
+func (s *scanner) optionalLink(bdf string, dir ref, name string) string {
+	v, err := readLinkBase(dir.join(name))
 	if err != nil && !isNotExist(err) {
 		s.log.V(2).Info("Leaving attribute out: unreadable link", "pci", bdf, "link", name, "err", err)
 	}
@@ -320,17 +323,17 @@ func (s *scanner) optionalLink(bdf, dir, name string) string {
 var physPortNameRE = regexp.MustCompile(`^(c\d+)?pf\d+(vf|sf)\d+$`)
 
 type netdev struct {
-	name     string
-	ifindex  int
-	rep      bool
-	linkType LinkType
+	name    string
+	ifindex int
+	rep     bool
 }
 
-// readNetdevs fills IfName/IfNames/LinkType, and for a PF MTU, speed and
-// MAC, from <dev>/net/. With several netdevs (switchdev representors, IPoIB
-// child interfaces) the uplink comes first: not a representor, lowest ifindex.
-func (s *scanner) readNetdevs(devDir string, d *Device, pf bool) {
-	dir := filepath.Join(devDir, "net")
+// readNetdevs fills IfName/IfNames/MAC, and for a PF (or a VF whose PF's
+// link type is unknown) LinkType, and for a PF MTU and speed, from
+// <dev>/net/. With several netdevs (switchdev representors, IPoIB child
+// interfaces) the uplink comes first: not a representor, lowest ifindex.
+func (s *scanner) readNetdevs(devDir ref, d *Device, pf bool) {
+	dir := devDir.join("net")
 	names, err := s.children(dir, d.PCIAddress, s.classNet)
 	if err != nil {
 		if !isNotExist(err) {
@@ -343,12 +346,18 @@ func (s *scanner) readNetdevs(devDir string, d *Device, pf bool) {
 	}
 	nds := make([]netdev, len(names))
 	for i, n := range names {
-		nds[i] = netdev{name: n, linkType: LinkTypeUnknown}
-		nd := filepath.Join(dir, n)
+		nds[i] = netdev{name: n}
 		if len(names) > 1 {
+			nd := dir.join(n)
 			nds[i].ifindex = int(^uint32(0) >> 1)
-			s.optional(d.PCIAddress, nd, "ifindex", func(v string) (err error) { nds[i].ifindex, err = parseInt(v); return err })
-			if v, err := readValue(filepath.Join(nd, "phys_port_name")); err == nil {
+			s.optional(d.PCIAddress, nd, "ifindex", func(v string) error {
+				x, err := parseInt(v)
+				if err == nil {
+					nds[i].ifindex = x
+				}
+				return err
+			})
+			if v, err := readValue(nd.join("phys_port_name")); err == nil {
 				nds[i].rep = physPortNameRE.MatchString(v)
 			}
 		}
@@ -364,7 +373,7 @@ func (s *scanner) readNetdevs(devDir string, d *Device, pf bool) {
 		d.IfNames[i] = nds[i].name
 	}
 	d.IfName = d.IfNames[0]
-	up := filepath.Join(dir, d.IfName)
+	up := dir.join(d.IfName)
 	s.optional(d.PCIAddress, up, "address", func(v string) (err error) { d.MAC, err = parseMAC(v); return err })
 	if pf || d.LinkType == LinkTypeUnknown {
 		s.optional(d.PCIAddress, up, "type", func(v string) (err error) { d.LinkType, err = parseLinkType(v); return err })
@@ -383,8 +392,8 @@ func (s *scanner) readNetdevs(devDir string, d *Device, pf bool) {
 
 // readRDMA fills RDMADevices from <dev>/infiniband/ and, for a PF, the
 // node GUID, port 1 GUID and the non-zero pkeys of port 1.
-func (s *scanner) readRDMA(devDir string, d *Device, pf bool) {
-	dir := filepath.Join(devDir, "infiniband")
+func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) {
+	dir := devDir.join("infiniband")
 	names, err := s.children(dir, d.PCIAddress, s.classIB)
 	if err != nil {
 		if !isNotExist(err) {
@@ -399,7 +408,7 @@ func (s *scanner) readRDMA(devDir string, d *Device, pf bool) {
 	if !pf {
 		return
 	}
-	ib := filepath.Join(dir, names[0])
+	ib := dir.join(names[0])
 	s.optional(d.PCIAddress, ib, "node_guid", func(v string) error {
 		g, err := parseGUID(v)
 		if err == nil && !isZeroGUID(g) {
@@ -417,10 +426,10 @@ func (s *scanner) readRDMA(devDir string, d *Device, pf bool) {
 		}
 		return err
 	})
-	d.PKeys = s.readPKeys(d.PCIAddress, filepath.Join(ib, "ports", "1", "pkeys"))
+	d.PKeys = s.readPKeys(d.PCIAddress, ib.join("ports", "1", "pkeys"))
 }
 
-func (s *scanner) readPKeys(bdf, dir string) []string {
+func (s *scanner) readPKeys(bdf string, dir ref) []string {
 	entries, err := listDir(dir)
 	if err != nil {
 		if !isNotExist(err) {
@@ -451,18 +460,19 @@ func (s *scanner) readPKeys(bdf, dir string) []string {
 // pfContext is what the VFs of one PF share.
 type pfContext struct {
 	pf         *Device
-	dir        string // the PF's real directory under <sys>/devices
+	dir        ref    // the PF's directory
+	realDir    string // its path under <sys>/devices
 	vfDeviceID string // sriov_vf_device, "" when unreadable
 	admin      map[int]netlink.VfInfo
 	guids      map[int]nlink.VFGUID
 }
 
 // realDir resolves /sys/bus/pci/devices/<bdf> to the device's directory
-// under /sys/devices, so later lookups skip the symlink. On failure it
-// returns the bus path, which works as well (only slower).
+// under /sys/devices. On failure it returns the bus path, which works as
+// well (only slower).
 func (s *scanner) realDir(bdf string) string {
-	p := s.devPath(bdf)
-	t, err := os.Readlink(p)
+	p := s.busPath(bdf)
+	t, err := readLink(pathRef(p))
 	if err != nil || filepath.IsAbs(t) {
 		return p
 	}
@@ -477,7 +487,10 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 	excl := func(addr string, err error) {
 		r.excluded = append(r.excluded, Exclusion{PCIAddress: addr, Reason: err.Error()})
 	}
-	dir := s.realDir(bdf)
+	real := s.realDir(bdf)
+	parent, done := openDir(filepath.Dir(real))
+	defer done()
+	dir := parent.join(filepath.Base(real))
 	var total int
 	if err := s.required(dir, "sriov_totalvfs", func(v string) (err error) { total, err = parseInt(v); return err }); err != nil {
 		excl(bdf, err)
@@ -532,7 +545,7 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 		return r
 	}
 
-	pc := &pfContext{pf: &pf, dir: dir}
+	pc := &pfContext{pf: &pf, dir: dir, realDir: real}
 	pc.admin, pc.guids = s.adminState(&pf, link)
 	s.optional(bdf, dir, "sriov_vf_device", func(v string) (err error) { pc.vfDeviceID, err = parseHexID(v); return err })
 	for i := 0; i < num; i++ {
@@ -554,10 +567,10 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 	return r
 }
 
-func (s *scanner) countVirtfn(dir string) int {
+func (s *scanner) countVirtfn(dir ref) int {
 	n := 0
 	for {
-		if _, err := os.Lstat(filepath.Join(dir, "virtfn"+strconv.Itoa(n))); err != nil {
+		if _, err := readLink(dir.join("virtfn" + strconv.Itoa(n))); err != nil {
 			return n
 		}
 		n++
@@ -592,12 +605,13 @@ func (s *scanner) adminState(pf *Device, link netlink.Link) (map[int]netlink.VfI
 // scanVF reads VF i of a PF. The kernel gives every VF its PF's vendor
 // ID and the PF's sriov_vf_device as device ID (drivers/pci/iov.c), so
 // those come from the PF; a VF that is a sibling of its PF (virtfn ->
-// "../<bdf>", the normal layout) shares the PF's PCIe root. Everything else
-// is read from the VF's own directory.
+// "../<bdf>", the normal layout) shares the PF's PCIe root and is read
+// relative to the PF's parent folder. Everything else is read from the
+// VF's own directory.
 func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 	pf := pc.pf
 	fn := "virtfn" + strconv.Itoa(i)
-	target, err := os.Readlink(filepath.Join(pc.dir, fn))
+	target, err := readLink(pc.dir.join(fn))
 	if err != nil {
 		if isNotExist(err) {
 			return Device{}, exclude("%s: %s", fn, reasonVanished)
@@ -608,9 +622,15 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 	if !bdfRE.MatchString(vfBDF) {
 		return Device{}, exclude("%s points to %q, not a PCI device", fn, target)
 	}
-	dir := filepath.Join(pc.dir, target)
-	if filepath.IsAbs(target) {
-		dir = s.realDir(vfBDF)
+	sibling := target == "../"+vfBDF
+	var dir ref
+	switch {
+	case sibling:
+		dir = pc.dir.join("..", vfBDF)
+	case filepath.IsAbs(target):
+		dir = pathRef(s.realDir(vfBDF))
+	default:
+		dir = pathRef(filepath.Join(pc.realDir, target))
 	}
 	vf := Device{
 		Name: DeviceName(vfBDF), Kind: KindVF, PCIAddress: vfBDF, VFIndex: i,
@@ -623,8 +643,8 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 		}
 	}
 	// numa_node doubles as the check that the VF is still there.
-	if v, err := readValue(filepath.Join(dir, "numa_node")); err != nil {
-		if _, serr := os.Stat(dir); serr != nil {
+	if v, err := readValue(dir.join("numa_node")); err != nil {
+		if exists(dir) != nil {
 			return vf, exclude(reasonVanished)
 		}
 		s.log.V(2).Info("Leaving attribute out: unreadable", "pci", vfBDF, "file", "numa_node", "err", err)
@@ -633,7 +653,7 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 	}
 	vf.Driver = s.optionalLink(vfBDF, dir, "driver")
 	vf.IOMMUGroup = s.optionalLink(vfBDF, dir, "iommu_group")
-	if target == "../"+vfBDF {
+	if sibling {
 		vf.PCIeRoot = pf.PCIeRoot
 	} else {
 		vf.PCIeRoot = s.pcieRoot(vfBDF)
@@ -652,8 +672,7 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 	}
 	if vf.NodeGUID == "" && vf.LinkType == LinkTypeInfiniBand && len(vf.RDMADevices) > 0 {
 		// The PF did not report it; the VF's own RDMA device knows.
-		ib := filepath.Join(dir, "infiniband", vf.RDMADevices[0])
-		s.optional(vfBDF, ib, "node_guid", func(v string) error {
+		s.optional(vfBDF, dir.join("infiniband", vf.RDMADevices[0]), "node_guid", func(v string) error {
 			g, err := parseGUID(v)
 			if err == nil && !isZeroGUID(g) {
 				vf.NodeGUID = g

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -18,25 +17,62 @@ import (
 // attributes are at most a page.
 const maxSysfsValue = 4096
 
+// ref names a file for the *at syscalls: rel is relative to the open
+// directory fd (its path is base), or an ordinary path with fd =
+// unix.AT_FDCWD. A scan opens each PF's parent folder once and reaches
+// the PF and its VFs (siblings there) with short relative lookups: on
+// sysfs most of a syscall's cost is walking the long path.
+type ref struct {
+	fd   int
+	base string
+	rel  string
+}
+
+// pathRef refers to p the ordinary way.
+func pathRef(p string) ref { return ref{fd: unix.AT_FDCWD, rel: p} }
+
+// openDir opens dir (O_PATH) to look things up below it; when that fails
+// it falls back to ordinary paths. Call the returned func to close it.
+func openDir(dir string) (ref, func()) {
+	fd, err := openRetry(unix.AT_FDCWD, dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return pathRef(dir), func() {}
+	}
+	return ref{fd: fd, base: dir, rel: "."}, func() { unix.Close(fd) }
+}
+
+func (r ref) join(elem ...string) ref {
+	r.rel = filepath.Join(append([]string{r.rel}, elem...)...)
+	return r
+}
+
+// String is the full path, for messages.
+func (r ref) String() string {
+	if r.fd == unix.AT_FDCWD {
+		return r.rel
+	}
+	return filepath.Join(r.base, r.rel)
+}
+
 // readValue reads a small sysfs file and returns its content without
 // surrounding white space. It uses one open, one read and one close: a
 // sysfs attribute is produced whole by the first read, so a read shorter
 // than the buffer is the end of the file (ext4 and tmpfs fixtures behave
 // the same). It skips os.File, which adds an fstat and poller set-up per
 // file; a full scan reads thousands of these and syscalls dominate.
-func readValue(path string) (string, error) {
+func readValue(r ref) (string, error) {
 	var buf [maxSysfsValue]byte
-	n, err := readInto(path, buf[:])
+	n, err := readInto(r, buf[:])
 	if err != nil {
 		return "", err
 	}
 	return strings.TrimSpace(string(buf[:n])), nil
 }
 
-func readInto(path string, buf []byte) (int, error) {
-	fd, err := openRetry(path, unix.O_RDONLY|unix.O_CLOEXEC)
+func readInto(r ref, buf []byte) (int, error) {
+	fd, err := openRetry(r.fd, r.rel, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
-		return 0, &fs.PathError{Op: "open", Path: path, Err: err}
+		return 0, &fs.PathError{Op: "open", Path: r.String(), Err: err}
 	}
 	defer unix.Close(fd)
 	n := 0
@@ -46,7 +82,7 @@ func readInto(path string, buf []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			return 0, &fs.PathError{Op: "read", Path: path, Err: err}
+			return 0, &fs.PathError{Op: "read", Path: r.String(), Err: err}
 		}
 		n += m
 		if m == 0 || n < len(buf) {
@@ -56,33 +92,59 @@ func readInto(path string, buf []byte) (int, error) {
 	return n, nil
 }
 
-func openRetry(path string, flags int) (int, error) {
+func openRetry(dirfd int, path string, flags int) (int, error) {
 	for {
-		fd, err := unix.Open(path, flags, 0)
+		fd, err := unix.Openat(dirfd, path, flags, 0)
 		if err != unix.EINTR {
 			return fd, err
 		}
 	}
 }
 
-// readLinkBase returns the last element of a symlink's target ("" and the
-// error when it is not a readable symlink).
-func readLinkBase(path string) (string, error) {
-	t, err := os.Readlink(path)
+// readLink returns a symlink's target.
+func readLink(r ref) (string, error) {
+	var buf [4096]byte
+	for {
+		n, err := unix.Readlinkat(r.fd, r.rel, buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", &fs.PathError{Op: "readlink", Path: r.String(), Err: err}
+		}
+		if n >= len(buf) {
+			return "", &fs.PathError{Op: "readlink", Path: r.String(), Err: unix.ENAMETOOLONG}
+		}
+		return string(buf[:n]), nil
+	}
+}
+
+// readLinkBase returns the last element of a symlink's target.
+func readLinkBase(r ref) (string, error) {
+	t, err := readLink(r)
 	if err != nil {
 		return "", err
 	}
 	return filepath.Base(t), nil
 }
 
+// exists reports whether r (following symlinks) is there.
+func exists(r ref) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(r.fd, r.rel, &st, 0); err != nil {
+		return &fs.PathError{Op: "stat", Path: r.String(), Err: err}
+	}
+	return nil
+}
+
 // listDir returns the sorted entry names of a directory (without "." and
 // ".."). Like readValue it saves syscalls: when the first getdents leaves
 // more room in the buffer than the largest possible entry, the directory
 // has been read whole.
-func listDir(path string) ([]string, error) {
-	fd, err := openRetry(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+func listDir(r ref) ([]string, error) {
+	fd, err := openRetry(r.fd, r.rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return nil, &fs.PathError{Op: "open", Path: r.String(), Err: err}
 	}
 	defer unix.Close(fd)
 	var buf [8192]byte
@@ -93,7 +155,7 @@ func listDir(path string) ([]string, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &fs.PathError{Op: "getdents", Path: path, Err: err}
+			return nil, &fs.PathError{Op: "getdents", Path: r.String(), Err: err}
 		}
 		if n <= 0 {
 			break

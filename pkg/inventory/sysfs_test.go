@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParsers(t *testing.T) {
@@ -79,19 +81,19 @@ func TestReadValueAndListDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if v, err := readValue(filepath.Join(dir, "a")); err != nil || v != "value" {
+	if v, err := readValue(pathRef(filepath.Join(dir, "a"))); err != nil || v != "value" {
 		t.Errorf("readValue(a) = %q, %v", v, err)
 	}
-	if v, err := readValue(filepath.Join(dir, "empty")); err != nil || v != "" {
+	if v, err := readValue(pathRef(filepath.Join(dir, "empty"))); err != nil || v != "" {
 		t.Errorf("readValue(empty) = %q, %v", v, err)
 	}
-	if v, err := readValue(filepath.Join(dir, "big")); err != nil || len(v) != maxSysfsValue {
+	if v, err := readValue(pathRef(filepath.Join(dir, "big"))); err != nil || len(v) != maxSysfsValue {
 		t.Errorf("readValue(big) = %d bytes, %v; want the first %d", len(v), err, maxSysfsValue)
 	}
-	if _, err := readValue(filepath.Join(dir, "missing")); !isNotExist(err) {
+	if _, err := readValue(pathRef(filepath.Join(dir, "missing"))); !isNotExist(err) {
 		t.Errorf("readValue(missing) error %v, want not-exist", err)
 	}
-	if _, err := readValue(dir); err == nil || isNotExist(err) {
+	if _, err := readValue(pathRef(dir)); err == nil || isNotExist(err) {
 		t.Errorf("readValue(dir) error %v, want a read error", err)
 	}
 	// Enough entries to need several getdents calls.
@@ -107,7 +109,7 @@ func TestReadValueAndListDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := listDir(many)
+	got, err := listDir(pathRef(many))
 	if err != nil || len(got) != len(want) {
 		t.Fatalf("listDir = %d names, %v; want %d", len(got), err, len(want))
 	}
@@ -116,8 +118,42 @@ func TestReadValueAndListDir(t *testing.T) {
 			t.Fatalf("listDir not sorted at %d", i)
 		}
 	}
-	if _, err := listDir(filepath.Join(dir, "a")); err == nil {
+	if _, err := listDir(pathRef(filepath.Join(dir, "a"))); err == nil {
 		t.Error("listDir of a file succeeded")
+	}
+
+	// The same through an opened directory.
+	at, done := openDir(dir)
+	defer done()
+	if at.fd < 0 {
+		t.Fatalf("openDir(%s) fell back to paths", dir)
+	}
+	if v, err := readValue(at.join("a")); err != nil || v != "value" {
+		t.Errorf("readValue(at a) = %q, %v", v, err)
+	}
+	if names, err := listDir(at.join("many")); err != nil || len(names) != 700 {
+		t.Errorf("listDir(at many) = %d names, %v", len(names), err)
+	}
+	if err := os.Symlink("../x/target", filepath.Join(dir, "l")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := readLinkBase(at.join("l")); err != nil || v != "target" {
+		t.Errorf("readLinkBase(at l) = %q, %v", v, err)
+	}
+	if err := exists(at.join("l")); err == nil {
+		t.Error("exists follows a dangling link")
+	}
+	if err := exists(at.join("many", "..", "a")); err != nil {
+		t.Errorf("exists(many/../a) = %v", err)
+	}
+	_, err = readValue(at.join("missing"))
+	if !isNotExist(err) || !strings.Contains(err.Error(), filepath.Join(dir, "missing")) {
+		t.Errorf("error %v does not name the full path", err)
+	}
+	if bad, done := openDir(filepath.Join(dir, "nope")); bad.fd != unix.AT_FDCWD {
+		t.Error("openDir of a missing folder did not fall back")
+	} else {
+		done()
 	}
 }
 
