@@ -3,7 +3,6 @@ package nri
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -23,7 +22,9 @@ import (
 //   - host=veth: the real attach (veth "VF" moved into a real netns,
 //     renamed, MTU, MAC, address, route, up); needs root.
 //   - host=fake: the in-memory host, to show what the plugin, the
-//     protocol and the records cost without the kernel.
+//     protocol and the durable records cost without the kernel.
+//   - host=fake,records=memory: neither kernel nor disk: the plugin and
+//     the NRI protocol alone.
 //
 // Metrics: p50-ms/p99-ms are end to end, as the runtime waits for the
 // request; hook-p50-ms/hook-p99-ms are the time inside the plugin's hook.
@@ -58,9 +59,22 @@ func report(b *testing.B, e2e, hook *latencies) {
 	b.ReportMetric(percentileMs(hook.d, 0.99), "hook-p99-ms")
 }
 
+type benchCase struct {
+	name     string
+	realHost bool
+	durable  bool // records fsynced to a file
+}
+
+var benchCases = []benchCase{
+	{"host=veth", true, true},
+	{"host=fake", false, true},
+	{"host=fake,records=memory", false, false},
+}
+
 // benchSetup returns a world with n pods of one device each, and a running
 // plugin whose RunPodSandbox latencies go to hook.
-func benchSetup(b *testing.B, realHost bool, n int, hook *latencies) (*world, []*api.PodSandbox) {
+func benchSetup(b *testing.B, bc benchCase, n int, hook *latencies) (*world, []*api.PodSandbox) {
+	realHost := bc.realHost
 	var w *world
 	if realHost {
 		w = newWorld(b)
@@ -69,7 +83,7 @@ func benchSetup(b *testing.B, realHost bool, n int, hook *latencies) (*world, []
 		w = &world{t: b, id: randHex(2), rt: newTestRuntime(b), devs: newMemDevices(rec)}
 		w.host = newFakeHost(rec)
 	}
-	if os.Getenv("NRI_BENCH_NOFSYNC") == "" {
+	if bc.durable {
 		w.devs.file = filepath.Join(b.TempDir(), "state.json")
 	}
 	pods := make([]*api.PodSandbox, n)
@@ -103,10 +117,10 @@ func benchSetup(b *testing.B, realHost bool, n int, hook *latencies) (*world, []
 }
 
 func BenchmarkRunPodSandbox(b *testing.B) {
-	for _, realHost := range []bool{true, false} {
-		b.Run(map[bool]string{true: "host=veth", false: "host=fake"}[realHost], func(b *testing.B) {
+	for _, bc := range benchCases {
+		b.Run(bc.name, func(b *testing.B) {
 			var e2e, hook latencies
-			w, pods := benchSetup(b, realHost, 1, &hook)
+			w, pods := benchSetup(b, bc, 1, &hook)
 			pod := pods[0]
 			ctx := context.Background()
 			b.ResetTimer()
@@ -132,10 +146,10 @@ func BenchmarkRunPodSandbox(b *testing.B) {
 
 func BenchmarkRunPodSandboxConcurrent64(b *testing.B) {
 	const n = 64
-	for _, realHost := range []bool{true, false} {
-		b.Run(map[bool]string{true: "host=veth", false: "host=fake"}[realHost], func(b *testing.B) {
+	for _, bc := range benchCases {
+		b.Run(bc.name, func(b *testing.B) {
 			var e2e, hook latencies
-			w, pods := benchSetup(b, realHost, n, &hook)
+			w, pods := benchSetup(b, bc, n, &hook)
 			ctx := context.Background()
 			b.ResetTimer()
 			for b.Loop() {
