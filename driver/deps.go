@@ -60,6 +60,10 @@ type Host interface {
 
 // IPAM allocates and releases addresses (pkg/ipam).
 type IPAM interface {
+	// Intent is the allocation Allocate would make, without addresses:
+	// recorded before Allocate, so a restart can release an ADD that
+	// happened but was never recorded.
+	Intent(req ipam.Request) (*ipam.Result, error)
 	Allocate(ctx context.Context, req ipam.Request) (*ipam.Result, error)
 	Release(ctx context.Context, res *ipam.Result) error
 }

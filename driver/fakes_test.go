@@ -141,6 +141,10 @@ func (f *fakeIPAM) Allocate(_ context.Context, req ipam.Request) (*ipam.Result, 
 		IPs: []ipam.IPConfig{{Address: addr}}, Routes: []netattach.Route{{Dst: "10.1.0.0/16", GW: "10.0.0.1"}}, NetConf: json.RawMessage(`{}`), Raw: json.RawMessage(`{}`)}, nil
 }
 
+func (f *fakeIPAM) Intent(req ipam.Request) (*ipam.Result, error) {
+	return &ipam.Result{Plugin: "fake", Network: "n", ContainerID: ipam.ContainerID(req.ClaimUID, req.Device), IfName: req.IfName, NetConf: json.RawMessage(`{}`)}, nil
+}
+
 func (f *fakeIPAM) Release(_ context.Context, res *ipam.Result) error {
 	if err := f.j.add("ipam.Release %s", res.ContainerID); err != nil {
 		return err

@@ -195,11 +195,24 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		if ifName == "" {
 			ifName = "net" + fmt.Sprint(i+1) // vfio-pci: addresses are reported, not configured
 		}
-		res, err := d.cfg.IPAM.Allocate(ctx, ipam.Request{
+		req := ipam.Request{
 			ClaimUID: rec.UID, Device: dr.Device, IfName: ifName,
 			PodName: rec.PodName, PodNamespace: rec.PodNamespace, PodUID: rec.PodUID,
 			IPAM: dr.IPAMConfig,
-		})
+		}
+		// Two-phase: the intent is durable before the plugin's ADD, so a
+		// crash right after the ADD is released from the record (a retried
+		// ADD with the same container ID would be refused as a duplicate).
+		intent, err := d.cfg.IPAM.Intent(req)
+		if err != nil {
+			return deviceError(claim, dr.Request, dr.Device, "ipam", err)
+		}
+		dr.IPAM = intent
+		if err := d.state.Put(rec); err != nil {
+			dr.IPAM = nil
+			return deviceError(claim, dr.Request, dr.Device, "ipam", err)
+		}
+		res, err := d.cfg.IPAM.Allocate(ctx, req)
 		if err != nil {
 			return deviceError(claim, dr.Request, dr.Device, "ipam", err)
 		}

@@ -100,6 +100,7 @@ func TestPrepareUnprepareOrder(t *testing.T) {
 		"host.ApplyVF " + pci(ib) + " trust",
 		"host.SetGUID " + pci(ib) + " " + guid,
 		"host.ApplyVF " + pci(eth) + " mac,vlan,vlanQoS,vlanProto",
+		"store.Save u1=PrepareStarted", // the IPAM intent, before the plugin's ADD
 		"ipam.Allocate " + eth + " net2",
 		"store.Save u1=PrepareStarted",
 		"host.CDIInfo " + ib, "host.CDIInfo " + eth, "host.CDIInfo " + vfio,
@@ -209,7 +210,8 @@ func TestPrepareRollback(t *testing.T) {
 		{failAt: "store.Save u1=PrepareStarted", wantUndo: nil},
 		{failAt: "host.ApplyVF", wantField: "config field mac,vlan", wantUndo: []string{"restoreVF"}},
 		{failAt: "host.SetGUID", wantField: "config field guid", wantUndo: []string{"restoreGUID", "restoreVF"}},
-		{failAt: "ipam.Allocate", wantField: "config field ipam", wantUndo: []string{"restoreGUID", "restoreVF"}},
+		// The recorded intent is released too: the ADD may have half-run.
+		{failAt: "ipam.Allocate", wantField: "config field ipam", wantUndo: []string{"release", "restoreGUID", "restoreVF"}},
 		{failAt: "host.CDIInfo", wantUndo: []string{"release", "restoreGUID", "restoreVF"}},
 		{failAt: "cdi.Write", wantUndo: []string{"release", "restoreGUID", "restoreVF"}},
 		{failAt: "store.Save u1=PrepareCompleted", wantUndo: []string{"release", "restoreGUID", "restoreVF"}},

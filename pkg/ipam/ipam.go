@@ -148,6 +148,24 @@ var cniName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 // ContainerID is the CNI_CONTAINERID of a claim's device.
 func ContainerID(claimUID, device string) string { return claimUID + "-" + device }
 
+// Intent returns the allocation Allocate(req) would make, without its
+// addresses: enough for Release to undo an ADD whose result was never
+// recorded (the caller died between the plugin's ADD and its own record).
+// It validates req like Allocate and runs nothing.
+func (a *Allocator) Intent(req Request) (*Result, error) {
+	plugin, netconf, err := a.netConf(req)
+	if err != nil {
+		return nil, fmt.Errorf("IPAM for claim %s device %s: %w", req.ClaimUID, req.Device, err)
+	}
+	if err := validateRequest(req); err != nil {
+		return nil, fmt.Errorf("IPAM plugin %q for claim %s device %s: %w", plugin, req.ClaimUID, req.Device, err)
+	}
+	return &Result{
+		Plugin: plugin, Network: network(req), ContainerID: ContainerID(req.ClaimUID, req.Device),
+		IfName: req.IfName, Args: cniArgs(req), NetConf: netconf,
+	}, nil
+}
+
 // Allocate runs the IPAM plugin's ADD for req. On any failure after the
 // plugin may have allocated (plugin error, unusable result), it runs DEL so
 // nothing stays allocated, and returns an error naming the plugin, claim
