@@ -96,7 +96,7 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 	d, err := driver.New(ctx, driver.Config{
 		NodeName: nodeName, DriverName: driverName, BootID: bootID, Store: store,
 		Scanner: scanFunc(func(ctx context.Context) (*inventory.Inventory, error) {
-			return inventory.Scan(ctx, inventory.Options{Root: n.root(), Netlink: pf})
+			return inventory.Scan(ctx, inventory.Options{Root: n.root(), Netlink: pf, Filter: n.Filter})
 		}),
 		Attributes: inventory.Attributes, Host: host,
 		IPAM:   ipam.New(ipam.Config{CNIPath: []string{cniDir}, DataDir: n.ipamDir()}),

@@ -41,6 +41,8 @@ type node struct {
 	ID       string             `json:"id"`
 	VFs      int                `json:"vfs"`
 	Topology sysfstest.Topology `json:"topology"`
+	// Filter is the admin's device filter (--device-filter).
+	Filter inventory.Filter `json:"filter,omitzero"`
 }
 
 func (n *node) root() string      { return filepath.Join(n.Dir, "root") }

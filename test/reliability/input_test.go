@@ -1,0 +1,143 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+)
+
+func vfConfig(fields string) string {
+	return `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig",` + fields + `}`
+}
+
+// TestBadInput sends hostile configs and claims through kubelet's
+// NodePrepareResources: each must be refused with an error naming the
+// problem, and nothing may change on the host.
+func TestBadInput(t *testing.T) {
+	n := newNode(t, 4)
+	// VF 3 is outside the admin's filter.
+	n.Filter = inventory.Filter{PCIAddresses: []string{n.vf(0).PCIAddress, n.vf(1).PCIAddress, n.vf(2).PCIAddress}}
+	ctx := logCtx(t)
+	held := n.claim(2, "") // VF 2 is prepared for another pod
+	twoDevs := n.claim(0, vfConfig(`"ifName":"net1"`))
+	twoDevs.Status.Allocation.Devices.Results = append(twoDevs.Status.Allocation.Devices.Results,
+		resourceapi.DeviceRequestAllocationResult{Driver: driverName, Pool: nodeName, Device: n.device(1), Request: "nic2"})
+	otherNode := n.claim(0, "")
+	otherNode.Status.Allocation.Devices.Results[0].Pool = "some-other-node"
+	missing := n.claim(0, "")
+	missing.Status.Allocation.Devices.Results[0].Device = "pci-0000-99-00-1"
+	taken := n.claim(0, "")
+	taken.Status.Allocation.Devices.Results[0].Device = n.device(2)
+	pf := n.claim(0, "")
+	pf.Status.Allocation.Devices.Results[0].Device = inventory.DeviceName(pfPCI)
+	filtered := n.claim(0, "")
+	filtered.Status.Allocation.Devices.Results[0].Device = n.device(3)
+	unallocated := n.claim(0, "")
+	unallocated.Status.Allocation = nil
+	twoPods := n.claim(0, "")
+	twoPods.Status.ReservedFor = append(twoPods.Status.ReservedFor, twoPods.Status.ReservedFor[0])
+	twoPods.Status.ReservedFor[1].UID = "someone-else"
+
+	cases := []struct {
+		name  string
+		claim *resourceapi.ResourceClaim
+		want  string // in the error
+	}{
+		{"ifName with /", n.claim(0, vfConfig(`"ifName":"a/b"`)), "ifName"},
+		{"ifName ..", n.claim(0, vfConfig(`"ifName":".."`)), "ifName"},
+		{"ifName with a space", n.claim(0, vfConfig(`"ifName":"net 1"`)), "ifName"},
+		{"ifName of 16 characters", n.claim(0, vfConfig(`"ifName":"abcdefghijklmnop"`)), "ifName"},
+		{"ifName eth0", n.claim(0, vfConfig(`"ifName":"eth0"`)), "ifName"},
+		{"ifName lo", n.claim(0, vfConfig(`"ifName":"lo"`)), "ifName"},
+		{"two devices with ifName net1 in one pod", twoDevs, "ifName"},
+		{"vlan 4095", n.claim(0, vfConfig(`"vlan":4095`)), "vlan"},
+		{"GUID all-ones", n.claim(0, vfConfig(`"guid":"ff:ff:ff:ff:ff:ff:ff:ff"`)), "guid"},
+		{"IPAM type ../../bin/sh", n.claim(0, vfConfig(`"ipam":{"type":"../../bin/sh"}`)), "ipam"},
+		{"MAC multicast", n.claim(0, vfConfig(`"mac":"01:00:5e:00:00:01"`)), "mac"},
+		{"unknown field", n.claim(0, vfConfig(`"vlna":5`)), "vlna"},
+		{"device of another node's pool", otherNode, "pool"},
+		{"device not on this node", missing, "not in this node"},
+		{"device prepared for another claim", taken, "already prepared"},
+		{"PF whose VFs are enabled (and one in use)", pf, "not in this node"},
+		{"device outside the admin's filter", filtered, "not in this node"},
+		{"claim not allocated", unallocated, "not allocated"},
+		{"claim reserved for two pods", twoPods, "reservedFor"},
+	}
+	var claims []*resourceapi.ResourceClaim
+	claims = append(claims, held)
+	for i, tc := range cases {
+		tc.claim.UID = types.UID(fmt.Sprintf("bad00000-0000-4000-8000-%012d", i))
+		tc.claim.Name = fmt.Sprintf("bad-%d", i)
+		claims = append(claims, tc.claim)
+	}
+	dm, err := startDaemon(t, n, newAPI(claims...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, _, err := dm.prepare(ctx, held); err != nil || msg != "" {
+		t.Fatalf("prepare the claim holding VF 2: %v %s", err, msg)
+	}
+	before := n.view(t, dm.pf)
+	leftBefore := strings.Join(n.leftovers(t), ",")
+	calls := len(dm.pf.fake.MutatingCalls())
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			msg, _, err := dm.prepare(ctx, tc.claim)
+			result := ""
+			if err != nil {
+				// Refused by the kubelet plugin library before the driver.
+				msg = err.Error()
+			}
+			switch {
+			case msg == "":
+				t.Errorf("accepted")
+				result = "FAIL: accepted"
+				_, _ = dm.unprepare(context.Background(), tc.claim)
+			case !strings.Contains(msg, tc.want):
+				t.Errorf("error %q does not mention %q", msg, tc.want)
+				result = "FAIL: error does not name " + tc.want + ": " + msg
+			}
+			if after := n.view(t, dm.pf); mustJSON(after) != mustJSON(before) {
+				t.Errorf("host changed: %s -> %s", mustJSON(before), mustJSON(after))
+				result = "FAIL: host changed"
+			}
+			if got := len(dm.pf.fake.MutatingCalls()); got != calls {
+				t.Errorf("%d PF netlink changes", got-calls)
+				result = "FAIL: PF changed"
+			}
+			if l := strings.Join(n.leftovers(t), ","); l != leftBefore {
+				t.Errorf("left: %s", l)
+				result = "FAIL: left " + l
+			}
+			if cs := dm.d.State().Claims(); len(cs) != 1 {
+				t.Errorf("%d claims recorded, want only the holder", len(cs))
+				result = "FAIL: recorded"
+			}
+			if result == "" {
+				result = "refused, host unchanged: " + shorten(msg)
+			}
+			results.add("input", fmt.Sprintf("%02d", i), tc.name, result)
+		})
+	}
+	results.complete("input")
+}
+
+// shorten keeps the part of an error after the claim/device prefix.
+func shorten(msg string) string {
+	if i := strings.Index(msg, "device pci-"); i >= 0 {
+		if j := strings.Index(msg[i:], ": "); j >= 0 {
+			msg = msg[i+j+2:]
+		}
+	}
+	msg = strings.ReplaceAll(msg, "bad00000-0000-4000-8000-", "")
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	return msg
+}
