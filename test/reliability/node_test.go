@@ -45,12 +45,12 @@ type node struct {
 	Filter inventory.Filter `json:"filter,omitzero"`
 }
 
-func (n *node) root() string      { return filepath.Join(n.Dir, "root") }
-func (n *node) stateDir() string  { return filepath.Join(n.Dir, "state") }
-func (n *node) cdiDir() string    { return filepath.Join(n.Dir, "cdi") }
-func (n *node) ipamDir() string   { return filepath.Join(n.stateDir(), "ipam") }
-func (n *node) pfFile() string    { return filepath.Join(n.Dir, "pf.json") }
-func (n *node) pfName() string    { return "rl" + n.ID + "pf" }
+func (n *node) root() string     { return filepath.Join(n.Dir, "root") }
+func (n *node) stateDir() string { return filepath.Join(n.Dir, "state") }
+func (n *node) cdiDir() string   { return filepath.Join(n.Dir, "cdi") }
+func (n *node) ipamDir() string  { return filepath.Join(n.stateDir(), "ipam") }
+func (n *node) pfFile() string   { return filepath.Join(n.Dir, "pf.json") }
+func (n *node) pfName() string   { return "rl" + n.ID + "pf" }
 func (n *node) vfName(i int) string {
 	return fmt.Sprintf("rl%sv%d", n.ID, i)
 }

@@ -1,0 +1,297 @@
+package reliability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	resourceapi "k8s.io/api/resource/v1"
+
+	"github.com/sriov-dra/sriov-dra/driver"
+)
+
+// returnLikeKernel does what the kernel does to a physical netdev when
+// its netns dies: the link comes back to the host netns under its pod
+// name (dev<ifindex> if that is taken), keeping MAC and MTU. A veth would
+// be destroyed instead, so the test moves it first and then deletes the
+// netns.
+func returnLikeKernel(t testing.TB, n *node, i int) {
+	t.Helper()
+	ns, err := netns.GetFromPath(n.netnsPath(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName("net1")
+	if err != nil {
+		t.Fatalf("pod link: %v", err)
+	}
+	host, err := netns.GetFromPid(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	name := "net1"
+	if _, err := netlink.LinkByName(name); err == nil {
+		name = fmt.Sprintf("dev%d", l.Attrs().Index)
+	}
+	if err := h.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	if name != "net1" {
+		if err := h.LinkSetName(l, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.LinkSetNsFd(l, int(host)); err != nil {
+		t.Fatalf("return link: %v", err)
+	}
+	if err := netns.DeleteNamed(n.netnsName(i)); err != nil {
+		t.Fatalf("delete netns: %v", err)
+	}
+}
+
+// TestRuntimeFaults: faults from the runtime and kubelet side, each on a
+// fresh node; every one must end with the host as it was.
+func TestRuntimeFaults(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, n *node, dm **daemon) error
+	}{
+		{"netns deleted before StopPodSandbox (CRI-O order)", func(t *testing.T, n *node, dmp **daemon) error {
+			dm, ctx, pod := *dmp, logCtx(t), n.sandbox(0)
+			if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
+				return err
+			}
+			returnLikeKernel(t, n, 0)
+			if err := dm.plugin.StopPodSandbox(ctx, pod); err != nil {
+				return err
+			}
+			if err := dm.plugin.RemovePodSandbox(ctx, pod); err != nil {
+				return err
+			}
+			if !dm.waitDetached(pod.Uid, 10*time.Second) {
+				return errors.New("device still recorded in the dead netns")
+			}
+			return unprepareOK(ctx, dm, n.claim(0, ""))
+		}},
+		{"NRI reconnect mid-pod (Synchronize with the pod still running)", func(t *testing.T, n *node, dmp **daemon) error {
+			dm, ctx, pod := *dmp, logCtx(t), n.sandbox(0)
+			if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
+				return err
+			}
+			// The connection drops and comes back: the runtime sends its
+			// pods, this one included, which must stay attached as it is.
+			if _, err := dm.plugin.Synchronize(ctx, []*api.PodSandbox{pod}, nil); err != nil {
+				return err
+			}
+			time.Sleep(300 * time.Millisecond) // the reconcile runs in the background
+			return nil
+		}},
+		{"StopPodSandbox never delivered: Unprepare returns the link", func(t *testing.T, n *node, dmp **daemon) error {
+			dm, ctx, pod := *dmp, logCtx(t), n.sandbox(0)
+			if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
+				return err
+			}
+			dm.checkInPod(t, 0)
+			return unprepareOK(ctx, dm, n.claim(0, ""))
+		}},
+		{"Prepare twice, Unprepare twice, Unprepare of an unknown claim", func(t *testing.T, n *node, dmp **daemon) error {
+			dm, ctx := *dmp, logCtx(t)
+			c := n.claim(0, "")
+			msg, ids, err := dm.prepare(ctx, c)
+			if err != nil || msg != "" {
+				return fmt.Errorf("second Prepare: %v %s", err, msg)
+			}
+			if len(ids) != 1 {
+				return fmt.Errorf("second Prepare: CDI IDs %v", ids)
+			}
+			unknown := n.claim(0, "")
+			unknown.UID, unknown.Name = "0ddba11-0000-4000-8000-000000000000", "unknown"
+			if msg, err := dm.unprepare(ctx, unknown); err != nil || msg != "" {
+				return fmt.Errorf("Unprepare of an unknown claim: %v %s", err, msg)
+			}
+			if len(dm.d.State().Claims()) != 1 {
+				return errors.New("Unprepare of an unknown claim touched the prepared one")
+			}
+			if err := unprepareOK(ctx, dm, c); err != nil {
+				return err
+			}
+			return unprepareOK(ctx, dm, c)
+		}},
+		{"node reboot (boot ID changed) with a pod's entries in the checkpoint", func(t *testing.T, n *node, dmp **daemon) error {
+			dm, ctx, pod := *dmp, logCtx(t), n.sandbox(0)
+			if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
+				return err
+			}
+			dm.stop()
+			// The reboot: the netns is gone, the VF comes up fresh on the
+			// host, the PF forgets VF settings, the boot ID changes.
+			returnLikeKernel(t, n, 0)
+			if err := resetLink(n, 0); err != nil {
+				return err
+			}
+			if err := os.Remove(n.pfFile()); err != nil {
+				return err
+			}
+			n.setBootID(t, "99999999-2222-3333-4444-555555555555")
+			dm2, err := startDaemon(t, n, newAPI(n.claim(0, "")))
+			if err != nil {
+				return fmt.Errorf("restart after reboot: %w", err)
+			}
+			*dmp = dm2
+			if len(dm2.d.State().Claims()) != 0 {
+				return errors.New("entries of the earlier boot kept")
+			}
+			return unprepareOK(ctx, dm2, n.claim(0, ""))
+		}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, 1)
+			before := n.initialView(t)
+			ctx := logCtx(t)
+			c := n.claim(0, "")
+			dm, err := startDaemon(t, n, newAPI(c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg, _, err := dm.prepare(ctx, c); err != nil || msg != "" {
+				t.Fatalf("prepare: %v %s", err, msg)
+			}
+			errs := []error{}
+			if err := tc.run(t, n, &dm); err != nil {
+				errs = append(errs, err)
+			}
+			if strings.HasPrefix(tc.name, "NRI reconnect") {
+				dm.checkInPod(t, 0)
+				pod := n.sandbox(0)
+				_ = dm.plugin.StopPodSandbox(ctx, pod)
+				dm.waitDetached(pod.Uid, 10*time.Second)
+				if err := unprepareOK(ctx, dm, c); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			errs = append(errs, n.cleanErrors(t, dm, before)...)
+			result := "host as before"
+			if err := errors.Join(errs...); err != nil {
+				t.Error(err)
+				result = "FAIL: " + firstLine(err)
+			}
+			results.add("runtime", fmt.Sprintf("%02d", i), tc.name, result)
+		})
+	}
+	t.Run("corrupt checkpoint", func(t *testing.T) { corruptCheckpoint(t, false) })
+	t.Run("truncated checkpoint", func(t *testing.T) { corruptCheckpoint(t, true) })
+	results.complete("runtime")
+}
+
+func unprepareOK(ctx context.Context, dm *daemon, c *resourceapi.ResourceClaim) error {
+	msg, err := dm.unprepare(ctx, c)
+	if err != nil || msg != "" {
+		return fmt.Errorf("Unprepare: %v %s", err, msg)
+	}
+	return nil
+}
+
+// resetLink gives VF i's netdev its fixture name, MAC and MTU back, as a
+// fresh boot would. It is found through its host-side peer.
+func resetLink(n *node, i int) error {
+	peer, err := netlink.LinkByName(n.vfName(i) + "p")
+	if err != nil {
+		return err
+	}
+	l, err := netlink.LinkByIndex(peer.Attrs().ParentIndex)
+	if err != nil {
+		return fmt.Errorf("VF %d netdev (peer of %s): %w", i, peer.Attrs().Name, err)
+	}
+	mac, err := net.ParseMAC(n.vf(i).MAC)
+	if err != nil {
+		return err
+	}
+	return errors.Join(netlink.LinkSetDown(l), netlink.LinkSetName(l, n.vfName(i)), netlink.LinkSetHardwareAddr(l, mac), netlink.LinkSetMTU(l, 1500), netlink.LinkSetUp(l))
+}
+
+// corruptCheckpoint: the daemon refuses to start, names the file and the
+// way to recover, and changes nothing on the host.
+func corruptCheckpoint(t *testing.T, truncate bool) {
+	n := newNode(t, 1)
+	ctx := logCtx(t)
+	c := n.claim(0, "")
+	dm, err := startDaemon(t, n, newAPI(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, _, err := dm.prepare(ctx, c); err != nil || msg != "" {
+		t.Fatalf("prepare: %v %s", err, msg)
+	}
+	dm.stop()
+	before := n.view(t, dm.pf)
+	left := strings.Join(n.leftovers(t), ",")
+	file := filepath.Join(n.stateDir(), driver.CheckpointFile)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if truncate {
+		b = b[:len(b)/2]
+	} else {
+		b = append([]byte("garbage"), b[7:]...)
+	}
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = startDaemon(t, n, newAPI(c))
+	var errs []error
+	switch {
+	case err == nil:
+		errs = append(errs, errors.New("daemon started on a corrupt checkpoint"))
+	case !strings.Contains(err.Error(), file):
+		errs = append(errs, fmt.Errorf("error does not name %s: %v", file, err))
+	case !strings.Contains(strings.ToLower(err.Error()), "recover") && !strings.Contains(strings.ToLower(err.Error()), "remove") && !strings.Contains(strings.ToLower(err.Error()), "move"):
+		errs = append(errs, fmt.Errorf("error gives no way to recover: %v", err))
+	}
+	fh, ferr := n.fakePF()
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	h, ferr := openPFHandle(fh.Netlink, n.pfName(), n.VFs, n.pfFile())
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	defer h.Close()
+	if after := n.view(t, h); mustJSON(after) != mustJSON(before) {
+		errs = append(errs, fmt.Errorf("host changed: %s -> %s", mustJSON(before), mustJSON(after)))
+	}
+	if l := strings.Join(n.leftovers(t), ","); l != left {
+		errs = append(errs, fmt.Errorf("IPAM/CDI changed: %s -> %s", left, l))
+	}
+	name := map[bool]string{false: "corrupt checkpoint (bytes changed)", true: "truncated checkpoint"}[truncate]
+	result := "daemon refuses to start, devices untouched: " + strings.ReplaceAll(firstLineOf(err), n.Dir, "<dir>")
+	if e := errors.Join(errs...); e != nil {
+		t.Error(e)
+		result = "FAIL: " + firstLine(e)
+	}
+	results.add("runtime", "9"+name, name, result)
+}
+
+func firstLineOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	return firstLine(err)
+}
