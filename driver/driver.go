@@ -66,9 +66,14 @@ type Driver struct {
 	cfg   Config
 	state *State
 
-	// prepareMu serializes Prepare and Unprepare: the device ownership
-	// check and the checkpoint record must not interleave.
-	prepareMu sync.Mutex
+	// planMu serializes the planning of claims: the device ownership
+	// check and the "prepare started" record must not interleave. The
+	// slow part (host changes, IPAM, CDI) runs outside it, per claim.
+	planMu sync.Mutex
+	// claimMu serializes the work on one claim (a kubelet retry racing
+	// the first attempt, Unprepare racing Prepare).
+	claimMu    sync.Mutex
+	claimLocks map[string]*claimLock
 
 	invMu     sync.Mutex
 	inv       *inventory.Inventory
@@ -121,7 +126,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load checkpoint: %w", err)
 	}
-	d := &Driver{cfg: cfg, state: state, rescan: make(chan struct{}, 1), invCond: make(chan struct{})}
+	d := &Driver{cfg: cfg, state: state, rescan: make(chan struct{}, 1), invCond: make(chan struct{}), claimLocks: map[string]*claimLock{}}
 	state.SetOnAttached(d.claimAttached)
 	if err := d.releaseStale(ctx); err != nil {
 		return nil, err
@@ -179,4 +184,47 @@ func NewEventRecorder(ctx context.Context, client kubernetes.Interface, driverNa
 	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
 	b.StartRecordingToSink(ctx.Done())
 	return b.NewRecorder(scheme.Scheme, driverName+"/"+nodeName), b.Shutdown
+}
+
+type claimLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lockClaim locks the claim's work and returns the unlock.
+func (d *Driver) lockClaim(uid string) func() {
+	d.claimMu.Lock()
+	l := d.claimLocks[uid]
+	if l == nil {
+		l = &claimLock{}
+		d.claimLocks[uid] = l
+	}
+	l.refs++
+	d.claimMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		d.claimMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(d.claimLocks, uid)
+		}
+		d.claimMu.Unlock()
+	}
+}
+
+// forEach runs f for every index concurrently and waits.
+func forEach(n int, f func(i int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i)
+		}()
+	}
+	wg.Wait()
 }

@@ -53,17 +53,8 @@ func (d *Driver) updateDeviceMetrics() {
 	if m == nil {
 		return
 	}
-	prepared, attached := 0, 0
-	owned := map[string]bool{}
-	for _, rec := range d.state.Claims() {
-		for _, dev := range rec.Devices {
-			owned[dev.Device] = true
-			prepared++
-			if dev.Pod.Attached {
-				attached++
-			}
-		}
-	}
+	owned, attached := d.state.deviceCounts()
+	prepared := len(owned)
 	available := 0
 	if inv := d.inventory(); inv != nil {
 		for _, dev := range inv.Devices {

@@ -27,10 +27,9 @@ import (
 // PrepareResourceClaims implements kubeletplugin.DRAPlugin. Each claim is
 // prepared on its own: one claim's failure does not fail the others.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
-	d.prepareMu.Lock()
-	defer d.prepareMu.Unlock()
-	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
-	for _, claim := range claims {
+	results := make([]kubeletplugin.PrepareResult, len(claims))
+	forEach(len(claims), func(i int) {
+		claim := claims[i]
 		start := time.Now()
 		logger := klog.LoggerWithValues(klog.FromContext(ctx), "claim", klog.KObj(claim), "claimUID", claim.UID)
 		cctx := klog.NewContext(ctx, logger)
@@ -39,11 +38,15 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 		if err != nil {
 			logger.Error(err, "Prepare failed")
 			d.warn(claim, "PrepareFailed", "Prepare", err)
-			out[claim.UID] = kubeletplugin.PrepareResult{Err: err}
-			continue
+			results[i] = kubeletplugin.PrepareResult{Err: err}
+			return
 		}
 		logger.V(2).Info("Prepared", "devices", len(devs), "duration", time.Since(start))
-		out[claim.UID] = kubeletplugin.PrepareResult{Devices: devs}
+		results[i] = kubeletplugin.PrepareResult{Devices: devs}
+	})
+	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
+	for i, c := range claims {
+		out[c.UID] = results[i]
 	}
 	d.updateDeviceMetrics()
 	return out, nil
@@ -93,6 +96,7 @@ func deviceError(claim *resourceapi.ResourceClaim, request, device, configField 
 func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
 	logger := klog.FromContext(ctx)
 	uid := string(claim.UID)
+	defer d.lockClaim(uid)()
 	if rec, ok := d.state.Claim(uid); ok {
 		if rec.Phase == PhasePrepareCompleted {
 			logger.V(3).Info("Claim already prepared; returning the recorded devices")
@@ -106,25 +110,10 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 		}
 	}
 
-	rec, devs, err := d.plan(ctx, claim)
-	if err != nil {
-		return nil, err
+	rec, devs, err := d.start(ctx, claim)
+	if err != nil || rec == nil {
+		return []kubeletplugin.Device{}, err
 	}
-	if len(rec.Devices) == 0 {
-		return []kubeletplugin.Device{}, nil
-	}
-	// Snapshot every device before anything changes.
-	for i, dr := range rec.Devices {
-		snap, err := d.cfg.Host.Snapshot(ctx, &devs[i])
-		if err != nil {
-			return nil, deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("snapshot: %w", err))
-		}
-		dr.Snapshot = snap
-	}
-	if err := d.state.Put(rec); err != nil {
-		return nil, err
-	}
-	faults.Point(faults.PrepareStartedRecorded)
 	prog := &progress{steps: make([]DeviceSteps, len(rec.Devices))}
 	if err := d.apply(ctx, claim, rec, devs, prog); err != nil {
 		// Undo what this attempt ran (the failed step included: it may
@@ -152,6 +141,60 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 type progress struct {
 	steps []DeviceSteps
 	cdi   bool
+}
+
+// start plans the claim, reserves its devices, snapshots them and records
+// "prepare started". A nil record means the claim has no device of this
+// driver.
+func (d *Driver) start(ctx context.Context, claim *resourceapi.ResourceClaim) (*ClaimRecord, []inventory.Device, error) {
+	rec, devs, err := d.reserve(ctx, claim)
+	if err != nil || rec == nil {
+		return nil, nil, err
+	}
+	// Snapshot every device before anything changes, then record
+	// "prepare started" with the snapshots and the steps to come. Both
+	// run outside planMu: saves of concurrent claims share fsyncs.
+	for i, dr := range rec.Devices {
+		snap, err := d.cfg.Host.Snapshot(ctx, &devs[i])
+		if err == nil {
+			dr.Snapshot = snap
+			continue
+		}
+		err = deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("snapshot: %w", err))
+		if derr := d.state.Delete(rec.UID); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return nil, nil, err
+	}
+	if err := d.state.Put(rec); err != nil {
+		if derr := d.state.Delete(rec.UID); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return nil, nil, err
+	}
+	return rec, devs, nil
+}
+
+// reserve plans the claim and, under planMu, takes its devices in memory
+// (a record without step intents) so no other claim can take them. A nil
+// record means the claim has no device of this driver.
+func (d *Driver) reserve(ctx context.Context, claim *resourceapi.ResourceClaim) (*ClaimRecord, []inventory.Device, error) {
+	d.planMu.Lock()
+	defer d.planMu.Unlock()
+	rec, devs, err := d.plan(ctx, claim)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(rec.Devices) == 0 {
+		return nil, nil, nil
+	}
+	held := rec.clone()
+	held.Steps = ClaimSteps{}
+	for _, dr := range held.Devices {
+		dr.Steps = DeviceSteps{}
+	}
+	d.state.reserve(held)
+	return rec, devs, nil
 }
 
 // apply runs the recorded steps of rec in order and records completion.

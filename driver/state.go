@@ -123,14 +123,25 @@ type Store interface {
 // State is the driver's prepared state: an in-memory copy of the checkpoint
 // that is written through to the Store on every change, before the change
 // is acknowledged. It implements nri.Devices for the NRI plugin.
+//
+// Records in the map are never changed in place (a change stores a new
+// copy), so a save takes a shallow copy of the map and writes it without
+// holding the lock. Concurrent changes share saves (group commit): a
+// caller whose change was already written by another caller's save
+// returns at once, so prepares of different claims do not queue behind
+// one fsync each.
 type State struct {
 	mu    sync.Mutex
 	store Store
 	cp    *Checkpoint
+	gen   uint64 // counts changes, guarded by mu
 	// onAttached is called (outside the lock, after the record is
 	// durable) when a device finished attaching; the driver queues the
 	// claim status update there. It must not block.
 	onAttached func(claimUID string)
+
+	saveMu sync.Mutex // one save at a time
+	saved  uint64     // the last change on disk, guarded by saveMu
 }
 
 var _ nri.Devices = (*State)(nil)
@@ -177,13 +188,44 @@ func (s *State) BootID() string {
 // SetBootID records a new boot ID (after stale entries were released).
 func (s *State) SetBootID(bootID string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	old := s.cp.BootID
 	s.cp.BootID = bootID
-	if err := s.store.Save(s.cp); err != nil {
-		s.cp.BootID = old
+	gen := s.bump()
+	s.mu.Unlock()
+	return s.commit(gen, func() { s.cp.BootID = old }, func(err error) error {
 		return fmt.Errorf("record boot ID %s: %w", bootID, err)
+	})
+}
+
+// bump counts a change; call with s.mu held.
+func (s *State) bump() uint64 {
+	s.gen++
+	return s.gen
+}
+
+// commit makes change gen durable. If the save fails, revert runs (under
+// s.mu) before any other save can start, and the error is wrapped by wrap.
+func (s *State) commit(gen uint64, revert func(), wrap func(error) error) error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	if s.saved >= gen {
+		return nil // written by a save that started after our change
 	}
+	s.mu.Lock()
+	snap := &Checkpoint{Version: s.cp.Version, BootID: s.cp.BootID, Claims: make(map[string]*ClaimRecord, len(s.cp.Claims))}
+	for k, v := range s.cp.Claims {
+		snap.Claims[k] = v
+	}
+	upTo := s.gen
+	s.mu.Unlock()
+	if err := s.store.Save(snap); err != nil {
+		s.mu.Lock()
+		revert()
+		s.gen++ // the memory changed again: the next save must write it
+		s.mu.Unlock()
+		return wrap(err)
+	}
+	s.saved = upTo
 	return nil
 }
 
@@ -244,57 +286,82 @@ func (s *State) PublishedDevices() map[string]inventory.Device {
 // Put records rec (replacing any record of the same UID), durably.
 func (s *State) Put(rec *ClaimRecord) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	old, had := s.cp.Claims[rec.UID]
-	s.cp.Claims[rec.UID] = rec.clone()
-	if err := s.store.Save(s.cp); err != nil {
+	mine := rec.clone()
+	s.cp.Claims[rec.UID] = mine
+	gen := s.bump()
+	s.mu.Unlock()
+	return s.commit(gen, func() {
+		if s.cp.Claims[rec.UID] != mine {
+			return // changed again since
+		}
 		if had {
 			s.cp.Claims[rec.UID] = old
 		} else {
 			delete(s.cp.Claims, rec.UID)
 		}
+	}, func(err error) error {
 		return fmt.Errorf("checkpoint claim %s/%s (%s): %w", rec.Namespace, rec.Name, rec.UID, err)
-	}
-	return nil
+	})
+}
+
+// reserve records rec in memory only, so that other claims see its
+// devices taken. The caller writes it (Put) or drops it (Delete) next; a
+// save of another change may write it meanwhile, so it must be safe to
+// undo from disk as it is: no step intents, no snapshots.
+func (s *State) reserve(rec *ClaimRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cp.Claims[rec.UID] = rec.clone()
+	s.bump()
 }
 
 // Delete drops the record for uid, durably. Deleting an unknown UID is a no-op.
 func (s *State) Delete(uid string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	old, had := s.cp.Claims[uid]
 	if !had {
+		s.mu.Unlock()
 		return nil
 	}
 	delete(s.cp.Claims, uid)
-	if err := s.store.Save(s.cp); err != nil {
-		s.cp.Claims[uid] = old
+	gen := s.bump()
+	s.mu.Unlock()
+	return s.commit(gen, func() {
+		if _, back := s.cp.Claims[uid]; !back {
+			s.cp.Claims[uid] = old
+		}
+	}, func(err error) error {
 		return fmt.Errorf("drop claim %s from the checkpoint: %w", uid, err)
-	}
-	return nil
+	})
 }
 
 // updateDevice changes one device record durably; on a failed save the
-// memory is left as it was.
+// memory is put back as it was.
 func (s *State) updateDevice(claimUID, device string, fn func(*DeviceRecord)) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	rec, ok := s.cp.Claims[claimUID]
 	if !ok {
+		s.mu.Unlock()
 		return fmt.Errorf("claim %s is not prepared on this node", claimUID)
 	}
 	i := slices.IndexFunc(rec.Devices, func(d *DeviceRecord) bool { return d.Device == device })
 	if i < 0 {
+		s.mu.Unlock()
 		return fmt.Errorf("device %s is not prepared for claim %s", device, claimUID)
 	}
 	next := rec.clone()
 	fn(next.Devices[i])
 	s.cp.Claims[claimUID] = next
-	if err := s.store.Save(s.cp); err != nil {
-		s.cp.Claims[claimUID] = rec
+	gen := s.bump()
+	s.mu.Unlock()
+	return s.commit(gen, func() {
+		if s.cp.Claims[claimUID] == next {
+			s.cp.Claims[claimUID] = rec
+		}
+	}, func(err error) error {
 		return fmt.Errorf("checkpoint device %s of claim %s: %w", device, claimUID, err)
-	}
-	return nil
+	})
 }
 
 // ForPod implements nri.Devices. Only completed claims are offered: a
@@ -457,4 +524,21 @@ func (s *State) heldGUIDs(except string) map[string]string {
 		}
 	}
 	return out
+}
+
+// deviceCounts returns the recorded devices and how many are attached.
+func (s *State) deviceCounts() (map[string]bool, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	owned := map[string]bool{}
+	attached := 0
+	for _, rec := range s.cp.Claims {
+		for _, d := range rec.Devices {
+			owned[d.Device] = true
+			if d.Pod.Attached {
+				attached++
+			}
+		}
+	}
+	return owned, attached
 }

@@ -17,18 +17,17 @@ import (
 // UnprepareResourceClaims implements kubeletplugin.DRAPlugin. It works
 // from the checkpoint alone; an unknown claim is already unprepared.
 func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
-	d.prepareMu.Lock()
-	defer d.prepareMu.Unlock()
-	out := make(map[types.UID]error, len(claims))
-	for _, c := range claims {
+	errs := make([]error, len(claims))
+	forEach(len(claims), func(i int) {
+		c := claims[i]
 		start := time.Now()
 		logger := klog.LoggerWithValues(klog.FromContext(ctx), "claim", c.NamespacedName, "claimUID", c.UID)
 		cctx := klog.NewContext(ctx, logger)
+		defer d.lockClaim(string(c.UID))()
 		rec, ok := d.state.Claim(string(c.UID))
 		if !ok {
 			logger.V(3).Info("Claim is not prepared on this node; nothing to undo")
-			out[c.UID] = nil
-			continue
+			return
 		}
 		err := d.undo(cctx, rec, true)
 		d.observe(false, start, err)
@@ -37,7 +36,11 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 		} else {
 			logger.V(2).Info("Unprepared", "duration", time.Since(start))
 		}
-		out[c.UID] = err
+		errs[i] = err
+	})
+	out := make(map[types.UID]error, len(claims))
+	for i, c := range claims {
+		out[c.UID] = errs[i]
 	}
 	d.updateDeviceMetrics()
 	return out, nil

@@ -1,0 +1,80 @@
+// Package driver is the DRA side of the sriov-dra node daemon: a
+// kubeletplugin.DRAPlugin that publishes the node's SR-IOV devices,
+// prepares and unprepares ResourceClaims, and reports device health. It
+// only orchestrates: devices are found by pkg/inventory, changed by
+// pkg/vfconfig, addressed by pkg/ipam, described to the runtime by
+// pkg/cdi, moved by the NRI plugin (package nri, same process), and every
+// step is recorded in the checkpoint (State, over pkg/checkpoint).
+//
+// # Lifecycle of a claim
+//
+// The order of events across kubelet and the container runtime, what each
+// step does, what it records, and how it is undone:
+//
+//  1. Prepare (kubelet NodePrepareResources, before the sandbox exists;
+//     kubelet retries it until it succeeds).
+//     Plan (pure, changes nothing): resolve the config of every allocated
+//     device (class configs, then claim configs; api/v1alpha1), refuse a
+//     device that is not in this node's pool, not offered by the
+//     inventory, prepared for another claim, or a PF whose VFs are in use
+//     (and the reverse); the pod is status.reservedFor (exactly one pod);
+//     assign pod interface names across the pod's claims; pick
+//     `guid: auto` (AutoGUID). Reserve the devices in memory, snapshot
+//     each device (vfconfig.Snapshot: admin MAC/VLAN/..., GUIDs, driver,
+//     netdev name/MAC/MTU, IRQ affinities) and record PrepareStarted with
+//     the snapshots and the steps to come - before the first change. Then
+//     apply VF settings, the GUID (with a rebind), vfio-pci binding;
+//     allocate addresses (CNI IPAM; the result is recorded at once); write
+//     the claim's CDI spec; record PrepareCompleted and return the CDI
+//     device IDs. vfio-pci devices get their claim status now (nothing to
+//     attach). A retry of a completed claim returns the recorded answer
+//     and touches nothing. A failure undoes what this attempt reached, in
+//     reverse, drops the record, returns an error naming claim, request,
+//     device and config field, and posts a Warning event on the claim. A
+//     PrepareStarted record left by a crash is undone by the next Prepare
+//     of the claim or by Unprepare.
+//  2. RunPodSandbox (NRI hook, inside the runtime's ~2 s plugin budget):
+//     the NRI plugin asks State.ForPod for the pod's devices, records
+//     Attaching (netns path and the host netdev's name/MAC/MTU) before the
+//     move, moves the RDMA device (rdmaIsolation) and the netdev into the
+//     pod netns with name, MTU, MAC, addresses and routes from the record,
+//     and records Attached. State then queues the claim status
+//     (networkData, Ready) for pkg/claimstatus; no API call in the hook.
+//  3. CreateContainer (NRI): fail closed - every device must be in the pod
+//     netns (attached now if the plugin missed RunPodSandbox); with
+//     irqAffinity: container the VF's IRQs are pinned to the container's
+//     CPUs (restored from the snapshot at Unprepare).
+//  4. StopPodSandbox / RemovePodSandbox (NRI): detach - RDMA device first,
+//     then the netdev back to the host under its original name, MAC and
+//     MTU - and record Detached. A netns already gone is finished later:
+//     the kernel returns physical netdevs to the host netns.
+//  5. Unprepare (kubelet NodeUnprepareResources; works from the checkpoint
+//     alone, also after a restart with empty memory, and is idempotent):
+//     return the netdev from the pod if the runtime never did (recorded
+//     netns), release the IPAM allocations, restore IRQ affinities, the
+//     driver binding, the GUID and the VF settings (always the MAC) from
+//     the snapshot, remove the CDI spec, clear the claim's status entries,
+//     drop the record. A failing step keeps the record; kubelet retries.
+//
+// After a reboot (boot ID differs from the checkpoint's) the kernel state
+// is gone: stale records are released (IPs freed, CDI specs and status
+// removed) and never restored onto VFs that came up fresh. A corrupt
+// checkpoint stops the daemon with the file and the way to recover; it
+// never guesses.
+//
+// # Publishing
+//
+// One pool named after the node, devices named from their PCI address
+// (inventory.DeviceName), at most 128 per ResourceSlice, an empty pool
+// published as one empty slice. A prepared device stays published with
+// the attributes it had before it was prepared (its MAC, VLAN or netdev
+// may have changed or moved into a pod). The inventory is rescanned on
+// netlink link events (debounced) and on a slow poll (sriov_numvfs
+// changes emit no event); the pool is published only when it differs.
+//
+// # Concurrency
+//
+// Claims are planned one at a time (planMu); the slow part runs per claim
+// in parallel, and checkpoint saves of concurrent changes share fsyncs
+// (State.commit).
+package driver
