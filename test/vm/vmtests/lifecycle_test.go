@@ -4,6 +4,7 @@ package vmtests
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -102,8 +104,9 @@ func grpcConn(t *testing.T, path string) *grpc.ClientConn {
 // byte for byte what it was: the PF's VF info, driver, netdev name, MAC,
 // MTU and up flag.
 func TestNodeLifecycle(t *testing.T) {
+	// Canceled by a cleanup, after the unprepare cleanup ran (not by a
+	// defer, which would run before any cleanup).
 	ctx, cancel := context.WithCancel(newCtx(t))
-	defer cancel()
 	h := hostHandle(t)
 	pf, vf := vfFor(t, 1, 4)
 	before := readRaw(t, h, pf, vf.Index)
@@ -143,7 +146,8 @@ func TestNodeLifecycle(t *testing.T) {
 			ReservedFor: []resourceapi.ResourceClaimConsumerReference{{Resource: "pods", Name: "pod", UID: podUID}},
 		},
 	}
-	cs := fake.NewClientset(claim)
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, UID: "3c9d8e7f-0000-4000-8000-00000000a0b1"}}
+	cs := fake.NewClientset(claim, node)
 
 	// The node daemon, wired as production wires it, over the real host.
 	store, bootID, err := driver.NewFileStore(dirs["state"], "/")
@@ -200,15 +204,32 @@ func TestNodeLifecycle(t *testing.T) {
 	}
 	dra := drapb.NewDRAPluginClient(grpcConn(t, info.Endpoint))
 	ref := []*drapb.Claim{{Namespace: claim.Namespace, Name: claim.Name, Uid: string(claim.UID)}}
-	unprepare := func() {
+	unprepare := func() error {
 		un, err := dra.NodeUnprepareResources(ctx, &drapb.NodeUnprepareResourcesRequest{Claims: ref})
 		if err != nil {
-			t.Fatalf("NodeUnprepareResources: %v", err)
+			return fmt.Errorf("NodeUnprepareResources: %w", err)
 		}
 		if e := un.Claims[string(claim.UID)].GetError(); e != "" {
-			t.Fatalf("NodeUnprepareResources: %s", e)
+			return fmt.Errorf("NodeUnprepareResources: %s", e)
 		}
+		return nil
 	}
+
+	// The plugin publishes the node's VFs, this one among them.
+	waitFor(t, "a ResourceSlice with "+devName, func() bool {
+		l, err := cs.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		for _, sl := range l.Items {
+			for _, d := range sl.Spec.Devices {
+				if d.Name == devName && sl.Spec.Driver == driverName && sl.Spec.Pool.Name == nodeName {
+					return true
+				}
+			}
+		}
+		return false
+	})
 
 	start := time.Now()
 	prep, err := dra.NodePrepareResources(ctx, &drapb.NodePrepareResourcesRequest{Claims: ref})
@@ -223,7 +244,9 @@ func TestNodeLifecycle(t *testing.T) {
 	prepared := false
 	t.Cleanup(func() {
 		if prepared {
-			unprepare()
+			if err := unprepare(); err != nil {
+				t.Errorf("at cleanup: %v", err)
+			}
 		}
 	})
 	prepared = true
@@ -263,9 +286,22 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Errorf("recorded after attach: %+v", d)
 	}
 
-	// Teardown: stop and remove the sandbox, then kubelet unprepares.
+	// Teardown: stop the sandbox. The hook returns within the plugin's
+	// teardown budget and may finish the detach in the background (a
+	// netdev move takes seconds under TCG); the runtime removes the
+	// sandbox later, as kubelet's garbage collection does.
+	start = time.Now()
 	if err := rt.r.StopPodSandbox(ctx, &api.StopPodSandboxRequest{Pod: pod}); err != nil {
 		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	t.Logf("StopPodSandbox took %v", time.Since(start))
+	waitFor(t, "the detach to finish", func() bool {
+		d := drv.State().ForPod(string(podUID))
+		return len(d) == 1 && !d[0].Attached && d[0].NetnsPath == ""
+	})
+	t.Logf("VF back on the host %v after StopPodSandbox began", time.Since(start))
+	if got := readRaw(t, h, pf, vf.Index); got.IfName != before.IfName || got.MTU != before.MTU {
+		t.Errorf("after StopPodSandbox the VF netdev is %q mtu %d, want %q mtu %d", got.IfName, got.MTU, before.IfName, before.MTU)
 	}
 	if err := rt.r.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: pod}); err != nil {
 		t.Fatalf("RemovePodSandbox: %v", err)
@@ -275,7 +311,9 @@ func TestNodeLifecycle(t *testing.T) {
 	rt.mu.Unlock()
 	deleteNetns(t, "vmt-pod")
 	start = time.Now()
-	unprepare()
+	if err := unprepare(); err != nil {
+		t.Fatal(err)
+	}
 	prepared = false
 	t.Logf("unprepare took %v", time.Since(start))
 
