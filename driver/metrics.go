@@ -57,7 +57,7 @@ func (d *Driver) updateDeviceMetrics() {
 	prepared := len(owned)
 	available := 0
 	if inv := d.inventory(); inv != nil {
-		for _, dev := range inv.Devices {
+		for _, dev := range inv.Publishable(d.cfg.PassthroughPFs) {
 			if !owned[dev.Name] {
 				available++
 			}

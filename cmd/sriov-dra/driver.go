@@ -250,6 +250,11 @@ func runDriver(parent context.Context, o driverOptions) error {
 		kubeletplugin.KubeClient(client), kubeletplugin.NodeName(o.nodeName), kubeletplugin.DriverName(o.driverName),
 		kubeletplugin.RegistrarDirectoryPath(o.registryDir), kubeletplugin.PluginDataDirectoryPath(o.pluginsDir),
 		kubeletplugin.GRPCInterceptor(registration.Interceptor()),
+		// The driver locks per claim and shares checkpoint fsyncs between
+		// concurrent claims, so kubelet's calls need not wait for each
+		// other. With rolling updates two daemons overlap: keep the
+		// helper's cross-process serialization then.
+		kubeletplugin.Serialize(o.podUID != ""),
 	}
 	if o.podUID != "" {
 		opts = append(opts, kubeletplugin.RollingUpdate(types.UID(o.podUID)))
