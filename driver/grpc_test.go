@@ -176,11 +176,12 @@ func TestPrepareFailurePostsEvent(t *testing.T) {
 	e := newEnv(t, sysfstest.Standard())
 	cs := fake.NewClientset()
 	var mu sync.Mutex
-	var got []runtime.Object
+	var got []string
 	cs.PrependReactor("create", "events", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		got = append(got, a.(k8stesting.CreateAction).GetObject())
+		// Rendered now: the tracker changes the object after this reactor.
+		got = append(got, toString(a.(k8stesting.CreateAction).GetObject()))
 		return false, nil, nil
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -212,7 +213,7 @@ func TestPrepareFailurePostsEvent(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("%d events", len(got))
 	}
-	s := strings.ToLower(toString(got[0]))
+	s := strings.ToLower(got[0])
 	for _, want := range []string{"warning", "preparefailed", "claim-u1", "pci-0000-99-00-1"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("event %s lacks %q", s, want)
