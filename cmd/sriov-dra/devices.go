@@ -16,8 +16,6 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/devicesview"
 )
 
-func init() { register(newDevicesCmd) }
-
 // kubectlPluginName is the file name under which the binary acts as the
 // kubectl plugin "kubectl sriov" (a symlink or copy on PATH).
 const kubectlPluginName = "kubectl-sriov"

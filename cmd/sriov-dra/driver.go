@@ -34,8 +34,6 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
-func init() { register(newDriverCmd) }
-
 // driverOptions are the daemon's flags; each is mirrored by the
 // environment variable named in envOf.
 type driverOptions struct {

@@ -14,8 +14,6 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
-func init() { register(newInventoryCmd) }
-
 func newInventoryCmd() *cobra.Command {
 	var (
 		hostRoot     string

@@ -28,18 +28,15 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd())
-	for _, add := range subcommands {
-		root.AddCommand(add())
-	}
+	root.AddCommand(
+		newDriverCmd(),
+		newInventoryCmd(),
+		newValidateCmd(),
+		newDevicesCmd(),
+		newVersionCmd(),
+	)
 	return root
 }
-
-// subcommands is filled by each subcommand's file in its init, so that
-// subcommands live in files of their own.
-var subcommands []func() *cobra.Command
-
-func register(f func() *cobra.Command) { subcommands = append(subcommands, f) }
 
 // exitError carries an exit code other than 1.
 type exitError struct {

@@ -10,8 +10,6 @@ import (
 	v1alpha1 "github.com/sriov-dra/sriov-dra/api/v1alpha1"
 )
 
-func init() { register(newValidateCmd) }
-
 func newValidateCmd() *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
