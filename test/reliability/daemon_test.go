@@ -93,6 +93,7 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 	var plugin *nri.Plugin
 	host := driver.NewHost(n.root(), pf, func(ctx context.Context, d nri.PodDevice) error { return plugin.DetachDevice(ctx, d) })
 	status := claimstatus.New(cs, claimstatus.Options{DriverName: driverName})
+	events, stopEvents := driver.NewEventRecorder(ctx, cs, driverName, nodeName)
 	d, err := driver.New(ctx, driver.Config{
 		NodeName: nodeName, DriverName: driverName, BootID: bootID, Store: store,
 		Scanner: scanFunc(func(ctx context.Context) (*inventory.Inventory, error) {
@@ -101,11 +102,12 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 		Attributes: inventory.Attributes, Host: host,
 		IPAM:   ipam.New(ipam.Config{CNIPath: []string{cniDir}, DataDir: n.ipamDir()}),
 		CDI:    cdi.New(n.cdiDir(), n.root()),
-		Status: status, Netlink: pf, PollInterval: time.Hour,
+		Status: status, Netlink: pf, PollInterval: time.Hour, Events: events,
 		OnFatal: func(err error) { t.Errorf("daemon fatal error: %v", err) },
 	})
 	if err != nil {
 		cancel()
+		stopEvents()
 		pf.Close()
 		return nil, err
 	}
@@ -140,6 +142,7 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 			cancel()
 			helper.Stop()
 			wg.Wait()
+			stopEvents()
 			pf.Close()
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sriov-dra/sriov-dra/pkg/faults"
 )
 
 // The tables of docs/reliability.md are produced by the tests here: each
@@ -72,7 +74,7 @@ func (r *rows) render() []byte {
 	b.WriteString("What was tried against the driver and what came out. Every row is written by a test in\n`test/reliability`; reproduce (as root, with the CNI plugins in " + cniDir + "):\n\n")
 	b.WriteString("    " + reproduce + "\n    " + updateEnv + "=1 " + reproduce + "   # rewrite this file\n\n")
 	b.WriteString("The simulated node: a fixture sysfs tree (pkg/inventory/sysfstest) for one Intel E810 PF and its VFs; each VF netdev is a real veth link; pod network namespaces are real; VF admin state lives in a recording fake PF persisted to a file so it outlives a crash; IPAM is the real host-local plugin; the API server is client-go's fake clientset. Kubelet is played over the real registration and DRA gRPC sockets; the runtime side calls the NRI plugin's hooks in process.\n\n")
-	b.WriteString("Failure points (pkg/faults, compiled in only with `-tags faultinject`):\n\n")
+	b.WriteString("Failure points (pkg/faults, compiled in only with `-tags faultinject`; a normal build's `faults.Point` is an empty function): `" + strings.Join(faults.All(), "`, `") + "`.\n\n")
 	for _, tb := range tables {
 		var rs []row
 		for _, x := range r.rows {
