@@ -14,9 +14,10 @@ help: ## list targets
 build: ## build bin/sriov-dra (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sriov-dra
 
-test: lint ## unit + host-kernel tests with -race (host-kernel tests need root; they skip clearly otherwise)
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+test: lint ## unit + host-kernel tests with -race (host-kernel tests need root; they skip clearly otherwise), fuzz smoke, Helm chart check
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 	$(MAKE) fuzz
+	$(MAKE) -C test/helm test
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
