@@ -28,8 +28,18 @@ ip link set lo up
 
 . /etc/vmtest.env
 
+# insmod does not read the kernel command line the way modprobe does: pass
+# each module its <module>.<param>=<value> arguments from there (e.g.
+# vfio.enable_unsafe_noiommu_mode=1 when run.sh boots without an IOMMU).
+cmdline=$(cat /proc/cmdline)
 for m in $(cat /etc/modules.order); do
-	insmod "$m" || finish FAIL 90
+	name=$(basename "$m" .ko | tr - _)
+	params=""
+	for arg in $cmdline; do
+		case "$arg" in "$name".*=*) params="$params ${arg#"$name".}" ;; esac
+	done
+	# shellcheck disable=SC2086 # one word per parameter
+	insmod "$m" $params || finish FAIL 90
 done
 
 # PFs: the netdevs bound to igb. VFs: enable on each PF.
@@ -69,6 +79,9 @@ done
 	finish FAIL 93
 }
 echo "vmtest init: PFs$pfs with $numvfs VFs each; $(nproc) CPUs; kernel $(uname -r)"
+if [ "$VMTEST_IOMMU" = 0 ]; then
+	echo "vmtest init: no IOMMU; vfio enable_unsafe_noiommu_mode=$(cat /sys/module/vfio/parameters/enable_unsafe_noiommu_mode 2>&1)"
+fi
 
 export SRIOV_DRA_VMTEST=1
 /bin/vmtests.test -test.v -test.timeout 7m -test.run "${VMTEST_RUN:-.}"
