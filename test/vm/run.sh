@@ -92,10 +92,10 @@ if ! has_igb_qemu; then
 	apt_get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
 	has_igb_qemu || die "qemu-system-x86_64 has no igb device even after installing from bookworm-backports"
 fi
-busybox=$(command -v busybox || true)
-[ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
-	busybox=/bin/busybox
-file -L "$busybox" | grep -q 'statically linked' || die "$busybox is not a static binary (package busybox-static)"
+# ldd fails on a static binary; busybox-static installs /bin/busybox.
+busybox=/bin/busybox
+[ -x "$busybox" ] && ! ldd "$busybox" >/dev/null 2>&1 ||
+	die "$busybox is missing or not a static binary (package busybox-static)"
 
 # ---- 2. kernel package (cached) ---------------------------------------------
 
