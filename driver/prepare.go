@@ -172,6 +172,7 @@ func (d *Driver) start(ctx context.Context, claim *resourceapi.ResourceClaim) (*
 		}
 		return nil, nil, err
 	}
+	faults.Point(faults.PrepareStartedRecorded)
 	return rec, devs, nil
 }
 
