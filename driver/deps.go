@@ -39,7 +39,9 @@ type Host interface {
 	// RestoreVF puts the knobs of s (and always the MAC) back as in snap.
 	RestoreVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error
 	// SetGUID sets the VF's IB node/port GUID and rebinds so it takes it.
-	SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) error
+	// It returns the VF's netdev name after the rebind ("" when it has
+	// none): a rebind may rename it.
+	SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) (string, error)
 	// RestoreGUID puts the GUIDs of snap back.
 	RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) error
 	// BindVFIO binds the device to vfio-pci.

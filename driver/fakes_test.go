@@ -85,8 +85,8 @@ func (h *fakeHost) ApplyVF(_ context.Context, s *vfconfig.Snapshot, set vfconfig
 func (h *fakeHost) RestoreVF(_ context.Context, s *vfconfig.Snapshot, _ vfconfig.Settings) error {
 	return h.j.add("host.RestoreVF %s", s.PCIAddress)
 }
-func (h *fakeHost) SetGUID(_ context.Context, s *vfconfig.Snapshot, g string) error {
-	return h.j.add("host.SetGUID %s %s", s.PCIAddress, g)
+func (h *fakeHost) SetGUID(_ context.Context, s *vfconfig.Snapshot, g string) (string, error) {
+	return s.IfName + "r", h.j.add("host.SetGUID %s %s", s.PCIAddress, g)
 }
 func (h *fakeHost) RestoreGUID(_ context.Context, s *vfconfig.Snapshot) error {
 	return h.j.add("host.RestoreGUID %s", s.PCIAddress)

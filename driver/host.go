@@ -54,8 +54,11 @@ func (r *realHost) RestoreVF(ctx context.Context, snap *vfconfig.Snapshot, s vfc
 	return vfconfig.Restore(ctx, r.h, r.root, *snap, s.Knobs())
 }
 
-func (r *realHost) SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) error {
-	return vfconfig.Apply(ctx, r.h, r.root, inventory.Device{PCIAddress: snap.PCIAddress, Kind: inventory.KindVF}, *snap, vfconfig.Settings{GUID: &guid})
+func (r *realHost) SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) (string, error) {
+	if err := vfconfig.Apply(ctx, r.h, r.root, inventory.Device{PCIAddress: snap.PCIAddress, Kind: inventory.KindVF}, *snap, vfconfig.Settings{GUID: &guid}); err != nil {
+		return "", err
+	}
+	return vfconfig.NetdevName(r.root, snap.PCIAddress)
 }
 
 func (r *realHost) RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) error {

@@ -218,8 +218,15 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		}
 		if dr.Steps.GUID {
 			ran.GUID = true
-			if err := host.SetGUID(ctx, &dr.Snapshot, *dr.Settings.GUID); err != nil {
+			name, err := host.SetGUID(ctx, &dr.Snapshot, *dr.Settings.GUID)
+			if err != nil {
 				return deviceError(claim, dr.Request, dr.Device, "guid", err)
+			}
+			// The rebind may have renamed the netdev: the NRI side moves
+			// it by this name (recorded with the next checkpoint write,
+			// at the latest with PrepareCompleted).
+			if name != "" && !dr.Pod.VFIO {
+				dr.Pod.Spec.HostIfName = name
 			}
 			faults.Point(faults.PrepareGUIDSet)
 		}

@@ -118,6 +118,9 @@ func TestPrepareUnprepareOrder(t *testing.T) {
 	if len(pd) != 3 {
 		t.Fatalf("ForPod: %d devices", len(pd))
 	}
+	if pd[0].Spec.HostIfName != "ibp59s0f0v1r" {
+		t.Errorf("host netdev after the GUID rebind = %q, want the renamed ibp59s0f0v1r", pd[0].Spec.HostIfName)
+	}
 	if pd[0].Spec.PodIfName != "net1" || pd[1].Spec.PodIfName != "net2" || !pd[2].VFIO || pd[2].Spec.PodIfName != "" {
 		t.Errorf("ifNames: %q %q vfio=%v", pd[0].Spec.PodIfName, pd[1].Spec.PodIfName, pd[2].VFIO)
 	}
