@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
+	"github.com/sriov-dra/sriov-dra/api/v1alpha1/settings"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/faults"
@@ -485,16 +486,17 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 			Config: cfgJSON, IPAMConfig: res.IPAM, Driver: res.Driver, Published: &published,
 			Pod: nri.PodDevice{
 				VFIO:          res.VFIO(),
+				LinkType:      dev.LinkType,
 				RDMADevice:    dev.RDMADevice(),
 				RDMAIsolation: res.RDMAIsolation,
 				IRQAffinity:   res.IRQAffinity == v1alpha1.IRQAffinityContainer,
 			},
 		}
 		if !res.VFIO() {
-			dr.Pod.Spec = netSpec(res, dev.IfName, podIfName[k])
+			dr.Pod.Spec = settings.NetSpec(res, dev.IfName, podIfName[k])
 		}
 		if dev.Kind == inventory.KindVF {
-			dr.Settings = vfSettings(res)
+			dr.Settings = settings.VF(res)
 			if res.GUID == v1alpha1.GUIDAuto {
 				g, err := AutoGUID(pfOf(inv, &dev), &dev)
 				if err != nil {

@@ -12,6 +12,7 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
@@ -67,6 +68,10 @@ func TestCheckpointRoundTripOnDisk(t *testing.T) {
 	}
 	if pd := e.d.State().ForPod("pod-uid-p1"); len(pd) != 1 || pd[0].NetnsPath != "/proc/7/ns/net" || !pd[0].RDMAIsolation {
 		t.Errorf("ForPod after restart = %+v", pd)
+	} else if pd[0].LinkType != inventory.LinkTypeInfiniBand {
+		// The NRI side moves an InfiniBand RDMA device before its netdev;
+		// it can only do so when the link type is recorded.
+		t.Errorf("ForPod LinkType = %q, want %q", pd[0].LinkType, inventory.LinkTypeInfiniBand)
 	}
 }
 
