@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -495,6 +496,9 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		if !res.VFIO() {
 			dr.Pod.Spec = settings.NetSpec(res, dev.IfName, podIfName[k])
 		}
+		if err := checkPKey(res.PKey, pfOf(inv, &dev), &dev); err != nil {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "pkey", err)
+		}
 		if dev.Kind == inventory.KindVF {
 			dr.Settings = settings.VF(res)
 			if res.GUID == v1alpha1.GUIDAuto {
@@ -523,6 +527,37 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 }
 
 // pfOf returns the PF of a VF from the inventory, or nil.
+// checkPKey refuses a pkey the device's port does not carry. A node agent
+// cannot grant partition membership: the fabric's subnet manager programs
+// the pkey tables of the PF port and its VFs. So the driver checks the
+// request against the port's table (the PF's port 1 pkeys from sysfs),
+// comparing the 15-bit partition number (the top bit only says full or
+// limited membership), and fails Prepare with the field named rather than
+// start a pod that cannot reach its partition. The default partition
+// (0x7fff/0xffff) is always present.
+func checkPKey(want v1alpha1.PKey, pf, dev *inventory.Device) error {
+	if want == 0 {
+		return nil
+	}
+	if dev.LinkType != inventory.LinkTypeInfiniBand {
+		return fmt.Errorf("pkey %s is set but device %s is %s, not infiniband", want, dev.Name, dev.LinkType)
+	}
+	if want&0x7fff == 0x7fff {
+		return nil
+	}
+	table := dev.PKeys
+	if len(table) == 0 && pf != nil {
+		table = pf.PKeys
+	}
+	for _, p := range table {
+		v, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(p), "0x"), 16, 16)
+		if err == nil && v&0x7fff == uint64(want)&0x7fff {
+			return nil
+		}
+	}
+	return fmt.Errorf("pkey %s is not in the port's pkey table %v of device %s: the subnet manager must add the partition first", want, table, dev.Name)
+}
+
 func pfOf(inv *inventory.Inventory, vf *inventory.Device) *inventory.Device {
 	for i := range inv.Devices {
 		if d := &inv.Devices[i]; d.Kind == inventory.KindPF && d.PCIAddress == vf.PFPCIAddress {
