@@ -25,7 +25,6 @@ CTRD_ROOT=$CLUSTER_DIR/containerd/root
 CTRD_STATE=$CLUSTER_DIR/containerd/state
 CTRD_SOCK=$CLUSTER_DIR/containerd/containerd.sock
 NETNS_DIR=$CTRD_STATE/io.containerd.grpc.v1.cri/netns
-KUBELET_ROOT=$CLUSTER_DIR/kubelet
 CNI_CONF_DIR=$CLUSTER_DIR/cni/net.d
 CDI_DIRS=("$CLUSTER_DIR/cdi" /etc/cdi)
 POD_BRIDGE=sdra-cni0
@@ -369,6 +368,13 @@ up() {
 	log "simulated SR-IOV node: veth pairs + fixture sysfs in $HOST_ROOT"
 	(cd "$REPO" && go build -o "$CACHE_BIN/simnode" ./test/cluster/simnode)
 	"$CACHE_BIN/simnode" -root "$HOST_ROOT" -vfs "$SIM_VFS" up >"$CLUSTER_DIR/simnode.txt"
+	# The driver mounts the host root with HostToContainer propagation, which
+	# the runtime allows only from a shared or slave mount; a bind of the folder
+	# onto itself makes it one without depending on how / is mounted here.
+	if ! mountpoint -q "$HOST_ROOT"; then
+		mount --bind "$HOST_ROOT" "$HOST_ROOT"
+		mount --make-shared "$HOST_ROOT"
+	fi
 
 	log "starting kubelet"
 	start kubelet "$CACHE_BIN/kubelet" --config="$CLUSTER_DIR/kubelet.yaml" \
@@ -449,7 +455,8 @@ unmount_all() {
 	# Deepest first; the list comes from the kernel, so only mounts that exist.
 	while read -r m; do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
-	done < <(awk -v d="$CLUSTER_DIR" 'index($5, d"/") == 1 || $5 == d {print $5}' /proc/self/mountinfo | sort -r)
+	done < <(awk -v d="$CLUSTER_DIR" -v k="$KUBELET_TOP" \
+		'index($5, d"/") == 1 || $5 == d || index($5, k"/") == 1 || $5 == k {print $5}' /proc/self/mountinfo | sort -r)
 }
 
 delete_links() {
@@ -493,7 +500,7 @@ down() {
 		rm -rf "$CACHE/last-logs"
 		mv "$LOGS" "$CACHE/last-logs"
 	fi
-	rm -rf "$CLUSTER_DIR"
+	rm -rf "$CLUSTER_DIR" "$KUBELET_TOP"
 	log "cluster down in $((SECONDS - t0)) s (logs kept in $CACHE/last-logs)"
 }
 

@@ -13,7 +13,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
 
 OVERLAY=$CLUSTER_DIR/deploy
-KUBELET_ROOT=$CLUSTER_DIR/kubelet
 NETNS_DIR=$CLUSTER_DIR/containerd/state/io.containerd.grpc.v1.cri/netns
 CTRD_SOCK=$CLUSTER_DIR/containerd/containerd.sock
 

@@ -41,6 +41,11 @@ TEST_IMAGE=docker.io/library/e2e-busybox:1
 NRI_SOCK=$CLUSTER_DIR/nri/nri.sock
 # The simulated SR-IOV node's fixture host root (the driver's HOST_ROOT).
 HOST_ROOT=$CLUSTER_DIR/hostroot
+# Kubelet's root is the one thing outside $CLUSTER_DIR: the DRA plugin's
+# socket, <root>/plugins/sriov.dra.dev/dra-<pod UID>.sock, must fit the 107
+# bytes of a unix socket path, which a root under a deep checkout does not.
+KUBELET_TOP=/var/lib/sriov-dra-e2e
+KUBELET_ROOT=$KUBELET_TOP/kubelet
 SIM_VFS=${SIM_VFS:-4}
 
 # ctr against the harness containerd, without its cgroup v1 deprecation line.
