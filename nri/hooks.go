@@ -468,9 +468,14 @@ func pickSandbox(candidates []*api.PodSandbox, devs []PodDevice) *api.PodSandbox
 	}
 	for _, c := range candidates {
 		ns := netnsOf(c)
-		if ns == "" || netnsExists(ns) {
+		switch {
+		case ns != "" && netnsExists(ns):
 			return c
+		case ns == "" && len(c.GetLinux().GetNamespaces()) > 0:
+			return c // host network: the caller refuses netdevs
 		}
+		// A sandbox listed with no namespaces at all is stopped (the
+		// runtime forgets them then), not a host-network pod.
 	}
 	return nil
 }

@@ -449,11 +449,12 @@ func TestSynchronize(t *testing.T) {
 	ctx := context.Background()
 	rec := &recorder{}
 	devs, host := newMemDevices(rec), newFakeHost(rec)
-	running, gone, fresh := ethDevice("1"), ethDevice("2"), ethDevice("3")
+	running, gone, fresh, stopped := ethDevice("1"), ethDevice("2"), ethDevice("3"), ethDevice("4")
 	devs.add("running", running) // runs, never attached (plugin was down)
 	devs.add("gone", gone)       // attached, pod gone while plugin was down
 	devs.add("fresh", fresh)     // prepared, not started yet
-	for _, d := range []PodDevice{running, gone, fresh} {
+	devs.add("stopped", stopped) // attached, sandbox stopped while plugin was down
+	for _, d := range []PodDevice{running, gone, fresh, stopped} {
 		host.addLink(d.Spec.HostIfName, "02:00:00:00:00:01", 1500)
 	}
 	p, err := New(Config{}, devs, host)
@@ -463,21 +464,28 @@ func TestSynchronize(t *testing.T) {
 	if err := p.RunPodSandbox(ctx, testSandbox("gone", "sb-gone", "/run/netns/gone")); err != nil {
 		t.Fatal(err)
 	}
+	if err := p.RunPodSandbox(ctx, testSandbox("stopped", "sb-stopped", "/run/netns/stopped")); err != nil {
+		t.Fatal(err)
+	}
 	rec.take()
+	// The runtime still lists a stopped sandbox, without namespaces: that
+	// is not a host-network pod, its devices go back to the host.
+	stoppedPod := testSandbox("stopped", "sb-stopped", "")
+	stoppedPod.Linux.Namespaces = nil
 
 	dir := t.TempDir() // netns paths that exist
 	nsRunning := dir + "/running"
 	if err := writeEmpty(nsRunning); err != nil {
 		t.Fatal(err)
 	}
-	pods := []*api.PodSandbox{testSandbox("running", "sb-running", nsRunning), testSandbox("nodevs", "sb-x", dir+"/x")}
+	pods := []*api.PodSandbox{testSandbox("running", "sb-running", nsRunning), testSandbox("nodevs", "sb-x", dir+"/x"), stoppedPod}
 	ctrs := []*api.Container{testContainer("c1", "sb-running", "1-2")}
 	if _, err := p.Synchronize(ctx, pods, ctrs); err != nil {
 		t.Fatal(err)
 	}
 	p.bg.Wait()
 	got := only(rec.take(), "host Attach", "host Detach")
-	want := []string{"host Detach /run/netns/gone net2 to vf2", "host Attach vf1 " + nsRunning + " as net1"}
+	want := []string{"host Detach /run/netns/gone net2 to vf2", "host Detach /run/netns/stopped net4 to vf4", "host Attach vf1 " + nsRunning + " as net1"}
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {

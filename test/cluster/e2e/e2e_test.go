@@ -243,20 +243,27 @@ func (e *env) restartDriver(t *testing.T, wait bool) {
 	if err := e.cs.CoreV1().Pods("sriov-dra").Delete(ctx, old.Items[0].Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("delete driver pod: %v", err)
 	}
-	if !wait {
-		return
+	if wait {
+		e.waitDriverReady(t)
 	}
-	waitFor(t, 120*time.Second, "a new driver pod Ready", func() (bool, error) {
+}
+
+// waitDriverReady waits for exactly one driver pod, Ready and not being
+// deleted.
+func (e *env) waitDriverReady(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=sriov-dra"}
+	waitFor(t, 120*time.Second, "a driver pod Ready", func() (bool, error) {
 		pods, err := e.cs.CoreV1().Pods("sriov-dra").List(ctx, sel)
 		if err != nil {
 			return false, err
 		}
-		for _, p := range pods.Items {
-			if p.Name != old.Items[0].Name && p.DeletionTimestamp == nil && podReady(&p) {
-				return true, nil
-			}
+		if len(pods.Items) != 1 {
+			return false, nil
 		}
-		return false, nil
+		p := pods.Items[0]
+		return p.DeletionTimestamp == nil && podReady(&p), nil
 	})
 }
 
@@ -285,6 +292,11 @@ func TestDriverRestart(t *testing.T) {
 	}
 	_, ifCreating := allocatedIfName(t, e.cs, e.claimOf(t, "creating"))
 
+	// Delete only once the new driver is up: a pod deleted while no NRI
+	// plugin listens loses its netns with the netdev inside, and a veth
+	// standing in for a VF dies with it (a real VF would come back to the
+	// host, where Unprepare finds it; the vmtest bed covers that).
+	e.waitDriverReady(t)
 	e.deletePod(t, "running")
 	e.deletePod(t, "creating")
 	for _, n := range []string{ifRunning, ifCreating} {
