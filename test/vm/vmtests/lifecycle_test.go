@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -34,6 +35,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/irq"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
@@ -308,13 +310,20 @@ func (n *node) unprepare(claim *resourceapi.ResourceClaim) error {
 func TestNodeLifecycle(t *testing.T) {
 	h := hostHandle(t)
 	pf, vf := vfFor(t, 1, 4)
+	// Up on the host, so igbvf has requested its IRQs and the snapshot
+	// records their affinity (a down igbvf VF has none yet).
+	setVFUp(t, h, vf.IfName)
 	before := readRaw(t, h, pf, vf.Index)
+	irqBefore, err := irq.Affinities("/", vf.PCI)
+	if err != nil || len(irqBefore) == 0 {
+		t.Fatalf("IRQ affinity of the up VF: %v, %v", irqBefore, err)
+	}
 	devName := inventory.DeviceName(vf.PCI)
 	podUID := types.UID("0e7a1c2b-5d6f-4a8b-9c0d-1e2f3a4b5c6d")
 	claim := vfClaim("vf", "6b1f0c9e-2a3d-4e5f-8a7b-0c1d2e3f4a5b", podUID, devName, `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig",
 		"ifName":"net1","mtu":1400,"mac":"02:5a:00:00:06:01","vlan":10,"vlanQoS":2,"spoofChk":false,"trust":true,
 		"ipam":{"type":"host-local","ranges":[[{"subnet":"10.66.0.0/24"}]]},
-		"routes":[{"dst":"10.67.0.0/16","gw":"10.66.0.1"}]}`)
+		"routes":[{"dst":"10.67.0.0/16","gw":"10.66.0.1"}],"irqAffinity":"container"}`)
 	n := startNode(t, h, claim)
 	n.published(devName)
 
@@ -354,6 +363,23 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Errorf("recorded after attach: %+v", d)
 	}
 
+	// A container on CPU 1: irqAffinity container pins the VF's IRQs there.
+	ctr := &api.Container{Id: "ctr-1", PodSandboxId: pod.Id, Name: "app",
+		Linux: &api.LinuxContainer{Resources: &api.LinuxResources{Cpu: &api.LinuxCPU{Cpus: "1"}}}}
+	if _, err := n.rt.r.CreateContainer(n.ctx, &api.CreateContainerRequest{Pod: pod, Container: ctr}); err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	pinned, err := irq.Affinities("/", vf.PCI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, cpus := range pinned {
+		if cpus != "1" {
+			t.Errorf("IRQ %d of the VF has affinity %q after CreateContainer on CPU 1, want 1", n, cpus)
+		}
+	}
+	t.Logf("IRQ affinity before %v, in the pod %v", irqBefore, pinned)
+
 	// Teardown: stop the sandbox. The hook returns within the plugin's
 	// teardown budget and may finish the detach in the background (a
 	// netdev move takes seconds under TCG); the runtime removes the
@@ -382,6 +408,9 @@ func TestNodeLifecycle(t *testing.T) {
 	*prepared = false
 
 	waitRaw(t, h, pf, vf.Index, before, waitShort)
+	if after, err := irq.Affinities("/", vf.PCI); err != nil || !maps.Equal(after, irqBefore) {
+		t.Errorf("IRQ affinity after unprepare %v (%v), want %v", after, err, irqBefore)
+	}
 	if c := len(n.drv.State().Claims()); c != 0 {
 		t.Errorf("%d claims still recorded after unprepare", c)
 	}
