@@ -164,6 +164,7 @@ func TestPolicy(t *testing.T) {
 		name        string
 		op, user    string
 		tokenNode   string
+		noExtra     bool
 		object, old any
 		denied      bool
 		msgHas      []string
@@ -187,13 +188,21 @@ func TestPolicy(t *testing.T) {
 			msgHas: []string{"without spec.nodeName"}},
 		{name: "token not bound to a pod", op: "CREATE", user: driverUser, object: slice("a"), denied: true,
 			msgHas: []string{"bound to a pod"}},
+		// A client certificate or a legacy secret token has no extras at
+		// all: the request's userInfo then has no extra field.
+		{name: "credential without any extras", op: "CREATE", user: driverUser, noExtra: true, object: slice("a"), denied: true,
+			msgHas: []string{"bound to a pod"}},
 		{name: "another user is not this policy's business", op: "CREATE", user: "system:serviceaccount:other:gpu", tokenNode: "a", object: slice("b")},
 		{name: "a node's kubelet is not matched", op: "DELETE", user: "system:node:a", old: slice("b")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
-			msg := e.admit(request(tc.op, tc.user, tc.tokenNode), tc.object, tc.old)
+			req := request(tc.op, tc.user, tc.tokenNode)
+			if tc.noExtra {
+				delete(req["userInfo"].(map[string]any), "extra")
+			}
+			msg := e.admit(req, tc.object, tc.old)
 			if !tc.denied {
 				if msg != "" {
 					t.Fatalf("denied: %s", msg)
