@@ -85,8 +85,11 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 	}
 	var wg0 sync.WaitGroup
 	wg0.Add(1)
-	go func() { defer wg0.Done(); s.classIB = s.classIndex("infiniband", "infiniband") }()
-	s.classNet = s.classIndex("net", "net")
+	go func() {
+		defer wg0.Done()
+		s.classIB = s.classIndex("infiniband", "infiniband", s.indexNetdevBound)
+	}()
+	s.classNet = s.classIndex("net", "net", nil)
 	s.routes = s.defaultRouteLinks()
 	wg0.Wait()
 
@@ -177,8 +180,10 @@ func (s *scanner) findPFs(bus ref, all []string) []string {
 // link points into that device's <sub>/ folder (netdevs under net/, RDMA
 // devices under infiniband/). One readlink per class entry replaces an
 // open/getdents/close of every device's folder. nil when the class folder
-// cannot be read: callers then list the device's folder.
-func (s *scanner) classIndex(class, sub string) map[string][]string {
+// cannot be read: callers then list the device's folder. Entries that are
+// no PCI device's child go to other (when not nil), with the class folder
+// still open.
+func (s *scanner) classIndex(class, sub string, other func(dir ref, name string)) map[string][]string {
 	dir, done := openDir(filepath.Join(s.sys, "class", class))
 	defer done()
 	names, err := listDir(dir)
@@ -200,9 +205,32 @@ func (s *scanner) classIndex(class, sub string) map[string][]string {
 		}
 		if bdf := filepath.Base(filepath.Dir(parent)); bdfRE.MatchString(bdf) {
 			idx[bdf] = append(idx[bdf], n) // names come sorted from listDir
+		} else if other != nil {
+			other(dir, n)
 		}
 	}
 	return idx
+}
+
+// indexNetdevBound records an RDMA device that is no PCI function's child
+// under the netdev it is bound to. Software RDMA devices (rxe, siw) live
+// in /sys/devices/virtual/infiniband/ and name their netdev in the rxe
+// "parent" attribute or, for any RoCE or iWARP device, as the netdev of
+// port 1's GID 0. A device with neither (an IB port, no netdev) is left
+// out. Costs one or two reads per such device, none per PCI-bound one.
+func (s *scanner) indexNetdevBound(dir ref, name string) {
+	nd, err := readValue(dir.join(name, "parent"))
+	if err != nil || nd == "" {
+		nd, err = readValue(dir.join(name, "ports", "1", "gid_attrs", "ndevs", "0"))
+	}
+	if err != nil || nd == "" {
+		s.log.V(4).Info("RDMA device without a PCI parent or netdev: not mapped to a device", "rdma", name, "err", err)
+		return
+	}
+	if s.ibByNetdev == nil {
+		s.ibByNetdev = map[string][]string{}
+	}
+	s.ibByNetdev[nd] = append(s.ibByNetdev[nd], name)
 }
 
 // children returns the entries of a device's net/ or infiniband/ folder,
@@ -215,8 +243,11 @@ func (s *scanner) children(dir ref, bdf string, idx map[string][]string) ([]stri
 }
 
 type scanner struct {
-	classNet   map[string][]string
-	classIB    map[string][]string
+	classNet map[string][]string
+	classIB  map[string][]string
+	// ibByNetdev maps a netdev name to the RDMA devices bound to it that
+	// have no PCI parent (rxe, siw); written before the PFs are scanned.
+	ibByNetdev map[string][]string
 	sys        string
 	nl         nlink.Handle
 	log        logr.Logger
@@ -390,23 +421,29 @@ func (s *scanner) readNetdevs(devDir ref, d *Device, pf bool) {
 	}
 }
 
-// readRDMA fills RDMADevices from <dev>/infiniband/ and, for a PF, the
-// node GUID, port 1 GUID and the non-zero pkeys of port 1.
-func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) {
+// readRDMA fills RDMADevices from <dev>/infiniband/, followed by the
+// RDMA devices without a PCI parent bound to one of the device's netdevs
+// (an rxe on a VF), and, for a PF with a device of its own, the node
+// GUID, port 1 GUID and the non-zero pkeys of port 1. It returns how many
+// of RDMADevices are the PCI function's own (they come first).
+func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) int {
 	dir := devDir.join("infiniband")
 	names, err := s.children(dir, d.PCIAddress, s.classIB)
-	if err != nil {
-		if !isNotExist(err) {
-			s.log.V(2).Info("Leaving RDMA devices out: unreadable", "pci", d.PCIAddress, "err", err)
+	if err != nil && !isNotExist(err) {
+		s.log.V(2).Info("Leaving RDMA devices out: unreadable", "pci", d.PCIAddress, "err", err)
+	}
+	own := len(names)
+	for _, nd := range d.IfNames {
+		if bound := s.ibByNetdev[nd]; len(bound) > 0 {
+			names = append(names[:len(names):len(names)], bound...) // never into the index's array
 		}
-		return
 	}
 	if len(names) == 0 {
-		return
+		return 0
 	}
 	d.RDMADevices = names
-	if !pf {
-		return
+	if !pf || own == 0 {
+		return own
 	}
 	ib := dir.join(names[0])
 	s.optional(d.PCIAddress, ib, "node_guid", func(v string) error {
@@ -417,7 +454,7 @@ func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) {
 		return err
 	})
 	if d.LinkType != LinkTypeInfiniBand {
-		return // RoCE: GIDs are IP based, pkeys meaningless
+		return own // RoCE: GIDs are IP based, pkeys meaningless
 	}
 	s.optional(d.PCIAddress, ib, "ports/1/gids/0", func(v string) error {
 		g, err := parsePortGUIDFromGID(v)
@@ -427,6 +464,7 @@ func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) {
 		return err
 	})
 	d.PKeys = s.readPKeys(d.PCIAddress, ib.join("ports", "1", "pkeys"))
+	return own
 }
 
 func (s *scanner) readPKeys(bdf string, dir ref) []string {
@@ -659,7 +697,7 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 		vf.PCIeRoot = s.pcieRoot(vfBDF)
 	}
 	s.readNetdevs(dir, &vf, false)
-	s.readRDMA(dir, &vf, false)
+	ownRDMA := s.readRDMA(dir, &vf, false)
 	if info, ok := pc.admin[i]; ok {
 		vf.Admin = adminFromVfInfo(info)
 	}
@@ -670,7 +708,7 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 			vf.Admin.NodeGUID, vf.Admin.PortGUID = vf.NodeGUID, vf.PortGUID
 		}
 	}
-	if vf.NodeGUID == "" && vf.LinkType == LinkTypeInfiniBand && len(vf.RDMADevices) > 0 {
+	if vf.NodeGUID == "" && vf.LinkType == LinkTypeInfiniBand && ownRDMA > 0 {
 		// The PF did not report it; the VF's own RDMA device knows.
 		s.optional(vfBDF, dir.join("infiniband", vf.RDMADevices[0]), "node_guid", func(v string) error {
 			g, err := parseGUID(v)

@@ -613,3 +613,91 @@ func TestScanRealHost(t *testing.T) {
 	}
 	t.Logf("this host: %d devices, %d excluded, note %q", len(inv.Devices), len(inv.Excluded), inv.Note)
 }
+
+// TestScanNetdevBoundRDMA: RDMA devices without a PCI parent (rxe, siw)
+// belong to the device whose netdev they are bound to, after the PCI
+// function's own RDMA devices; nothing else about any device changes.
+func TestScanNetdevBoundRDMA(t *testing.T) {
+	pfs := []sysfstest.PF{sysfstest.E810(), sysfstest.ConnectX6IB()}
+	for _, tc := range []struct {
+		name string
+		soft []sysfstest.SoftRDMA
+		mod  func(t *testing.T, h *sysfstest.Host) // after the fixture is built
+		want map[string][]string                   // IfName of a device -> RDMA devices added to it
+	}{
+		{name: "none"},
+		{
+			name: "rxe on an iavf VF",
+			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v2"}},
+			want: map[string][]string{"ens2f0v2": {"rxe0"}},
+		},
+		{
+			name: "siw on an iavf VF: found through GID 0's netdev",
+			soft: []sysfstest.SoftRDMA{{Name: "siw0", Netdev: "ens2f0v3", Type: sysfstest.SoftRDMASIW}},
+			want: map[string][]string{"ens2f0v3": {"siw0"}},
+		},
+		{
+			name: "rxe whose parent attribute is gone: GID 0's netdev still maps it",
+			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v4"}},
+			mod: func(t *testing.T, h *sysfstest.Host) {
+				removeAll(t, h.SysPath("devices/virtual/infiniband/rxe0/parent"))
+			},
+			want: map[string][]string{"ens2f0v4": {"rxe0"}},
+		},
+		{
+			name: "two on one VF, one on another, one on the PF",
+			soft: []sysfstest.SoftRDMA{
+				{Name: "rxe_b", Netdev: "ens2f0v1"}, {Name: "rxe_a", Netdev: "ens2f0v1"},
+				{Name: "siw1", Netdev: "ens2f0v5", Type: sysfstest.SoftRDMASIW},
+				{Name: "rxe_pf", Netdev: "ens2f0"},
+			},
+			want: map[string][]string{"ens2f0v1": {"rxe_a", "rxe_b"}, "ens2f0v5": {"siw1"}, "ens2f0": {"rxe_pf"}},
+		},
+		{
+			name: "after the VF's own mlx5 device; the PF's GUIDs and pkeys stay its own device's",
+			soft: []sysfstest.SoftRDMA{
+				{Name: "siw2", Netdev: "ibp59s0f0v1", Type: sysfstest.SoftRDMASIW},
+				{Name: "siw3", Netdev: "ibp59s0f0", Type: sysfstest.SoftRDMASIW},
+			},
+			want: map[string][]string{"ibp59s0f0v1": {"siw2"}, "ibp59s0f0": {"siw3"}},
+		},
+		{
+			name: "bound to a netdev that is no scanned device's",
+			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "veth0"}},
+		},
+		{
+			name: "no parent and no GID netdev: not mapped",
+			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v6"}},
+			mod: func(t *testing.T, h *sysfstest.Host) {
+				removeAll(t, h.SysPath("devices/virtual/infiniband/rxe0/parent"))
+				removeAll(t, h.SysPath("devices/virtual/infiniband/rxe0/ports/1/gid_attrs"))
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := scan(t, sysfstest.New(t, sysfstest.Topology{PFs: pfs}), nil)
+			h := sysfstest.New(t, sysfstest.Topology{PFs: pfs, SoftRDMA: tc.soft})
+			if tc.mod != nil {
+				tc.mod(t, h)
+			}
+			inv := scan(t, h, nil)
+			if len(inv.Devices) != len(base.Devices) || len(inv.Excluded) != len(base.Excluded) {
+				t.Fatalf("%d devices, %d excluded; want %d, %d", len(inv.Devices), len(inv.Excluded), len(base.Devices), len(base.Excluded))
+			}
+			added := 0
+			for i, d := range inv.Devices {
+				want := base.Devices[i]
+				if extra := tc.want[want.IfName]; extra != nil && want.IfName != "" {
+					want.RDMADevices = append(append([]string(nil), want.RDMADevices...), extra...)
+					added++
+				}
+				if !reflect.DeepEqual(d, want) {
+					t.Errorf("%s:\n got %+v\nwant %+v", d.PCIAddress, d, want)
+				}
+			}
+			if added != len(tc.want) {
+				t.Errorf("%d of the devices in the want table were scanned", added)
+			}
+		})
+	}
+}

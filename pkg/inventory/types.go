@@ -80,6 +80,9 @@ type Device struct {
 	EswitchMode string `json:"eswitchMode,omitempty"` // "legacy" | "switchdev"
 
 	// RDMA / InfiniBand.
+	// RDMADevices are the PCI function's own RDMA devices (mlx5_3), then
+	// software ones bound to its netdevs (rdma link add ... type rxe
+	// netdev <IfName>).
 	RDMADevices []string `json:"rdmaDevices,omitempty"`
 	NodeGUID    string   `json:"nodeGUID,omitempty"` // IB node GUID (VF: from the PF's VF info)
 	PortGUID    string   `json:"portGUID,omitempty"` // IB port 1 GUID

@@ -37,9 +37,32 @@ const (
 	ARPHRDInfiniBand = 32
 )
 
-// Topology is the fake host: a list of SR-IOV PFs.
+// Topology is the fake host: a list of SR-IOV PFs, and software RDMA
+// devices bound to netdevs.
 type Topology struct {
 	PFs []PF
+	// SoftRDMA are netdev-bound RDMA devices (rxe, siw), written after
+	// the PFs and VFs, in order.
+	SoftRDMA []SoftRDMA
+}
+
+// Software RDMA device types (rdma link add <name> type <type> netdev <if>).
+const (
+	SoftRDMARXE = "rxe" // soft-RoCE: has a parent attribute naming the netdev
+	SoftRDMASIW = "siw" // soft-iWARP: no parent attribute, only GID 0's netdev
+)
+
+// SoftRDMA is a software RDMA device bound to a netdev, as the kernel
+// makes it for "rdma link add": it has no PCI parent, so it lives at
+// sys/devices/virtual/infiniband/<Name> (class link
+// sys/class/infiniband/<Name>) with ports/1/gid_attrs/ndevs/0 naming the
+// netdev (and, for rxe, a parent attribute), and its verbs device at
+// sys/devices/virtual/infiniband_verbs/uverbsN with an ibdev attribute.
+// No <pci>/infiniband/ entry points to it.
+type SoftRDMA struct {
+	Name   string // required, e.g. "rxe0"
+	Netdev string // required: the netdev it is bound to, e.g. a VF's IfName
+	Type   string // SoftRDMARXE (default) or SoftRDMASIW
 }
 
 // PF is one physical function and its enabled VFs (len(VFs) is written to
@@ -157,6 +180,14 @@ func (pf PF) WithVFNames(names ...string) PF {
 //	sys/class/infiniband_verbs/uverbsN@, sys/kernel/iommu_groups/N/devices/<bdf>@,
 //	dev/infiniband/{uverbsN,rdma_cm}, dev/vfio/{vfio,N}, proc/irq/N/smp_affinity_list
 //
+// and for each SoftRDMA:
+//
+//	sys/devices/virtual/infiniband/<name>/{parent (rxe),node_guid,node_type,
+//	    ports/1/{gids/0,gid_attrs/ndevs/0,gid_attrs/types/0 (rxe),link_layer,state}},
+//	sys/devices/virtual/infiniband_verbs/uverbsN/{ibdev,dev},
+//	sys/class/infiniband/<name>@, sys/class/infiniband_verbs/uverbsN@,
+//	dev/infiniband/{uverbsN,rdma_cm}
+//
 // (@ = symlink). Files the kernel makes writable are plain files here.
 func Write(root string, topo Topology) (*Host, error) {
 	b := &builder{root: root, fake: nlinktest.New(), ifindex: 10, group: 20, irq: 100}
@@ -182,6 +213,13 @@ func Write(root string, topo Topology) (*Host, error) {
 		if err := b.writePF(pf); err != nil {
 			return nil, fmt.Errorf("write PF %s: %w", pf.PCIAddress, err)
 		}
+	}
+	for i, sr := range topo.SoftRDMA {
+		sr, err := b.writeSoftRDMA(sr)
+		if err != nil {
+			return nil, fmt.Errorf("soft RDMA device %d (%q): %w", i, sr.Name, err)
+		}
+		out.SoftRDMA = append(out.SoftRDMA, sr)
 	}
 	return &Host{Root: root, Netlink: b.fake, Topology: out}, nil
 }
@@ -523,7 +561,75 @@ func (b *builder) writeRDMA(dir, name string, linkType int, nodeGUID, portGUID s
 		return err
 	}
 	uv := "uverbs" + strconv.Itoa(b.uverbs)
-	vd := filepath.Join(dir, "infiniband_verbs", uv)
+	if err := b.writeVerbs(filepath.Join(dir, "infiniband_verbs", uv), uv, name); err != nil {
+		return err
+	}
+	return b.file("dev/infiniband/rdma_cm", "")
+}
+
+// writeSoftRDMA writes a netdev-bound RDMA device. Its GIDs and GUIDs are
+// derived from the netdev's MAC (EUI-64) when the netdev is in the tree,
+// as rxe and siw do.
+func (b *builder) writeSoftRDMA(sr SoftRDMA) (SoftRDMA, error) {
+	if sr.Type == "" {
+		sr.Type = SoftRDMARXE
+	}
+	switch {
+	case sr.Name == "" || strings.ContainsAny(sr.Name, "/ "):
+		return sr, fmt.Errorf("Name %q is not an RDMA device name", sr.Name)
+	case sr.Netdev == "" || strings.ContainsAny(sr.Netdev, "/ "):
+		return sr, fmt.Errorf("Netdev %q is not a netdev name", sr.Netdev)
+	case sr.Type != SoftRDMARXE && sr.Type != SoftRDMASIW:
+		return sr, fmt.Errorf("Type %q is neither %q nor %q", sr.Type, SoftRDMARXE, SoftRDMASIW)
+	}
+	ib := filepath.Join("sys/devices/virtual/infiniband", sr.Name)
+	if _, err := os.Lstat(filepath.Join(b.root, "sys/class/infiniband", sr.Name)); err == nil {
+		return sr, fmt.Errorf("RDMA device %s exists already", sr.Name)
+	}
+	guid := "0000:0000:0000:0000"
+	if mac, err := os.ReadFile(filepath.Join(b.root, "sys/class/net", sr.Netdev, "address")); err == nil {
+		if hw, err := net.ParseMAC(strings.TrimSpace(string(mac))); err == nil && len(hw) == 6 {
+			guid = fmt.Sprintf("%02x%02x:%02xff:fe%02x:%02x%02x", hw[0]^2, hw[1], hw[2], hw[3], hw[4], hw[5])
+		}
+	}
+	nodeType := "1: CA"
+	if sr.Type == SoftRDMASIW {
+		nodeType = "4: RNIC"
+	}
+	files := map[string]string{
+		"node_guid":                 guid + "\n",
+		"node_type":                 nodeType + "\n",
+		"ports/1/gids/0":            "fe80:0000:0000:0000:" + guid + "\n",
+		"ports/1/gid_attrs/ndevs/0": sr.Netdev + "\n",
+		"ports/1/link_layer":        "Ethernet\n",
+		"ports/1/state":             "4: ACTIVE\n",
+		"ports/1/phys_state":        "5: LinkUp\n",
+		"ports/1/lid":               "0x0\n",
+	}
+	if sr.Type == SoftRDMARXE {
+		files["parent"] = sr.Netdev + "\n"
+		files["ports/1/gid_attrs/types/0"] = "IB/RoCE v1\n" // the default GID, RoCE v1 first
+	}
+	for f, c := range files {
+		if err := b.file(filepath.Join(ib, f), c); err != nil {
+			return sr, err
+		}
+	}
+	if err := b.link(filepath.Join("sys/class/infiniband", sr.Name), ib); err != nil {
+		return sr, err
+	}
+	uv := "uverbs" + strconv.Itoa(b.uverbs)
+	vd := filepath.Join("sys/devices/virtual/infiniband_verbs", uv)
+	if err := b.writeVerbs(vd, uv, sr.Name); err != nil {
+		return sr, err
+	}
+	b.fake.AddRdmaLink(sr.Name, uint32(b.uverbs))
+	return sr, b.file("dev/infiniband/rdma_cm", "")
+}
+
+// writeVerbs writes the verbs character device uv of the RDMA device name
+// at vd, its class link and its /dev node, and takes the next number.
+func (b *builder) writeVerbs(vd, uv, name string) error {
 	if err := b.file(filepath.Join(vd, "ibdev"), name+"\n"); err != nil {
 		return err
 	}
@@ -537,7 +643,7 @@ func (b *builder) writeRDMA(dir, name string, linkType int, nodeGUID, portGUID s
 		return err
 	}
 	b.uverbs++
-	return b.file("dev/infiniband/rdma_cm", "")
+	return nil
 }
 
 func (b *builder) writePF(pf PF) error {

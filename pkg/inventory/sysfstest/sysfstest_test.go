@@ -225,3 +225,78 @@ func TestOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestSoftRDMALayout checks netdev-bound RDMA devices against the layout
+// the kernel gives rxe and siw: no PCI parent, the netdev named by parent
+// (rxe only) and by GID 0, a verbs device found through its ibdev.
+func TestSoftRDMALayout(t *testing.T) {
+	for _, tc := range []struct {
+		name, typ, netdev string
+		parent            bool
+		nodeType, guid    string
+	}{
+		{name: "rxe0", typ: "", netdev: "ens2f0v1", parent: true, nodeType: "1: CA", guid: "0000:5eff:fe00:0001"},
+		{name: "siw0", typ: sysfstest.SoftRDMASIW, netdev: "ens2f0v2", nodeType: "4: RNIC", guid: "0000:5eff:fe00:0002"},
+		{name: "rxe1", typ: sysfstest.SoftRDMARXE, netdev: "veth9", parent: true, nodeType: "1: CA", guid: "0000:0000:0000:0000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.E810()},
+				SoftRDMA: []sysfstest.SoftRDMA{{Name: tc.name, Netdev: tc.netdev, Type: tc.typ}}})
+			if got := h.Topology.SoftRDMA; len(got) != 1 || got[0].Type == "" {
+				t.Errorf("Topology.SoftRDMA = %+v, want the type filled in", got)
+			}
+			dir := h.SysPath("devices/virtual/infiniband", tc.name)
+			if got := resolve(t, h.SysPath("class/infiniband", tc.name)); got != dir {
+				t.Errorf("class link -> %s, want %s", got, dir)
+			}
+			for rel, want := range map[string]string{
+				"ports/1/gid_attrs/ndevs/0": tc.netdev,
+				"ports/1/link_layer":        "Ethernet",
+				"node_type":                 tc.nodeType,
+				"node_guid":                 tc.guid,
+				"ports/1/gids/0":            "fe80:0000:0000:0000:" + tc.guid,
+			} {
+				if got := readFile(t, filepath.Join(dir, rel)); got != want {
+					t.Errorf("%s = %q, want %q", rel, got, want)
+				}
+			}
+			p, err := os.ReadFile(filepath.Join(dir, "parent"))
+			if tc.parent && strings.TrimSpace(string(p)) != tc.netdev || !tc.parent && !os.IsNotExist(err) {
+				t.Errorf("parent = %q, %v (want it: %v)", p, err, tc.parent)
+			}
+			// E810 has no RDMA: the soft device has the first verbs number.
+			vd := resolve(t, h.SysPath("class/infiniband_verbs/uverbs0"))
+			if vd != h.SysPath("devices/virtual/infiniband_verbs/uverbs0") || readFile(t, filepath.Join(vd, "ibdev")) != tc.name {
+				t.Errorf("uverbs0 at %s for %s", vd, readFile(t, filepath.Join(vd, "ibdev")))
+			}
+			for _, f := range []string{"dev/infiniband/uverbs0", "dev/infiniband/rdma_cm"} {
+				if _, err := os.Stat(filepath.Join(h.Root, f)); err != nil {
+					t.Error(err)
+				}
+			}
+			if _, err := h.Netlink.RdmaLinkByName(tc.name); err != nil {
+				t.Errorf("netlink fake: %v", err)
+			}
+			// No PCI function lists it.
+			if m, _ := filepath.Glob(h.SysPath("devices/pci*/*/*/infiniband", tc.name)); len(m) > 0 {
+				t.Errorf("a PCI function lists %s: %v", tc.name, m)
+			}
+		})
+	}
+	for _, bad := range []struct {
+		sr   sysfstest.SoftRDMA
+		want string
+	}{
+		{sysfstest.SoftRDMA{Netdev: "ens2f0v1"}, "Name"},
+		{sysfstest.SoftRDMA{Name: "rxe0"}, "Netdev"},
+		{sysfstest.SoftRDMA{Name: "rxe0", Netdev: "a/b"}, "Netdev"},
+		{sysfstest.SoftRDMA{Name: "rxe0", Netdev: "ens2f0v1", Type: "mlx5"}, "Type"},
+		{sysfstest.SoftRDMA{Name: "mlx5_1", Netdev: "ibp59s0f0v1"}, "exists"},
+	} {
+		_, err := sysfstest.Write(t.TempDir(), sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.ConnectX6IB()},
+			SoftRDMA: []sysfstest.SoftRDMA{bad.sr}})
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%+v: err = %v, want one naming %s", bad.sr, err, bad.want)
+		}
+	}
+}
