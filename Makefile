@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/sriov-dra
 PKGS := ./...
 
-.PHONY: help build test unit hosttest lint fmt bench fuzz vmtest e2e demo demo-down image-tar clean
+.PHONY: help build test unit hosttest reliability lint fmt bench fuzz vmtest e2e demo demo-down image-tar clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -14,8 +14,9 @@ help: ## list targets
 build: ## build bin/sriov-dra (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sriov-dra
 
-test: lint ## unit + host-kernel tests with -race (host-kernel tests need root; they skip clearly otherwise), fuzz smoke, Helm chart check
+test: lint ## unit + host-kernel tests with -race (host-kernel tests need root; they skip clearly otherwise), crash tests, fuzz smoke, Helm chart check
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+	$(MAKE) reliability
 	$(MAKE) fuzz
 	$(MAKE) -C test/helm test
 
@@ -25,6 +26,9 @@ lint: ## gofmt and go vet
 
 fmt: ## gofmt -w
 	gofmt -w $$(git ls-files '*.go')
+
+reliability: ## crash at every failure point, runtime faults, bad input (-tags faultinject); checks docs/reliability.md is current
+	$(GO) test -race -tags faultinject -count=1 -timeout 15m ./test/reliability/
 
 FUZZTIME ?= 10s
 fuzz: ## run every fuzz target briefly (FUZZTIME=10s)

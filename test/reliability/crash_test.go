@@ -197,6 +197,11 @@ func crashScenario(t *testing.T, point, then string) (bool, string) {
 
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
+	return cut300(s)
+}
+
+// cut300 cuts a report cell to 300 bytes.
+func cut300(s string) string {
 	if len(s) > 300 {
 		s = s[:300] + "..."
 	}

@@ -281,7 +281,8 @@ func corruptCheckpoint(t *testing.T, truncate bool) {
 		errs = append(errs, fmt.Errorf("IPAM/CDI changed: %s -> %s", left, l))
 	}
 	name := map[bool]string{false: "corrupt checkpoint (bytes changed)", true: "truncated checkpoint"}[truncate]
-	result := "daemon refuses to start, devices untouched: " + strings.ReplaceAll(firstLineOf(err), n.Dir, "<dir>")
+	// The temp dir goes before the cut: its length must not change the report.
+	result := "daemon refuses to start, devices untouched: " + cut300(strings.ReplaceAll(firstLineOf(err), n.Dir, "<dir>"))
 	if e := errors.Join(errs...); e != nil {
 		t.Error(e)
 		result = "FAIL: " + firstLine(e)
@@ -293,5 +294,6 @@ func firstLineOf(err error) string {
 	if err == nil {
 		return ""
 	}
-	return firstLine(err)
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }
