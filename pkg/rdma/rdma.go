@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -42,16 +44,76 @@ func names(dir string) ([]string, error) {
 	return out, nil
 }
 
-// Devices returns the RDMA devices of a PCI function from its sysfs
-// infiniband/ folder ("mlx5_3"), none for a function without RDMA. In
-// exclusive mode sysfs shows only the devices of the reader's netns, so a
-// device moved into a pod is not listed on the host.
+// Devices returns the RDMA devices of a PCI function: its own, from its
+// sysfs infiniband/ folder ("mlx5_3"), then the software RDMA devices
+// (rxe, siw) bound to one of its netdevs (see NetdevBound); none for a
+// function without RDMA. In exclusive mode sysfs shows only the devices
+// of the reader's netns, so a device moved into a pod is not listed on the
+// host.
 func Devices(root, pci string) ([]string, error) {
 	n, err := names(filepath.Join(pciDir(root, pci), "infiniband"))
 	if err != nil {
 		return nil, fmt.Errorf("list RDMA devices of %s: %w", pci, err)
 	}
-	return n, nil
+	soft, err := NetdevBound(root, pci)
+	if err != nil {
+		return nil, err
+	}
+	return append(n, soft...), nil
+}
+
+// NetdevBound returns the RDMA devices without a PCI parent that are
+// bound to one of the PCI function's netdevs (<pci>/net/), sorted. A
+// software RDMA device ("rdma link add rxe0 type rxe netdev ens1f0v2")
+// lives in /sys/devices/virtual/infiniband/ and names its netdev in its
+// "parent" attribute (rxe) or as the netdev of port 1's GID 0 (rxe, siw,
+// any RoCE or iWARP device); the PCI function has no infiniband/ entry
+// for it. A function whose netdev is in another netns has none here.
+func NetdevBound(root, pci string) ([]string, error) {
+	nds, err := names(filepath.Join(pciDir(root, pci), "net"))
+	if err != nil {
+		return nil, fmt.Errorf("list netdevs of %s: %w", pci, err)
+	}
+	if len(nds) == 0 {
+		return nil, nil
+	}
+	class := filepath.Join(root, "sys/class/infiniband")
+	devs, err := names(class)
+	if err != nil {
+		return nil, fmt.Errorf("list RDMA devices in %s: %w", class, err)
+	}
+	var out []string
+	for _, d := range devs {
+		t, err := os.Readlink(filepath.Join(class, d))
+		if err != nil || pciChild(t) {
+			continue // vanished, or a PCI function's own: listed there
+		}
+		if nd := boundNetdev(filepath.Join(class, d)); nd != "" && slices.Contains(nds, nd) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// pciChild reports whether a class link target is .../<bdf>/<sub>/<name>.
+func pciChild(target string) bool {
+	return bdfRE.MatchString(filepath.Base(filepath.Dir(filepath.Dir(target))))
+}
+
+var bdfRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
+
+// boundNetdev returns the netdev an RDMA device (its sysfs folder) is
+// bound to: the rxe parent attribute, else the netdev of port 1's GID 0;
+// "" when it has neither (an InfiniBand port has no netdev).
+func boundNetdev(dir string) string {
+	for _, f := range []string{"parent", "ports/1/gid_attrs/ndevs/0"} {
+		if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+			if nd := strings.TrimSpace(string(b)); nd != "" {
+				return nd
+			}
+		}
+	}
+	return ""
 }
 
 // Device returns the first RDMA device of the PCI function, "" if none.
@@ -111,7 +173,10 @@ func Move(ctx context.Context, from nlink.Handle, dev, toNsPath string, to nlink
 
 // CharDevices lists the host paths of the RDMA character devices of a PCI
 // function for CDI: /dev/infiniband/uverbsN (infiniband_verbs/), umadN and
-// issmN (infiniband_mad/), and /dev/infiniband/rdma_cm when the rdma_cm
+// issmN (infiniband_mad/), then those of the software RDMA devices bound
+// to its netdevs (NetdevBound; found in /sys/class/infiniband_verbs and
+// infiniband_mad by their ibdev attribute, since they are no PCI
+// function's children), and /dev/infiniband/rdma_cm when the rdma_cm
 // module is loaded (its misc device is registered). The paths are the
 // same in the container.
 func CharDevices(root, pci string) ([]string, error) {
@@ -121,18 +186,26 @@ func CharDevices(root, pci string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list verbs devices of %s: %w", pci, err)
 	}
-	for _, n := range verbs {
-		if strings.HasPrefix(n, "uverbs") {
-			out = append(out, "/dev/infiniband/"+n)
-		}
-	}
+	out = appendNodes(out, verbs, "uverbs")
 	mad, err := names(filepath.Join(dir, "infiniband_mad"))
 	if err != nil {
 		return nil, fmt.Errorf("list MAD devices of %s: %w", pci, err)
 	}
-	for _, n := range mad {
-		if strings.HasPrefix(n, "umad") || strings.HasPrefix(n, "issm") {
-			out = append(out, "/dev/infiniband/"+n)
+	out = appendNodes(out, mad, "umad", "issm")
+	soft, err := NetdevBound(root, pci)
+	if err != nil {
+		return nil, err
+	}
+	if len(soft) > 0 {
+		for _, c := range []struct {
+			class    string
+			prefixes []string
+		}{{"infiniband_verbs", []string{"uverbs"}}, {"infiniband_mad", []string{"umad", "issm"}}} {
+			n, err := classNodesOf(root, c.class, soft)
+			if err != nil {
+				return nil, fmt.Errorf("character devices of %v (on %s): %w", soft, pci, err)
+			}
+			out = appendNodes(out, n, c.prefixes...)
 		}
 	}
 	if len(out) == 0 {
@@ -142,6 +215,41 @@ func CharDevices(root, pci string) ([]string, error) {
 		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
 			out = append(out, "/dev/infiniband/rdma_cm")
 			break
+		}
+	}
+	return out, nil
+}
+
+// appendNodes appends /dev/infiniband/<n> for the names with one of the
+// prefixes.
+func appendNodes(out, ns []string, prefixes ...string) []string {
+	for _, n := range ns {
+		for _, p := range prefixes {
+			if strings.HasPrefix(n, p) {
+				out = append(out, "/dev/infiniband/"+n)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// classNodesOf returns the entries of /sys/class/<class> whose ibdev
+// attribute names one of devs, sorted.
+func classNodesOf(root, class string, devs []string) ([]string, error) {
+	dir := filepath.Join(root, "sys/class", class)
+	ents, err := names(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e, "ibdev"))
+		if err != nil {
+			continue // vanished, or not a device's entry (abi_version)
+		}
+		if slices.Contains(devs, strings.TrimSpace(string(b))) {
+			out = append(out, e)
 		}
 	}
 	return out, nil

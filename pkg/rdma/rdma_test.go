@@ -132,3 +132,118 @@ func TestSharedFixture(t *testing.T) {
 		t.Errorf("CharDevices = %v, %v", c, err)
 	}
 }
+
+// TestNetdevBound: software RDMA devices (rxe, siw) have no PCI parent;
+// Devices and CharDevices find them through the function's netdev, after
+// the function's own devices.
+func TestNetdevBound(t *testing.T) {
+	e810, cx6 := sysfstest.E810(), sysfstest.ConnectX6IB()
+	for _, tc := range []struct {
+		name string
+		pfs  []sysfstest.PF
+		soft []sysfstest.SoftRDMA
+		mod  func(t *testing.T, h *sysfstest.Host)
+		vf   [2]int // PF, VF index of the function asked about
+		devs []string
+		char []string
+	}{
+		{
+			name: "iavf VF without RDMA",
+			pfs:  []sysfstest.PF{e810},
+		},
+		{
+			name: "rxe on an iavf VF",
+			pfs:  []sysfstest.PF{e810},
+			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v2"}},
+			vf:   [2]int{0, 2},
+			devs: []string{"rxe0"},
+			char: []string{"/dev/infiniband/uverbs0", "/dev/infiniband/rdma_cm"},
+		},
+		{
+			name: "rxe on another VF and on the PF: not this VF's",
+			pfs:  []sysfstest.PF{e810},
+			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v3"}, {Name: "rxe1", Netdev: "ens2f0"}},
+			vf:   [2]int{0, 2},
+		},
+		{
+			name: "two on one VF, with a MAD device",
+			pfs:  []sysfstest.PF{e810},
+			soft: []sysfstest.SoftRDMA{{Name: "rxe_b", Netdev: "ens2f0v1"}, {Name: "siw_a", Netdev: "ens2f0v1", Type: sysfstest.SoftRDMASIW}},
+			mod: func(t *testing.T, h *sysfstest.Host) {
+				mad := h.SysPath("devices/virtual/infiniband_mad/umad0")
+				mkdirs(t, "/", mad)
+				if err := os.WriteFile(filepath.Join(mad, "ibdev"), []byte("rxe_b\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				mkdirs(t, "/", h.SysPath("class/infiniband_mad"))
+				if err := os.Symlink("../../devices/virtual/infiniband_mad/umad0", h.SysPath("class/infiniband_mad/umad0")); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(h.SysPath("class/infiniband_mad/abi_version"), []byte("5\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(h.Root, "dev/infiniband/umad0"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			vf:   [2]int{0, 1},
+			devs: []string{"rxe_b", "siw_a"},
+			char: []string{"/dev/infiniband/uverbs0", "/dev/infiniband/uverbs1", "/dev/infiniband/umad0", "/dev/infiniband/rdma_cm"},
+		},
+		{
+			name: "siw after the VF's own mlx5 device",
+			pfs:  []sysfstest.PF{cx6},
+			soft: []sysfstest.SoftRDMA{{Name: "siw0", Netdev: "ibp59s0f0v1", Type: sysfstest.SoftRDMASIW}},
+			vf:   [2]int{0, 1},
+			devs: []string{"mlx5_2", "siw0"},
+			char: []string{"/dev/infiniband/uverbs2", "/dev/infiniband/uverbs9", "/dev/infiniband/rdma_cm"},
+		},
+		{
+			name: "rxe without parent attribute: GID 0's netdev",
+			pfs:  []sysfstest.PF{e810},
+			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v2"}},
+			mod: func(t *testing.T, h *sysfstest.Host) {
+				if err := os.Remove(h.SysPath("devices/virtual/infiniband/rxe0/parent")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			vf:   [2]int{0, 2},
+			devs: []string{"rxe0"},
+			char: []string{"/dev/infiniband/uverbs0", "/dev/infiniband/rdma_cm"},
+		},
+		{
+			name: "neither parent nor GID netdev",
+			pfs:  []sysfstest.PF{e810},
+			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v2"}},
+			mod: func(t *testing.T, h *sysfstest.Host) {
+				for _, f := range []string{"parent", "ports/1/gid_attrs/ndevs/0"} {
+					if err := os.Remove(h.SysPath("devices/virtual/infiniband/rxe0", f)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			vf: [2]int{0, 2},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := sysfstest.New(t, sysfstest.Topology{PFs: tc.pfs, SoftRDMA: tc.soft})
+			if tc.mod != nil {
+				tc.mod(t, h)
+			}
+			pci := h.Topology.PFs[tc.vf[0]].VFs[tc.vf[1]].PCIAddress
+			d, err := Devices(h.Root, pci)
+			if err != nil || !reflect.DeepEqual(d, tc.devs) {
+				t.Errorf("Devices(%s) = %v, %v; want %v", pci, d, err, tc.devs)
+			}
+			c, err := CharDevices(h.Root, pci)
+			if err != nil || !reflect.DeepEqual(c, tc.char) {
+				t.Errorf("CharDevices(%s) = %v, %v; want %v", pci, c, err, tc.char)
+			}
+			for _, p := range c {
+				if _, err := os.Stat(filepath.Join(h.Root, p)); err != nil {
+					t.Errorf("reported %s: %v", p, err)
+				}
+			}
+		})
+	}
+}
