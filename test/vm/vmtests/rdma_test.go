@@ -34,21 +34,34 @@ func TestRXEOnVF(t *testing.T) {
 	})
 
 	// What the kernel made: the RDMA device, bound to the VF's netdev,
-	// and its verbs character device.
+	// without a PCI parent, and its verbs character device. This is the
+	// layout sysfstest.SoftRDMA writes for the unit tests.
 	if got := sysfsString(t, filepath.Join("/sys/class/infiniband", name, "parent")); got != vf.IfName {
 		t.Errorf("%s's parent netdev is %q, want %s", name, got, vf.IfName)
+	}
+	if got := sysfsString(t, filepath.Join("/sys/class/infiniband", name, "ports/1/gid_attrs/ndevs/0")); got != vf.IfName {
+		t.Errorf("%s's GID 0 netdev is %q, want %s", name, got, vf.IfName)
+	}
+	if got, err := filepath.EvalSymlinks(filepath.Join("/sys/class/infiniband", name)); err != nil || got != filepath.Join("/sys/devices/virtual/infiniband", name) {
+		t.Errorf("/sys/class/infiniband/%s resolves to %q (%v), want it under /sys/devices/virtual/infiniband", name, got, err)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/bus/pci/devices", vf.PCI, "infiniband", name)); err == nil {
+		t.Errorf("%s is listed under the VF's infiniband/ folder too: the netdev-bound path is not what found it", name)
 	}
 	verbs := ""
 	ents, _ := os.ReadDir("/sys/class/infiniband_verbs")
 	for _, e := range ents {
 		if b, err := os.ReadFile(filepath.Join("/sys/class/infiniband_verbs", e.Name(), "ibdev")); err == nil && strings.TrimSpace(string(b)) == name {
 			verbs = "/dev/infiniband/" + e.Name()
+			real, err := filepath.EvalSymlinks(filepath.Join("/sys/class/infiniband_verbs", e.Name()))
+			if want := filepath.Join("/sys/devices/virtual/infiniband_verbs", e.Name()); err != nil || real != want {
+				t.Errorf("/sys/class/infiniband_verbs/%s resolves to %q (%v), want %s", e.Name(), real, err, want)
+			}
 		}
 	}
 	if fi, err := os.Stat(verbs); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
 		t.Fatalf("no uverbs character device for %s (%q): %v", name, verbs, err)
 	}
-	_, pciParent := os.Stat(filepath.Join("/sys/bus/pci/devices", vf.PCI, "infiniband", name))
 
 	devs, err := rdma.Devices("/", vf.PCI)
 	if err != nil {
@@ -60,18 +73,11 @@ func TestRXEOnVF(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("rdma.Devices %v, inventory %v, rdma.CharDevices %v, kernel verbs node %s", devs, d.RDMADevices, chars, verbs)
-	if pciParent != nil && len(devs) == 0 && len(d.RDMADevices) == 0 {
-		// rxe hangs off the netdev, not the PCI function: there is no
-		// <vf>/infiniband/ entry, and pkg/rdma and pkg/inventory look only
-		// there (as they should for mlx5, whose RDMA devices are PCI
-		// children). Mapping netdev-bound RDMA devices is not built yet.
-		t.Skipf("GAP: rxe device %s on %s has no PCI parent and pkg/rdma/pkg/inventory only list <pci>/infiniband/: netdev-bound (soft) RDMA devices are not mapped to their VF yet", name, vf.IfName)
+	if !slices.Equal(devs, []string{name}) {
+		t.Errorf("rdma.Devices(%s) = %v, want [%s]", vf.PCI, devs, name)
 	}
-	if !slices.Contains(devs, name) {
-		t.Errorf("rdma.Devices(%s) = %v, want %s in it", vf.PCI, devs, name)
-	}
-	if !slices.Contains(d.RDMADevices, name) {
-		t.Errorf("inventory: VF %s RDMA devices %v, want %s in it", vf.PCI, d.RDMADevices, name)
+	if !slices.Equal(d.RDMADevices, []string{name}) {
+		t.Errorf("inventory: VF %s RDMA devices %v, want [%s]", vf.PCI, d.RDMADevices, name)
 	}
 	if !slices.Contains(chars, verbs) {
 		t.Errorf("rdma.CharDevices(%s) = %v, want %s in it", vf.PCI, chars, verbs)
@@ -80,5 +86,10 @@ func TestRXEOnVF(t *testing.T) {
 		if fi, err := os.Stat(c); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
 			t.Errorf("reported char device %s: not a character device (%v)", c, err)
 		}
+	}
+	// Another VF of the same PF does not get it.
+	_, other := vfFor(t, 1, 2)
+	if o, err := rdma.Devices("/", other.PCI); err != nil || len(o) != 0 {
+		t.Errorf("rdma.Devices of the other VF %s = %v, %v; want none", other.PCI, o, err)
 	}
 }
