@@ -44,6 +44,9 @@ type Checkpoint struct {
 	// that now carry other state.
 	BootID string                  `json:"bootID"`
 	Claims map[string]*ClaimRecord `json:"claims"`
+	// Owner is the daemon that last took the checkpoint over (see
+	// NewOwnedFileStore); empty when no owner is enforced.
+	Owner string `json:"owner,omitempty"`
 }
 
 // ClaimRecord is one prepared (or being prepared) ResourceClaim.

@@ -1,6 +1,9 @@
 package driver
 
 import (
+	"fmt"
+	"sync"
+
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 )
 
@@ -10,18 +13,55 @@ const CheckpointFile = "checkpoint.json"
 // fileStore keeps the Checkpoint with pkg/checkpoint: versioned JSON,
 // mode 0600, temp file + fsync + rename + dir fsync, checksummed, with
 // the boot ID.
+//
+// With an owner (NewOwnedFileStore) it also keeps two daemons from
+// overwriting each other's records. A rolling update runs the new daemon
+// next to the old one for a while, each with the checkpoint in memory:
+// the new one takes the file over when it loads it (read and marked with
+// its owner under the file lock, so nothing the old one wrote before is
+// missed), and from then on every save of the old one is refused with a
+// *SupersededError instead of writing its stale copy over the new one's.
 type fileStore struct {
-	s *checkpoint.Store[Checkpoint]
+	s     *checkpoint.Store[Checkpoint]
+	owner string
+
+	mu           sync.Mutex
+	onSuperseded func(error)
+	superseded   bool
 }
 
-// NewFileStore opens the checkpoint in stateDir (created 0700). root is
-// the host root the boot ID is read under.
+// SupersededError is returned by Save once another daemon took the
+// checkpoint over.
+type SupersededError struct {
+	Path, Owner, By string
+}
+
+func (e *SupersededError) Error() string {
+	return fmt.Sprintf("checkpoint %s was taken over by daemon %q (this is %q, replaced by a rolling update): refusing to write this daemon's copy over it", e.Path, e.By, e.Owner)
+}
+
+// NewFileStore opens the checkpoint in stateDir (created 0700), with no
+// owner enforced. root is the host root the boot ID is read under.
 func NewFileStore(stateDir, root string) (Store, string, error) {
+	return NewOwnedFileStore(stateDir, root, "", nil)
+}
+
+// OwnedStore is a Store that knows which daemon owns the checkpoint.
+type OwnedStore interface {
+	Store
+	CheckOwner() error
+}
+
+// NewOwnedFileStore opens the checkpoint in stateDir for the daemon named
+// owner (unique per daemon instance, e.g. its pod UID). Load takes the
+// file over; a Save after another daemon took it over fails with a
+// *SupersededError, and onSuperseded (if set) is called once then.
+func NewOwnedFileStore(stateDir, root, owner string, onSuperseded func(error)) (OwnedStore, string, error) {
 	s, err := checkpoint.Open[Checkpoint](stateDir, CheckpointFile, checkpoint.Options{Root: root, DataVersion: 1})
 	if err != nil {
 		return nil, "", err
 	}
-	return &fileStore{s: s}, s.BootID(), nil
+	return &fileStore{s: s, owner: owner, onSuperseded: onSuperseded}, s.BootID(), nil
 }
 
 // Load implements Store. A corrupt file is a *checkpoint.CorruptError that
@@ -31,14 +71,84 @@ func (f *fileStore) Load() (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !info.Exists {
-		return nil, nil
+	if f.owner == "" {
+		if !info.Exists {
+			return nil, nil
+		}
+		if cp.BootID == "" {
+			cp.BootID = info.SavedBootID
+		}
+		return &cp, nil
 	}
-	if cp.BootID == "" {
-		cp.BootID = info.SavedBootID
+	// Take over: what is read under the exclusive lock is the state, and
+	// the owner mark goes in with the same write.
+	savedBoot := info.SavedBootID
+	var taken Checkpoint
+	err = f.s.Update(func(cur *Checkpoint) error {
+		if cur.Version == "" && cur.Claims == nil {
+			// No checkpoint yet (or an empty one).
+			cur.Version = CheckpointVersion
+			cur.BootID = f.s.BootID()
+		}
+		if cur.BootID == "" {
+			cur.BootID = savedBoot
+		}
+		cur.Owner = f.owner
+		taken = *cur
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("take over checkpoint %s: %w", f.s.Path(), err)
 	}
-	return &cp, nil
+	return &taken, nil
+}
+
+// CheckOwner reads who owns the checkpoint now; when another daemon took
+// it over it returns the *SupersededError (calling onSuperseded the first
+// time) without waiting for this daemon's next save to find out.
+func (f *fileStore) CheckOwner() error {
+	if f.owner == "" {
+		return nil
+	}
+	cp, _, err := f.s.Load()
+	if err != nil {
+		return err
+	}
+	if cp.Owner == "" || cp.Owner == f.owner {
+		return nil
+	}
+	sup := &SupersededError{Path: f.s.Path(), Owner: f.owner, By: cp.Owner}
+	f.supersede(sup)
+	return sup
+}
+
+func (f *fileStore) supersede(sup *SupersededError) {
+	f.mu.Lock()
+	first := !f.superseded
+	f.superseded = true
+	f.mu.Unlock()
+	if first && f.onSuperseded != nil {
+		f.onSuperseded(sup)
+	}
 }
 
 // Save implements Store.
-func (f *fileStore) Save(cp *Checkpoint) error { return f.s.Save(*cp) }
+func (f *fileStore) Save(cp *Checkpoint) error {
+	if f.owner == "" {
+		return f.s.Save(*cp)
+	}
+	var sup *SupersededError
+	err := f.s.Update(func(cur *Checkpoint) error {
+		if cur.Owner != "" && cur.Owner != f.owner {
+			sup = &SupersededError{Path: f.s.Path(), Owner: f.owner, By: cur.Owner}
+			return sup
+		}
+		*cur = *cp
+		cur.Owner = f.owner
+		return nil
+	})
+	if sup != nil {
+		f.supersede(sup)
+	}
+	return err
+}

@@ -190,7 +190,19 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return err
 	}
 	defer nl.Close()
-	store, bootID, err := driver.NewFileStore(o.stateDir, o.hostRoot)
+	// During a rolling update the old daemon runs on for a while: this one
+	// takes the checkpoint over at load, and once the old one finds its
+	// writes refused it leaves the runtime (NRI) to this one.
+	nriCtx, stopNRI := context.WithCancel(ctx)
+	defer stopNRI()
+	owner := o.podUID
+	if owner == "" {
+		owner = fmt.Sprintf("pid-%d-%d", os.Getpid(), time.Now().UnixNano())
+	}
+	store, bootID, err := driver.NewOwnedFileStore(o.stateDir, o.hostRoot, owner, func(err error) {
+		logger.Error(err, "Another sriov-dra daemon took over this node's state (rolling update): leaving the NRI runtime to it; kubelet already calls the new daemon")
+		stopNRI()
+	})
 	if err != nil {
 		return fmt.Errorf("open checkpoint: %w", err)
 	}
@@ -274,7 +286,25 @@ func runDriver(parent context.Context, o driverOptions) error {
 		}()
 	}
 	run("resourceslices", func() error { return d.Run(ctx, helper) })
-	run("nri", func() error { return plugin.Run(ctx) })
+	run("nri", func() error { return plugin.Run(nriCtx) })
+	run("checkpoint owner", func() error {
+		// Notice a take-over even when this daemon has nothing to write.
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-nriCtx.Done():
+				return nil
+			case <-t.C:
+				if err := store.CheckOwner(); err != nil {
+					var sup *driver.SupersededError
+					if !errors.As(err, &sup) {
+						logger.V(2).Info("Cannot read the checkpoint's owner", "err", err)
+					}
+				}
+			}
+		}
+	})
 	run("claim status", func() error { status.Run(ctx, 2); return nil })
 	run("registration", func() error { return registration.Wait(ctx, o.registrationTimeout, sockets) })
 
