@@ -21,15 +21,7 @@ import (
 // fake root.
 func fileStoreAt(t testing.TB, dir, bootID string) (Store, string) {
 	t.Helper()
-	root := t.TempDir()
-	p := filepath.Join(root, checkpoint.BootIDPath)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(bootID+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s, id, err := NewFileStore(dir, root)
+	s, id, err := NewFileStore(dir, bootRoot(t, bootID))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,8 @@ func ownedStoreAt(t *testing.T, dir, root, owner string, onSuperseded func(error
 	return s
 }
 
-func bootRoot(t *testing.T, bootID string) string {
+// bootRoot is a host root whose only file is the boot ID.
+func bootRoot(t testing.TB, bootID string) string {
 	t.Helper()
 	root := t.TempDir()
 	p := filepath.Join(root, checkpoint.BootIDPath)
