@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make e2e: cluster up (built and started if needed), driver deployed from
-# deployments/, the Go e2e tests (build tag e2e), cluster down.
+# deployments/, the Go e2e tests (build tag e2e), cluster down. The Helm
+# chart is rendered (test/cluster/helmrender) for the manifests dry-run test.
 #   KEEP=1 bash test/cluster/e2e.sh      # leave the cluster running afterwards
 #   E2E_RUN=TestPFPassthrough ...        # a subset of the tests
 set -euo pipefail
@@ -12,8 +13,16 @@ t0=$SECONDS
 if [[ -z ${KEEP:-} ]]; then
 	trap 'bash "$HERE/cluster.sh" down' EXIT
 fi
+# The Helm chart for TestManifestsDryRun, rendered while the cluster starts.
+chart=$CACHE/helm-default.yaml
+rm -f "$chart"
+(render_chart "$chart" || { rm -f "$chart"; log "rendering the Helm chart failed"; }) &
+render_pid=$!
 bash "$HERE/cluster.sh" up
 bash "$HERE/driver.sh" deploy
+wait "$render_pid" || true
+helm_manifest=
+[[ -s $chart ]] && helm_manifest=$chart
 log "cluster and driver ready in $((SECONDS - t0)) s; running the e2e tests"
 
 rc=0
@@ -21,6 +30,7 @@ rc=0
 	cd "$REPO"
 	E2E_KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig E2E_KUBECTL=$CACHE_BIN/kubectl \
 		E2E_TEST_IMAGE=$TEST_IMAGE E2E_CDI_DIR=$CLUSTER_DIR/cdi \
+		E2E_BINARY=$REPO/bin/sriov-dra E2E_HELM_MANIFEST=$helm_manifest \
 		go test -tags e2e -count=1 -v -timeout 30m ${E2E_RUN:+-run "$E2E_RUN"} ./test/cluster/e2e/
 ) || rc=$?
 if ((rc != 0)); then

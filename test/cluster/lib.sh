@@ -52,3 +52,19 @@ SIM_VFS=${SIM_VFS:-4}
 ctr_() {
 	"$CACHE_BIN/ctr" --address "$CLUSTER_DIR/containerd/containerd.sock" -n k8s.io "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2)
 }
+
+# render_chart OUT: the Helm chart rendered for its default values into OUT.
+# helmrender/main.go is built in a copy of test/helm's module (the one that
+# pins Helm for the chart check), so the product module never needs Helm.
+render_chart() {
+	local out=$1 mod=$CACHE/helmrender bin=$CACHE_BIN/helmrender src=$HARNESS/helmrender/main.go
+	if [[ ! -x $bin || $src -nt $bin || $REPO/test/helm/go.mod -nt $bin || $REPO/test/helm/go.sum -nt $bin ]]; then
+		rm -rf "$mod"
+		mkdir -p "$mod" "$CACHE_BIN"
+		sed 's#^module .*#module sriov-dra-e2e/helmrender#' "$REPO/test/helm/go.mod" >"$mod/go.mod"
+		cp "$REPO/test/helm/go.sum" "$mod/go.sum"
+		sed '/^\/\/go:build ignore$/d' "$src" >"$mod/main.go"
+		(cd "$mod" && go build -o "$bin" .) || return 1
+	fi
+	"$bin" -chart "$REPO/deployments/helm/sriov-dra" -namespace sriov-dra -kube-version "$K8S_VERSION" >"$out"
+}

@@ -9,6 +9,8 @@
 //	E2E_KUBECTL     kubectl binary (for exec)
 //	E2E_TEST_IMAGE  the locally imported busybox image
 //	E2E_CDI_DIR     the CDI spec folder containerd reads
+//	E2E_BINARY      bin/sriov-dra (the `devices` subcommand is run against the cluster)
+//	E2E_HELM_MANIFEST  the Helm chart rendered for its default values
 package e2e
 
 import (
@@ -32,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -48,6 +51,7 @@ const (
 
 type env struct {
 	cs        kubernetes.Interface
+	cfg       *rest.Config
 	kubectl   string
 	config    string
 	image     string
@@ -73,7 +77,7 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{
-		cs: cs, config: cfgPath, kubectl: os.Getenv("E2E_KUBECTL"),
+		cs: cs, cfg: cfg, config: cfgPath, kubectl: os.Getenv("E2E_KUBECTL"),
 		image: os.Getenv("E2E_TEST_IMAGE"), cdiDir: os.Getenv("E2E_CDI_DIR"),
 	}
 	if e.kubectl == "" || e.image == "" {
