@@ -35,7 +35,7 @@ go_group() {
 		fi
 	done
 	if ((${#missing[@]} == 0)); then
-		log "reuse ${*%%=*} ($version)"
+		reused+=("$dir $version")
 		return 0
 	fi
 	log "build ${missing[*]} ($version) ..."
@@ -132,7 +132,7 @@ build_debs() {
 		dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 	done
 	if ((${#need[@]} == 0)); then
-		log "reuse Debian packages: $DEBS"
+		reused+=("debs")
 		return 0
 	fi
 	log "apt-get install ${need[*]}"
@@ -148,7 +148,12 @@ if [[ " ${groups[*]} " == *" k8s "* ]] && ! stamp_ok kubelet "$K8S_VERSION"; the
 	log "cold build: about 15 min on 2 cores (Kubernetes ~10 min, containerd ~2.5 min, etcd ~1 min); warm: seconds"
 fi
 total=$SECONDS
+reused=()
 for g in "${groups[@]}"; do
 	"build_$g"
 done
-log "binaries ready in $CACHE_BIN ($((SECONDS - total)) s)"
+if ((${#reused[@]} == ${#groups[@]})); then
+	log "binaries ready in $CACHE_BIN (all cached: $(IFS=,; echo "${reused[*]}" | sed 's/,/, /g'))"
+else
+	log "binaries ready in $CACHE_BIN ($((SECONDS - total)) s)"
+fi

@@ -307,7 +307,8 @@ up() {
 		log "a partial cluster is there; tearing it down first"
 		down
 	fi
-	bash "$HARNESS/build.sh" >&2
+	# BUILT=1: the caller ran build.sh already (make demo shows it as a step).
+	[[ -n ${BUILT:-} ]] || bash "$HARNESS/build.sh" >&2
 	mkdir -p "$CLUSTER_DIR" "$LOGS" "$PIDS" "$CLUSTER_DIR/nri/plugins" "$CLUSTER_DIR/nri/conf.d" "$NETNS_DIR"
 	save_sysctls
 	make_pki

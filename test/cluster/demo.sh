@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make demo: build what is missing, bring up the one-node cluster with the
 # driver on a simulated SR-IOV node, run two example pods from
-# deployments/examples/, and show what they got. The cluster stays up;
-# `make demo-down` removes it.
+# deployments/examples/, and show what they got: the published devices and
+# who holds them, each claim's allocation and status, `ip addr` in each pod,
+# and where the simulated netdevs are now. The cluster stays up;
+# `make demo-down` removes it. Progress goes to stderr, the results to stdout.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -12,13 +14,21 @@ DEMO_NS=demo
 EXAMPLES=(ethernet-vf pf-passthrough)
 t0=$SECONDS
 
-section() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then
+	section() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
+else
+	section() { printf '\n== %s ==\n' "$*"; }
+fi
+step() { log "[$1/4] $2"; }
 
-log "sriov-dra demo: the first run builds Kubernetes, containerd and etcd from source (about 15 min on 2 cores); later runs take seconds"
+step 1 "binaries (pinned Kubernetes, containerd, etcd; built from source on the first run)"
 bash "$HERE/build.sh"
-bash "$HERE/cluster.sh" up
-bash "$HERE/driver.sh" deploy
+step 2 "one-node cluster on 127.0.0.1, node localhost, with a simulated SR-IOV node"
+BUILT=1 bash "$HERE/cluster.sh" up
+step 3 "the driver from deployments/base"
+bash "$HERE/driver.sh" deploy >/dev/null
 
+step 4 "example pods: ${EXAMPLES[*]}"
 # The examples as they are, through a kustomize overlay that only swaps in
 # the locally imported image and keeps DNS on this machine.
 overlay=$CLUSTER_DIR/demo
@@ -37,7 +47,7 @@ done
 images:
 - name: busybox
   newName: ${TEST_IMAGE%:*}
-  newTag: ${TEST_IMAGE##*:}
+  newTag: "${TEST_IMAGE##*:}"
 patches:
 - target: {kind: Pod}
   patch: |-
@@ -47,43 +57,87 @@ patches:
     - {op: add, path: /spec/containers/0/imagePullPolicy, value: Never}
 EOF
 } >"$overlay/kustomization.yaml"
-kubectl_ create namespace "$DEMO_NS" --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
+# A re-run starts from fresh pods (a pod's spec cannot be changed in place).
+if kubectl_ get namespace "$DEMO_NS" >/dev/null 2>&1; then
+	kubectl_ delete namespace "$DEMO_NS" --wait=true --timeout=90s >/dev/null
+fi
+kubectl_ create namespace "$DEMO_NS" >/dev/null
 kubectl_ apply -k "$overlay" >/dev/null
-log "example pods created: ${EXAMPLES[*]}; waiting for them"
 if ! kubectl_ -n "$DEMO_NS" wait --for=condition=Ready pod --all --timeout=180s >/dev/null; then
 	kubectl_ -n "$DEMO_NS" get pods,resourceclaims -o wide
 	kubectl_ -n "$DEMO_NS" get events --sort-by=.lastTimestamp | tail -20
 	bash "$HERE/driver.sh" logs | tail -40
 	die "example pods not Ready"
 fi
+log "example pods Ready; demo up in $((SECONDS - t0)) s"
 
-section "Devices published by sriov.dra.dev on node localhost (ResourceSlice)"
-attr() { printf '{{with index .attributes "sriov.dra.dev/%s"}}{{range $k, $v := .}}{{$v}}{{end}}{{else}}-{{end}}' "$1"; }
-{
-	printf 'DEVICE\tKIND\tPCI\tPF\tVF\tNETDEV\tLINK\tNUMA\tPCIE-ROOT\n'
-	kubectl_ get resourceslices --field-selector spec.driver=sriov.dra.dev -o go-template="{{range .items}}{{range .spec.devices}}{{.name}}	$(attr kind)	$(attr pciAddress)	$(attr pfName)	$(attr vfIndex)	$(attr ifName)	$(attr linkType)	$(attr numaNode)	{{with index .attributes \"resource.kubernetes.io/pcieRoot\"}}{{.string}}{{end}}
-{{end}}{{end}}"
-} | column -t -s $'\t'
+section "Pods (namespace $DEMO_NS, from deployments/examples/)"
+kubectl_ -n "$DEMO_NS" get pods -o custom-columns='POD:.metadata.name,STATUS:.status.phase,NODE:.spec.nodeName,POD IP (eth0):.status.podIP,CLAIM:.status.resourceClaimStatuses[*].resourceClaimName'
 
-section "Claims: allocation and status"
-kubectl_ -n "$DEMO_NS" get resourceclaims -o go-template='{{range .items}}claim {{.metadata.name}}
-  for pod:    {{range .status.reservedFor}}{{.name}} {{end}}
-  allocated:  {{range .status.allocation.devices.results}}request {{.request}} -> {{.device}} (pool {{.pool}}, driver {{.driver}}) {{end}}
-  {{range .status.devices}}status:     device {{.device}}: interface {{.networkData.interfaceName}}, ips {{range .networkData.ips}}{{.}} {{end}}, mac {{.networkData.hardwareAddress}}{{range .conditions}}, {{.type}}={{.status}}{{end}}
-  {{else}}status:     (no device status yet)
-{{end}}{{end}}'
+section "Devices of sriov.dra.dev in the cluster (sriov-dra devices)"
+echo "Each VF, and the PF without VFs, is a DRA device in the node's ResourceSlice;"
+echo "the scheduler allocated one to each example's claim."
+echo
+"$REPO/bin/sriov-dra" devices --kubeconfig "$CLUSTER_DIR/admin.kubeconfig"
+
+section "Claims: allocation (scheduler) and status (written by the driver)"
+# shellcheck disable=SC2016 # a Go template, not shell
+kubectl_ -n "$DEMO_NS" get resourceclaims -o go-template='{{range .items -}}
+{{.metadata.namespace}}/{{.metadata.name}}{{range .status.reservedFor}}  (pod {{.name}}){{end}}
+{{- range .status.allocation.devices.results}}
+  allocated  request {{.request}} -> {{.device}}  (driver {{.driver}}, pool {{.pool}})
+{{- end}}
+{{- range .status.devices}}
+  status     {{.device}}:{{range .conditions}} {{.type}}={{.status}} ({{.reason}}){{end}}
+{{- with .networkData}}
+             networkData: interface {{.interfaceName}}, IPs {{range $i, $ip := .ips}}{{if $i}}, {{end}}{{$ip}}{{end}}, MAC {{.hardwareAddress}}
+{{- end}}
+{{- else}}
+  status     (no device status yet)
+{{- end}}
+{{end}}'
 
 for pod in "${EXAMPLES[@]}"; do
-	section "ip addr inside pod $pod"
+	section "ip addr inside pod $DEMO_NS/$pod"
 	kubectl_ -n "$DEMO_NS" exec "$pod" -- ip addr
 done
 
-section "Host side"
-echo "simulated VF/PF netdevs still on the host (the others are inside the pods):"
-ip -br link | awk '$1 ~ /^sd(vf|pf)[0-9]+@/ {sub(/@.*/, "", $1); print "  " $1}'
+section "The simulated SR-IOV node: where each netdev is now"
+echo "veth links stand in for the NICs; the driver reads a fixture sysfs in"
+echo "$HOST_ROOT. A netdev handed to a pod leaves the host's namespace."
+echo
+# device -> "pod interface" of every allocated device.
+declare -A holder=()
+# shellcheck disable=SC2016 # a Go template, not shell
+while read -r dev ns pod ifname; do
+	[[ -n $dev ]] && holder[$dev]="in pod $ns/$pod as $ifname"
+done < <(kubectl_ get resourceclaims -A -o go-template='{{range .items}}{{$ns := .metadata.namespace}}{{$pod := "-"}}{{range .status.reservedFor}}{{$pod = .name}}{{end}}{{range .status.devices}}{{.device}} {{$ns}} {{$pod}} {{with .networkData}}{{.interfaceName}}{{else}}-{{end}}
+{{end}}{{end}}')
+{
+	printf 'NETDEV\tKIND\tDEVICE\tWHERE\n'
+	# simnode.txt: DEVICE KIND PCI PF VF NETDEV LINK NUMA DRIVER
+	while read -r dev kind _ _ vf netdev _; do
+		[[ $dev == DEVICE ]] && continue
+		where="on the host"
+		if [[ -n ${holder[$dev]:-} ]]; then
+			where=${holder[$dev]}
+			ip link show dev "$netdev" >/dev/null 2>&1 && where="$where, but still on the host"
+		elif ! ip link show dev "$netdev" >/dev/null 2>&1; then
+			where="not on the host"
+		elif [[ $kind == pf && $vf == -1 ]] && grep -q "^\S\+\s\+vf\s\+\S\+\s\+$netdev\s" "$CLUSTER_DIR/simnode.txt"; then
+			where="on the host (PF with VFs: offered as its VFs, not whole)"
+		fi
+		printf '%s\t%s\t%s\t%s\n' "$netdev" "$kind" "$dev" "$where"
+	done <"$CLUSTER_DIR/simnode.txt"
+} | column -t -s $'\t'
 
 echo
-log "demo ready in $((SECONDS - t0)) s. The cluster keeps running:"
-echo "    export KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig PATH=$CACHE_BIN:\$PATH"
-echo "    kubectl get pods -A; kubectl get resourceslices,resourceclaims -A"
-echo "    make demo-down    # tear it all down"
+log "demo ready in $((SECONDS - t0)) s"
+cat <<EOF
+
+The cluster keeps running. To use it:
+    export KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig PATH=$CACHE_BIN:\$PATH
+    kubectl get pods -A; kubectl get resourceslices; kubectl -n $DEMO_NS get resourceclaims -o yaml
+    $REPO/bin/sriov-dra devices
+    make demo-down    # stop and remove everything
+EOF

@@ -19,6 +19,7 @@ CTRD_SOCK=$CLUSTER_DIR/containerd/containerd.sock
 # image: builds bin/sriov-dra and its image tar, imports it; prints the reference.
 image() {
 	local t0=$SECONDS tag
+	log "building bin/sriov-dra and its image"
 	(cd "$REPO" && make -s build >&2)
 	# Content-addressed tag: a new binary is a new image, so the DaemonSet rolls.
 	tag=e2e-$(sha256sum "$REPO/bin/sriov-dra" | cut -c1-12)
@@ -95,7 +96,7 @@ deploy() {
 	overlay "$tag"
 	kubectl_ apply -k "$OVERLAY" >/dev/null
 	log "applied deployments/base (image tag $tag); waiting for the driver"
-	if ! kubectl_ -n sriov-dra rollout status daemonset/sriov-dra --timeout=120s >&2; then
+	if ! kubectl_ -n sriov-dra rollout status daemonset/sriov-dra --timeout=120s >/dev/null; then
 		logs >&2 || true
 		die "driver DaemonSet not ready"
 	fi
