@@ -40,7 +40,8 @@ type driverOptions struct {
 	nodeName, driverName, hostRoot, stateDir, cdiDir string
 	pluginsDir, registryDir, deviceFilter            string
 	passthroughPFs                                   []string
-	metricsAddr, nriSocket, nriPluginIndex           string
+	metricsAddr, healthSocket                        string
+	nriSocket, nriPluginIndex                        string
 	cniPath, kubeconfig, podUID                      string
 	registrationTimeout, pollInterval                time.Duration
 }
@@ -58,6 +59,7 @@ var envOf = map[string]string{
 	"device-filter":        "DEVICE_FILTER",
 	"passthrough-pfs":      "PASSTHROUGH_PFS",
 	"metrics-addr":         "METRICS_ADDR",
+	"health-socket":        "HEALTH_SOCKET",
 	"nri-socket":           "NRI_SOCKET",
 	"nri-plugin-index":     "NRI_PLUGIN_INDEX",
 	"cni-path":             "CNI_PATH",
@@ -98,7 +100,8 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.StringVar(&o.registryDir, "kubelet-registry-dir", kubeletplugin.KubeletRegistryDir, "kubelet's plugin registration directory")
 	f.StringVar(&o.deviceFilter, "device-filter", "", "YAML/JSON file with the admin's device filter")
 	f.StringSliceVar(&o.passthroughPFs, "passthrough-pfs", nil, "PF netdev names or PCI addresses offered whole even with VFs enabled")
-	f.StringVar(&o.metricsAddr, "metrics-addr", ":9478", "address of /metrics and /healthz (empty: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", ":9478", "address of /metrics and /healthz (empty: off); while the daemon being replaced in a rolling update holds it, binding is retried")
+	f.StringVar(&o.healthSocket, "health-socket", "", "unix socket serving /healthz too, private to this daemon (for `sriov-dra healthz` as an exec probe; empty: off)")
 	f.StringVar(&o.nriSocket, "nri-socket", nri.DefaultSocketPath, "the runtime's NRI socket")
 	f.StringVar(&o.nriPluginIndex, "nri-plugin-index", nri.DefaultPluginIndex, "two-digit NRI plugin index")
 	f.StringVar(&o.cniPath, "cni-path", ipam.DefaultCNIPath, "directories of the CNI IPAM plugins, colon separated")
@@ -308,30 +311,64 @@ func runDriver(parent context.Context, o driverOptions) error {
 	run("claim status", func() error { status.Run(ctx, 2); return nil })
 	run("registration", func() error { return registration.Wait(ctx, o.registrationTimeout, sockets) })
 
-	var srv *http.Server
-	if o.metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-			if !registration.Registered() {
-				http.Error(w, "not registered with kubelet yet", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintf(w, "ok\nnri connected: %v\n", plugin.Connected())
-		})
-		ln, err := net.Listen("tcp", o.metricsAddr)
-		if err != nil {
-			helper.Stop()
-			return fmt.Errorf("--metrics-addr: %w", err)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !registration.Registered() {
+			http.Error(w, "not registered with kubelet yet", http.StatusServiceUnavailable)
+			return
 		}
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		fmt.Fprintf(w, "ok\nnri connected: %v\n", plugin.Connected())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serve := func(what string, ln net.Listener) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error(err, "Metrics server failed")
+				logger.Error(err, "HTTP server failed", "listener", what)
 			}
 		}()
+	}
+	if o.healthSocket != "" {
+		ln, err := listenUnix(o.healthSocket)
+		if err != nil {
+			helper.Stop()
+			return fmt.Errorf("--health-socket: %w", err)
+		}
+		serve(o.healthSocket, ln)
+	}
+	if o.metricsAddr != "" {
+		ln, err := net.Listen("tcp", o.metricsAddr)
+		switch {
+		case err == nil:
+			serve(o.metricsAddr, ln)
+		case errors.Is(err, syscall.EADDRINUSE):
+			// With host networking the daemon this one replaces in a
+			// rolling update holds the port until it exits.
+			logger.Info("Metrics address in use (by the daemon being replaced?); retrying every 2 s", "addr", o.metricsAddr)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t := time.NewTicker(2 * time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+					}
+					if ln, err := net.Listen("tcp", o.metricsAddr); err == nil {
+						logger.Info("Serving metrics", "addr", o.metricsAddr)
+						serve(o.metricsAddr, ln)
+						return
+					}
+				}
+			}()
+		default:
+			helper.Stop()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
 	}
 	logger.Info("Driver running", "registrationSocket", sockets.Registrar, "pluginSocket", sockets.Plugin, "bootID", bootID)
 
@@ -339,11 +376,9 @@ func runDriver(parent context.Context, o driverOptions) error {
 	fatal := context.Cause(root)
 	logger.Info("Shutting down", "fatal", fatal)
 	helper.Stop()
-	if srv != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(sctx)
-		scancel()
-	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Shutdown(sctx)
+	scancel()
 	cancel(nil)
 	wg.Wait()
 	if fatal != nil && !errors.Is(fatal, context.Canceled) {

@@ -33,6 +33,7 @@ func newRootCmd() *cobra.Command {
 		newInventoryCmd(),
 		newValidateCmd(),
 		newDevicesCmd(),
+		newHealthzCmd(),
 		newVersionCmd(),
 	)
 	return root
