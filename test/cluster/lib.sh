@@ -63,7 +63,7 @@ render_chart() {
 		mkdir -p "$mod" "$CACHE_BIN"
 		sed 's#^module .*#module sriov-dra-e2e/helmrender#' "$REPO/test/helm/go.mod" >"$mod/go.mod"
 		cp "$REPO/test/helm/go.sum" "$mod/go.sum"
-		sed '/^\/\/go:build ignore$/d' "$src" >"$mod/main.go"
+		sed '/^\/\/go:build ignore$/,/^$/d' "$src" >"$mod/main.go"
 		(cd "$mod" && go build -o "$bin" .) || return 1
 	fi
 	"$bin" -chart "$REPO/deployments/helm/sriov-dra" -namespace sriov-dra -kube-version "$K8S_VERSION" >"$out"
