@@ -256,7 +256,7 @@ func TestChartValues(t *testing.T) {
 			`{"name":"KUBELET_PLUGINS_DIR","value":"/data/kubelet/plugins/sriov.dra.dev"}`,
 			`"mountPath":"/run/netns"`, `"path":"/run/netns"`,
 			`"args":["driver","-v=4"]`, `{"name":"EXTRA","value":"1"}`,
-			`{"name":"METRICS_ADDR","value":":9500"}`, `"containerPort":9500`,
+			`{"name":"METRICS_ADDR","value":":9500"}`,
 			`"image":"registry.example/sriov-dra:v0.1.0"`,
 		} {
 			if !strings.Contains(s, want) {
