@@ -24,6 +24,10 @@
 //     When one request has several devices in the claim, the prefix gets
 //     the device's position: SRIOV_DRA_<REQUEST>_<i>_..., i from 0, in
 //     allocation order. Set Device.EnvName to choose another name.
+//   - mounts given in Device.Mounts (bind mounts; the driver uses one per
+//     netdevice-mode device for its "attached" marker, see pkg/attachmark).
+//     Their host paths are not checked: the marker is meant to be missing
+//     until the device is attached.
 package cdi
 
 import (
@@ -78,6 +82,18 @@ type Device struct {
 	VFIOGroup string
 	// EnvName replaces the request-derived part of the env var names.
 	EnvName string
+	// Mounts are bind mounts into the container.
+	Mounts []Mount
+}
+
+// Mount is a bind mount of a host file or dir into the container.
+type Mount struct {
+	// HostPath is the source as the container runtime sees it.
+	HostPath string
+	// ContainerPath is where it appears in the container.
+	ContainerPath string
+	// Options are the mount options ("bind", "ro", ...).
+	Options []string
 }
 
 // Writer writes specs into one CDI dir.
@@ -260,6 +276,17 @@ func (w *Writer) edits(d Device, prefix string) (cdispec.ContainerEdits, error) 
 			return e, fmt.Errorf("device node %s: not a character device (mode %v)", p, fi.Mode())
 		}
 		e.DeviceNodes = append(e.DeviceNodes, &cdispec.DeviceNode{Path: p, Permissions: "rw"})
+	}
+	for i, m := range d.Mounts {
+		for field, p := range map[string]string{"hostPath": m.HostPath, "containerPath": m.ContainerPath} {
+			if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+				return e, fmt.Errorf("mounts[%d].%s: %q is not a clean absolute path", i, field, p)
+			}
+		}
+		e.Mounts = append(e.Mounts, &cdispec.Mount{
+			HostPath: m.HostPath, ContainerPath: m.ContainerPath,
+			Type: "bind", Options: append([]string(nil), m.Options...),
+		})
 	}
 	return e, nil
 }

@@ -182,7 +182,9 @@ func TestInjectWithCDILibrary(t *testing.T) {
 	_, ctx := ktesting.NewTestContext(t)
 	dir := t.TempDir()
 	w := New(dir, "/")
-	ids, err := w.Write(ctx, "uid-2", []Device{{Request: "r", Name: "dev", PCIAddress: "0000:01:00.1", IfName: "net1", RDMACharDevices: []string{"/dev/null"}}})
+	marker := filepath.Join(t.TempDir(), "not-yet", "uid-2-dev") // missing on purpose
+	ids, err := w.Write(ctx, "uid-2", []Device{{Request: "r", Name: "dev", PCIAddress: "0000:01:00.1", IfName: "net1", RDMACharDevices: []string{"/dev/null"},
+		Mounts: []Mount{{HostPath: marker, ContainerPath: "/run/sriov.dra.dev/attached/dev", Options: []string{"bind", "ro"}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +208,17 @@ func TestInjectWithCDILibrary(t *testing.T) {
 	d := spec.Linux.Devices[0]
 	if d.Path != "/dev/null" || d.Type != "c" || d.Major != 1 || d.Minor != 3 {
 		t.Errorf("injected device = %+v, want /dev/null c 1:3", d)
+	}
+	// The mount's source need not exist for the spec to be valid and
+	// injected: the runtime then fails to create the container.
+	var got []oci.Mount
+	for _, m := range spec.Mounts {
+		if m.Destination == "/run/sriov.dra.dev/attached/dev" {
+			got = append(got, m)
+		}
+	}
+	if len(got) != 1 || got[0].Source != marker || got[0].Type != "bind" || !slices.Equal(got[0].Options, []string{"bind", "ro"}) {
+		t.Errorf("injected mounts = %+v, want one read-only bind of %s", spec.Mounts, marker)
 	}
 }
 
@@ -236,6 +249,8 @@ func TestWriteRefusesBadInput(t *testing.T) {
 		{"bad vfio group", "u", []Device{{Request: "r", Name: "d", VFIOGroup: "../1"}}, "vfioGroup"},
 		{"missing vfio group", "u", []Device{{Request: "r", Name: "d", VFIOGroup: "7"}}, "/dev/vfio/7"},
 		{"newline in ifName", "u", []Device{{Request: "r", Name: "d", IfName: "a\nB=1"}}, "ifName"},
+		{"relative mount source", "u", []Device{{Request: "r", Name: "d", Mounts: []Mount{{HostPath: "m", ContainerPath: "/run/m"}}}}, "mounts[0].hostPath"},
+		{"mount target escapes", "u", []Device{{Request: "r", Name: "d", Mounts: []Mount{{HostPath: "/m", ContainerPath: "/run/../etc/m"}}}}, "mounts[0].containerPath"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
