@@ -16,6 +16,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
@@ -38,6 +39,12 @@ type Config struct {
 	IPAM       IPAM
 	CDI        CDI
 	Status     ClaimStatus
+	// AttachMarks, when set, makes every netdevice-mode device's CDI spec
+	// bind-mount its "attached" marker (which the NRI plugin creates after
+	// the attach), so no container starts before its netdev is in the pod
+	// netns even with the NRI plugin away. The NRI plugin must be given
+	// the same marks. Unprepare removes the claim's markers.
+	AttachMarks *attachmark.Marks
 	// Netlink is a handle in the host netns, used for health (PF link state).
 	Netlink nlink.Handle
 	// Events posts Warning events on claims; nil drops them.

@@ -12,6 +12,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -368,6 +369,7 @@ type env struct {
 	scan   *swapScanner
 	d      *Driver
 	bootID string
+	marks  *attachmark.Marks // nil: no attach markers
 }
 
 const testNode = "node-a"
@@ -399,7 +401,7 @@ func (e *env) config() Config {
 		NodeName: testNode, DriverName: "sriov.dra.dev", BootID: e.bootID,
 		Store: e.store, Scanner: e.scan, Attributes: inventory.Attributes,
 		Host: e.host, IPAM: e.ipam, CDI: e.cdi, Status: e.status,
-		Netlink: e.fix.Netlink,
+		Netlink: e.fix.Netlink, AttachMarks: e.marks,
 	}
 }
 

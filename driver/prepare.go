@@ -19,6 +19,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1/settings"
 	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/faults"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -291,11 +292,21 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		if err != nil {
 			return deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("find device nodes: %w", err))
 		}
-		cdiDevs = append(cdiDevs, cdi.Device{
+		cdev := cdi.Device{
 			Request: dr.Request, Name: dr.Device, PCIAddress: dr.PCIAddress,
 			IfName: dr.Pod.Spec.PodIfName, RDMADevice: dr.Pod.RDMADevice,
 			RDMACharDevices: rdmaChar, VFIOGroup: group,
-		})
+		}
+		if m := d.cfg.AttachMarks; m != nil && !dr.Pod.VFIO {
+			// The netdev goes into the pod netns: the container needs the
+			// marker the NRI plugin creates once it is there.
+			mount, err := attachMount(m, rec.UID, dr.Device)
+			if err != nil {
+				return deviceError(claim, dr.Request, dr.Device, "", err)
+			}
+			cdev.Mounts = append(cdev.Mounts, mount)
+		}
+		cdiDevs = append(cdiDevs, cdev)
 	}
 	prog.cdi = true
 	ids, err := d.cfg.CDI.Write(ctx, rec.UID, cdiDevs)
@@ -318,6 +329,19 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 	// to use, not configured) is known now.
 	d.queueStatus(rec)
 	return nil
+}
+
+// attachMount is the CDI bind mount of a device's "attached" marker.
+func attachMount(m *attachmark.Marks, claimUID, device string) (cdi.Mount, error) {
+	host, err := m.HostPath(claimUID, device)
+	if err != nil {
+		return cdi.Mount{}, err
+	}
+	ctr, err := attachmark.ContainerPath(device)
+	if err != nil {
+		return cdi.Mount{}, err
+	}
+	return cdi.Mount{HostPath: host, ContainerPath: ctr, Options: attachmark.MountOptions()}, nil
 }
 
 // settingsFields names the config fields behind VF settings, for errors.

@@ -64,8 +64,20 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 	devs := slices.Clone(rec.Devices)
 	slices.Reverse(devs)
 
-	// 1. The netdev back from the pod, if the runtime never returned it.
-	if restoreHost {
+	// 1. The "attached" markers first (no container of the pod may start
+	// from now on), then the netdev back from the pod, if the runtime
+	// never returned it.
+	if m := d.cfg.AttachMarks; m != nil {
+		for _, dr := range devs {
+			if dr.Pod.VFIO {
+				continue
+			}
+			if err := m.Remove(rec.UID, dr.Device); err != nil {
+				fail(dr, "remove attach marker", err)
+			}
+		}
+	}
+	if restoreHost && len(errs) == 0 {
 		for _, dr := range devs {
 			if dr.Pod.NetnsPath == "" || dr.Pod.VFIO {
 				continue
