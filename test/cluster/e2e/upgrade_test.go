@@ -5,10 +5,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -37,7 +41,19 @@ func TestDriverRollingUpdate(t *testing.T) {
 		t.Fatalf("patch the DaemonSet template: %v", err)
 	}
 	start := time.Now()
+	// A surge update: count the driver pods running at the same time.
+	overlap := 0
+	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=sriov-dra"}
 	waitFor(t, 120*time.Second, "the driver DaemonSet rolled out", func() (bool, error) {
+		if pods, err := e.cs.CoreV1().Pods(driverNamespace).List(ctx, sel); err == nil {
+			running := 0
+			for _, p := range pods.Items {
+				if p.Status.Phase == corev1.PodRunning {
+					running++
+				}
+			}
+			overlap = max(overlap, running)
+		}
 		d, err := e.cs.AppsV1().DaemonSets(driverNamespace).Get(ctx, "sriov-dra", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -48,8 +64,22 @@ func TestDriverRollingUpdate(t *testing.T) {
 	})
 	e.waitDriverReady(t)
 	t.Logf("rolled out in %v", time.Since(start).Round(100*time.Millisecond))
-	if _, newPod := e.driverServiceAccount(t); newPod.UID == oldPod.UID {
+	_, newPod := e.driverServiceAccount(t)
+	if newPod.UID == oldPod.UID {
 		t.Fatalf("the driver pod %s was not replaced", oldPod.Name)
+	}
+	if overlap < 2 {
+		t.Errorf("at most %d driver pod(s) ran at once during the update, want the new one next to the old one (maxSurge 1)", overlap)
+	}
+	// The new daemon took the checkpoint over.
+	if e.cdiDir != "" {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(e.cdiDir), "driver-state", "checkpoint.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`\"owner\":\"%s\"`, newPod.UID); !strings.Contains(string(b), want) && !strings.Contains(string(b), strings.ReplaceAll(want, `\"`, `"`)) {
+			t.Errorf("checkpoint owner is not the new driver pod %s: %s", newPod.UID, b)
+		}
 	}
 
 	if got := podIPv4(e.exec(t, "holder", "ip", "-o", "-4", "addr", "show"), "net1"); len(got) != 1 {
