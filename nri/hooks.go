@@ -19,21 +19,32 @@ import (
 //
 //	RunPodSandbox    for each netdev: Attaching(netns, original) -> [RDMA
 //	                 first for InfiniBand] -> Attach -> [RDMA after for
-//	                 Ethernet] -> Attached. Any error detaches what this
-//	                 pod had attached and fails the sandbox.
+//	                 Ethernet] -> Attached -> create the device's
+//	                 "attached" marker (pkg/attachmark). Any error
+//	                 detaches what this pod had attached and fails the
+//	                 sandbox.
 //	CreateContainer  fail closed: every netdev must be in the pod netns;
 //	                 attach it now if not (the plugin missed RunPodSandbox),
 //	                 else refuse the container. Then, with irqAffinity,
 //	                 pin the VF's IRQs to the union of the pod's cpusets.
-//	StopPodSandbox,  for each netdev recorded in this sandbox's netns: RDMA
-//	RemovePodSandbox back -> netdev back under its original name, MAC and
-//	                 MTU -> Detached. Never fails; returns after at most
-//	                 TeardownBudget; what could not finish (netns gone,
-//	                 link not back yet) is retried every RetryInterval.
+//	StopPodSandbox,  for each netdev recorded in this sandbox's netns:
+//	RemovePodSandbox remove its marker -> RDMA back -> netdev back under
+//	                 its original name, MAC and MTU -> Detached. Never
+//	                 fails; returns after at most TeardownBudget; what
+//	                 could not finish (netns gone, link not back yet) is
+//	                 retried every RetryInterval.
 //	Synchronize      on every (re)connect: in the background, pods the
 //	                 runtime has get their netdevs attached, pods it no
 //	                 longer has get them detached; a hook that comes in
 //	                 meanwhile wins over the older pod list.
+//
+// The markers make "no container without its device" hold even while
+// the plugin is not connected (a daemon restart between kubelet's
+// Prepare and the sandbox's creation): the driver's CDI spec bind-mounts
+// each netdevice's marker into every container, and the runtime cannot
+// create a container whose mount source is missing. Every path that
+// attaches (RunPodSandbox, CreateContainer, Synchronize) creates it,
+// also for a device found attached already.
 //
 // Before all this, Prepare (driver) configured the VF, allocated the
 // addresses and recorded the PodDevice; after it, Unprepare returns a
@@ -502,7 +513,9 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	if d.Attached && d.NetnsPath == netns {
 		in, err := p.host.InNetns(ctx, netns, d.Spec.PodIfName)
 		if err == nil && in {
-			return false, nil
+			// The marker may be missing after a crash between the record
+			// and its creation.
+			return false, p.markAttached(d)
 		}
 		logger.Info("Device recorded as attached is not in the pod netns: attaching again", "netns", netns, "ifName", d.Spec.PodIfName, "err", err)
 	}
@@ -549,8 +562,23 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 		return false, fmt.Errorf("%s: record attach done: %w", devRef(d), err)
 	}
 	faults.Point(faults.AttachCompleted)
+	if err := p.markAttached(d); err != nil {
+		return false, err
+	}
 	logger.V(3).Info("Attached", "netns", netns, "ifName", d.Spec.PodIfName, "rdma", rdma)
 	return true, nil
+}
+
+// markAttached creates the device's "attached" marker: from now on the
+// runtime can create the pod's containers, which bind-mount it.
+func (p *Plugin) markAttached(d PodDevice) error {
+	if p.cfg.AttachMarks == nil {
+		return nil
+	}
+	if err := p.cfg.AttachMarks.Create(d.ClaimUID, d.Device); err != nil {
+		return fmt.Errorf("%s: %w", devRef(d), err)
+	}
+	return nil
 }
 
 // detachPod returns the pod's netdevs recorded in the netns at netns (in
@@ -605,6 +633,13 @@ func (p *Plugin) DetachDevice(ctx context.Context, d PodDevice) error {
 func (p *Plugin) detachDevice(ctx context.Context, d PodDevice) error {
 	if d.VFIO || d.NetnsPath == "" {
 		return nil
+	}
+	// The marker goes first: no container of the pod may be created from
+	// now on (the runtime fails those that bind-mount it).
+	if m := p.cfg.AttachMarks; m != nil {
+		if err := m.Remove(d.ClaimUID, d.Device); err != nil {
+			return fmt.Errorf("%s: %w", devRef(d), err)
+		}
 	}
 	if d.Original == nil {
 		return fmt.Errorf("%s: recorded in netns %s without its original host name: cannot restore it", devRef(d), d.NetnsPath)

@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
 	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 )
 
 const (
@@ -47,6 +49,13 @@ type Config struct {
 	// for the detach before they return and let it finish in the
 	// background (the runtime allows all plugins about 2s); zero means 1s.
 	TeardownBudget time.Duration
+	// AttachMarks, when set, are the "attached" markers the driver's CDI
+	// specs bind-mount: the plugin creates a device's marker once the
+	// device is attached (and recorded) and removes it before it moves the
+	// netdev out, so that the runtime cannot create a container of the pod
+	// without the device, even when this plugin is not connected. It must
+	// be the driver's AttachMarks.
+	AttachMarks *attachmark.Marks
 	// ObserveHook, when set, is called after each hook that had devices
 	// to handle, with the hook's name, how long it took and its error
 	// (for metrics). It must be fast and safe for concurrent use.

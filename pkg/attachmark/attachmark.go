@@ -26,6 +26,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 const (
@@ -146,16 +147,23 @@ func (m *Marks) Create(claimUID, device string) error {
 	return nil
 }
 
-// Remove removes the marker of a claim's device; a missing one is fine.
+// Remove removes the marker of a claim's device; a missing one (or a
+// marker dir that is not a directory) is fine.
 func (m *Marks) Remove(claimUID, device string) error {
 	p, err := m.Path(claimUID, device)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(p); err != nil && !absent(err) {
 		return fmt.Errorf("remove attach marker of device %s (claim %s): %w", device, claimUID, err)
 	}
 	return nil
+}
+
+// absent tells whether err means the marker cannot be there: missing, or
+// a component of its dir is not a directory.
+func absent(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
 // Exists reports whether the marker of a claim's device is there.
@@ -168,7 +176,7 @@ func (m *Marks) Exists(claimUID, device string) (bool, error) {
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, fs.ErrNotExist):
+	case absent(err):
 		return false, nil
 	default:
 		return false, fmt.Errorf("attach marker of device %s (claim %s): %w", device, claimUID, err)

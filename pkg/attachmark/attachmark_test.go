@@ -144,6 +144,25 @@ func TestCreateRemove(t *testing.T) {
 	if err := m.Remove("claim", "dev"); err != nil {
 		t.Errorf("Remove without the dir: %v", err)
 	}
+	// A file where the dir should be: no marker can be there.
+	if err := os.WriteFile(dir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove("claim", "dev"); err != nil {
+		t.Errorf("Remove with a file as dir: %v", err)
+	}
+	exists(false)
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	// A marker that cannot be removed (a non-empty dir in its place) is an
+	// error naming the device.
+	if err := os.MkdirAll(filepath.Join(dir, "claim-dev", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove("claim", "dev"); err == nil || !strings.Contains(err.Error(), "remove attach marker of device dev (claim claim)") {
+		t.Errorf("Remove of a non-empty dir: %v", err)
+	}
 }
 
 func TestMountOptions(t *testing.T) {
