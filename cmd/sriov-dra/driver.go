@@ -27,6 +27,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -38,6 +39,7 @@ import (
 // environment variable named in envOf.
 type driverOptions struct {
 	nodeName, driverName, hostRoot, stateDir, cdiDir string
+	attachMarkerDir, attachMarkerHostDir             string
 	pluginsDir, registryDir, deviceFilter            string
 	passthroughPFs                                   []string
 	metricsAddr, healthSocket                        string
@@ -49,24 +51,26 @@ type driverOptions struct {
 // envOf maps flag names to the environment variables that set them when
 // the flag is not given.
 var envOf = map[string]string{
-	"node-name":            "NODE_NAME",
-	"driver-name":          "DRIVER_NAME",
-	"host-root":            "HOST_ROOT",
-	"state-dir":            "STATE_DIR",
-	"cdi-dir":              "CDI_DIR",
-	"kubelet-plugins-dir":  "KUBELET_PLUGINS_DIR",
-	"kubelet-registry-dir": "KUBELET_REGISTRY_DIR",
-	"device-filter":        "DEVICE_FILTER",
-	"passthrough-pfs":      "PASSTHROUGH_PFS",
-	"metrics-addr":         "METRICS_ADDR",
-	"health-socket":        "HEALTH_SOCKET",
-	"nri-socket":           "NRI_SOCKET",
-	"nri-plugin-index":     "NRI_PLUGIN_INDEX",
-	"cni-path":             "CNI_PATH",
-	"kubeconfig":           "KUBECONFIG",
-	"pod-uid":              "POD_UID",
-	"registration-timeout": "REGISTRATION_TIMEOUT",
-	"poll-interval":        "POLL_INTERVAL",
+	"node-name":              "NODE_NAME",
+	"driver-name":            "DRIVER_NAME",
+	"host-root":              "HOST_ROOT",
+	"state-dir":              "STATE_DIR",
+	"cdi-dir":                "CDI_DIR",
+	"attach-marker-dir":      "ATTACH_MARKER_DIR",
+	"attach-marker-host-dir": "ATTACH_MARKER_HOST_DIR",
+	"kubelet-plugins-dir":    "KUBELET_PLUGINS_DIR",
+	"kubelet-registry-dir":   "KUBELET_REGISTRY_DIR",
+	"device-filter":          "DEVICE_FILTER",
+	"passthrough-pfs":        "PASSTHROUGH_PFS",
+	"metrics-addr":           "METRICS_ADDR",
+	"health-socket":          "HEALTH_SOCKET",
+	"nri-socket":             "NRI_SOCKET",
+	"nri-plugin-index":       "NRI_PLUGIN_INDEX",
+	"cni-path":               "CNI_PATH",
+	"kubeconfig":             "KUBECONFIG",
+	"pod-uid":                "POD_UID",
+	"registration-timeout":   "REGISTRATION_TIMEOUT",
+	"poll-interval":          "POLL_INTERVAL",
 }
 
 func newDriverCmd() *cobra.Command {
@@ -96,6 +100,8 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.StringVar(&o.hostRoot, "host-root", "/", "host filesystem root (sys, proc, dev below it)")
 	f.StringVar(&o.stateDir, "state-dir", "/var/lib/sriov-dra", "directory of the checkpoint (0700)")
 	f.StringVar(&o.cdiDir, "cdi-dir", cdi.DefaultDir, "directory of the per-claim CDI specs")
+	f.StringVar(&o.attachMarkerDir, "attach-marker-dir", attachmark.DefaultDir, "directory of the per-device \"attached\" markers a netdevice's container bind-mounts: the runtime cannot create the container until the NRI plugin attached the device and created its marker")
+	f.StringVar(&o.attachMarkerHostDir, "attach-marker-host-dir", "", "the --attach-marker-dir as the container runtime on the host sees it (default: the same path)")
 	f.StringVar(&o.pluginsDir, "kubelet-plugins-dir", "", "the driver's kubelet plugin directory (default <kubelet plugins dir>/<driver name>)")
 	f.StringVar(&o.registryDir, "kubelet-registry-dir", kubeletplugin.KubeletRegistryDir, "kubelet's plugin registration directory")
 	f.StringVar(&o.deviceFilter, "device-filter", "", "YAML/JSON file with the admin's device filter")
@@ -184,6 +190,10 @@ func runDriver(parent context.Context, o driverOptions) error {
 		}
 		filter = f
 	}
+	marks, err := attachmark.New(o.attachMarkerDir, o.attachMarkerHostDir)
+	if err != nil {
+		return fmt.Errorf("--attach-marker-dir: %w", err)
+	}
 	client, err := kubeClient(o.kubeconfig)
 	if err != nil {
 		return err
@@ -235,6 +245,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 		Host:         host,
 		IPAM:         ipam.New(ipam.Config{CNIPath: filepath.SplitList(o.cniPath), DataDir: filepath.Join(o.stateDir, "ipam")}),
 		CDI:          cdi.New(o.cdiDir, o.hostRoot),
+		AttachMarks:  marks,
 		Status:       status,
 		Netlink:      nl,
 		Events:       events,
@@ -253,7 +264,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 	if err != nil {
 		return err
 	}
-	plugin, err = nri.New(nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex}, d.State(), nriHost)
+	plugin, err = nri.New(nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks}, d.State(), nriHost)
 	if err != nil {
 		return err
 	}

@@ -84,7 +84,7 @@ current-context: c
 	}
 	return driverOptions{
 		nodeName: "n1", driverName: "sriov.dra.dev", hostRoot: h.Root, stateDir: filepath.Join(base, "state"),
-		cdiDir: filepath.Join(base, "cdi"), pluginsDir: filepath.Join(base, "plug"), registryDir: reg,
+		cdiDir: filepath.Join(base, "cdi"), attachMarkerDir: filepath.Join(base, "attached"), pluginsDir: filepath.Join(base, "plug"), registryDir: reg,
 		metricsAddr: "127.0.0.1:0", nriSocket: filepath.Join(base, "nri.sock"), nriPluginIndex: "50",
 		cniPath: "/nonexistent", kubeconfig: kc, registrationTimeout: time.Second, pollInterval: time.Second,
 	}
