@@ -276,7 +276,7 @@ func TestDriverRestart(t *testing.T) {
 	}))
 	e.pod(t, "running", "vf")
 	e.waitRunning(t, "running", 90*time.Second)
-	_, ifRunning := allocatedIfName(t, e.cs, e.claimOf(t, "running"))
+	devRunning, ifRunning := allocatedIfName(t, e.cs, e.claimOf(t, "running"))
 	e.restartDriver(t, true)
 	if got := podIPv4(e.exec(t, "running", "ip", "-o", "-4", "addr", "show"), "net1"); len(got) != 1 {
 		t.Errorf("after a driver restart the running pod has net1 %v", got)
@@ -287,20 +287,24 @@ func TestDriverRestart(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	e.restartDriver(t, false)
 	e.waitRunning(t, "creating", 180*time.Second)
-	// A sandbox the runtime creates while no NRI plugin is connected gets
-	// no netdev at RunPodSandbox (the runtime goes on without plugins):
-	// the restarted driver attaches it at its Synchronize, so the pod's
-	// container may run for a moment without net1. Wait for it, and say
-	// how long the container ran without it.
-	running := time.Now()
-	waitFor(t, 30*time.Second, "net1 in the pod created across a driver restart", func() (bool, error) {
-		out, err := e.kubectlOut("exec", "-n", e.namespace, "creating", "--", "ip", "-o", "-4", "addr", "show")
-		return err == nil && len(podIPv4(out, "net1")) == 1, nil
-	})
-	if d := time.Since(running); d > time.Second {
-		t.Logf("the pod created across the driver restart ran about %v without net1 (attached at the new driver's NRI Synchronize)", d.Round(100*time.Millisecond))
+	// Even when the runtime created the sandbox while no NRI plugin was
+	// connected, the container could not start before the restarted
+	// driver attached net1 (its CDI spec bind-mounts the device's attach
+	// marker, created only after the attach): Running means net1 is there.
+	if got := podIPv4(e.exec(t, "creating", "ip", "-o", "-4", "addr", "show"), "net1"); len(got) != 1 {
+		t.Errorf("pod created across a driver restart is Running but has net1 %v", got)
 	}
-	_, ifCreating := allocatedIfName(t, e.cs, e.claimOf(t, "creating"))
+	devCreating, ifCreating := allocatedIfName(t, e.cs, e.claimOf(t, "creating"))
+	// The container sees its device's marker (read-only), and so does the
+	// host, in the folder the CDI spec names.
+	e.exec(t, "creating", "cat", "/run/sriov.dra.dev/attached/"+devCreating) // empty; fails if missing
+	markers := ""
+	if e.cdiDir != "" {
+		markers = filepath.Join(filepath.Dir(e.cdiDir), "attached")
+		if m, _ := filepath.Glob(filepath.Join(markers, "*-"+devCreating)); len(m) != 1 {
+			t.Errorf("attach markers of %s on the host: %v, want one", devCreating, m)
+		}
+	}
 
 	// Delete only once the new driver is up: a pod deleted while no NRI
 	// plugin listens loses its netns with the netdev inside, and a veth
@@ -320,6 +324,14 @@ func TestDriverRestart(t *testing.T) {
 		waitFor(t, 30*time.Second, "no CDI specs of released claims", func() (bool, error) {
 			m, _ := filepath.Glob(filepath.Join(e.cdiDir, "*sriov*"))
 			return len(m) == 0, nil
+		})
+	}
+	// Nor an attach marker.
+	if markers != "" {
+		waitFor(t, 30*time.Second, "no attach markers of released claims", func() (bool, error) {
+			a, _ := filepath.Glob(filepath.Join(markers, "*-"+devRunning))
+			b, _ := filepath.Glob(filepath.Join(markers, "*-"+devCreating))
+			return len(a)+len(b) == 0, nil
 		})
 	}
 }
