@@ -26,6 +26,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -90,6 +91,12 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 		pf.Close()
 		return nil, err
 	}
+	marks, err := attachmark.New(n.markDir(), "")
+	if err != nil {
+		cancel()
+		pf.Close()
+		t.Fatal(err)
+	}
 	var plugin *nri.Plugin
 	host := driver.NewHost(n.root(), pf, func(ctx context.Context, d nri.PodDevice) error { return plugin.DetachDevice(ctx, d) })
 	status := claimstatus.New(cs, claimstatus.Options{DriverName: driverName})
@@ -100,8 +107,8 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 			return inventory.Scan(ctx, inventory.Options{Root: n.root(), Netlink: pf, Filter: n.Filter})
 		}),
 		Attributes: inventory.Attributes, Host: host,
-		IPAM:   ipam.New(ipam.Config{CNIPath: []string{cniDir}, DataDir: n.ipamDir()}),
-		CDI:    cdi.New(n.cdiDir(), n.root()),
+		IPAM: ipam.New(ipam.Config{CNIPath: []string{cniDir}, DataDir: n.ipamDir()}),
+		CDI:  cdi.New(n.cdiDir(), n.root()), AttachMarks: marks,
 		Status: status, Netlink: pf, PollInterval: time.Hour, Events: events,
 		OnFatal: func(err error) { t.Errorf("daemon fatal error: %v", err) },
 	})
@@ -115,7 +122,7 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plugin, err = nri.New(nri.Config{SocketPath: filepath.Join(n.Dir, "nri.sock"), RetryInterval: 50 * time.Millisecond, TeardownBudget: 5 * time.Second}, d.State(), nriHost)
+	plugin, err = nri.New(nri.Config{SocketPath: filepath.Join(n.Dir, "nri.sock"), RetryInterval: 50 * time.Millisecond, TeardownBudget: 5 * time.Second, AttachMarks: marks}, d.State(), nriHost)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,7 @@ type node struct {
 func (n *node) root() string     { return filepath.Join(n.Dir, "root") }
 func (n *node) stateDir() string { return filepath.Join(n.Dir, "state") }
 func (n *node) cdiDir() string   { return filepath.Join(n.Dir, "cdi") }
+func (n *node) markDir() string  { return filepath.Join(n.Dir, "attached") }
 func (n *node) ipamDir() string  { return filepath.Join(n.stateDir(), "ipam") }
 func (n *node) pfFile() string   { return filepath.Join(n.Dir, "pf.json") }
 func (n *node) pfName() string   { return "rl" + n.ID + "pf" }
@@ -252,7 +253,7 @@ func (n *node) view(t testing.TB, h *pfHandle) hostView {
 }
 
 // leftovers lists what a clean node must not have: IPAM allocations on
-// disk, CDI spec files.
+// disk, CDI spec files, attach markers.
 func (n *node) leftovers(t testing.TB) []string {
 	t.Helper()
 	var out []string
@@ -266,6 +267,10 @@ func (n *node) leftovers(t testing.TB) []string {
 	ents, _ := os.ReadDir(n.cdiDir())
 	for _, e := range ents {
 		out = append(out, "CDI spec "+e.Name())
+	}
+	ents, _ = os.ReadDir(n.markDir())
+	for _, e := range ents {
+		out = append(out, "attach marker "+e.Name())
 	}
 	return out
 }

@@ -64,13 +64,13 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 		return mode(filepath.Join(n.cdiDir(), specs[0].Name()), 0o644)
 	}())
-	row("nothing written outside the state, CDI and kubelet dirs", func() error {
+	row("nothing written outside the state, CDI, attach marker and kubelet dirs", func() error {
 		var odd []string
 		_ = filepath.WalkDir(n.Dir, func(p string, d fs.DirEntry, err error) error {
 			rel, _ := filepath.Rel(n.Dir, p)
 			top, _, _ := strings.Cut(rel, string(filepath.Separator))
 			switch top {
-			case ".", "state", "cdi", "reg", "plug", "root", "pf.json":
+			case ".", "state", "cdi", "attached", "reg", "plug", "root", "pf.json":
 				return nil
 			}
 			odd = append(odd, rel)

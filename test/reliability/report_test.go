@@ -55,11 +55,11 @@ func (r *rows) complete(table string) {
 
 // tables in document order with their header.
 var tables = []struct{ name, title, intro, header string }{
-	{"crash", "Crash at every failure point", "The daemon (the test binary built with `-tags faultinject`, running the driver, NRI plugin and kubelet plugin as `sriov-dra driver` wires them) is started in a child process with `SRIOV_DRA_FAULT=<point>`; it runs one pod's whole life (kubelet Prepare over the DRA gRPC socket, NRI RunPodSandbox, StopPodSandbox, RemovePodSandbox, kubelet Unprepare) and exits 137 at the point, with no cleanup. The test restarts the daemon from the same state dir, lets kubelet and the runtime retry, and checks the end state: every VF on the host with its name, MAC, MTU, addresses, VF admin state and driver as before; no IPAM allocation on disk; no CDI spec; an empty checkpoint.",
+	{"crash", "Crash at every failure point", "The daemon (the test binary built with `-tags faultinject`, running the driver, NRI plugin and kubelet plugin as `sriov-dra driver` wires them) is started in a child process with `SRIOV_DRA_FAULT=<point>`; it runs one pod's whole life (kubelet Prepare over the DRA gRPC socket, NRI RunPodSandbox, StopPodSandbox, RemovePodSandbox, kubelet Unprepare) and exits 137 at the point, with no cleanup. The test restarts the daemon from the same state dir, lets kubelet and the runtime retry, and checks the end state: every VF on the host with its name, MAC, MTU, addresses, VF admin state and driver as before; no IPAM allocation on disk; no CDI spec; no attach marker; an empty checkpoint.",
 		"| failure point | then | crashed | result |\n|---|---|---|---|"},
 	{"runtime", "Runtime and kubelet faults", "Faults from the runtime and kubelet side, same end-state checks.",
 		"| fault | result |\n|---|---|"},
-	{"input", "Bad input", "Each is sent through kubelet's NodePrepareResources; the answer must be an error naming the problem, and the host must be exactly as before (VF admin state, links, drivers, no IPAM allocation, no CDI spec, empty checkpoint).",
+	{"input", "Bad input", "Each is sent through kubelet's NodePrepareResources; the answer must be an error naming the problem, and the host must be exactly as before (VF admin state, links, drivers, no IPAM allocation, no CDI spec, no attach marker, empty checkpoint).",
 		"| input | result |\n|---|---|"},
 	{"concurrency", "Concurrency", "", "| scenario | result |\n|---|---|"},
 	{"privilege", "Least privilege", "", "| check | result |\n|---|---|"},
