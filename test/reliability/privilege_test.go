@@ -1,6 +1,7 @@
 package reliability
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -101,11 +102,22 @@ func TestLeastPrivilege(t *testing.T) {
 	if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
+	marker := filepath.Join(n.markDir(), string(c.UID)+"-"+n.device(0))
+	markerAttached := errors.Join(mode(n.markDir(), 0o755), mode(marker, 0o644))
 	time.Sleep(500 * time.Millisecond) // status apply and events are asynchronous
 	if err := dm.plugin.StopPodSandbox(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
 	dm.waitDetached(pod.Uid, 10*time.Second)
+	row("attach marker is 0644 in a 0755 dir, there only while the device is attached", func() error {
+		if markerAttached != nil {
+			return markerAttached
+		}
+		if _, err := os.Stat(marker); !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("marker after the detach: %v", err)
+		}
+		return nil
+	}())
 	if err := unprepareOK(ctx, dm, c); err != nil {
 		t.Fatal(err)
 	}
