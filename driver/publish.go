@@ -60,6 +60,23 @@ func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan devices: %w", err)
 	}
+	if prev := d.inventory(); prev != nil {
+		if gone := vanished(prev, inv); len(gone) > 0 {
+			// Withdrawing devices from the pool (and reporting held ones
+			// unhealthy) takes two scans that agree: a device is briefly
+			// absent while its driver rebinds, and one odd read must not
+			// empty the node's pool.
+			klog.FromContext(ctx).V(2).Info("Devices missing from a scan; confirming with a second one", "devices", gone, "after", vanishConfirmDelay)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(vanishConfirmDelay):
+			}
+			if inv, err = d.cfg.Scanner.Scan(ctx); err != nil {
+				return nil, fmt.Errorf("scan devices: %w", err)
+			}
+		}
+	}
 	d.invMu.Lock()
 	d.inv = inv
 	d.invGen++
@@ -68,6 +85,29 @@ func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
 	d.invMu.Unlock()
 	d.updateDeviceMetrics()
 	return inv, nil
+}
+
+// vanishConfirmDelay is the pause before the scan that confirms devices
+// went away.
+const vanishConfirmDelay = 100 * time.Millisecond
+
+// vanished lists the devices of prev that next lacks (at most 5 names).
+func vanished(prev, next *inventory.Inventory) []string {
+	have := make(map[string]bool, len(next.Devices))
+	for i := range next.Devices {
+		have[next.Devices[i].Name] = true
+	}
+	var gone []string
+	for i := range prev.Devices {
+		if n := prev.Devices[i].Name; !have[n] {
+			if len(gone) == 5 {
+				gone = append(gone, "...")
+				break
+			}
+			gone = append(gone, n)
+		}
+	}
+	return gone
 }
 
 // inventory returns the last scan.

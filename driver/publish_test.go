@@ -236,3 +236,71 @@ func (c *countingScanner) count() int {
 	defer c.mu.Unlock()
 	return c.n
 }
+
+// flakyScanner returns an empty inventory for the scans numbered in
+// empty (1-based), the inner scanner's result otherwise.
+type flakyScanner struct {
+	inner Scanner
+	mu    sync.Mutex
+	n     int
+	empty map[int]bool
+}
+
+func (f *flakyScanner) Scan(ctx context.Context) (*inventory.Inventory, error) {
+	f.mu.Lock()
+	f.n++
+	blank := f.empty[f.n]
+	f.mu.Unlock()
+	if blank {
+		return &inventory.Inventory{Devices: []inventory.Device{}}, nil
+	}
+	return f.inner.Scan(ctx)
+}
+
+// One scan that misses every device (a PF rebinding, an odd read) does not
+// withdraw the node's devices: a second scan has to agree.
+func TestOneEmptyScanDoesNotWithdrawDevices(t *testing.T) {
+	e := newEnv(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}})
+	cfg := e.config()
+	cfg.PollInterval = 50 * time.Millisecond
+	flaky := &flakyScanner{inner: e.scan, empty: map[int]bool{3: true}}
+	cfg.Scanner = flaky
+	d, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &countingPublisher{ch: make(chan struct{}, 16)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = d.Run(ctx, pub) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	// Let the polls run well past the empty scan.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		flaky.mu.Lock()
+		n := flaky.n
+		flaky.mu.Unlock()
+		if n >= 8 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := pub.count(); n != 1 || pub.devices() != 7 {
+		t.Errorf("%d publishes, last with %d devices; want 1 publish of 7 devices (the empty scan not published)", n, pub.devices())
+	}
+
+	// Two empty scans in a row do withdraw them.
+	flaky.mu.Lock()
+	next := flaky.n + 1
+	flaky.empty = map[int]bool{next: true, next + 1: true, next + 2: true, next + 3: true}
+	flaky.mu.Unlock()
+	deadline = time.Now().Add(2 * time.Second)
+	for pub.devices() != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pub.devices() != 0 {
+		t.Errorf("devices gone in two scans in a row still published: %d", pub.devices())
+	}
+}
