@@ -303,21 +303,16 @@ func runDriver(parent context.Context, o driverOptions) error {
 	run("nri", func() error { return plugin.Run(nriCtx) })
 	run("checkpoint owner", func() error {
 		// Notice a take-over even when this daemon has nothing to write.
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-nriCtx.Done():
-				return nil
-			case <-t.C:
-				if err := store.CheckOwner(); err != nil {
-					var sup *driver.SupersededError
-					if !errors.As(err, &sup) {
-						logger.V(2).Info("Cannot read the checkpoint's owner", "err", err)
-					}
+		every(nriCtx, 2*time.Second, func() bool {
+			if err := store.CheckOwner(); err != nil {
+				var sup *driver.SupersededError
+				if !errors.As(err, &sup) {
+					logger.V(2).Info("Cannot read the checkpoint's owner", "err", err)
 				}
 			}
-		}
+			return false
+		})
+		return nil
 	})
 	run("claim status", func() error { status.Run(ctx, 2); return nil })
 	run("registration", func() error { return registration.Wait(ctx, o.registrationTimeout, sockets) })
@@ -361,20 +356,15 @@ func runDriver(parent context.Context, o driverOptions) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				t := time.NewTicker(2 * time.Second)
-				defer t.Stop()
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-t.C:
+				every(ctx, 2*time.Second, func() bool {
+					ln, err := net.Listen("tcp", o.metricsAddr)
+					if err != nil {
+						return false
 					}
-					if ln, err := net.Listen("tcp", o.metricsAddr); err == nil {
-						logger.Info("Serving metrics", "addr", o.metricsAddr)
-						serve(o.metricsAddr, ln)
-						return
-					}
-				}
+					logger.Info("Serving metrics", "addr", o.metricsAddr)
+					serve(o.metricsAddr, ln)
+					return true
+				})
 			}()
 		default:
 			helper.Stop()
@@ -396,6 +386,22 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return fatal
 	}
 	return nil
+}
+
+// every calls fn every interval until it returns true or ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func() (done bool)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if fn() {
+				return
+			}
+		}
+	}
 }
 
 // scanFunc adapts a function to driver.Scanner.
