@@ -62,7 +62,11 @@ func (r *realHost) SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid st
 }
 
 func (r *realHost) RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) error {
-	return vfconfig.Restore(ctx, r.h, r.root, *snap, []vfconfig.Knob{vfconfig.KnobGUID})
+	if err := vfconfig.Restore(ctx, r.h, r.root, *snap, []vfconfig.Knob{vfconfig.KnobGUID}); err != nil {
+		return err
+	}
+	// The rebind named the netdev afresh.
+	return vfconfig.RestoreNetdev(ctx, r.h, r.root, *snap)
 }
 
 func (r *realHost) BindVFIO(ctx context.Context, snap *vfconfig.Snapshot) error {
@@ -71,7 +75,12 @@ func (r *realHost) BindVFIO(ctx context.Context, snap *vfconfig.Snapshot) error 
 }
 
 func (r *realHost) RestoreDriver(ctx context.Context, snap *vfconfig.Snapshot) error {
-	return vfconfig.UnbindVFIO(ctx, r.root, snap.PCIAddress, snap.Driver)
+	if err := vfconfig.UnbindVFIO(ctx, r.root, snap.PCIAddress, snap.Driver); err != nil {
+		return err
+	}
+	// The vendor driver probed the VF again: a new netdev name, and a
+	// random MAC when the PF holds no admin MAC for it.
+	return vfconfig.RestoreNetdev(ctx, r.h, r.root, *snap)
 }
 
 func (r *realHost) RestoreIRQs(ctx context.Context, snap *vfconfig.Snapshot) error {

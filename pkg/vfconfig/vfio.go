@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // VFIODriver is the kernel driver for device passthrough.
@@ -155,4 +159,51 @@ func waitDriver(ctx context.Context, root, pci, driver string) error {
 		d, err := DriverOf(root, pci)
 		return d == driver, err
 	})
+}
+
+// RestoreNetdev gives the VF's netdev the name, MAC and MTU the snapshot
+// recorded, after its driver was bound again (vfio-pci undone, or a GUID
+// rebind): a new probe names the netdev afresh and, when the PF holds no
+// admin MAC for the VF, makes up a random MAC. It waits (bounded) for the
+// netdev to appear and changes only what differs. A snapshot without a
+// netdev needs nothing.
+func RestoreNetdev(ctx context.Context, h nlink.Handle, root string, snap Snapshot) error {
+	if snap.IfName == "" {
+		return nil
+	}
+	var name string
+	if err := waitFor(ctx, rebindWait, "a netdev of "+snap.PCIAddress, func() (bool, error) {
+		n, err := NetdevName(root, snap.PCIAddress)
+		name = n
+		return n != "", err
+	}); err != nil {
+		return fmt.Errorf("restore netdev %s of %s: %w", snap.IfName, snap.PCIAddress, err)
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("restore netdev %s of %s: get link %s: %w", snap.IfName, snap.PCIAddress, name, err)
+	}
+	log := klog.FromContext(ctx)
+	if snap.MAC != "" && !strings.EqualFold(l.Attrs().HardwareAddr.String(), snap.MAC) {
+		mac, err := net.ParseMAC(snap.MAC)
+		if err != nil {
+			return fmt.Errorf("restore netdev %s of %s: snapshot MAC %q: %w", snap.IfName, snap.PCIAddress, snap.MAC, err)
+		}
+		if err := h.LinkSetHardwareAddr(l, mac); err != nil {
+			return fmt.Errorf("restore MAC %s of netdev %s (%s): %w", snap.MAC, name, snap.PCIAddress, err)
+		}
+		log.V(2).Info("Restored netdev MAC after rebind", "pci", snap.PCIAddress, "ifName", name, "mac", snap.MAC)
+	}
+	if snap.MTU > 0 && l.Attrs().MTU != snap.MTU {
+		if err := h.LinkSetMTU(l, snap.MTU); err != nil {
+			return fmt.Errorf("restore MTU %d of netdev %s (%s): %w", snap.MTU, name, snap.PCIAddress, err)
+		}
+	}
+	if name != snap.IfName {
+		if err := h.LinkSetName(l, snap.IfName); err != nil {
+			return fmt.Errorf("rename netdev %s of %s back to %s: %w", name, snap.PCIAddress, snap.IfName, err)
+		}
+		log.V(2).Info("Renamed netdev back after rebind", "pci", snap.PCIAddress, "from", name, "to", snap.IfName)
+	}
+	return nil
 }

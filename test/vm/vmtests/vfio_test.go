@@ -70,7 +70,7 @@ func TestVFIOBindRestore(t *testing.T) {
 	if adminMAC(before.Admin.Mac) == "" {
 		want.MAC = waitNetdev(t, h, pf, vf.Index)
 		if want.MAC != before.MAC {
-			t.Logf("netdev MAC after the rebind %s, before %s: the PF has no admin MAC for VF %d, so igbvf chose a random one at probe; restoring it is up to the caller", want.MAC, before.MAC, vf.Index)
+			t.Logf("netdev MAC after the rebind %s, before %s: the PF has no admin MAC for VF %d, so igbvf chose a random one at probe; vfconfig.RestoreNetdev (called by Unprepare, checked by TestNodeLifecycleVFIO) puts it back", want.MAC, before.MAC, vf.Index)
 		}
 	}
 	waitRaw(t, h, pf, vf.Index, want, waitShort)
