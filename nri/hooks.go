@@ -294,22 +294,31 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, hook string)
 	start := time.Now()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid, "hook", hook)
 	ctx = klog.NewContext(context.WithoutCancel(ctx), logger)
-	unlock := p.hookLock(uid)
+	p.touch(uid)
 	// The detach runs on its own so that a slow kernel cannot make the
 	// hook miss the runtime's deadline (which would fail the teardown):
 	// after TeardownBudget the hook returns and the detach finishes in
-	// the background, still holding the pod.
+	// the background. It takes the pod's lock there too, so a teardown
+	// queued behind a slow one (RemovePodSandbox after StopPodSandbox)
+	// also returns in time.
 	done := make(chan struct{})
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
 		defer close(done)
+		unlock := p.lockPod(uid)
 		defer unlock()
 		// Only what is in this sandbox's netns: kubelet removes an old
 		// sandbox of a pod after it started a new one. A sandbox reported
-		// without a network namespace cannot have netdevs of its own: then
-		// everything the pod has recorded in any netns goes back.
-		err := p.detachPod(ctx, uid, netnsOf(pod))
+		// without a network namespace (a stopped one: containerd lists
+		// them without namespaces) returns only devices recorded in a
+		// netns that is gone, never those of a newer sandbox's live netns.
+		var err error
+		if ns := netnsOf(pod); ns != "" {
+			err = p.detachPod(ctx, uid, ns)
+		} else {
+			err = p.detachGone(ctx, uid)
+		}
 		p.observe(hook, start, err)
 		if err != nil {
 			logger.Error(err, "Could not return every device to the host; will retry")
@@ -579,6 +588,22 @@ func (p *Plugin) markAttached(d PodDevice) error {
 		return fmt.Errorf("%s: %w", devRef(d), err)
 	}
 	return nil
+}
+
+// detachGone returns the pod's netdevs recorded in network namespaces
+// that no longer exist (the kernel gave physical ones back to the host).
+func (p *Plugin) detachGone(ctx context.Context, uid string) error {
+	seen := map[string]bool{}
+	var errs []error
+	for _, d := range p.devs.ForPod(uid) {
+		ns := d.NetnsPath
+		if d.VFIO || ns == "" || seen[ns] || netnsExists(ns) {
+			continue
+		}
+		seen[ns] = true
+		errs = append(errs, p.detachPod(ctx, uid, ns))
+	}
+	return errors.Join(errs...)
 }
 
 // detachPod returns the pod's netdevs recorded in the netns at netns (in

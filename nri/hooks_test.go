@@ -3,6 +3,7 @@ package nri
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -631,5 +632,49 @@ func TestTeardownWithinBudget(t *testing.T) {
 	}
 	if n := len(only(rec.take(), "host Detach")); n != 1 {
 		t.Errorf("%d detaches, want 1 (the second teardown finds it done)", n)
+	}
+}
+
+// kubelet removes a pod's old, stopped sandbox after it started a new one.
+// containerd reports a stopped sandbox without namespaces: its teardown
+// must not take the device out of the new sandbox's live netns.
+func TestRemoveStoppedSandboxKeepsNewSandboxDevice(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, ethDevice("1"))
+	live := t.TempDir() + "/new-netns" // exists: the new sandbox's netns
+	if err := writeEmpty(live); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.RunPodSandbox(ctx, testSandbox(testPod, "sb-new", live)); err != nil {
+		t.Fatal(err)
+	}
+	f.rec.take()
+	old := testSandbox(testPod, "sb-old", "")
+	old.Linux.Namespaces = nil
+	if err := f.p.RemovePodSandbox(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	f.p.bg.Wait()
+	if got := only(f.rec.take(), "host Detach"); len(got) != 0 {
+		t.Errorf("removing the old sandbox detached %q from the new sandbox's netns", got)
+	}
+	if d := f.devs.device("claim-1", "pci-0000-3b-02-1"); d.NetnsPath != live {
+		t.Errorf("device record after removing the old sandbox: %+v, want it in %s", d, live)
+	}
+
+	// When that netns is gone too, a sandbox without namespaces returns it.
+	if err := os.Remove(live); err != nil {
+		t.Fatal(err)
+	}
+	f.host.gone[live] = true
+	l := f.host.link["vf1"]
+	l.netns = "" // the kernel gave it back
+	if err := f.p.RemovePodSandbox(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	f.p.bg.Wait()
+	f.p.RetryPending(ctx)
+	if d := f.devs.device("claim-1", "pci-0000-3b-02-1"); d.NetnsPath != "" {
+		t.Errorf("device of a gone netns not returned: %+v", d)
 	}
 }
