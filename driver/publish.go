@@ -66,7 +66,7 @@ func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
 			// unhealthy) takes two scans that agree: a device is briefly
 			// absent while its driver rebinds, and one odd read must not
 			// empty the node's pool.
-			klog.FromContext(ctx).V(2).Info("Devices missing from a scan; confirming with a second one", "devices", gone, "after", vanishConfirmDelay)
+			klog.FromContext(ctx).Info("Devices missing from a scan; confirming with a second one", "devices", gone, "after", vanishConfirmDelay)
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
