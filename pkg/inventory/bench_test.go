@@ -30,6 +30,12 @@ func BenchmarkInventory(b *testing.B) {
 	// CPU time (user+system, all threads) per scan: on a shared, loaded
 	// machine it says more than wall time.
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	// The process's peak resident memory (the whole test binary with the
+	// fixture: an upper bound for what a scan needs).
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "maxrss-MB")
+	}
 }
 
 func cpuTime() time.Duration {
