@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
@@ -254,16 +255,7 @@ func (p *Plugin) Connected() bool { return p.connected.Load() }
 
 // retryLoop retries detaches that could not finish, until ctx is done.
 func (p *Plugin) retryLoop(ctx context.Context) {
-	t := time.NewTicker(p.cfg.RetryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			p.RetryPending(ctx)
-		}
-	}
+	wait.UntilWithContext(ctx, p.RetryPending, p.cfg.RetryInterval)
 }
 
 // lockPod serialises the hooks of one pod; hooks of different pods run in

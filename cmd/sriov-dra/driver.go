@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
@@ -303,15 +304,14 @@ func runDriver(parent context.Context, o driverOptions) error {
 	run("nri", func() error { return plugin.Run(nriCtx) })
 	run("checkpoint owner", func() error {
 		// Notice a take-over even when this daemon has nothing to write.
-		every(nriCtx, 2*time.Second, func() bool {
+		wait.UntilWithContext(nriCtx, func(context.Context) {
 			if err := store.CheckOwner(); err != nil {
 				var sup *driver.SupersededError
 				if !errors.As(err, &sup) {
 					logger.V(2).Info("Cannot read the checkpoint's owner", "err", err)
 				}
 			}
-			return false
-		})
+		}, 2*time.Second)
 		return nil
 	})
 	run("claim status", func() error { status.Run(ctx, 2); return nil })
@@ -356,14 +356,14 @@ func runDriver(parent context.Context, o driverOptions) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				every(ctx, 2*time.Second, func() bool {
+				_ = wait.PollUntilContextCancel(ctx, 2*time.Second, false, func(context.Context) (bool, error) {
 					ln, err := net.Listen("tcp", o.metricsAddr)
 					if err != nil {
-						return false
+						return false, nil
 					}
 					logger.Info("Serving metrics", "addr", o.metricsAddr)
 					serve(o.metricsAddr, ln)
-					return true
+					return true, nil
 				})
 			}()
 		default:
@@ -386,22 +386,6 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return fatal
 	}
 	return nil
-}
-
-// every calls fn every interval until it returns true or ctx is done.
-func every(ctx context.Context, interval time.Duration, fn func() (done bool)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if fn() {
-				return
-			}
-		}
-	}
 }
 
 // scanFunc adapts a function to driver.Scanner.
