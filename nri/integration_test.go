@@ -340,7 +340,7 @@ func moveToHost(t testing.TB, ns netns.NsHandle, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, err := netns.GetFromPath("/proc/self/ns/net")
+	host, err := netns.GetFromPath(netattach.HostNetnsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,15 @@ import (
 )
 
 // HostNetnsPath is the host network namespace Detach returns links to: the
-// netns of this process (the driver runs with host networking). The
-// hostNS handle given to Attach and Detach must be a handle in it
-// (nlink.NewHost).
-const HostNetnsPath = "/proc/self/ns/net"
+// netns of the calling thread, which for any goroutine not locked to its
+// thread is the process's own (the driver runs with host networking). Not
+// /proc/self/ns/net: that is the main thread's netns, and the main thread
+// may at that moment be lent to a goroutine that entered a pod's netns
+// (thread-locked setns in the netlink library or announce), so a link
+// "returned to the host" would land in that pod (seen with 64 pods torn
+// down at once). The hostNS handle given to Attach and Detach must be a
+// handle in it (nlink.NewHost).
+const HostNetnsPath = "/proc/thread-self/ns/net"
 
 // attacher carries the seams: how a pod-side handle is opened and where
 // the host netns is. The exported functions use the real ones.
