@@ -64,14 +64,7 @@ func TestAttachDetachWithoutOneRequestMove(t *testing.T) {
 // dying netns as dev<ifindex> because its pod name was taken on the host
 // (simulated like TestDetachNetnsGone).
 func TestDetachFindsDevIfindex(t *testing.T) {
-	requireRoot(t)
-	ctx := context.Background()
-	pfx := runPrefix(t)
-	host := hostHandle(t)
-	nsPath := newNetns(t, pfx+"ns")
-	pod := podHandle(t, nsPath)
-	newVeth(t, host, pfx+"vf", pfx+"pe", "02:aa:00:00:00:0b", 1500)
-	before := stateOf(mustLink(t, host, pfx+"vf"))
+	ctx, pfx, host, nsPath, pod, before := newVFBed(t, "pe", "02:aa:00:00:00:0b")
 	orig, err := Attach(ctx, host, nsPath, Spec{HostIfName: pfx + "vf", PodIfName: "net1", MTU: 1300, MAC: "02:bb:00:00:00:0b"})
 	if err != nil {
 		t.Fatal(err)
@@ -105,14 +98,7 @@ func TestDetachFindsDevIfindex(t *testing.T) {
 // TestDetachFailureAtEveryCallThenRetry fails each pod-side change of a
 // detach in turn; a retried detach then always restores the host link.
 func TestDetachFailureAtEveryCallThenRetry(t *testing.T) {
-	requireRoot(t)
-	ctx := context.Background()
-	pfx := runPrefix(t)
-	host := hostHandle(t)
-	nsPath := newNetns(t, pfx+"ns")
-	pod := podHandle(t, nsPath)
-	newVeth(t, host, pfx+"vf", pfx+"pe", "02:aa:00:00:00:0c", 1500)
-	before := stateOf(mustLink(t, host, pfx+"vf"))
+	ctx, pfx, host, nsPath, pod, before := newVFBed(t, "pe", "02:aa:00:00:00:0c")
 	spec := Spec{HostIfName: pfx + "vf", PodIfName: "net1", MTU: 1300, MAC: "02:bb:00:00:00:0c", Addresses: []string{"10.85.0.2/24"}}
 	withFail := func(n int, w **failing) attacher {
 		return attacher{hostNsPath: HostNetnsPath, openPod: func(p string) (nlink.Handle, error) {

@@ -1,6 +1,7 @@
 package netattach
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -248,4 +249,21 @@ type netlinkVeth struct{ name, peer string }
 
 func (v netlinkVeth) veth() *netlink.Veth {
 	return &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.name}, PeerName: v.peer}
+}
+
+// newVFBed is the common start of a host-kernel attach test (root only): a
+// fresh pod netns with a handle in it, and a veth pfx+"vf" (peer pfx+peer,
+// MAC mac, MTU 1500) standing in for a VF netdev on the host, with that
+// link's state before anything moved.
+func newVFBed(t *testing.T, peer, mac string) (ctx context.Context, pfx string, host *nlink.Real, nsPath string, pod *nlink.Real, before linkState) {
+	t.Helper()
+	requireRoot(t)
+	ctx = context.Background()
+	pfx = runPrefix(t)
+	host = hostHandle(t)
+	nsPath = newNetns(t, pfx+"ns")
+	pod = podHandle(t, nsPath)
+	newVeth(t, host, pfx+"vf", pfx+peer, mac, 1500)
+	before = stateOf(mustLink(t, host, pfx+"vf"))
+	return ctx, pfx, host, nsPath, pod, before
 }

@@ -192,14 +192,7 @@ func TestAttachDetachRoundTrip(t *testing.T) {
 }
 
 func TestAttachNameClashInPod(t *testing.T) {
-	requireRoot(t)
-	ctx := context.Background()
-	pfx := runPrefix(t)
-	host := hostHandle(t)
-	nsPath := newNetns(t, pfx+"ns")
-	pod := podHandle(t, nsPath)
-	newVeth(t, host, pfx+"vf", pfx+"vfp", "02:aa:00:00:00:02", 1500)
-	before := stateOf(mustLink(t, host, pfx+"vf"))
+	ctx, pfx, host, nsPath, pod, before := newVFBed(t, "vfp", "02:aa:00:00:00:02")
 
 	// The pod already has net1: refused, nothing moves.
 	if err := pod.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "net1"}, PeerName: "net1p"}); err != nil {
@@ -239,14 +232,7 @@ func TestAttachNameClashInPod(t *testing.T) {
 }
 
 func TestDetachHostNameTaken(t *testing.T) {
-	requireRoot(t)
-	ctx := context.Background()
-	pfx := runPrefix(t)
-	host := hostHandle(t)
-	nsPath := newNetns(t, pfx+"ns")
-	pod := podHandle(t, nsPath)
-	newVeth(t, host, pfx+"vf", pfx+"vfp", "02:aa:00:00:00:03", 1500)
-	before := stateOf(mustLink(t, host, pfx+"vf"))
+	ctx, pfx, host, nsPath, pod, before := newVFBed(t, "vfp", "02:aa:00:00:00:03")
 	spec := Spec{HostIfName: pfx + "vf", PodIfName: "net1", MTU: 1300, MAC: "02:bb:00:00:00:03"}
 	orig, err := Attach(ctx, host, nsPath, spec)
 	if err != nil {
@@ -333,14 +319,7 @@ func TestDetachNetnsGone(t *testing.T) {
 }
 
 func TestAttachUndoesMoveOnFailure(t *testing.T) {
-	requireRoot(t)
-	ctx := context.Background()
-	pfx := runPrefix(t)
-	host := hostHandle(t)
-	nsPath := newNetns(t, pfx+"ns")
-	pod := podHandle(t, nsPath)
-	newVeth(t, host, pfx+"vf", pfx+"vfp", "02:aa:00:00:00:05", 1500)
-	before := stateOf(mustLink(t, host, pfx+"vf"))
+	ctx, pfx, host, nsPath, pod, before := newVFBed(t, "vfp", "02:aa:00:00:00:05")
 	spec := fullSpec(pfx + "vf")
 	// MTU, MAC, 2 addresses, up, 3 routes: 8 configuring calls.
 	for n := 0; n < 8; n++ {
