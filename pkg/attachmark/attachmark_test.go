@@ -190,13 +190,13 @@ func TestListOnlyOurs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, content := range map[string]string{
-		"README":                                    "",
-		uid + "-pci-0000-5e-00-2":                   "not empty",
-		"u1-pci-0000-5e-00-1":                       "", // claim UID not a UUID
+		"README":                  "",
+		uid + "-pci-0000-5e-00-2": "not empty",
+		"u1-pci-0000-5e-00-1":     "", // claim UID not a UUID
 		"C0FFEE00-0000-4000-8000-000000000001-dev0": "", // upper case: not the API server's form
 		"c0ffee00x0000-4000-8000-000000000001-dev0": "",
-		uid + "-":                                   "",
-		uid + "-.hidden":                            "",
+		uid + "-":        "",
+		uid + "-.hidden": "",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
