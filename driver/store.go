@@ -162,10 +162,15 @@ func (f *fileStore) Save(cp *Checkpoint) error {
 }
 
 // DropRequests reads the admin's pending drop requests from the file.
+// A daemon that no longer owns the file (replaced in a rolling update)
+// gets none: its owner applies them.
 func (f *fileStore) DropRequests() ([]DropRequest, error) {
 	cp, _, err := f.s.Load()
 	if err != nil {
 		return nil, err
+	}
+	if f.owner != "" && cp.Owner != "" && cp.Owner != f.owner {
+		return nil, nil
 	}
 	return cp.DropRequests, nil
 }
