@@ -70,7 +70,8 @@ type Config struct {
 	// records from before a reboot; zero means 5 s doubling up to every
 	// 5 minutes, retried for as long as they fail.
 	ReleaseBackoff wait.Backoff
-	// ReleaseTimeout bounds one release attempt; 0 means 2 minutes.
+	// ReleaseTimeout bounds one background release attempt; 0 means 1
+	// minute. The attempt at start is bounded by at most 10 s.
 	ReleaseTimeout time.Duration
 	// DropPollInterval is how often the checkpoint is read for the
 	// admin's drop requests (sriov-dra checkpoint drop); 0 means 2s.

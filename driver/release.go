@@ -21,8 +21,13 @@ import (
 var defaultReleaseBackoff = wait.Backoff{Duration: 5 * time.Second, Factor: 2, Jitter: 0.1, Steps: 100, Cap: 5 * time.Minute}
 
 const (
-	defaultReleaseTimeout = 2 * time.Minute
-	defaultDropPoll       = 2 * time.Second
+	// defaultReleaseTimeout bounds one release attempt in the background.
+	defaultReleaseTimeout = time.Minute
+	// startReleaseTimeout bounds the first attempt, made before the
+	// daemon registers with kubelet: a hanging IPAM plugin must not keep
+	// the daemon from starting (or its probes from passing).
+	startReleaseTimeout = 10 * time.Second
+	defaultDropPoll     = 2 * time.Second
 )
 
 // releaseStale takes over the records of an earlier boot: it marks them
@@ -37,17 +42,29 @@ func (d *Driver) releaseStale(ctx context.Context) error {
 			return err
 		}
 	}
-	d.releasePending(ctx)
+	d.releasePending(ctx, min(startReleaseTimeout, d.releaseTimeout()))
 	return nil
 }
 
-// releasePending tries the release of every stale record once and
-// returns how many are still pending.
-func (d *Driver) releasePending(ctx context.Context) int {
+func (d *Driver) releaseTimeout() time.Duration {
+	if d.cfg.ReleaseTimeout > 0 {
+		return d.cfg.ReleaseTimeout
+	}
+	return defaultReleaseTimeout
+}
+
+// releasePending tries the release of every stale record once, claims in
+// parallel, each bounded by timeout, and returns how many are still
+// pending.
+func (d *Driver) releasePending(ctx context.Context, timeout time.Duration) int {
+	var uids []string
 	for _, rec := range d.state.Claims() {
 		if rec.Stale != nil {
-			d.releaseOne(ctx, rec.UID)
+			uids = append(uids, rec.UID)
 		}
+	}
+	if len(uids) > 0 {
+		forEach(len(uids), func(i int) { d.releaseOne(ctx, uids[i], timeout) })
 	}
 	d.updateStaleMetric()
 	return d.state.staleCount()
@@ -55,7 +72,7 @@ func (d *Driver) releasePending(ctx context.Context) int {
 
 // releaseOne releases one stale record under the claim's lock (kubelet
 // may call Prepare or Unprepare for it at the same time).
-func (d *Driver) releaseOne(ctx context.Context, uid string) {
+func (d *Driver) releaseOne(ctx context.Context, uid string, timeout time.Duration) {
 	defer d.lockClaim(uid)()
 	rec, ok := d.state.Claim(uid)
 	if !ok || rec.Stale == nil {
@@ -64,10 +81,6 @@ func (d *Driver) releaseOne(ctx context.Context, uid string) {
 	logger := klog.LoggerWithValues(klog.FromContext(ctx), "claim", klog.KRef(rec.Namespace, rec.Name), "claimUID", rec.UID)
 	ctx = klog.NewContext(ctx, logger)
 	logger.Info("Releasing claim prepared before the node rebooted", "bootID", rec.Stale.BootID, "attempt", rec.Stale.Attempts+1)
-	timeout := d.cfg.ReleaseTimeout
-	if timeout <= 0 {
-		timeout = defaultReleaseTimeout
-	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := d.undo(actx, rec, false); err != nil {
@@ -110,7 +123,7 @@ func (d *Driver) retryStaleReleases(ctx context.Context) {
 		b = defaultReleaseBackoff
 	}
 	_ = b.DelayFunc().Until(ctx, false, true, func(ctx context.Context) (bool, error) {
-		return d.releasePending(ctx) == 0, nil
+		return d.releasePending(ctx, d.releaseTimeout()) == 0, nil
 	})
 }
 

@@ -186,6 +186,9 @@ func TestStaleClaimUnprepareAndPrepareAgain(t *testing.T) {
 		if err := unprepare(t, e.d, c1)["u1"]; err == nil || !strings.Contains(err.Error(), "release IPAM allocation") {
 			t.Errorf("Unprepare with IPAM DEL failing: %v", err)
 		}
+		if rec, ok := e.d.State().Claim("u1"); !ok || rec.Stale == nil || rec.Stale.Attempts != 2 {
+			t.Errorf("after a failed Unprepare: %+v, want still stale with 2 failed attempts", rec)
+		}
 		e.j.clearFail()
 		if err := unprepare(t, e.d, c1)["u1"]; err != nil {
 			t.Fatal(err)

@@ -33,6 +33,9 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 		// devices came up fresh and must not get its snapshot back.
 		err := d.undo(cctx, rec, rec.Stale == nil)
 		d.observe(false, start, err)
+		if err != nil && rec.Stale != nil {
+			d.staleReleaseFailed(cctx, rec, err)
+		}
 		if err != nil {
 			logger.Error(err, "Unprepare failed; kubelet retries")
 		} else {
