@@ -16,6 +16,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
 
@@ -396,5 +397,50 @@ func TestCollectOrphansAtStart(t *testing.T) {
 		if got := exists(tc.path); got != tc.want {
 			t.Errorf("%s: there %v, want %v", tc.path, got, tc.want)
 		}
+	}
+}
+
+// hangingIPAM's DEL of one claim hangs until its context ends, like a
+// plugin that never answers.
+type hangingIPAM struct {
+	*fakeIPAM
+	claim string
+}
+
+func (h *hangingIPAM) Release(ctx context.Context, res *ipam.Result) error {
+	if strings.HasPrefix(res.ContainerID, h.claim+"-") {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return h.fakeIPAM.Release(ctx, res)
+}
+
+// A DEL that hangs holds neither the start nor the other claims: the
+// attempt is bounded, the record stays pending, the other claim goes.
+func TestStaleReleaseHangingDoesNotHoldStart(t *testing.T) {
+	e := newEnv(t, sysfstest.Standard())
+	for i, uid := range []string{"u1", "u2"} {
+		c := newClaim(uid, uid, []resourceapi.DeviceRequestAllocationResult{result("eth", vfName(e, 1, i))}, opaque(ipamVLAN))
+		if err := prepare(t, e.d, c)[c.UID].Err; err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := e.config()
+	cfg.BootID = "boot-2"
+	cfg.IPAM = &hangingIPAM{fakeIPAM: e.ipam, claim: "u1"}
+	cfg.ReleaseTimeout = 300 * time.Millisecond
+	start := time.Now()
+	d, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("start took %s with a hanging IPAM DEL", took)
+	}
+	if rec, ok := d.State().Claim("u1"); !ok || rec.Stale == nil || !strings.Contains(rec.Stale.LastError, "deadline") {
+		t.Errorf("u1 after a hanging DEL: %+v", rec)
+	}
+	if _, ok := d.State().Claim("u2"); ok {
+		t.Error("u2 not released")
 	}
 }
