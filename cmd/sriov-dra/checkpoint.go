@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
@@ -50,6 +51,11 @@ back), within seconds, or when it next starts.`,
 	f.StringVar(&o.hostRoot, "host-root", "/", "host filesystem root (the boot ID is read below it)")
 	f.StringVar(&o.cdiDir, "cdi-dir", cdi.DefaultDir, "the daemon's CDI spec dir")
 	f.StringVar(&o.markerDir, "attach-marker-dir", attachmark.DefaultDir, "the daemon's attach marker dir")
+	f.VisitAll(func(fl *pflag.Flag) {
+		if env, ok := envOf[fl.Name]; ok {
+			fl.Usage += " [$" + env + "]"
+		}
+	})
 	cmd.AddCommand(newCheckpointListCmd(&o), newCheckpointDropCmd(&o))
 	return cmd
 }
