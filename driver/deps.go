@@ -77,6 +77,11 @@ type CDI interface {
 	Write(ctx context.Context, claimUID string, devs []cdi.Device) ([]string, error)
 	// Remove deletes the claim's spec; removing a missing one succeeds.
 	Remove(ctx context.Context, claimUID string) error
+	// Claims lists the claims whose spec this driver wrote (checked by
+	// name and content), to find orphans.
+	Claims() ([]string, error)
+	// SpecPath is the file of the claim's spec.
+	SpecPath(claimUID string) string
 }
 
 // ClaimStatus records the claim's status.devices entries of this driver

@@ -56,11 +56,23 @@
 //     the snapshot, remove the CDI spec, clear the claim's status entries,
 //     drop the record. A failing step keeps the record; kubelet retries.
 //
+// A failing Unprepare step (say the IPAM DEL) does not stop the others;
+// the record stays, holding its device, and kubelet retries. Only that
+// claim waits: claims are locked one by one and the daemon goes on.
+//
 // After a reboot (boot ID differs from the checkpoint's) the kernel state
-// is gone: stale records are released (IPs freed, CDI specs and status
-// removed) and never restored onto VFs that came up fresh. A corrupt
-// checkpoint stops the daemon with the file and the way to recover; it
-// never guesses.
+// is gone: the records are marked stale together with the new boot ID
+// (StaleRelease), then released one by one (IPs freed, CDI specs,
+// markers and status removed) and never restored onto VFs that came up
+// fresh. A release that fails leaves its record pending - it holds no
+// device and NRI never sees it - and is retried in the background with
+// backoff (a Prepare or Unprepare of the same claim tries it too); it
+// never stops the daemon. The admin can make the daemon forget one record
+// (`sriov-dra checkpoint drop`: a request in the checkpoint that the
+// daemon applies under the claim's lock). At start, CDI specs and attach
+// markers this driver wrote that no record refers to are removed. A
+// corrupt checkpoint stops the daemon with the file and the way to
+// recover; it never guesses.
 //
 // # Publishing
 //

@@ -9,12 +9,12 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
-	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -65,6 +65,17 @@ type Config struct {
 	// OnFatal is called by HandleError for a fatal error; the daemon
 	// cancels its context there.
 	OnFatal func(err error)
+
+	// ReleaseBackoff paces the background retries of failed releases of
+	// records from before a reboot; zero means 5 s doubling up to every
+	// 5 minutes, retried for as long as they fail.
+	ReleaseBackoff wait.Backoff
+	// ReleaseTimeout bounds one background release attempt; 0 means 1
+	// minute. The attempt at start is bounded by at most 10 s.
+	ReleaseTimeout time.Duration
+	// DropPollInterval is how often the checkpoint is read for the
+	// admin's drop requests (sriov-dra checkpoint drop); 0 means 2s.
+	DropPollInterval time.Duration
 }
 
 // Driver is the node daemon's DRA side: a kubeletplugin.DRAPlugin over
@@ -94,9 +105,12 @@ type Driver struct {
 
 var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
 
-// New loads the checkpoint, releases entries of an earlier boot, and scans
-// the devices once. A checkpoint that cannot be read is an error: the
-// driver does not touch devices it cannot account for.
+// New loads the checkpoint, drops the records the admin asked to drop,
+// releases entries of an earlier boot (a release that fails stays pending
+// and is retried by Run: it never stops the daemon), removes CDI specs
+// and attach markers no record refers to, and scans the devices once. A
+// checkpoint that cannot be read is an error: the driver does not touch
+// devices it cannot account for.
 func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.NodeName == "" {
 		return nil, errors.New("node name is required")
@@ -135,9 +149,11 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	}
 	d := &Driver{cfg: cfg, state: state, rescan: make(chan struct{}, 1), invCond: make(chan struct{}), claimLocks: map[string]*claimLock{}}
 	state.SetOnAttached(d.claimAttached)
+	d.applyDropRequests(ctx)
 	if err := d.releaseStale(ctx); err != nil {
 		return nil, err
 	}
+	d.collectOrphans(ctx)
 	if _, err := d.scan(ctx); err != nil {
 		return nil, err
 	}
@@ -161,28 +177,6 @@ func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
 	if d.cfg.OnFatal != nil {
 		d.cfg.OnFatal(fmt.Errorf("%s: %w", msg, err))
 	}
-}
-
-// releaseStale drops the checkpoint entries of an earlier boot: their
-// kernel state (VF settings, moved netdevs, driver bindings) is gone with
-// the reboot, so only what outlives a reboot is released: IPAM
-// allocations, CDI specs, claim status entries.
-func (d *Driver) releaseStale(ctx context.Context) error {
-	logger := klog.FromContext(ctx)
-	if d.state.BootID() == d.cfg.BootID {
-		return nil
-	}
-	var errs []error
-	for _, rec := range d.state.Claims() {
-		logger.Info("Releasing claim prepared before the node rebooted", "claim", klog.KRef(rec.Namespace, rec.Name), "claimUID", rec.UID, "bootID", d.state.BootID())
-		if err := d.undo(ctx, rec, false); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("release claims of boot %s: %w", d.state.BootID(), errors.Join(errs...))
-	}
-	return d.state.SetBootID(d.cfg.BootID)
 }
 
 // NewEventRecorder returns a recorder that posts events (Warning on

@@ -204,6 +204,18 @@ func (f *fakeCDI) Remove(_ context.Context, uid string) error {
 	return nil
 }
 
+func (f *fakeCDI) Claims() ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for uid := range f.specs {
+		out = append(out, uid)
+	}
+	return sortStrings(out), nil
+}
+
+func (f *fakeCDI) SpecPath(uid string) string { return "/fake/cdi/" + uid + ".json" }
+
 func (f *fakeCDI) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

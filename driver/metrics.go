@@ -12,6 +12,9 @@ type Metrics struct {
 	unprepareDur prometheus.Histogram
 	devices      *prometheus.GaugeVec
 	publishes    prometheus.Counter
+
+	staleReleasesPending prometheus.Gauge
+	staleReleaseFailures *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -42,8 +45,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "sriov_dra", Name: "resourceslice_publish_total",
 			Help: "Times the node's pool was published because it changed.",
 		}),
+		staleReleasesPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sriov_dra", Name: "stale_releases_pending",
+			Help: "Claim records from before the node rebooted whose release (IPAM, CDI spec, attach markers, status) has not succeeded yet; retried in the background.",
+		}),
+		staleReleaseFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sriov_dra", Name: "stale_release_failures_total",
+			Help: "Failed steps of releases of claim records from before the node rebooted, by step.",
+		}, []string{"step"}),
 	}
-	reg.MustRegister(m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes)
+	reg.MustRegister(m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes, m.staleReleasesPending, m.staleReleaseFailures)
 	return m
 }
 

@@ -102,6 +102,17 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	logger := klog.FromContext(ctx)
 	uid := string(claim.UID)
 	defer d.lockClaim(uid)()
+	if rec, ok := d.state.Claim(uid); ok && rec.Stale != nil {
+		// The same claim was prepared before the node rebooted (its pod
+		// survived the reboot): its old IPAM allocation uses the same
+		// container ID, so it must go before a new one is made.
+		logger.Info("Releasing the claim's record from before the node rebooted before preparing it again", "bootID", rec.Stale.BootID)
+		if err := d.undo(ctx, rec, false); err != nil {
+			d.staleReleaseFailed(ctx, rec, err)
+			return nil, fmt.Errorf("claim %s/%s: release its record from before the node rebooted (boot %s) first: %w", claim.Namespace, claim.Name, rec.Stale.BootID, err)
+		}
+		d.updateStaleMetric()
+	}
 	if rec, ok := d.state.Claim(uid); ok {
 		if rec.Phase == PhasePrepareCompleted {
 			logger.V(3).Info("Claim already prepared; returning the recorded devices")

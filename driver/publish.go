@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
@@ -167,11 +169,33 @@ func (d *Driver) TriggerRescan() {
 // Run publishes the pool and keeps it current until ctx is done: it
 // rescans on link events and prepare/unprepare (debounced), and on a slow
 // poll, and publishes only what changed.
+//
+// In the background it also retries pending releases of records from
+// before a reboot (with backoff) and applies the admin's drop requests.
 func (d *Driver) Run(ctx context.Context, pub Publisher) error {
 	logger := klog.FromContext(ctx)
 	if _, err := d.publish(ctx, pub); err != nil {
 		return err
 	}
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() {
+		stopBackground()
+		bg.Wait()
+	}()
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		d.retryStaleReleases(bgCtx)
+	}()
+	go func() {
+		defer bg.Done()
+		poll := d.cfg.DropPollInterval
+		if poll <= 0 {
+			poll = defaultDropPoll
+		}
+		wait.UntilWithContext(bgCtx, d.applyDropRequests, poll)
+	}()
 	poll := time.NewTicker(d.cfg.PollInterval)
 	defer poll.Stop()
 	debounce := time.NewTimer(time.Hour)

@@ -47,6 +47,20 @@ type Checkpoint struct {
 	// Owner is the daemon that last took the checkpoint over (see
 	// NewOwnedFileStore); empty when no owner is enforced.
 	Owner string `json:"owner,omitempty"`
+	// DropRequests are the admin's requests to forget a record
+	// (`sriov-dra checkpoint drop`). The daemon owns the records: it
+	// drops the claim itself (under the claim's lock) and the request
+	// goes from the file with the next save that no longer has the claim.
+	DropRequests []DropRequest `json:"dropRequests,omitempty"`
+}
+
+// DropRequest asks the daemon to forget one claim's record without
+// undoing anything.
+type DropRequest struct {
+	ClaimUID string `json:"claimUID"`
+	// By and At say who asked and when (RFC 3339), for the daemon's log.
+	By string `json:"by,omitempty"`
+	At string `json:"at,omitempty"`
 }
 
 // ClaimRecord is one prepared (or being prepared) ResourceClaim.
@@ -62,6 +76,22 @@ type ClaimRecord struct {
 	Steps ClaimSteps `json:"steps"`
 	// Devices are in allocation order; Unprepare walks them backwards.
 	Devices []*DeviceRecord `json:"devices"`
+	// Stale is set on a record of an earlier boot (see StaleRelease).
+	Stale *StaleRelease `json:"stale,omitempty"`
+}
+
+// StaleRelease marks a record made before the node rebooted. The kernel
+// state it describes went with the reboot and its devices came up fresh:
+// such a record is only ever released (IPAM allocations, CDI spec, attach
+// markers, claim status), never restored onto a device, holds no device,
+// and is never offered to the NRI plugin. It stays until the release
+// succeeds (retried in the background) or the admin drops it.
+type StaleRelease struct {
+	// BootID is the boot the record was made in.
+	BootID string `json:"bootID"`
+	// Attempts counts failed releases; LastError is the last failure.
+	Attempts  int    `json:"attempts,omitempty"`
+	LastError string `json:"lastError,omitempty"`
 }
 
 // ClaimSteps are the claim-wide steps of Prepare.
@@ -203,6 +233,85 @@ func (s *State) SetBootID(bootID string) error {
 	})
 }
 
+// markStale marks every record of boot old as stale (see StaleRelease)
+// and records bootID as the checkpoint's boot, in one durable change:
+// from then on a restart, a kubelet call or the NRI plugin can never take
+// such a record for one of this boot.
+func (s *State) markStale(old, bootID string) error {
+	s.mu.Lock()
+	prev := s.cp.Claims
+	next := make(map[string]*ClaimRecord, len(prev))
+	for uid, rec := range prev {
+		if rec.Stale == nil {
+			rec = rec.clone()
+			rec.Stale = &StaleRelease{BootID: old}
+		}
+		next[uid] = rec
+	}
+	prevBoot := s.cp.BootID
+	s.cp.Claims, s.cp.BootID = next, bootID
+	gen := s.bump()
+	s.mu.Unlock()
+	return s.commit(gen, func() {
+		// Records changed since (a drop) are kept as they are now.
+		for uid, rec := range s.cp.Claims {
+			if old, ok := prev[uid]; ok && rec == next[uid] {
+				s.cp.Claims[uid] = old
+			}
+		}
+		s.cp.BootID = prevBoot
+	}, func(err error) error {
+		return fmt.Errorf("mark the claims of boot %s as stale: %w", old, err)
+	})
+}
+
+// staleFailed records a failed release of a stale record.
+func (s *State) staleFailed(uid string, cause error) error {
+	s.mu.Lock()
+	rec, ok := s.cp.Claims[uid]
+	if !ok || rec.Stale == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	next := rec.clone()
+	next.Stale.Attempts++
+	next.Stale.LastError = cause.Error()
+	s.cp.Claims[uid] = next
+	gen := s.bump()
+	s.mu.Unlock()
+	return s.commit(gen, func() {
+		if s.cp.Claims[uid] == next {
+			s.cp.Claims[uid] = rec
+		}
+	}, func(err error) error {
+		return fmt.Errorf("record the failed release of claim %s: %w", uid, err)
+	})
+}
+
+// staleCount is the number of stale records.
+func (s *State) staleCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, rec := range s.cp.Claims {
+		if rec.Stale != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// save writes the state as it is (a store may have more to write, e.g.
+// clearing served drop requests).
+func (s *State) save() error {
+	s.mu.Lock()
+	gen := s.bump()
+	s.mu.Unlock()
+	return s.commit(gen, func() {}, func(err error) error {
+		return fmt.Errorf("save checkpoint: %w", err)
+	})
+}
+
 // bump counts a change; call with s.mu held.
 func (s *State) bump() uint64 {
 	s.gen++
@@ -259,11 +368,14 @@ func (s *State) Claims() []*ClaimRecord {
 }
 
 // Owner returns the UID of the claim a device (ResourceSlice name) is
-// recorded for, or "".
+// recorded for, or "". A stale record (an earlier boot's) holds no device.
 func (s *State) Owner(device string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for uid, rec := range s.cp.Claims {
+		if rec.Stale != nil {
+			continue
+		}
 		for _, d := range rec.Devices {
 			if d.Device == device {
 				return uid
@@ -280,6 +392,9 @@ func (s *State) PublishedDevices() map[string]inventory.Device {
 	defer s.mu.Unlock()
 	out := map[string]inventory.Device{}
 	for _, rec := range s.cp.Claims {
+		if rec.Stale != nil {
+			continue // the device came up fresh: publish what it is now
+		}
 		for _, d := range rec.Devices {
 			if d.Published != nil {
 				out[d.Device] = *d.Published
@@ -371,7 +486,8 @@ func (s *State) updateDevice(claimUID, device string, fn func(*DeviceRecord)) er
 }
 
 // ForPod implements nri.Devices. Only completed claims are offered: a
-// claim still being prepared (or rolled back) has nothing to attach yet.
+// claim still being prepared (or rolled back) has nothing to attach yet,
+// and a stale one (an earlier boot's) has nothing to attach any more.
 func (s *State) ForPod(podUID string) []nri.PodDevice {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -383,7 +499,7 @@ func (s *State) ForPod(podUID string) []nri.PodDevice {
 	sort.Strings(uids)
 	for _, uid := range uids {
 		rec := s.cp.Claims[uid]
-		if rec.PodUID != podUID || rec.Phase != PhasePrepareCompleted {
+		if rec.PodUID != podUID || rec.Phase != PhasePrepareCompleted || rec.Stale != nil {
 			continue
 		}
 		for _, d := range rec.Devices {
@@ -400,7 +516,7 @@ func (s *State) Pods() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, rec := range s.cp.Claims {
-		if rec.Phase == PhasePrepareCompleted && !seen[rec.PodUID] {
+		if rec.Phase == PhasePrepareCompleted && rec.Stale == nil && !seen[rec.PodUID] {
 			seen[rec.PodUID] = true
 			out = append(out, rec.PodUID)
 		}
@@ -486,6 +602,9 @@ func (s *State) relatedOwner(dev *inventory.Device) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for uid, rec := range s.cp.Claims {
+		if rec.Stale != nil {
+			continue
+		}
 		for _, d := range rec.Devices {
 			switch {
 			case dev.Kind == inventory.KindVF && d.Kind == inventory.KindPF && d.PCIAddress == dev.PFPCIAddress:
@@ -505,7 +624,7 @@ func (s *State) podRecords(podUID, except string) []*ClaimRecord {
 	defer s.mu.Unlock()
 	var out []*ClaimRecord
 	for uid, rec := range s.cp.Claims {
-		if uid != except && rec.PodUID == podUID {
+		if uid != except && rec.PodUID == podUID && rec.Stale == nil {
 			out = append(out, rec.clone())
 		}
 	}
@@ -520,8 +639,8 @@ func (s *State) heldGUIDs(except string) map[string]string {
 	defer s.mu.Unlock()
 	out := map[string]string{}
 	for uid, rec := range s.cp.Claims {
-		if uid == except {
-			continue
+		if uid == except || rec.Stale != nil {
+			continue // a GUID of an earlier boot is gone with it
 		}
 		for _, d := range rec.Devices {
 			if d.Settings.GUID != nil {
@@ -539,6 +658,9 @@ func (s *State) deviceCounts() (map[string]bool, int) {
 	owned := map[string]bool{}
 	attached := 0
 	for _, rec := range s.cp.Claims {
+		if rec.Stale != nil {
+			continue
+		}
 		for _, d := range rec.Devices {
 			owned[d.Device] = true
 			if d.Pod.Attached {

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
@@ -132,23 +133,103 @@ func (f *fileStore) supersede(sup *SupersededError) {
 	}
 }
 
-// Save implements Store.
+// Save implements Store. The admin's drop requests in the file stay
+// until a save no longer has their claim.
 func (f *fileStore) Save(cp *Checkpoint) error {
-	if f.owner == "" {
-		return f.s.Save(*cp)
-	}
 	var sup *SupersededError
 	err := f.s.Update(func(cur *Checkpoint) error {
-		if cur.Owner != "" && cur.Owner != f.owner {
+		if f.owner != "" && cur.Owner != "" && cur.Owner != f.owner {
 			sup = &SupersededError{Path: f.s.Path(), Owner: f.owner, By: cur.Owner}
 			return sup
 		}
+		requests := cur.DropRequests
 		*cur = *cp
-		cur.Owner = f.owner
+		cur.DropRequests = nil
+		for _, r := range requests {
+			if _, held := cp.Claims[r.ClaimUID]; held {
+				cur.DropRequests = append(cur.DropRequests, r)
+			}
+		}
+		if f.owner != "" {
+			cur.Owner = f.owner
+		}
 		return nil
 	})
 	if sup != nil {
 		f.supersede(sup)
 	}
 	return err
+}
+
+// DropRequests reads the admin's pending drop requests from the file.
+// A daemon that no longer owns the file (replaced in a rolling update)
+// gets none: its owner applies them.
+func (f *fileStore) DropRequests() ([]DropRequest, error) {
+	cp, _, err := f.s.Load()
+	if err != nil {
+		return nil, err
+	}
+	if f.owner != "" && cp.Owner != "" && cp.Owner != f.owner {
+		return nil, nil
+	}
+	return cp.DropRequests, nil
+}
+
+// dropRequester is a Store that carries the admin's drop requests.
+type dropRequester interface {
+	DropRequests() ([]DropRequest, error)
+}
+
+// openCheckpoint opens the checkpoint of an existing state dir for the
+// admin tools; it never creates the dir.
+func openCheckpoint(stateDir, root string) (*checkpoint.Store[Checkpoint], error) {
+	fi, err := os.Stat(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("state dir %s is not a directory", stateDir)
+	}
+	return checkpoint.Open[Checkpoint](stateDir, CheckpointFile, checkpoint.Options{Root: root, DataVersion: 1})
+}
+
+// ReadCheckpoint reads the checkpoint in stateDir (under its lock, shared
+// with a running daemon) for the admin tools, without taking it over. A
+// missing file is an empty checkpoint. It returns the file's path too.
+func ReadCheckpoint(stateDir, root string) (*Checkpoint, string, error) {
+	s, err := openCheckpoint(stateDir, root)
+	if err != nil {
+		return nil, "", err
+	}
+	cp, _, err := s.Load()
+	if err != nil {
+		return nil, s.Path(), err
+	}
+	if cp.Claims == nil {
+		cp.Claims = map[string]*ClaimRecord{}
+	}
+	return &cp, s.Path(), nil
+}
+
+// RequestDrop adds the admin's request to forget claimUID's record to the
+// checkpoint in stateDir, under the file's exclusive lock and keeping the
+// owner: the daemon that owns the file drops the record itself within
+// seconds (or when it starts). The record must be there.
+func RequestDrop(stateDir, root string, req DropRequest) error {
+	s, err := openCheckpoint(stateDir, root)
+	if err != nil {
+		return err
+	}
+	return s.Update(func(cp *Checkpoint) error {
+		if _, ok := cp.Claims[req.ClaimUID]; !ok {
+			return fmt.Errorf("claim %s has no record in %s", req.ClaimUID, s.Path())
+		}
+		for _, r := range cp.DropRequests {
+			if r.ClaimUID == req.ClaimUID {
+				return nil // asked before; the daemon has not got to it yet
+			}
+		}
+		cp.DropRequests = append(cp.DropRequests, req)
+		return nil
+	})
 }

@@ -29,8 +29,13 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 			logger.V(3).Info("Claim is not prepared on this node; nothing to undo")
 			return
 		}
-		err := d.undo(cctx, rec, true)
+		// A stale record (an earlier boot's) is only released: its
+		// devices came up fresh and must not get its snapshot back.
+		err := d.undo(cctx, rec, rec.Stale == nil)
 		d.observe(false, start, err)
+		if err != nil && rec.Stale != nil {
+			d.staleReleaseFailed(cctx, rec, err)
+		}
 		if err != nil {
 			logger.Error(err, "Unprepare failed; kubelet retries")
 		} else {
@@ -43,6 +48,7 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 		out[c.UID] = errs[i]
 	}
 	d.updateDeviceMetrics()
+	d.updateStaleMetric()
 	return out, nil
 }
 
@@ -59,7 +65,7 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 	host := d.cfg.Host
 	var errs []error
 	fail := func(dr *DeviceRecord, step string, err error) {
-		errs = append(errs, fmt.Errorf("claim %s/%s (%s) request %q device %s: %s: %w", rec.Namespace, rec.Name, rec.UID, dr.Request, dr.Device, step, err))
+		errs = append(errs, &stepError{rec: rec, request: dr.Request, device: dr.Device, step: step, err: err})
 	}
 	devs := slices.Clone(rec.Devices)
 	slices.Reverse(devs)
@@ -147,12 +153,12 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 	// 4. The CDI spec and the status entries.
 	if rec.Steps.CDI {
 		if err := d.cfg.CDI.Remove(ctx, rec.UID); err != nil {
-			errs = append(errs, fmt.Errorf("claim %s/%s (%s): remove CDI spec: %w", rec.Namespace, rec.Name, rec.UID, err))
+			errs = append(errs, &stepError{rec: rec, step: "remove CDI spec", err: err})
 		}
 	}
 	if rec.Phase == PhasePrepareCompleted {
 		if err := d.cfg.Status.Clear(claimRef(rec)); err != nil {
-			errs = append(errs, fmt.Errorf("claim %s/%s (%s): clear status: %w", rec.Namespace, rec.Name, rec.UID, err))
+			errs = append(errs, &stepError{rec: rec, step: "clear status", err: err})
 		}
 	}
 	if len(errs) > 0 {
@@ -165,4 +171,45 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 	}
 	faults.Point(faults.UnprepareForgotten)
 	return nil
+}
+
+// stepError is one failed step of undo: which claim, device (none for a
+// claim-wide step) and step.
+type stepError struct {
+	rec             *ClaimRecord
+	request, device string
+	step            string
+	err             error
+}
+
+func (e *stepError) Error() string {
+	if e.device == "" {
+		return fmt.Sprintf("claim %s/%s (%s): %s: %v", e.rec.Namespace, e.rec.Name, e.rec.UID, e.step, e.err)
+	}
+	return fmt.Sprintf("claim %s/%s (%s) request %q device %s: %s: %v", e.rec.Namespace, e.rec.Name, e.rec.UID, e.request, e.device, e.step, e.err)
+}
+
+func (e *stepError) Unwrap() error { return e.err }
+
+// stepErrors lists the failed steps in err (an undo error).
+func stepErrors(err error) []*stepError {
+	var out []*stepError
+	var walk func(error)
+	walk = func(err error) {
+		var se *stepError
+		switch x := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				walk(e)
+			}
+		default:
+			if errors.As(err, &se) {
+				out = append(out, se)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
 }

@@ -1,5 +1,6 @@
 // Command sriov-dra is the SR-IOV DRA driver: the node daemon (`driver`)
-// and the admin tools (`inventory`, `validate`, `devices`, `version`).
+// and the admin tools (`inventory`, `validate`, `devices`, `checkpoint`,
+// `version`).
 package main
 
 import (
@@ -34,6 +35,7 @@ func newRootCmd() *cobra.Command {
 		newValidateCmd(),
 		newDevicesCmd(),
 		newHealthzCmd(),
+		newCheckpointCmd(),
 		newVersionCmd(),
 	)
 	return root

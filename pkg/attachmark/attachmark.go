@@ -182,3 +182,64 @@ func (m *Marks) Exists(claimUID, device string) (bool, error) {
 		return false, fmt.Errorf("attach marker of device %s (claim %s): %w", device, claimUID, err)
 	}
 }
+
+// Marker is a marker file found in the dir.
+type Marker struct {
+	ClaimUID, Device string
+	// Path is the file as this process sees it.
+	Path string
+}
+
+// uuidLen is the length of a claim UID as the API server makes them
+// (a UUID in its 8-4-4-4-12 form).
+const uuidLen = 36
+
+// List returns the markers this package made in the dir: empty regular
+// files named "<claim UID>-<device>", the claim UID a lowercase UUID as
+// the API server assigns, the device a non-empty name. Anything else in
+// the dir is not listed, so a caller removing what is listed never
+// touches it. A missing dir has none.
+func (m *Marks) List() ([]Marker, error) {
+	ents, err := os.ReadDir(m.dir)
+	if absent(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list attach markers in %s: %w", m.dir, err)
+	}
+	var out []Marker
+	for _, e := range ents {
+		uid, dev, ok := parseName(e.Name())
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || info.Size() != 0 {
+			continue
+		}
+		out = append(out, Marker{ClaimUID: uid, Device: dev, Path: filepath.Join(m.dir, e.Name())})
+	}
+	return out, nil
+}
+
+// parseName splits a marker's file name into claim UID and device.
+func parseName(name string) (claimUID, device string, ok bool) {
+	if len(name) < uuidLen+2 || name[uuidLen] != '-' {
+		return "", "", false
+	}
+	claimUID, device = name[:uuidLen], name[uuidLen+1:]
+	for i, c := range claimUID {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return "", "", false
+			}
+		case (c < '0' || c > '9') && (c < 'a' || c > 'f'):
+			return "", "", false
+		}
+	}
+	if checkPart("device", device) != nil || strings.HasPrefix(device, ".") {
+		return "", "", false
+	}
+	return claimUID, device, true
+}

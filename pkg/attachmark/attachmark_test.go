@@ -176,3 +176,47 @@ func TestMountOptions(t *testing.T) {
 		t.Error("MountOptions shares its slice")
 	}
 }
+
+// List finds only this package's markers: empty regular files named
+// "<claim UID (UUID)>-<device>"; everything else in the dir is left out.
+func TestListOnlyOurs(t *testing.T) {
+	dir := t.TempDir()
+	m, err := New(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const uid = "c0ffee00-0000-4000-8000-000000000001"
+	if err := m.Create(uid, "pci-0000-5e-00-1"); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{
+		"README":                  "",
+		uid + "-pci-0000-5e-00-2": "not empty",
+		"u1-pci-0000-5e-00-1":     "", // claim UID not a UUID
+		"C0FFEE00-0000-4000-8000-000000000001-dev0": "", // upper case: not the API server's form
+		"c0ffee00x0000-4000-8000-000000000001-dev0": "",
+		uid + "-":        "",
+		uid + "-.hidden": "",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, uid+"-pci-0000-5e-00-3"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, uid+"-pci-0000-5e-00-4")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Marker{{ClaimUID: uid, Device: "pci-0000-5e-00-1", Path: filepath.Join(dir, uid+"-pci-0000-5e-00-1")}}
+	if len(got) != 1 || got[0] != want[0] {
+		t.Errorf("List = %+v, want %+v", got, want)
+	}
+	if got, err := (&Marks{dir: filepath.Join(dir, "missing")}).List(); err != nil || got != nil {
+		t.Errorf("List of a missing dir = %v, %v", got, err)
+	}
+}

@@ -171,8 +171,13 @@ func (w *Writer) Remove(ctx context.Context, claimUID string) error {
 	return syncDir(w.dir)
 }
 
-// Claims lists the claim UIDs that have a spec in the dir, so stale specs
-// can be found after a restart.
+// Claims lists the claim UIDs whose spec this package wrote into the dir,
+// so specs without a claim can be found after a restart. A file counts
+// only when everything says it is one of ours: a regular file named
+// <vendor>-<class>_<claim UID>.json, holding a CDI spec of kind Kind
+// whose every device is named "<claim UID>-<device>". Anything else in
+// the dir (other vendors' specs, temp files, files that do not parse) is
+// not listed, so a caller removing what is listed never touches it.
 func (w *Writer) Claims() ([]string, error) {
 	prefix := cdiapi.GenerateTransientSpecName(Vendor, Class, "")
 	ents, err := os.ReadDir(w.dir)
@@ -185,12 +190,37 @@ func (w *Writer) Claims() ([]string, error) {
 	var out []string
 	for _, e := range ents {
 		n := e.Name()
-		if e.Type().IsRegular() && strings.HasPrefix(n, prefix) && strings.HasSuffix(n, ".json") {
-			out = append(out, strings.TrimSuffix(strings.TrimPrefix(n, prefix), ".json"))
+		if !e.Type().IsRegular() || !strings.HasPrefix(n, prefix) || !strings.HasSuffix(n, ".json") {
+			continue
+		}
+		uid := strings.TrimSuffix(strings.TrimPrefix(n, prefix), ".json")
+		if ours(filepath.Join(w.dir, n), uid) {
+			out = append(out, uid)
 		}
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// ours tells whether the file at p is a spec Write made for claimUID.
+func ours(p, claimUID string) bool {
+	if claimUID == "" || parser.ValidateDeviceName(claimUID) != nil {
+		return false
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return false
+	}
+	var spec cdispec.Spec
+	if err := json.Unmarshal(b, &spec); err != nil || spec.Kind != Kind || len(spec.Devices) == 0 {
+		return false
+	}
+	for _, d := range spec.Devices {
+		if !strings.HasPrefix(d.Name, claimUID+"-") || len(d.Name) == len(claimUID)+1 {
+			return false
+		}
+	}
+	return true
 }
 
 func (w *Writer) build(claimUID string, devs []Device) (*cdispec.Spec, error) {

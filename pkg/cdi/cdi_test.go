@@ -280,3 +280,34 @@ func TestWriteRefusesBadInput(t *testing.T) {
 		})
 	}
 }
+
+// Claims lists only specs this package wrote: the name, the kind and the
+// device names must all say so. Anything else in the dir is left out.
+func TestClaimsOnlyOurs(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	dir := t.TempDir()
+	w := New(dir, t.TempDir())
+	if _, err := w.Write(ctx, "uid-1", []Device{{Request: "eth", Name: "dev0"}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{
+		"example.com-gpu_x.json":         `{"cdiVersion":"0.6.0","kind":"example.com/gpu","devices":[{"name":"x"}]}`,
+		"sriov.dra.dev-vf_a.json":        `{"cdiVersion":"0.6.0","kind":"example.com/gpu","devices":[{"name":"a-x"}]}`, // other kind
+		"sriov.dra.dev-vf_b.json":        `{"cdiVersion":"0.6.0","kind":"sriov.dra.dev/vf","devices":[{"name":"other-x"}]}`,
+		"sriov.dra.dev-vf_c.json":        `{"cdiVersion":"0.6.0","kind":"sriov.dra.dev/vf","devices":[]}`,
+		"sriov.dra.dev-vf_d.json":        `{"kind":"sriov.dra.dev/vf",`,
+		"sriov.dra.dev-vf_e.yaml":        `kind: sriov.dra.dev/vf`,
+		".sriov.dra.dev-vf_f.json.tmp-1": `{"cdiVersion":"0.6.0","kind":"sriov.dra.dev/vf","devices":[{"name":"f-x"}]}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(w.SpecPath("uid-1"), w.SpecPath("g")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.Claims()
+	if err != nil || !slices.Equal(got, []string{"uid-1"}) {
+		t.Errorf("Claims = %v, %v; want only uid-1", got, err)
+	}
+}

@@ -107,7 +107,7 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 			return inventory.Scan(ctx, inventory.Options{Root: n.root(), Netlink: pf, Filter: n.Filter})
 		}),
 		Attributes: inventory.Attributes, Host: host,
-		IPAM: ipam.New(ipam.Config{CNIPath: []string{cniDir}, DataDir: n.ipamDir()}),
+		IPAM: ipam.New(ipam.Config{CNIPath: n.cniPath(), DataDir: n.ipamDir()}),
 		CDI:  cdi.New(n.cdiDir(), n.root()), AttachMarks: marks,
 		Status: status, Netlink: pf, PollInterval: time.Hour, Events: events,
 		OnFatal: func(err error) { t.Errorf("daemon fatal error: %v", err) },

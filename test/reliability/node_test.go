@@ -43,6 +43,15 @@ type node struct {
 	Topology sysfstest.Topology `json:"topology"`
 	// Filter is the admin's device filter (--device-filter).
 	Filter inventory.Filter `json:"filter,omitzero"`
+	// CNIPath replaces cniDir as the daemon's --cni-path when set.
+	CNIPath string `json:"cniPath,omitempty"`
+}
+
+func (n *node) cniPath() []string {
+	if n.CNIPath != "" {
+		return []string{n.CNIPath}
+	}
+	return []string{cniDir}
 }
 
 func (n *node) root() string     { return filepath.Join(n.Dir, "root") }
