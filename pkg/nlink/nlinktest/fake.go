@@ -49,6 +49,7 @@ type Fake struct {
 	calls    []Call
 	fail     FailFunc
 	nextIdx  int
+	nsids    map[int]int // netns fd -> id, for GetNetNsIdByFd
 }
 
 var _ nlink.Handle = (*Fake)(nil)
@@ -63,6 +64,7 @@ func New() *Fake {
 		rdmaMode: "shared",
 		eswitch:  map[string]string{},
 		nextIdx:  2,
+		nsids:    map[int]int{},
 	}
 }
 
@@ -574,6 +576,27 @@ func (f *Fake) DevLinkGetDeviceByName(bus, device string) (*netlink.DevlinkDevic
 		return nil, unix.ENODEV
 	}
 	return &netlink.DevlinkDevice{BusName: bus, DeviceName: device, Attrs: netlink.DevlinkDevAttrs{Eswitch: netlink.DevlinkDevEswitchAttr{Mode: mode}}}, nil
+}
+
+// SetNetNsID makes GetNetNsIdByFd(fd) report id.
+func (f *Fake) SetNetNsID(fd, id int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nsids[fd] = id
+}
+
+// GetNetNsIdByFd reports the id set with SetNetNsID, else -1 (none
+// assigned), as the kernel does.
+func (f *Fake) GetNetNsIdByFd(fd int) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("GetNetNsIdByFd", nil, fd); err != nil {
+		return 0, err
+	}
+	if id, ok := f.nsids[fd]; ok {
+		return id, nil
+	}
+	return -1, nil
 }
 
 // Close does nothing.
