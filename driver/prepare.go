@@ -489,6 +489,9 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 	podIfName := map[int]string{}
 	for k, i := range mine {
 		podIfName[i] = names[fixed+k]
+		if err := podIfNameOnHost(d.cfg.Netlink, podIfName[i], devs[i].IfName); err != nil {
+			return nil, nil, deviceError(claim, results[i].Request, results[i].Device, "ifName", err)
+		}
 	}
 
 	guids := d.state.heldGUIDs(rec.UID)
