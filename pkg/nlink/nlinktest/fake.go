@@ -49,7 +49,7 @@ type Fake struct {
 	calls    []Call
 	fail     FailFunc
 	nextIdx  int
-	nsids    map[int]int // netns fd -> id, for GetNetNsIdByFd
+	nsid     int // what GetNetNsIdByFd reports, for any fd
 }
 
 var _ nlink.Handle = (*Fake)(nil)
@@ -64,7 +64,7 @@ func New() *Fake {
 		rdmaMode: "shared",
 		eswitch:  map[string]string{},
 		nextIdx:  2,
-		nsids:    map[int]int{},
+		nsid:     -1,
 	}
 }
 
@@ -578,11 +578,12 @@ func (f *Fake) DevLinkGetDeviceByName(bus, device string) (*netlink.DevlinkDevic
 	return &netlink.DevlinkDevice{BusName: bus, DeviceName: device, Attrs: netlink.DevlinkDevAttrs{Eswitch: netlink.DevlinkDevEswitchAttr{Mode: mode}}}, nil
 }
 
-// SetNetNsID makes GetNetNsIdByFd(fd) report id.
-func (f *Fake) SetNetNsID(fd, id int) {
+// SetNetNsID makes GetNetNsIdByFd report id for any netns: the id this
+// fake's netns gives the other one (the host, in tests of a pod side).
+func (f *Fake) SetNetNsID(id int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.nsids[fd] = id
+	f.nsid = id
 }
 
 // GetNetNsIdByFd reports the id set with SetNetNsID, else -1 (none
@@ -593,10 +594,7 @@ func (f *Fake) GetNetNsIdByFd(fd int) (int, error) {
 	if err := f.record("GetNetNsIdByFd", nil, fd); err != nil {
 		return 0, err
 	}
-	if id, ok := f.nsids[fd]; ok {
-		return id, nil
-	}
-	return -1, nil
+	return f.nsid, nil
 }
 
 // Close does nothing.
