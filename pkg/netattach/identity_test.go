@@ -364,4 +364,3 @@ func TestDetachNotANetnsPath(t *testing.T) {
 		t.Errorf("after detach: %+v, want %+v", got, before)
 	}
 }
-
