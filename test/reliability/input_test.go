@@ -55,6 +55,7 @@ func TestBadInput(t *testing.T) {
 		{"ifName of 16 characters", n.claim(0, vfConfig(`"ifName":"abcdefghijklmnop"`)), "ifName"},
 		{"ifName eth0", n.claim(0, vfConfig(`"ifName":"eth0"`)), "ifName"},
 		{"ifName lo", n.claim(0, vfConfig(`"ifName":"lo"`)), "ifName"},
+		{"ifName of a host link (another VF's host peer)", n.claim(0, vfConfig(`"ifName":"`+n.vfName(1)+`p"`)), "is the name of host link"},
 		{"two devices with ifName net1 in one pod", twoDevs, "ifName"},
 		{"vlan 4095", n.claim(0, vfConfig(`"vlan":4095`)), "vlan"},
 		{"GUID all-ones", n.claim(0, vfConfig(`"guid":"ff:ff:ff:ff:ff:ff:ff:ff"`)), "guid"},
