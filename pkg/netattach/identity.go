@@ -145,7 +145,8 @@ func (s scope) is(l netlink.Link, id Identity) (bool, error) {
 	case id.PCIAddress != "":
 		return a.ParentDevBus == "pci" && strings.EqualFold(a.ParentDev, id.PCIAddress), nil
 	case id.PermAddr != "":
-		return a.ParentDev == "" && permAddr(a) != "" && strings.EqualFold(permAddr(a), id.PermAddr), nil
+		// Not a PCI netdev (those are known by their PCI parent only).
+		return a.ParentDevBus != "pci" && permAddr(a) != "" && strings.EqualFold(permAddr(a), id.PermAddr), nil
 	case id.HostPeerIndex > 0:
 		if a.ParentDev != "" || permAddr(a) != "" || a.ParentIndex != id.HostPeerIndex || l.Type() != id.Kind {
 			return false, nil

@@ -22,6 +22,8 @@ func TestIdentityMatch(t *testing.T) {
 	zero := make(net.HardwareAddr, 6)
 	vf := netlink.LinkAttrs{Index: 10, Name: "ens3f0v1", ParentDev: "0000:3b:02.1", ParentDevBus: "pci", PermHWAddr: perm, NetNsID: -1}
 	usb := netlink.LinkAttrs{Index: 11, Name: "usb0", ParentDev: "1-1:1.0", ParentDevBus: "usb", NetNsID: -1}
+	usbPerm := usb
+	usbPerm.PermHWAddr = perm
 	bare := netlink.LinkAttrs{Index: 12, Name: "x0", PermHWAddr: perm, NetNsID: -1}
 	vethOnHost := netlink.LinkAttrs{Index: 13, Name: "sim0", ParentIndex: 14, NetNsID: -1, PermHWAddr: zero}
 	vethInPod := netlink.LinkAttrs{Index: 13, Name: "net1", ParentIndex: 14, NetNsID: 3}
@@ -41,6 +43,7 @@ func TestIdentityMatch(t *testing.T) {
 		{"PCI address in capitals", vf, "device", true, Identity{PCIAddress: "0000:3B:02.1"}, true},
 		{"another VF", vf, "device", false, Identity{PCIAddress: "0000:3b:02.2"}, false},
 		{"a USB parent is not PCI", usb, "device", false, Identity{PCIAddress: "1-1:1.0"}, false},
+		{"a USB NIC by its permanent address", usbPerm, "device", false, Identity{PermAddr: "52:54:00:12:34:56"}, true},
 		{"permanent address without a parent", bare, "device", false, Identity{PermAddr: "52:54:00:12:34:56"}, true},
 		{"a PCI netdev never matches a permanent-address identity", vf, "device", false, Identity{PermAddr: "52:54:00:12:34:56"}, false},
 		{"veth stand-in on the host", vethOnHost, "veth", false, peerID, true},
