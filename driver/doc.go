@@ -46,8 +46,11 @@
 //     CPUs (restored from the snapshot at Unprepare).
 //  4. StopPodSandbox / RemovePodSandbox (NRI): detach - RDMA device first,
 //     then the netdev back to the host under its original name, MAC and
-//     MTU - and record Detached. A netns already gone is finished later:
-//     the kernel returns physical netdevs to the host netns.
+//     MTU - and record Detached. The netdev is found by its identity
+//     (PCI parent; recorded with the original before the move), in the
+//     pod and on the host, never by name alone. A netns already gone (or
+//     a path that is no longer a netns) is finished on the host: the
+//     kernel returns physical netdevs to the host netns.
 //  5. Unprepare (kubelet NodeUnprepareResources; works from the checkpoint
 //     alone, also after a restart with empty memory, and is idempotent):
 //     return the netdev from the pod if the runtime never did (recorded

@@ -417,7 +417,8 @@ func reservedPod(claim *resourceapi.ResourceClaim) (resourceapi.ResourceClaimCon
 }
 
 // plan checks the claim against this node and resolves every device's
-// config into a started record. It changes nothing and only reads memory.
+// config into a started record. It changes nothing; besides memory it reads
+// only the host netns's link names (an ifName must not name a host link).
 func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*ClaimRecord, []inventory.Device, error) {
 	if claim.Status.Allocation == nil {
 		return nil, nil, fmt.Errorf("claim %s/%s is not allocated", claim.Namespace, claim.Name)
@@ -507,6 +508,9 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 	podIfName := map[int]string{}
 	for k, i := range mine {
 		podIfName[i] = names[fixed+k]
+		if err := podIfNameOnHost(d.cfg.Netlink, podIfName[i], devs[i].IfName); err != nil {
+			return nil, nil, deviceError(claim, results[i].Request, results[i].Device, "ifName", err)
+		}
 	}
 
 	guids := d.state.heldGUIDs(rec.UID)

@@ -320,6 +320,8 @@ func TestPrepareRefuses(t *testing.T) {
 			opaque(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","vlan":4095}`)), "vlan"},
 		{"ifName twice", newClaim("u", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", vfName(e, 1, 4)), result("b", vfName(e, 1, 5))},
 			opaque(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","ifName":"data"}`)), "ifName"},
+		{"ifName of a host link", newClaim("u", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", vfName(e, 1, 4))},
+			opaque(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","ifName":"ibp59s0f0"}`)), `config field ifName: ifName "ibp59s0f0" is the name of host link ibp59s0f0`},
 		{"guid auto on Ethernet", newClaim("u", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", vfName(e, 1, 4))},
 			opaque(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","guid":"auto"}`)), "config field guid"},
 		{"guid held by a device", newClaim("u", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", vfName(e, 0, 7))},

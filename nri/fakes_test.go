@@ -222,7 +222,7 @@ func (h *fakeHost) where(hostName string) (netns, name string) {
 	return l.netns, l.name
 }
 
-func (h *fakeHost) ReadOriginal(_ context.Context, hostIfName string) (netattach.Original, error) {
+func (h *fakeHost) ReadOriginal(_ context.Context, hostIfName, pciAddress string) (netattach.Original, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rec.add("host ReadOriginal %s", hostIfName)
@@ -233,14 +233,27 @@ func (h *fakeHost) ReadOriginal(_ context.Context, hostIfName string) (netattach
 	if l == nil {
 		return netattach.Original{}, fmt.Errorf("link %s not found on the host", hostIfName)
 	}
-	return netattach.Original{IfName: l.name, MAC: l.mac, MTU: l.mtu}, nil
+	// The model has no PCI parents: the identity is the PCI address the
+	// plugin passes, as the real ReadOriginal returns for a VF.
+	return netattach.Original{IfName: l.name, MAC: l.mac, MTU: l.mtu, Identity: netattach.Identity{PCIAddress: pciAddress}}, nil
 }
 
-func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Spec) error {
+// known fails like the real operations when the plugin passes no identity.
+func known(id netattach.Identity, what string) error {
+	if !id.Known() {
+		return fmt.Errorf("%s: no identity given", what)
+	}
+	return nil
+}
+
+func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rec.add("host Attach %s %s as %s", spec.HostIfName, netnsPath, spec.PodIfName)
 	if err := h.fail["Attach"]; err != nil {
+		return err
+	}
+	if err := known(id, "attach"); err != nil {
 		return err
 	}
 	if h.gone[netnsPath] {
@@ -263,11 +276,14 @@ func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Sp
 	return nil
 }
 
-func (h *fakeHost) InNetns(_ context.Context, netnsPath, podIfName string) (bool, error) {
+func (h *fakeHost) InNetns(_ context.Context, netnsPath, podIfName string, id netattach.Identity) (bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rec.add("host InNetns %s %s", netnsPath, podIfName)
 	if err := h.fail["InNetns"]; err != nil {
+		return false, err
+	}
+	if err := known(id, "in netns"); err != nil {
 		return false, err
 	}
 	if h.gone[netnsPath] {
@@ -276,12 +292,32 @@ func (h *fakeHost) InNetns(_ context.Context, netnsPath, podIfName string) (bool
 	return h.find(netnsPath, podIfName) != nil, nil
 }
 
+// NetnsGone: the model's netns are files (or folders) standing in for
+// the runtime's bind mounts; one marked gone, or missing, is gone.
+func (h *fakeHost) NetnsGone(path string) (bool, string, error) {
+	h.mu.Lock()
+	gone := h.gone[path]
+	h.mu.Unlock()
+	if gone {
+		return true, "marked gone", nil
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return true, "the path does not exist", nil
+	} else if err != nil {
+		return false, "", err
+	}
+	return false, "", nil
+}
+
 func (h *fakeHost) Detach(_ context.Context, netnsPath, podIfName string, orig netattach.Original) error {
 	time.Sleep(h.detachDelay)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rec.add("host Detach %s %s to %s", netnsPath, podIfName, orig.IfName)
 	if err := h.fail["Detach"]; err != nil {
+		return err
+	}
+	if err := known(orig.Identity, "detach"); err != nil {
 		return err
 	}
 	l := h.find(netnsPath, podIfName)

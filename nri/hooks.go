@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/faults"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
 
 // The hooks below are called by the NRI stub. Their order over a pod's
@@ -431,7 +431,7 @@ func (p *Plugin) syncPod(ctx context.Context, uid string, candidates []*api.PodS
 	}
 
 	devs := p.devs.ForPod(uid)
-	pod := pickSandbox(candidates, devs)
+	pod := p.pickSandbox(candidates, devs)
 	if pod == nil {
 		p.forget(uid)
 		before := countInNetns(devs)
@@ -477,11 +477,11 @@ func (p *Plugin) syncPod(ctx context.Context, uid string, candidates []*api.PodS
 // one the devices belong to: the one whose netns they are recorded in,
 // else one whose netns exists. nil means the pod is gone (no sandbox, or
 // none with a network namespace left).
-func pickSandbox(candidates []*api.PodSandbox, devs []PodDevice) *api.PodSandbox {
+func (p *Plugin) pickSandbox(candidates []*api.PodSandbox, devs []PodDevice) *api.PodSandbox {
 	for _, c := range candidates {
 		ns := netnsOf(c)
 		for _, d := range devs {
-			if ns != "" && d.NetnsPath == ns && netnsExists(ns) {
+			if ns != "" && d.NetnsPath == ns && p.netnsExists(ns) {
 				return c
 			}
 		}
@@ -489,7 +489,7 @@ func pickSandbox(candidates []*api.PodSandbox, devs []PodDevice) *api.PodSandbox
 	for _, c := range candidates {
 		ns := netnsOf(c)
 		switch {
-		case ns != "" && netnsExists(ns):
+		case ns != "" && p.netnsExists(ns):
 			return c
 		case ns == "" && len(c.GetLinux().GetNamespaces()) > 0:
 			return c // host network: the caller refuses netdevs
@@ -510,9 +510,24 @@ func countInNetns(devs []PodDevice) int {
 	return n
 }
 
-func netnsExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
+// netnsExists reports whether path is a network namespace now (see
+// netattach.NetnsGone for what counts as gone). A path that cannot be
+// checked counts as existing: its devices are then returned by the
+// sandbox's own teardown, not as gone.
+func (p *Plugin) netnsExists(path string) bool {
+	gone, _, err := p.host.NetnsGone(path)
+	return err != nil || !gone
+}
+
+// identity is the device's identity as recorded: the one read before the
+// move, or for a record written before identities were recorded, the
+// device's PCI address from the driver's record (a link whose PCI parent
+// is not that address is then never touched).
+func identity(d PodDevice) netattach.Identity {
+	if d.Original != nil && d.Original.Identity.Known() {
+		return d.Original.Identity
+	}
+	return netattach.Identity{PCIAddress: d.PCIAddress}
 }
 
 // attach brings one netdev into netns and records each step. It returns
@@ -520,7 +535,7 @@ func netnsExists(path string) bool {
 func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, error) {
 	logger := klog.FromContext(ctx).WithValues("device", d.Device, "claimUID", d.ClaimUID)
 	if d.Attached && d.NetnsPath == netns {
-		in, err := p.host.InNetns(ctx, netns, d.Spec.PodIfName)
+		in, err := p.host.InNetns(ctx, netns, d.Spec.PodIfName, identity(d))
 		if err == nil && in {
 			// The marker may be missing after a crash between the record
 			// and its creation.
@@ -543,7 +558,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	if d.NetnsPath == "" || d.Original == nil {
 		// Nothing moved yet (or nothing to restore was recorded): record
 		// the original before any change.
-		orig, err := p.host.ReadOriginal(ctx, d.Spec.HostIfName)
+		orig, err := p.host.ReadOriginal(ctx, d.Spec.HostIfName, d.PCIAddress)
 		if err != nil {
 			return false, fmt.Errorf("%s: read host netdev %s: %w", devRef(d), d.Spec.HostIfName, err)
 		}
@@ -551,14 +566,16 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 			return false, fmt.Errorf("%s: record attach start: %w", devRef(d), err)
 		}
 		faults.Point(faults.AttachRecorded)
+		d.Original = &orig
 	}
+	id := identity(d)
 	ib := d.LinkType == inventory.LinkTypeInfiniBand
 	if rdma && ib {
 		if err := p.host.MoveRDMA(ctx, d.RDMADevice, netns); err != nil {
 			return false, fmt.Errorf("%s: move RDMA device %s into netns %s: %w", devRef(d), d.RDMADevice, netns, err)
 		}
 	}
-	if err := p.host.Attach(ctx, netns, d.Spec); err != nil {
+	if err := p.host.Attach(ctx, netns, d.Spec, id); err != nil {
 		return false, fmt.Errorf("%s: attach netdev %s to netns %s as %s: %w", devRef(d), d.Spec.HostIfName, netns, d.Spec.PodIfName, err)
 	}
 	faults.Point(faults.AttachMoved)
@@ -597,7 +614,7 @@ func (p *Plugin) detachGone(ctx context.Context, uid string) error {
 	var errs []error
 	for _, d := range p.devs.ForPod(uid) {
 		ns := d.NetnsPath
-		if d.VFIO || ns == "" || seen[ns] || netnsExists(ns) {
+		if d.VFIO || ns == "" || seen[ns] || p.netnsExists(ns) {
 			continue
 		}
 		seen[ns] = true
@@ -677,7 +694,9 @@ func (p *Plugin) detachDevice(ctx context.Context, d PodDevice) error {
 			return fmt.Errorf("%s: return RDMA device %s from netns %s: %w", devRef(d), d.RDMADevice, d.NetnsPath, err)
 		}
 	}
-	if err := p.host.Detach(ctx, d.NetnsPath, d.Spec.PodIfName, *d.Original); err != nil {
+	orig := *d.Original
+	orig.Identity = identity(d)
+	if err := p.host.Detach(ctx, d.NetnsPath, d.Spec.PodIfName, orig); err != nil {
 		return fmt.Errorf("%s: return netdev %s from netns %s to the host as %s: %w", devRef(d), d.Spec.PodIfName, d.NetnsPath, d.Original.IfName, err)
 	}
 	faults.Point(faults.DetachMoved)

@@ -14,21 +14,30 @@ import (
 // lost connection without knowing how far the previous attempt got.
 type HostOps interface {
 	// ReadOriginal reads what Detach must restore for the host netdev
-	// hostIfName (name, MAC, MTU), before anything is changed.
-	ReadOriginal(ctx context.Context, hostIfName string) (netattach.Original, error)
-	// Attach moves the netdev into the network namespace at netnsPath and
-	// configures it as spec says (name, MTU, MAC, addresses, routes, up).
-	// A netdev already there under spec.PodIfName is configured in place.
-	Attach(ctx context.Context, netnsPath string, spec netattach.Spec) error
-	// InNetns reports whether a link named podIfName is in the network
-	// namespace at netnsPath. A netns path that no longer exists is
-	// reported as false without an error.
-	InNetns(ctx context.Context, netnsPath, podIfName string) (bool, error)
-	// Detach returns the netdev from the netns to the host under
-	// orig.IfName with orig's MAC and MTU. When the netns is gone, it
-	// looks for the link on the host (the kernel returns physical netdevs
-	// there) and restores it. A netdev already restored is success.
+	// hostIfName (name, MAC, MTU) and its identity, before anything is
+	// changed. A netdev whose PCI parent is not pciAddress (the device's
+	// address in the driver's record) is refused.
+	ReadOriginal(ctx context.Context, hostIfName, pciAddress string) (netattach.Original, error)
+	// Attach moves the device id, on the host as spec.HostIfName, into the
+	// network namespace at netnsPath and configures it as spec says (name,
+	// MTU, MAC, addresses, routes, up). The device already there is
+	// configured in place. A link that is not the device is never moved.
+	Attach(ctx context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) error
+	// InNetns reports whether the device id is in the network namespace
+	// at netnsPath (podIfName is where it is looked for first). A netns
+	// that is gone (netattach.NetnsGone) is reported as false without an
+	// error.
+	InNetns(ctx context.Context, netnsPath, podIfName string, id netattach.Identity) (bool, error)
+	// Detach returns the device orig.Identity from the netns to the host
+	// under orig.IfName with orig's MAC and MTU. When the netns is gone,
+	// it looks for the device on the host by its identity (the kernel
+	// returns physical netdevs there) and restores it. A device already
+	// restored is success; links that are not the device are never
+	// changed.
 	Detach(ctx context.Context, netnsPath, podIfName string, orig netattach.Original) error
+	// NetnsGone reports whether path is no longer a network namespace
+	// (netattach.NetnsGone: missing, or not a netns), with why.
+	NetnsGone(path string) (bool, string, error)
 	// MoveRDMA moves the RDMA device into the netns (exclusive RDMA netns
 	// mode). Already there is success.
 	MoveRDMA(ctx context.Context, rdmaDevice, netnsPath string) error

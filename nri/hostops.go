@@ -40,23 +40,27 @@ type hostOps struct {
 	h    nlink.Handle
 }
 
-func (o *hostOps) ReadOriginal(ctx context.Context, hostIfName string) (netattach.Original, error) {
-	return netattach.ReadOriginal(ctx, o.h, hostIfName)
+func (o *hostOps) ReadOriginal(ctx context.Context, hostIfName, pciAddress string) (netattach.Original, error) {
+	return netattach.ReadOriginal(ctx, o.h, hostIfName, pciAddress)
 }
 
-func (o *hostOps) Attach(ctx context.Context, netnsPath string, spec netattach.Spec) error {
+func (o *hostOps) Attach(ctx context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) error {
 	// The Original Attach returns is not used: the plugin recorded one
 	// with ReadOriginal before the first attempt.
-	_, err := netattach.Attach(ctx, o.h, netnsPath, spec)
+	_, err := netattach.Attach(ctx, o.h, netnsPath, spec, id)
 	return err
 }
 
-func (o *hostOps) InNetns(ctx context.Context, netnsPath, podIfName string) (bool, error) {
-	return netattach.InNetns(ctx, netnsPath, podIfName)
+func (o *hostOps) InNetns(ctx context.Context, netnsPath, podIfName string, id netattach.Identity) (bool, error) {
+	return netattach.InNetns(ctx, netnsPath, podIfName, id)
 }
 
 func (o *hostOps) Detach(ctx context.Context, netnsPath, podIfName string, orig netattach.Original) error {
 	return netattach.Detach(ctx, o.h, netnsPath, podIfName, orig)
+}
+
+func (o *hostOps) NetnsGone(path string) (bool, string, error) {
+	return netattach.NetnsGone(path)
 }
 
 // PinIRQs pins the IRQs; kernel-managed IRQs, whose affinity cannot be

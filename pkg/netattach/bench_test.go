@@ -65,11 +65,12 @@ func BenchmarkAttach(b *testing.B) {
 	spec := Spec{HostIfName: pfx + "vf", PodIfName: "net1", MTU: 1400, MAC: "02:bb:00:00:00:08",
 		Addresses: []string{"10.82.0.2/24"}, Routes: []Route{{Dst: "10.83.0.0/16", GW: "10.82.0.1"}}}
 	var hostNS nlink.Handle = host
+	id := idOf(b, hostNS, spec.HostIfName)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		orig, err := Attach(ctx, hostNS, nsPath, spec)
+		orig, err := Attach(ctx, hostNS, nsPath, spec, id)
 		lat = append(lat, time.Since(start))
 		b.StopTimer()
 		if err != nil {

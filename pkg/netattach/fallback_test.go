@@ -41,7 +41,7 @@ func TestAttachDetachWithoutOneRequestMove(t *testing.T) {
 			}
 			before := stateOf(mustLink(t, host, name))
 			spec := Spec{HostIfName: name, PodIfName: "net1", MTU: 1450, MAC: "02:bb:00:00:00:0a", Addresses: []string{"10.84.0.2/24"}}
-			orig, err := a.attach(ctx, plain{host}, nsPath, spec)
+			orig, err := a.attach(ctx, plain{host}, nsPath, spec, idOf(t, host, name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +65,7 @@ func TestAttachDetachWithoutOneRequestMove(t *testing.T) {
 // (simulated like TestDetachNetnsGone).
 func TestDetachFindsDevIfindex(t *testing.T) {
 	ctx, pfx, host, nsPath, pod, before := newVFBed(t, "pe", "02:aa:00:00:00:0b")
-	orig, err := Attach(ctx, host, nsPath, Spec{HostIfName: pfx + "vf", PodIfName: "net1", MTU: 1300, MAC: "02:bb:00:00:00:0b"})
+	orig, err := Attach(ctx, host, nsPath, Spec{HostIfName: pfx + "vf", PodIfName: "net1", MTU: 1300, MAC: "02:bb:00:00:00:0b"}, idOf(t, host, pfx+"vf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +89,9 @@ func TestDetachFindsDevIfindex(t *testing.T) {
 		t.Errorf("after detach: %+v, want %+v", got, before)
 	}
 	// A link that is nowhere is a clear error.
-	err = Detach(ctx, host, nsPath, "net7", Original{IfName: pfx + "zz", MAC: "02:00:00:00:00:99", MTU: 1500})
-	if err == nil || !strings.Contains(err.Error(), "neither in the pod netns nor on the host") {
+	missing := Original{IfName: pfx + "zz", MAC: "02:00:00:00:00:99", MTU: 1500, Identity: Identity{PCIAddress: "0000:ff:1f.7"}}
+	err = Detach(ctx, host, nsPath, "net7", missing)
+	if err == nil || !strings.Contains(err.Error(), "PCI 0000:ff:1f.7") || !strings.Contains(err.Error(), "nothing changed") {
 		t.Errorf("detach of a missing link: err = %v", err)
 	}
 }
@@ -111,7 +112,7 @@ func TestDetachFailureAtEveryCallThenRetry(t *testing.T) {
 		}}
 	}
 	// Count the pod-side changes of a clean detach.
-	orig, err := Attach(ctx, host, nsPath, spec)
+	orig, err := Attach(ctx, host, nsPath, spec, idOf(t, host, spec.HostIfName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestDetachFailureAtEveryCallThenRetry(t *testing.T) {
 		t.Fatalf("a detach made only %v", calls)
 	}
 	for n := range calls {
-		if _, err := Attach(ctx, host, nsPath, spec); err != nil {
+		if _, err := Attach(ctx, host, nsPath, spec, orig.Identity); err != nil {
 			t.Fatalf("re-attach before failing call %d: %v", n, err)
 		}
 		// A failed step either fails the detach or has a fallback (a

@@ -267,3 +267,13 @@ func newVFBed(t *testing.T, peer, mac string) (ctx context.Context, pfx string, 
 	before = stateOf(mustLink(t, host, pfx+"vf"))
 	return ctx, pfx, host, nsPath, pod, before
 }
+
+// idOf is the identity of host link name, as Attach must be given it.
+func idOf(t testing.TB, h nlink.Handle, name string) Identity {
+	t.Helper()
+	id := identityOf(mustLink(t, h, name))
+	if !id.Known() {
+		t.Fatalf("host link %s has no identity", name)
+	}
+	return id
+}

@@ -45,46 +45,65 @@ func openAt(nsPath string) (nlink.Handle, error) {
 
 func real() attacher { return attacher{openPod: openAt, hostNsPath: HostNetnsPath} }
 
-// Attach moves the host netdev spec.HostIfName into the network namespace
-// at netnsPath as spec.PodIfName — one RTM_NEWLINK carrying the netns fd
-// and the new name when the host handle can send it, else a move and a
-// rename through a temporary name — then sets MTU and MAC, adds the
-// addresses, brings it up, adds the routes and announces the addresses
-// (gratuitous ARP / unsolicited NA on that link only). It returns what
-// Detach must restore. Any failure after the move returns the link to the
-// host as it was. A bad spec is refused before anything changes.
+// Attach moves the host netdev spec.HostIfName, which must be the device
+// id (see Identity), into the network namespace at netnsPath as
+// spec.PodIfName — one RTM_NEWLINK carrying the netns fd and the new name
+// when the host handle can send it, else a move and a rename through a
+// temporary name — then sets MTU and MAC, adds the addresses, brings it
+// up, adds the routes and announces the addresses (gratuitous ARP /
+// unsolicited NA on that link only). It returns what Detach must restore.
+// Any failure after the move returns the link to the host as it was. A bad
+// spec, or a host link by that name that is not the device, is refused
+// before anything changes.
 //
-// If the netdev is already in the netns under spec.PodIfName (a retried
-// attach), it is configured in place and the returned Original is zero:
-// keep the one recorded before the first attempt (ReadOriginal).
-func Attach(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spec) (Original, error) {
-	return real().attach(ctx, hostNS, netnsPath, spec)
+// If the device is already in the netns (a retried attach), it is
+// configured in place and the returned Original is zero: keep the one
+// recorded before the first attempt (ReadOriginal).
+func Attach(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spec, id Identity) (Original, error) {
+	return real().attach(ctx, hostNS, netnsPath, spec, id)
 }
 
-// Detach returns the netdev podIfName from the netns at netnsPath to the
-// host: down, MAC and MTU restored, renamed to orig.IfName (through a
+// Detach returns the device orig.Identity from the netns at netnsPath to
+// the host: down, MAC and MTU restored, renamed to orig.IfName (through a
 // temporary name if that name is taken), moved back, and up again if it
-// was. When the netns is gone, or the link is no longer in it, Detach
+// was. The device is found by its identity, in the pod and on the host;
+// podIfName and the host names are only where it is looked for first, and
+// a link that is not the device is never changed, whatever its name. When
+// the netns is gone (NetnsGone), or the device is no longer in it, Detach
 // looks for it on the host — the kernel hands physical netdevs back to the
-// init netns under their pod name when a netns dies — and restores it
-// there. A link already restored is success.
+// init netns, under their pod name or dev<ifindex> — and restores it
+// there. A device already restored is success; a device found nowhere is
+// an error that changes nothing.
 func Detach(ctx context.Context, hostNS nlink.Handle, netnsPath, podIfName string, orig Original) error {
 	return real().detach(ctx, hostNS, netnsPath, podIfName, orig)
 }
 
-// ReadOriginal reads what Detach will need to restore the host netdev.
+// ReadOriginal reads what Detach will need to restore the host netdev,
+// its identity included (checked against pciAddress, the device's PCI
+// address from the driver's record, when the netdev has a PCI parent).
 // Call it, and record the result, before Attach.
-func ReadOriginal(ctx context.Context, hostNS nlink.Handle, hostIfName string) (Original, error) {
+func ReadOriginal(ctx context.Context, hostNS nlink.Handle, hostIfName, pciAddress string) (Original, error) {
 	l, err := hostNS.LinkByName(hostIfName)
 	if err != nil {
 		return Original{}, fmt.Errorf("read host netdev %s: %w", hostIfName, err)
 	}
-	return originalOf(l), nil
+	id, err := ReadIdentity(l, pciAddress)
+	if err != nil {
+		return Original{}, err
+	}
+	o := originalOf(l)
+	o.Identity = id
+	return o, nil
 }
 
-// InNetns reports whether a link named podIfName is in the netns at
-// netnsPath. A netns path that no longer exists is false, no error.
-func InNetns(ctx context.Context, netnsPath, podIfName string) (bool, error) {
+// InNetns reports whether the device id is in the netns at netnsPath
+// (under any name; podIfName is looked at first). A netns that is gone
+// (NetnsGone) is false, no error.
+func InNetns(ctx context.Context, netnsPath, podIfName string, id Identity) (bool, error) {
+	gone, _, err := NetnsGone(netnsPath)
+	if err != nil || gone {
+		return false, err
+	}
 	h, err := nlink.NewAt(netnsPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -93,8 +112,8 @@ func InNetns(ctx context.Context, netnsPath, podIfName string) (bool, error) {
 		return false, err
 	}
 	defer h.Close()
-	_, err = h.LinkByName(podIfName)
-	if isNotFound(err) {
+	_, err = podScope(h, netnsPath, HostNetnsPath).find(id, podIfName)
+	if errors.Is(err, errNotHere) {
 		return false, nil
 	}
 	return err == nil, err
@@ -102,7 +121,7 @@ func InNetns(ctx context.Context, netnsPath, podIfName string) (bool, error) {
 
 func originalOf(l netlink.Link) Original {
 	a := l.Attrs()
-	return Original{IfName: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, IfIndex: a.Index}
+	return Original{IfName: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, IfIndex: a.Index, Identity: identityOf(l)}
 }
 
 func isNotFound(err error) bool {
@@ -125,48 +144,62 @@ func parkName(orig Original) string {
 	return fmt.Sprintf("sdrp%08x", h.Sum32())
 }
 
-func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, spec Spec) (Original, error) {
-	log := klog.FromContext(ctx).WithValues("hostIfName", spec.HostIfName, "podIfName", spec.PodIfName, "netns", nsPath)
+func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, spec Spec, id Identity) (Original, error) {
+	log := klog.FromContext(ctx).WithValues("hostIfName", spec.HostIfName, "podIfName", spec.PodIfName, "netns", nsPath, "identity", id.String())
 	p, err := spec.parse()
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s to %s: %w", spec.HostIfName, nsPath, err)
 	}
-	pod, err := a.openPod(nsPath)
+	if !id.Known() {
+		return Original{}, fmt.Errorf("attach %s to %s: identity: none given (PCI address, permanent address or host peer): the link cannot be confirmed to be the device", spec.HostIfName, nsPath)
+	}
+	podH, err := a.openPod(nsPath)
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
 	}
-	defer pod.Close()
+	defer podH.Close()
+	hs, ps := hostScope(host), podScope(podH, nsPath, a.hostNsPath)
 
-	hl, err := host.LinkByName(spec.HostIfName)
-	if isNotFound(err) {
-		pl, perr := pod.LinkByName(spec.PodIfName)
+	hl, err := hs.find(id, spec.HostIfName)
+	if errors.Is(err, errNotHere) {
+		pl, perr := ps.find(id, spec.PodIfName)
 		if perr != nil {
-			return Original{}, fmt.Errorf("attach %s: not on the host, and %s is not in netns %s: %w", spec.HostIfName, spec.PodIfName, nsPath, err)
+			return Original{}, fmt.Errorf("attach %s: %w; and in netns %s: %w", spec.HostIfName, err, nsPath, perr)
+		}
+		if pl.Attrs().Name != spec.PodIfName {
+			// A move finished but its rename did not.
+			if pl, err = renameIn(ps, pl, spec.PodIfName, id); err != nil {
+				return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
+			}
 		}
 		log.Info("Netdev already in the pod netns; configuring it in place")
-		return Original{}, configure(ctx, pod, pl, p, nsPath)
+		return Original{}, configure(ctx, podH, pl, p, nsPath)
 	}
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
 	}
-	if _, err := pod.LinkByName(spec.PodIfName); err == nil {
+	if hl.Attrs().Name != spec.HostIfName {
+		return Original{}, fmt.Errorf("attach %s: the device (%s) is on the host as %s, not as %s: refusing a stale spec", spec.HostIfName, id, hl.Attrs().Name, spec.HostIfName)
+	}
+	if _, err := podH.LinkByName(spec.PodIfName); err == nil {
 		return Original{}, fmt.Errorf("attach %s: interface name %s is already taken in netns %s", spec.HostIfName, spec.PodIfName, nsPath)
 	} else if !isNotFound(err) {
 		return Original{}, fmt.Errorf("attach %s: look up %s in netns %s: %w", spec.HostIfName, spec.PodIfName, nsPath, err)
 	}
 	orig := originalOf(hl)
+	orig.Identity = id
 	nsf, err := os.Open(nsPath)
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s: open netns %s: %w", spec.HostIfName, nsPath, err)
 	}
 	defer nsf.Close()
 
-	pl, err := a.move(ctx, host, pod, hl, int(nsf.Fd()), spec.PodIfName, orig)
+	pl, err := a.move(ctx, hs, ps, hl, int(nsf.Fd()), spec.PodIfName, orig)
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s to %s: %w", spec.HostIfName, nsPath, err)
 	}
-	if err := configure(ctx, pod, pl, p, nsPath); err != nil {
-		uerr := a.returnLink(ctx, host, pod, pl, orig)
+	if err := configure(ctx, podH, pl, p, nsPath); err != nil {
+		uerr := a.returnLink(ctx, hs, ps, pl, orig)
 		if uerr != nil {
 			uerr = fmt.Errorf("undo the move: %w", uerr)
 		}
@@ -176,59 +209,78 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 	return orig, nil
 }
 
-// move puts host link hl into the pod netns (fd) under name and returns it
-// as seen there. On failure the link is back on the host as it was.
-func (a attacher) move(ctx context.Context, host, pod nlink.Handle, hl netlink.Link, fd int, name string, orig Original) (netlink.Link, error) {
+// renameIn renames the device l (in scope s) to name, down first as the
+// kernel wants; a name taken by another link is an error.
+func renameIn(s scope, l netlink.Link, name string, id Identity) (netlink.Link, error) {
+	if _, err := s.h.LinkByName(name); err == nil {
+		return nil, fmt.Errorf("the device is in %s as %s, and %s is taken there by another link", s.name, l.Attrs().Name, name)
+	}
+	if l.Attrs().Flags&net.FlagUp != 0 {
+		if err := s.h.LinkSetDown(l); err != nil {
+			return nil, fmt.Errorf("set %s down in %s: %w", l.Attrs().Name, s.name, err)
+		}
+	}
+	if err := s.h.LinkSetName(l, name); err != nil {
+		return nil, fmt.Errorf("rename %s to %s in %s: %w", l.Attrs().Name, name, s.name, err)
+	}
+	return s.refresh(l, id)
+}
+
+// move puts host link hl (the device orig.Identity) into the pod netns
+// (fd) under name and returns it as seen there. On failure the link is
+// back on the host as it was.
+func (a attacher) move(ctx context.Context, hs, ps scope, hl netlink.Link, fd int, name string, orig Original) (netlink.Link, error) {
 	log := klog.FromContext(ctx)
-	if r, ok := host.(nlink.NsRenamer); ok {
+	id := orig.Identity
+	if r, ok := hs.h.(nlink.NsRenamer); ok {
 		err := r.LinkSetNsFdAndName(hl, fd, name)
 		if err == nil {
-			pl, err := pod.LinkByName(name)
+			pl, err := ps.find(id, name)
 			if err != nil {
-				return nil, fmt.Errorf("find %s in the pod netns after the move: %w", name, err)
+				return nil, fmt.Errorf("find the device after the move: %w", err)
 			}
 			return pl, nil
 		}
-		if _, herr := host.LinkByName(orig.IfName); herr != nil {
+		if _, herr := hs.find(id, orig.IfName); errors.Is(herr, errNotHere) {
 			// It moved but was not renamed: it is there under its old name.
-			pl, perr := pod.LinkByName(orig.IfName)
+			pl, perr := ps.find(id, orig.IfName)
 			if perr != nil {
 				return nil, errors.Join(err, fmt.Errorf("link %s left the host but is not in the pod netns: %w", orig.IfName, perr))
 			}
-			if rerr := pod.LinkSetName(pl, name); rerr != nil {
-				return nil, errors.Join(err, rerr, a.returnLink(ctx, host, pod, pl, orig))
+			if rerr := ps.h.LinkSetName(pl, name); rerr != nil {
+				return nil, errors.Join(err, rerr, a.returnLink(ctx, hs, ps, pl, orig))
 			}
-			return pod.LinkByName(name)
+			return ps.refresh(pl, id)
 		}
 		log.V(2).Info("Move-and-rename in one request refused; moving through a temporary name", "err", err)
 	}
 	// Two steps: move (under a temporary name when the host name is taken
 	// in the pod; the kernel wants the link down to rename it), then rename.
 	moveName := orig.IfName
-	if _, err := pod.LinkByName(orig.IfName); err == nil {
+	if _, err := ps.h.LinkByName(orig.IfName); err == nil {
 		moveName = tempName()
-		if err := host.LinkSetDown(hl); err != nil {
+		if err := hs.h.LinkSetDown(hl); err != nil {
 			return nil, fmt.Errorf("set %s down: %w", orig.IfName, err)
 		}
-		if err := host.LinkSetName(hl, moveName); err != nil {
-			return nil, errors.Join(fmt.Errorf("rename %s to %s: %w", orig.IfName, moveName, err), a.hostFinish(ctx, host, hl, orig))
+		if err := hs.h.LinkSetName(hl, moveName); err != nil {
+			return nil, errors.Join(fmt.Errorf("rename %s to %s: %w", orig.IfName, moveName, err), a.hostFinish(ctx, hs, hl, orig))
 		}
 	}
-	if err := host.LinkSetNsFd(hl, fd); err != nil {
+	if err := hs.h.LinkSetNsFd(hl, fd); err != nil {
 		err = fmt.Errorf("move %s into the pod netns: %w", moveName, err)
-		if l, lerr := host.LinkByName(moveName); lerr == nil {
-			err = errors.Join(err, a.hostFinish(ctx, host, l, orig))
+		if l, lerr := hs.find(id, moveName, orig.IfName); lerr == nil {
+			err = errors.Join(err, a.hostFinish(ctx, hs, l, orig))
 		}
 		return nil, err
 	}
-	pl, err := pod.LinkByName(moveName)
+	pl, err := ps.find(id, moveName)
 	if err != nil {
-		return nil, fmt.Errorf("find %s in the pod netns after the move: %w", moveName, err)
+		return nil, fmt.Errorf("find the device after the move: %w", err)
 	}
-	if err := pod.LinkSetName(pl, name); err != nil {
-		return nil, errors.Join(fmt.Errorf("rename %s to %s in the pod netns: %w", moveName, name, err), a.returnLink(ctx, host, pod, pl, orig))
+	if err := ps.h.LinkSetName(pl, name); err != nil {
+		return nil, errors.Join(fmt.Errorf("rename %s to %s in the pod netns: %w", moveName, name, err), a.returnLink(ctx, hs, ps, pl, orig))
 	}
-	return pod.LinkByName(name)
+	return ps.refresh(pl, id)
 }
 
 // configure sets the pod-side state of link l: MTU, MAC, addresses, up,
@@ -303,7 +355,8 @@ func dstString(r route) string {
 }
 
 func (a attacher) detach(ctx context.Context, host nlink.Handle, nsPath, podIfName string, orig Original) error {
-	log := klog.FromContext(ctx).WithValues("podIfName", podIfName, "hostIfName", orig.IfName, "netns", nsPath)
+	id := orig.Identity
+	log := klog.FromContext(ctx).WithValues("podIfName", podIfName, "hostIfName", orig.IfName, "netns", nsPath, "identity", id.String())
 	if err := ValidIfName(podIfName); err != nil {
 		return fmt.Errorf("detach from %s: podIfName: %w", nsPath, err)
 	}
@@ -315,62 +368,80 @@ func (a attacher) detach(ctx context.Context, host nlink.Handle, nsPath, podIfNa
 			return fmt.Errorf("detach %s from %s: original mac %q: %w", podIfName, nsPath, orig.MAC, err)
 		}
 	}
-	pod, err := a.openPod(nsPath)
-	switch {
-	case errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT):
-		log.Info("Pod netns is gone; the kernel returns physical netdevs to the host, looking for it there")
-	case err != nil:
+	if !id.Known() {
+		return fmt.Errorf("detach %s (host name %s) from %s: the record holds no identity for the device (PCI address, permanent address or host peer): refusing to change a link found only by its name", podIfName, orig.IfName, nsPath)
+	}
+	hs := hostScope(host)
+	gone, why, err := NetnsGone(nsPath)
+	if err != nil {
 		return fmt.Errorf("detach %s: %w", podIfName, err)
-	default:
+	}
+	var pod nlink.Handle
+	if !gone {
+		pod, err = a.openPod(nsPath)
+		switch {
+		case errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT):
+			gone, why = true, "the path vanished"
+		case errors.Is(err, unix.EINVAL):
+			gone, why = true, "the path is not a network namespace (EINVAL)"
+		case err != nil:
+			return fmt.Errorf("detach %s: %w", podIfName, err)
+		}
+	}
+	where := "netns " + nsPath
+	if gone {
+		log.Info("Pod netns is gone; the kernel returns physical netdevs to the host, looking for the device there", "reason", why)
+		where = fmt.Sprintf("netns %s (gone: %s)", nsPath, why)
+	} else {
 		defer pod.Close()
-		pl, err := pod.LinkByName(podIfName)
+		ps := podScope(pod, nsPath, a.hostNsPath)
+		pl, err := ps.find(id, podIfName)
 		if err == nil {
-			if err := a.returnLink(ctx, host, pod, pl, orig); err != nil {
+			if pl.Attrs().Name != podIfName {
+				log.Info("The device is in the pod netns under another name; returning it", "name", pl.Attrs().Name)
+			}
+			if err := a.returnLink(ctx, hs, ps, pl, orig); err != nil {
 				return fmt.Errorf("detach %s from %s: %w", podIfName, nsPath, err)
 			}
 			log.V(2).Info("Detached netdev")
 			return nil
 		}
-		if !isNotFound(err) {
-			return fmt.Errorf("detach %s: look it up in %s: %w", podIfName, nsPath, err)
+		if !errors.Is(err, errNotHere) {
+			return fmt.Errorf("detach %s: %w", podIfName, err)
 		}
-		log.Info("Netdev not in the pod netns; looking for it on the host")
+		log.Info("Device not in the pod netns; looking for it on the host")
 	}
-	return a.finishOnHost(ctx, host, podIfName, orig)
+	return a.finishOnHost(ctx, hs, podIfName, orig, where)
 }
 
-// finishOnHost finds the link on the host (already restored, returned by
-// the kernel under its pod name or dev<ifindex>, or parked) and restores
-// it there.
-func (a attacher) finishOnHost(ctx context.Context, host nlink.Handle, podIfName string, orig Original) error {
-	if l, err := host.LinkByName(orig.IfName); err == nil {
-		if orig.MAC == "" || l.Attrs().HardwareAddr.String() == orig.MAC {
-			return a.hostFinish(ctx, host, l, orig)
-		}
-		klog.FromContext(ctx).Info("A link with the original name but another MAC is on the host; not ours",
-			"name", orig.IfName, "mac", l.Attrs().HardwareAddr.String(), "want", orig.MAC)
-	}
-	cands := []string{podIfName, parkName(orig)}
+// finishOnHost finds the device on the host by its identity (already
+// restored, returned by the kernel under its pod name or dev<ifindex>,
+// parked, or any other name) and restores it there. where says where it
+// was looked for before, for the error when it is nowhere.
+func (a attacher) finishOnHost(ctx context.Context, hs scope, podIfName string, orig Original, where string) error {
+	hints := []string{orig.IfName, podIfName, parkName(orig)}
 	if orig.IfIndex > 0 {
-		cands = append(cands, fmt.Sprintf("dev%d", orig.IfIndex))
+		hints = append(hints, fmt.Sprintf("dev%d", orig.IfIndex))
 	}
-	for _, n := range cands {
-		l, err := host.LinkByName(n)
-		if err == nil {
-			klog.FromContext(ctx).Info("Found the netdev on the host", "name", n)
-			return a.hostFinish(ctx, host, l, orig)
-		}
-		if !isNotFound(err) {
-			return fmt.Errorf("look for %s on the host: %w", n, err)
-		}
+	l, err := hs.find(orig.Identity, hints...)
+	if errors.Is(err, errNotHere) {
+		return fmt.Errorf("detach: the device %s (host name %s, pod name %s) is in neither %s nor the host netns (every host link checked): nothing changed", orig.Identity, orig.IfName, podIfName, where)
 	}
-	return fmt.Errorf("detach: netdev %s is neither in the pod netns nor on the host (looked for %s and %v)", podIfName, orig.IfName, cands)
+	if err != nil {
+		return fmt.Errorf("detach %s: %w", podIfName, err)
+	}
+	if l.Attrs().Name != orig.IfName {
+		klog.FromContext(ctx).Info("Found the device on the host", "name", l.Attrs().Name, "identity", orig.Identity.String())
+	}
+	return a.hostFinish(ctx, hs, l, orig)
 }
 
-// hostFinish restores a link that is on the host: down, name (parked
-// under parkName if the original name is taken), MAC, MTU, then up if it
-// was. Steps already so are skipped.
-func (a attacher) hostFinish(ctx context.Context, host nlink.Handle, l netlink.Link, orig Original) error {
+// hostFinish restores the device l, which is on the host and was
+// identified by the caller: down, name (parked under parkName if the
+// original name is taken), MAC, MTU, then up if it was. Steps already so
+// are skipped.
+func (a attacher) hostFinish(ctx context.Context, hs scope, l netlink.Link, orig Original) error {
+	host := hs.h
 	var errs []error
 	at := l.Attrs()
 	if at.Name != orig.IfName || (orig.MAC != "" && at.HardwareAddr.String() != orig.MAC) || (orig.MTU > 0 && at.MTU != orig.MTU) {
@@ -407,7 +478,7 @@ func (a attacher) hostFinish(ctx context.Context, host nlink.Handle, l netlink.L
 		}
 	}
 	if orig.Up && at.Flags&net.FlagUp == 0 {
-		nl, err := host.LinkByName(name)
+		nl, err := hs.refresh(l, orig.Identity)
 		if err == nil {
 			err = host.LinkSetUp(nl)
 		}
@@ -418,16 +489,17 @@ func (a attacher) hostFinish(ctx context.Context, host nlink.Handle, l netlink.L
 	return errors.Join(errs...)
 }
 
-// returnLink takes link pl (in the pod netns) back to the host as orig
-// says: down, MAC and MTU, then moved under its original name — one
-// request when the pod handle can send it, else through a temporary name.
-func (a attacher) returnLink(ctx context.Context, host, pod nlink.Handle, pl netlink.Link, orig Original) error {
+// returnLink takes the device pl (in the pod netns, identified by the
+// caller) back to the host as orig says: down, MAC and MTU, then moved
+// under its original name — one request when the pod handle can send it,
+// else through a temporary name.
+func (a attacher) returnLink(ctx context.Context, hs, ps scope, pl netlink.Link, orig Original) error {
+	pod := ps.h
 	// Work from its current state, not the caller's copy.
-	fresh, err := pod.LinkByName(pl.Attrs().Name)
+	pl, err := ps.refresh(pl, orig.Identity)
 	if err != nil {
-		return fmt.Errorf("look up %s in the pod netns: %w", pl.Attrs().Name, err)
+		return err
 	}
-	pl = fresh
 	at := pl.Attrs()
 	if at.Flags&net.FlagUp != 0 {
 		if err := pod.LinkSetDown(pl); err != nil {
@@ -435,7 +507,7 @@ func (a attacher) returnLink(ctx context.Context, host, pod nlink.Handle, pl net
 		}
 	}
 	// Any failure before the move leaves the link in the pod (down) for a
-	// retry: on the host it is recognised by its original MAC.
+	// retry, which finds it by its identity.
 	var errs []error
 	if orig.MAC != "" && at.HardwareAddr.String() != orig.MAC {
 		mac, _ := net.ParseMAC(orig.MAC)
@@ -455,11 +527,11 @@ func (a attacher) returnLink(ctx context.Context, host, pod nlink.Handle, pl net
 	defer hf.Close()
 	fd := int(hf.Fd())
 	moved := false
-	var names []string // where to look for it on the host afterwards
+	var names []string // where to look for it on the host first
 	if r, ok := pod.(nlink.NsRenamer); ok {
 		if err := r.LinkSetNsFdAndName(pl, fd, orig.IfName); err == nil {
 			moved, names = true, []string{orig.IfName}
-		} else if _, perr := pod.LinkByName(at.Name); perr != nil {
+		} else if _, perr := pod.LinkByIndex(at.Index); isNotFound(perr) {
 			// It left the pod but the rename failed: it is on the host
 			// under its pod name; hostFinish below names it.
 			moved, names = true, []string{at.Name, orig.IfName}
@@ -480,17 +552,10 @@ func (a attacher) returnLink(ctx context.Context, host, pod nlink.Handle, pl net
 		}
 		names = []string{park}
 	}
-	var hl netlink.Link
-	for _, n := range names {
-		l, err := host.LinkByName(n)
-		if err == nil && (orig.MAC == "" || l.Attrs().HardwareAddr.String() == orig.MAC) {
-			hl = l
-			break
-		}
+	hl, err := hs.find(orig.Identity, names...)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("%s left the pod netns: %w", at.Name, err))...)
 	}
-	if hl == nil {
-		return errors.Join(append(errs, fmt.Errorf("%s left the pod netns but is not found on the host", at.Name))...)
-	}
-	errs = append(errs, a.hostFinish(ctx, host, hl, orig))
+	errs = append(errs, a.hostFinish(ctx, hs, hl, orig))
 	return errors.Join(errs...)
 }

@@ -52,7 +52,7 @@ func TestSpecValidation(t *testing.T) {
 		f := nlinktest.New()
 		opened := false
 		a := attacher{openPod: func(string) (nlink.Handle, error) { opened = true; return f, nil }, hostNsPath: HostNetnsPath}
-		if _, err := a.attach(context.Background(), f, "/nonexistent", s); err == nil {
+		if _, err := a.attach(context.Background(), f, "/nonexistent", s, Identity{PCIAddress: "0000:3b:02.0"}); err == nil {
 			t.Errorf("attach with bad spec %+v succeeded", s)
 		}
 		if opened || len(f.Calls()) != 0 {
@@ -154,11 +154,11 @@ func TestAttachDetachRoundTrip(t *testing.T) {
 			before := stateOf(mustLink(t, host, pfx+"vf"))
 			spec := fullSpec(pfx + "vf")
 
-			read, err := ReadOriginal(ctx, host, spec.HostIfName)
+			read, err := ReadOriginal(ctx, host, spec.HostIfName, "")
 			if err != nil {
 				t.Fatal(err)
 			}
-			orig, err := Attach(ctx, host, nsPath, spec)
+			orig, err := Attach(ctx, host, nsPath, spec, idOf(t, host, spec.HostIfName))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,12 +167,12 @@ func TestAttachDetachRoundTrip(t *testing.T) {
 			}
 			absent(t, host, spec.HostIfName, "on the host")
 			checkInPod(t, pod, spec)
-			if in, err := InNetns(ctx, nsPath, spec.PodIfName); err != nil || !in {
+			if in, err := InNetns(ctx, nsPath, spec.PodIfName, orig.Identity); err != nil || !in {
 				t.Errorf("InNetns = %v, %v", in, err)
 			}
 
 			// A retried attach configures in place.
-			again, err := Attach(ctx, host, nsPath, spec)
+			again, err := Attach(ctx, host, nsPath, spec, orig.Identity)
 			if err != nil || again != (Original{}) {
 				t.Errorf("second Attach = %+v, %v", again, err)
 			}
@@ -198,7 +198,7 @@ func TestAttachNameClashInPod(t *testing.T) {
 	if err := pod.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "net1"}, PeerName: "net1p"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Attach(ctx, host, nsPath, Spec{HostIfName: pfx + "vf", PodIfName: "net1"})
+	_, err := Attach(ctx, host, nsPath, Spec{HostIfName: pfx + "vf", PodIfName: "net1"}, idOf(t, host, pfx+"vf"))
 	if err == nil || !strings.Contains(err.Error(), "already taken") {
 		t.Fatalf("attach onto a taken pod name: err = %v", err)
 	}
@@ -211,7 +211,7 @@ func TestAttachNameClashInPod(t *testing.T) {
 	if err := pod.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pfx + "vf"}, PeerName: pfx + "x"}); err != nil {
 		t.Fatal(err)
 	}
-	orig, err := Attach(ctx, host, nsPath, Spec{HostIfName: pfx + "vf", PodIfName: "net2", Addresses: []string{"10.79.0.2/24"}})
+	orig, err := Attach(ctx, host, nsPath, Spec{HostIfName: pfx + "vf", PodIfName: "net2", Addresses: []string{"10.79.0.2/24"}}, idOf(t, host, pfx+"vf"))
 	if err != nil {
 		t.Fatalf("attach with the host name taken in the pod: %v", err)
 	}
@@ -234,7 +234,7 @@ func TestAttachNameClashInPod(t *testing.T) {
 func TestDetachHostNameTaken(t *testing.T) {
 	ctx, pfx, host, nsPath, pod, before := newVFBed(t, "vfp", "02:aa:00:00:00:03")
 	spec := Spec{HostIfName: pfx + "vf", PodIfName: "net1", MTU: 1300, MAC: "02:bb:00:00:00:03"}
-	orig, err := Attach(ctx, host, nsPath, spec)
+	orig, err := Attach(ctx, host, nsPath, spec, idOf(t, host, spec.HostIfName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestDetachNetnsGone(t *testing.T) {
 			newStandIn(t, host, k, pfx+"vf", "02:aa:00:00:00:04", 1500)
 			before := stateOf(mustLink(t, host, pfx+"vf"))
 			podName := pfx + "p1" // unique on the host too
-			orig, err := Attach(ctx, host, nsPath, Spec{HostIfName: pfx + "vf", PodIfName: podName, MTU: 1280, MAC: "02:bb:00:00:00:04"})
+			orig, err := Attach(ctx, host, nsPath, Spec{HostIfName: pfx + "vf", PodIfName: podName, MTU: 1280, MAC: "02:bb:00:00:00:04"}, idOf(t, host, pfx+"vf"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -303,7 +303,7 @@ func TestDetachNetnsGone(t *testing.T) {
 				}
 				_ = os.Remove(nsPath)
 			}
-			if in, err := InNetns(ctx, nsPath, podName); err != nil || in {
+			if in, err := InNetns(ctx, nsPath, podName, orig.Identity); err != nil || in {
 				t.Errorf("InNetns on a gone netns = %v, %v", in, err)
 			}
 			for i := 0; i < 2; i++ {
@@ -332,7 +332,7 @@ func TestAttachUndoesMoveOnFailure(t *testing.T) {
 			w = &failing{Handle: h, n: n}
 			return w, nil
 		}}
-		_, err := a.attach(ctx, host, nsPath, spec)
+		_, err := a.attach(ctx, host, nsPath, spec, idOf(t, host, spec.HostIfName))
 		if !errors.Is(err, errInjected) {
 			t.Fatalf("failing call %d: err = %v", n, err)
 		}
@@ -367,7 +367,7 @@ func TestAnnounceOnAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := Spec{HostIfName: pfx + "vf", PodIfName: "net1", MAC: "02:bb:00:00:00:06", Addresses: []string{"10.80.0.6/24", "fd80::6/64"}}
-	orig, err := Attach(ctx, host, nsPath, spec)
+	orig, err := Attach(ctx, host, nsPath, spec, idOf(t, host, spec.HostIfName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,11 +406,13 @@ func TestConcurrentAttach32(t *testing.T) {
 	paths := make([]string, n)
 	befores := make([]linkState, n)
 	specs := make([]Spec, n)
+	ids := make([]Identity, n)
 	for i := 0; i < n; i++ {
 		paths[i] = newNetns(t, fmt.Sprintf("%sn%d", pfx, i))
 		name := fmt.Sprintf("%sv%d", pfx, i)
 		newVeth(t, host, name, fmt.Sprintf("%sp%d", pfx, i), fmt.Sprintf("02:aa:00:00:01:%02x", i), 1500)
 		befores[i] = stateOf(mustLink(t, host, name))
+		ids[i] = idOf(t, host, name)
 		specs[i] = Spec{HostIfName: name, PodIfName: "net1", MTU: 1400, MAC: fmt.Sprintf("02:bb:00:00:01:%02x", i),
 			Addresses: []string{fmt.Sprintf("10.81.%d.2/24", i)}, Routes: []Route{{Dst: "0.0.0.0/0", GW: fmt.Sprintf("10.81.%d.1", i)}}}
 	}
@@ -421,7 +423,7 @@ func TestConcurrentAttach32(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			origs[i], errs[i] = Attach(ctx, host, paths[i], specs[i])
+			origs[i], errs[i] = Attach(ctx, host, paths[i], specs[i], ids[i])
 		}(i)
 	}
 	wg.Wait()

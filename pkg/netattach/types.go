@@ -28,4 +28,9 @@ type Original struct {
 	// device it returns from a dying netns "dev<ifindex>" when its pod
 	// name is taken on the host.
 	IfIndex int `json:"ifIndex,omitempty"`
+	// Identity is what Detach finds the link by, in the pod netns and on
+	// the host; names are only hints. Records written before it existed
+	// have the zero Identity: the caller fills in the PCI address it
+	// recorded for the device, or Detach refuses to touch anything.
+	Identity Identity `json:"identity"`
 }

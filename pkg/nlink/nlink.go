@@ -46,6 +46,11 @@ type Handle interface {
 
 	DevLinkGetDeviceByName(bus string, device string) (*netlink.DevlinkDevice, error)
 
+	// GetNetNsIdByFd is the id this handle's netns gives the netns open
+	// at fd (-1: none assigned); a link whose peer or lower device is in
+	// that netns reports it as its NetNsID.
+	GetNetNsIdByFd(fd int) (int, error)
+
 	// VFGUIDs reports the IB node/port GUIDs of the PF's VFs (none for
 	// Ethernet PFs or drivers that do not report them).
 	VFGUIDs(pf netlink.Link) ([]VFGUID, error)

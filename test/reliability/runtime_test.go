@@ -28,6 +28,13 @@ import (
 // netns.
 func returnLikeKernel(t testing.TB, n *node, i int) {
 	t.Helper()
+	returnLikeKernelAs(t, n, i, "net1")
+}
+
+// returnLikeKernelAs is returnLikeKernel for a pod interface named
+// podName. It returns the name the link has on the host.
+func returnLikeKernelAs(t testing.TB, n *node, i int, podName string) string {
+	t.Helper()
 	ns, err := netns.GetFromPath(n.netnsPath(i))
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +45,7 @@ func returnLikeKernel(t testing.TB, n *node, i int) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	l, err := h.LinkByName("net1")
+	l, err := h.LinkByName(podName)
 	if err != nil {
 		t.Fatalf("pod link: %v", err)
 	}
@@ -47,14 +54,14 @@ func returnLikeKernel(t testing.TB, n *node, i int) {
 		t.Fatal(err)
 	}
 	defer host.Close()
-	name := "net1"
+	name := podName
 	if _, err := netlink.LinkByName(name); err == nil {
 		name = fmt.Sprintf("dev%d", l.Attrs().Index)
 	}
 	if err := h.LinkSetDown(l); err != nil {
 		t.Fatal(err)
 	}
-	if name != "net1" {
+	if name != podName {
 		if err := h.LinkSetName(l, name); err != nil {
 			t.Fatal(err)
 		}
@@ -65,6 +72,38 @@ func returnLikeKernel(t testing.TB, n *node, i int) {
 	if err := netns.DeleteNamed(n.netnsName(i)); err != nil {
 		t.Fatalf("delete netns: %v", err)
 	}
+	return name
+}
+
+// victimName is a host link standing for a node NIC whose name a claim
+// uses as its pod interface name.
+func (n *node) victimName() string { return "rl" + n.ID + "nic" }
+
+// victimView is everything about the victim that must not change.
+func victimView(t testing.TB, name string) string {
+	t.Helper()
+	l, addrs := linkIn(t, "", name)
+	if l == nil {
+		return name + " missing"
+	}
+	a := l.Attrs()
+	return fmt.Sprintf("%s index %d mac %s mtu %d flags %v addrs %v", a.Name, a.Index, a.HardwareAddr, a.MTU, a.Flags, addrs)
+}
+
+// stopAndUnprepare is the end of a pod's life through the runtime and
+// kubelet: StopPodSandbox, RemovePodSandbox, the detach done, Unprepare.
+func stopAndUnprepare(ctx context.Context, dm *daemon, n *node) error {
+	pod := n.sandbox(0)
+	if err := dm.plugin.StopPodSandbox(ctx, pod); err != nil {
+		return err
+	}
+	if err := dm.plugin.RemovePodSandbox(ctx, pod); err != nil {
+		return err
+	}
+	if !dm.waitDetached(pod.Uid, 10*time.Second) {
+		return errors.New("device still recorded in the pod netns")
+	}
+	return unprepareOK(ctx, dm, n.claim(0, ""))
 }
 
 // TestRuntimeFaults: faults from the runtime and kubelet side, each on a
@@ -161,6 +200,82 @@ func TestRuntimeFaults(t *testing.T) {
 			}
 			return unprepareOK(ctx, dm2, n.claim(0, ""))
 		}},
+		{"netns deleted before detach; a host NIC has the pod's ifName, so the VF comes back as dev<ifindex>", func(t *testing.T, n *node, dmp **daemon) error {
+			dm, ctx, pod := *dmp, logCtx(t), n.sandbox(0)
+			if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
+				return err
+			}
+			// The NIC appears after Prepare, which refuses a taken name.
+			nic := n.victimName()
+			makeVeth(t, nic, "02:ee:00:00:00:01")
+			l, err := netlink.LinkByName(nic)
+			if err != nil {
+				return err
+			}
+			addr, _ := netlink.ParseAddr("10.96.0.1/24")
+			if err := netlink.AddrAdd(l, addr); err != nil {
+				return err
+			}
+			nicBefore := victimView(t, nic)
+			if got := returnLikeKernelAs(t, n, 0, nic); got == nic {
+				return fmt.Errorf("the VF came back as %s, not dev<ifindex>", got)
+			}
+			if err := stopAndUnprepare(ctx, dm, n); err != nil {
+				return err
+			}
+			if after := victimView(t, nic); after != nicBefore {
+				return fmt.Errorf("the host NIC changed: %s -> %s", nicBefore, after)
+			}
+			return nil
+		}},
+		{"tenant with NET_ADMIN renames the VF in the pod and leaves a decoy under its name", func(t *testing.T, n *node, dmp **daemon) error {
+			dm, ctx, pod := *dmp, logCtx(t), n.sandbox(0)
+			if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
+				return err
+			}
+			ns, err := netns.GetFromPath(n.netnsPath(0))
+			if err != nil {
+				return err
+			}
+			defer ns.Close()
+			h, err := netlink.NewHandleAt(ns)
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			vf, err := h.LinkByName("net1")
+			if err != nil {
+				return err
+			}
+			mac, _ := net.ParseMAC(n.podMAC(0))
+			if err := errors.Join(h.LinkSetDown(vf), h.LinkSetName(vf, "hidden0"),
+				h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "net1", HardwareAddr: mac, MTU: 1400}, PeerName: "decoyp"})); err != nil {
+				return fmt.Errorf("the tenant's moves: %w", err)
+			}
+			decoy, err := h.LinkByName("net1")
+			if err != nil {
+				return err
+			}
+			if err := stopAndUnprepare(ctx, dm, n); err != nil {
+				return err
+			}
+			if l, err := h.LinkByName("net1"); err != nil || l.Attrs().Index != decoy.Attrs().Index {
+				return fmt.Errorf("the decoy did not stay in the pod: %v", err)
+			}
+			return nil
+		}},
+		{"netns path left as a plain file (setns gives EINVAL)", func(t *testing.T, n *node, dmp **daemon) error {
+			dm, ctx, pod := *dmp, logCtx(t), n.sandbox(0)
+			if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
+				return err
+			}
+			returnLikeKernel(t, n, 0)
+			if err := os.WriteFile(n.netnsPath(0), nil, 0o644); err != nil {
+				return err
+			}
+			t.Cleanup(func() { _ = os.Remove(n.netnsPath(0)) })
+			return stopAndUnprepare(ctx, dm, n)
+		}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,6 +283,9 @@ func TestRuntimeFaults(t *testing.T) {
 			before := n.initialView(t)
 			ctx := logCtx(t)
 			c := n.claim(0, "")
+			if strings.Contains(tc.name, "a host NIC has the pod's ifName") {
+				c = n.claim(0, strings.Replace(n.goodConfig(0), `"ifName":"net1"`, `"ifName":"`+n.victimName()+`"`, 1))
+			}
 			dm, err := startDaemon(t, n, newAPI(c))
 			if err != nil {
 				t.Fatal(err)

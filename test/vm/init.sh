@@ -43,7 +43,7 @@ for m in $(cat /etc/modules.order); do
 done
 
 # PFs: the netdevs bound to igb. VFs: enable on each PF.
-numvfs=5
+numvfs=6
 pfs=""
 for i in $(seq 1 100); do
 	pfs=""

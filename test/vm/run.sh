@@ -146,6 +146,7 @@ wanted_modules=(
 	vfio vfio_iommu_type1 vfio-pci
 	crc32_generic ib_core ib_uverbs udp_tunnel ip6_udp_tunnel rdma_rxe
 	xfrm_user nfnetlink # netlink.NewHandle opens XFRM and NETFILTER sockets too
+	dummy               # the decoy a tenant puts under the VF's pod name (identity_test.go)
 )
 
 moddir=$kdir/lib/modules/$kver

@@ -49,6 +49,7 @@ type Fake struct {
 	calls    []Call
 	fail     FailFunc
 	nextIdx  int
+	nsid     int // what GetNetNsIdByFd reports, for any fd
 }
 
 var _ nlink.Handle = (*Fake)(nil)
@@ -63,6 +64,7 @@ func New() *Fake {
 		rdmaMode: "shared",
 		eswitch:  map[string]string{},
 		nextIdx:  2,
+		nsid:     -1,
 	}
 }
 
@@ -574,6 +576,25 @@ func (f *Fake) DevLinkGetDeviceByName(bus, device string) (*netlink.DevlinkDevic
 		return nil, unix.ENODEV
 	}
 	return &netlink.DevlinkDevice{BusName: bus, DeviceName: device, Attrs: netlink.DevlinkDevAttrs{Eswitch: netlink.DevlinkDevEswitchAttr{Mode: mode}}}, nil
+}
+
+// SetNetNsID makes GetNetNsIdByFd report id for any netns: the id this
+// fake's netns gives the other one (the host, in tests of a pod side).
+func (f *Fake) SetNetNsID(id int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nsid = id
+}
+
+// GetNetNsIdByFd reports the id set with SetNetNsID, else -1 (none
+// assigned), as the kernel does.
+func (f *Fake) GetNetNsIdByFd(fd int) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("GetNetNsIdByFd", nil, fd); err != nil {
+		return 0, err
+	}
+	return f.nsid, nil
 }
 
 // Close does nothing.

@@ -106,7 +106,7 @@ func vfFor(t *testing.T, pfNum, idx int) (bedPF, bedVF) {
 }
 
 // TestTestbed checks the VM is what every other test assumes: two igb PFs,
-// five igbvf VFs each with a netdev, and the PFs reporting the VFs over
+// six igbvf VFs each with a netdev, and the PFs reporting the VFs over
 // netlink.
 func TestTestbed(t *testing.T) {
 	h, err := nlink.NewHost()
@@ -119,8 +119,8 @@ func TestTestbed(t *testing.T) {
 			t.Errorf("PF %s has no netdev", pf.PCI)
 			continue
 		}
-		if len(pf.VFs) != 5 {
-			t.Errorf("PF %s: %d VFs, want 5", pf.IfName, len(pf.VFs))
+		if len(pf.VFs) != 6 {
+			t.Errorf("PF %s: %d VFs, want 6", pf.IfName, len(pf.VFs))
 		}
 		for _, vf := range pf.VFs {
 			if vf.Driver != "igbvf" || vf.IfName == "" {

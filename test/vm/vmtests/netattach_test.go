@@ -73,10 +73,20 @@ func TestAttachDetach(t *testing.T) {
 	nsPath := newNetns(t, "vmt-attach")
 	spec := podSpec(vf.IfName)
 
+	read, err := netattach.ReadOriginal(ctx, h, vf.IfName, vf.PCI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read.Identity.PCIAddress != vf.PCI {
+		t.Errorf("identity of %s read from netlink = %s, want PCI %s", vf.IfName, read.Identity, vf.PCI)
+	}
 	start := time.Now()
-	orig, err := netattach.Attach(ctx, h, nsPath, spec)
+	orig, err := netattach.Attach(ctx, h, nsPath, spec, read.Identity)
 	if err != nil {
 		t.Fatalf("attach: %v", err)
+	}
+	if orig != read {
+		t.Errorf("attach recorded %+v, ReadOriginal %+v", orig, read)
 	}
 	t.Logf("attach took %v", time.Since(start))
 	if orig.IfName != before.IfName || orig.MAC != before.MAC || orig.MTU != before.MTU {
@@ -86,7 +96,7 @@ func TestAttachDetach(t *testing.T) {
 		t.Errorf("%s still on the host after attach", vf.IfName)
 	}
 	checkInPod(t, nsPath, spec)
-	in, err := netattach.InNetns(ctx, nsPath, spec.PodIfName)
+	in, err := netattach.InNetns(ctx, nsPath, spec.PodIfName, orig.Identity)
 	if err != nil || !in {
 		t.Errorf("InNetns = %v, %v; want true", in, err)
 	}
@@ -115,7 +125,7 @@ func TestDetachAfterNetnsDeleted(t *testing.T) {
 	before := readRaw(t, h, pf, vf.Index)
 	nsPath := newNetns(t, "vmt-gone")
 	spec := podSpec(vf.IfName)
-	orig, err := netattach.Attach(ctx, h, nsPath, spec)
+	orig, err := netattach.Attach(ctx, h, nsPath, spec, netattach.Identity{PCIAddress: vf.PCI})
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}
