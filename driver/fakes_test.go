@@ -68,7 +68,11 @@ func (j *journal) take() []string {
 }
 
 // fakeHost records host operations.
-type fakeHost struct{ j *journal }
+type fakeHost struct {
+	j *journal
+	// root is the fixture sysfs: CheckVFIO runs the real check on it.
+	root string
+}
 
 func (h *fakeHost) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
 	if err := h.j.add("host.Snapshot %s", dev.Name); err != nil {
@@ -103,6 +107,9 @@ func (h *fakeHost) RestoreIRQs(_ context.Context, s *vfconfig.Snapshot) error {
 }
 func (h *fakeHost) Detach(_ context.Context, d nri.PodDevice) error {
 	return h.j.add("host.Detach %s %s->%s", d.NetnsPath, d.Spec.PodIfName, d.Original.IfName)
+}
+func (h *fakeHost) CheckVFIO(_ context.Context, dev *inventory.Device) error {
+	return vfconfig.CheckVFIOIsolation(h.root, dev.PCIAddress)
 }
 func (h *fakeHost) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
 	if err := h.j.add("host.CDIInfo %s", dev.Name); err != nil {
@@ -378,7 +385,7 @@ func newEnv(t testing.TB, topo sysfstest.Topology) *env {
 	t.Helper()
 	j := newJournal()
 	fix := sysfstest.New(t, topo)
-	e := &env{t: t, j: j, host: &fakeHost{j}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
+	e := &env{t: t, j: j, host: &fakeHost{j: j, root: fix.Root}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
 		store: &memStore{j: j}, fix: fix, scan: &swapScanner{host: fix}, bootID: "boot-1"}
 	e.restart()
 	return e

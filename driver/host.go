@@ -94,6 +94,10 @@ func (r *realHost) Detach(ctx context.Context, d nri.PodDevice) error {
 	return r.detach(ctx, d)
 }
 
+func (r *realHost) CheckVFIO(_ context.Context, dev *inventory.Device) error {
+	return vfconfig.CheckVFIOIsolation(r.root, dev.PCIAddress)
+}
+
 func (r *realHost) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
 	if vfio {
 		b, err := vfconfig.VFIODeviceNodes(r.root, dev.PCIAddress)

@@ -455,6 +455,9 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		if len(errs) > 0 {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", errs.ToAggregate())
 		}
+		if err := d.checkVFIO(ctx, dev, res); err != nil {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "driver", err)
+		}
 		devs = append(devs, *dev)
 		results = append(results, r)
 		resolved = append(resolved, res)
