@@ -94,7 +94,9 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 		s.classIB = s.classIndex("infiniband", "infiniband", s.indexNetdevBound)
 	}()
 	s.classNet = s.classIndex("net", "net", nil)
-	s.routes = s.defaultRouteLinks()
+	routes, rerr := s.readRoutes()
+	s.routes = s.defaultRouteLinks(routes, rerr)
+	s.use = s.readHostUse(routes, rerr)
 	wg0.Wait()
 
 	results := make([]pfResult, len(pfs))
@@ -268,6 +270,7 @@ type scanner struct {
 	log        logr.Logger
 	allow      bool
 	routes     routeInfo
+	use        hostUse
 	pcieRootFS deviceattribute.MachineModifier
 }
 
@@ -597,6 +600,7 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 			link = nil
 		}
 	}
+	pf.HostUse = s.pfHostUse(dir.join("net", pf.IfName), &pf, link)
 	if reason := s.routes.carries(pf.IfName, link); reason != "" && !s.allow {
 		excl(bdf, exclude("%s", reason))
 	} else {
