@@ -377,6 +377,9 @@ type env struct {
 	d      *Driver
 	bootID string
 	marks  *attachmark.Marks // nil: no attach markers
+	// passthrough is Config.PassthroughPFs: by default the fixtures'
+	// SR-IOV-disabled X710 PF (ens5f0), opted in.
+	passthrough []string
 }
 
 const testNode = "node-a"
@@ -386,7 +389,8 @@ func newEnv(t testing.TB, topo sysfstest.Topology) *env {
 	j := newJournal()
 	fix := sysfstest.New(t, topo)
 	e := &env{t: t, j: j, host: &fakeHost{j: j, root: fix.Root}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
-		store: &memStore{j: j}, fix: fix, scan: &swapScanner{host: fix}, bootID: "boot-1"}
+		store: &memStore{j: j}, fix: fix, scan: &swapScanner{host: fix}, bootID: "boot-1",
+		passthrough: []string{"ens5f0"}}
 	e.restart()
 	return e
 }
@@ -408,7 +412,7 @@ func (e *env) config() Config {
 		NodeName: testNode, DriverName: "sriov.dra.dev", BootID: e.bootID,
 		Store: e.store, Scanner: e.scan, Attributes: inventory.Attributes,
 		Host: e.host, IPAM: e.ipam, CDI: e.cdi, Status: e.status,
-		Netlink: e.fix.Netlink, AttachMarks: e.marks,
+		Netlink: e.fix.Netlink, AttachMarks: e.marks, PassthroughPFs: e.passthrough,
 	}
 }
 

@@ -442,7 +442,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		}
 		dev, ok := inv.Find(r.Device)
 		if !ok || !publishable[r.Device] {
-			return nil, nil, deviceError(claim, r.Request, r.Device, "", errors.New("device is not in this node's inventory of offered devices"))
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", notOffered(inv, r.Device, d.cfg.PassthroughPFs))
 		}
 		if inClaim[r.Device] {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", errors.New("device is allocated twice in the claim"))
