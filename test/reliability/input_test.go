@@ -3,6 +3,8 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,6 +45,9 @@ func TestBadInput(t *testing.T) {
 	twoPods := n.claim(0, "")
 	twoPods.Status.ReservedFor = append(twoPods.Status.ReservedFor, twoPods.Status.ReservedFor[0])
 	twoPods.Status.ReservedFor[1].UID = "someone-else"
+	// VF 1 joins VF 0's IOMMU group, as VFs without ACS between them are
+	// grouped: vfio-pci for VF 0 would hand the pod VF 1 too.
+	shareIOMMUGroup(t, n.root(), n.vf(0).PCIAddress, n.vf(1).PCIAddress)
 
 	cases := []struct {
 		name  string
@@ -65,6 +70,7 @@ func TestBadInput(t *testing.T) {
 		{"device not on this node", missing, "not in this node"},
 		{"device prepared for another claim", taken, "already prepared"},
 		{"PF whose VFs are enabled (and one in use)", pf, "not in this node"},
+		{"vfio-pci for a VF whose IOMMU group holds another VF", n.claim(0, vfConfig(`"driver":"vfio-pci"`)), "config field driver: vfio-pci for " + n.vf(0).PCIAddress + ": IOMMU group"},
 		{"device outside the admin's filter", filtered, "not in this node"},
 		{"claim not allocated", unallocated, "not allocated"},
 		{"claim reserved for two pods", twoPods, "reservedFor"},
@@ -140,4 +146,22 @@ func shorten(msg string) string {
 		msg = msg[:200] + "..."
 	}
 	return msg
+}
+
+// shareIOMMUGroup lists the PCI function other in the IOMMU group of dev
+// in the fixture sysfs under root, the way the kernel lists the members of
+// a group.
+func shareIOMMUGroup(t *testing.T, root, dev, other string) {
+	t.Helper()
+	group, err := filepath.EvalSymlinks(filepath.Join(root, "sys/bus/pci/devices", dev, "iommu_group"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := filepath.EvalSymlinks(filepath.Join(root, "sys/bus/pci/devices", other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(group, "devices", other)); err != nil {
+		t.Fatal(err)
+	}
 }
