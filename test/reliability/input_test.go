@@ -70,10 +70,10 @@ func TestBadInput(t *testing.T) {
 		{"device not on this node", missing, "not in this node"},
 		{"device prepared for another claim", taken, "already prepared"},
 		{"PF whose VFs are enabled (and one in use)", pf, "not in this node"},
-		{"vfio-pci for a VF whose IOMMU group holds another VF", n.claim(0, vfConfig(`"driver":"vfio-pci"`)), "config field driver: vfio-pci for " + n.vf(0).PCIAddress + ": IOMMU group"},
 		{"device outside the admin's filter", filtered, "not in this node"},
 		{"claim not allocated", unallocated, "not allocated"},
 		{"claim reserved for two pods", twoPods, "reservedFor"},
+		{"vfio-pci for a VF whose IOMMU group holds another VF", n.claim(0, vfConfig(`"driver":"vfio-pci"`)), "config field driver: vfio-pci for " + n.vf(0).PCIAddress + ": IOMMU group"},
 	}
 	var claims []*resourceapi.ResourceClaim
 	claims = append(claims, held)
