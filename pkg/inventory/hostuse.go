@@ -1,12 +1,17 @@
 package inventory
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // hostUse is how the host uses its links, read once per scan: global
@@ -142,4 +147,26 @@ func shortList(items []string) string {
 		return strings.Join(items, ", ")
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:show], ", "), len(items)-show)
+}
+
+// PFHostUse checks the PF netdev ifName now, as a scan does for
+// Device.HostUse: "" when the host does not use it. Prepare asks again
+// right before it takes a PF, since the last scan may be a second old.
+// root is the host filesystem root (sysfs below it), h a handle in the
+// host netns. It reads only.
+func PFHostUse(ctx context.Context, h nlink.Handle, root, ifName string) string {
+	if ifName == "" {
+		return ""
+	}
+	if root == "" {
+		root = "/"
+	}
+	s := &scanner{sys: filepath.Join(root, "sys"), nl: h, log: klog.FromContext(ctx)}
+	routes, err := s.readRoutes()
+	s.use = s.readHostUse(routes, err)
+	link, err := h.LinkByName(ifName)
+	if err != nil {
+		link = nil
+	}
+	return s.pfHostUse(pathRef(filepath.Join(s.sys, "class", "net", ifName)), &Device{IfName: ifName}, link)
 }

@@ -115,6 +115,9 @@ func TestScanHostUseKernel(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := mustFind(t, inv, pfPCI)
+			if now := inventory.PFHostUse(ktCtx(t), h, fix.Root, pfName); now != d.HostUse {
+				t.Errorf("PFHostUse = %q, the scan said %q", now, d.HostUse)
+			}
 			offered := len(inv.Publishable([]string{pfName})) == 1
 			want := tc.want
 			if strings.Contains(want, "%s") {

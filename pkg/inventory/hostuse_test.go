@@ -173,3 +173,47 @@ func upper(t *testing.T, h *sysfstest.Host, pci, netdev, name string) {
 		t.Fatal(err)
 	}
 }
+
+// TestPFHostUseNow: the one-PF check Prepare runs right before it takes a
+// PF answers as the scan does, from the state of the moment.
+func TestPFHostUseNow(t *testing.T) {
+	const pfName, pfPCI = "ens5f0", "0000:af:00.0"
+	for _, tc := range []struct {
+		name   string
+		ifName string
+		setup  func(t *testing.T, h *sysfstest.Host)
+		want   string // part of the answer; "" = unused
+	}{
+		{name: "no netdev", ifName: ""},
+		{name: "unused", ifName: pfName},
+		{name: "global address", ifName: pfName, setup: func(t *testing.T, h *sysfstest.Host) {
+			l, _ := h.Netlink.Link(pfName)
+			if err := h.Netlink.AddrAdd(l, &netlink.Addr{IPNet: cidr(t, "192.0.2.7/24")}); err != nil {
+				t.Fatal(err)
+			}
+		}, want: "the host uses netdev ens5f0: global addresses 192.0.2.7/24"},
+		{name: "route in table 100", ifName: pfName, setup: func(t *testing.T, h *sysfstest.Host) {
+			l, _ := h.Netlink.Link(pfName)
+			h.Netlink.AddRoute(netlink.Route{LinkIndex: l.Attrs().Index, Table: 100, Dst: prefix(t, "198.51.100.0/24")})
+		}, want: "routes 198.51.100.0/24 table 100"},
+		{name: "upper link (sysfs through class/net)", ifName: pfName, setup: func(t *testing.T, h *sysfstest.Host) {
+			upper(t, h, pfPCI, pfName, "ens5f0.7")
+		}, want: "upper links ens5f0.7"},
+		{name: "link gone", ifName: "ens9f9", want: "no such link in the host network namespace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.SRIOVDisabled()}})
+			if tc.setup != nil {
+				tc.setup(t, h)
+			}
+			h.Netlink.ResetCalls()
+			got := inventory.PFHostUse(ktCtx(t), h.Netlink, h.Root, tc.ifName)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("PFHostUse(%q) = %q, want %q", tc.ifName, got, tc.want)
+			}
+			if m := h.Netlink.MutatingCalls(); len(m) > 0 {
+				t.Errorf("the check changed something: %v", m)
+			}
+		})
+	}
+}
