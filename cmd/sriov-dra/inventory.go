@@ -32,8 +32,9 @@ with --passthrough-pfs, as the driver's own --passthrough-pfs, and the host
 does not use its netdev (global addresses, routes in any table, a master or
 upper links); each PF not offered whole gets a line saying why. Reads sysfs
 under --host-root and netlink in the current network namespace; it changes
-nothing. With a fixture as --host-root
-the VF admin state stays empty (the PFs are not in this netns).`,
+nothing. With a fixture as --host-root the VF admin state stays empty and a
+listed PF is refused (the PFs are not in this netns, so their use cannot be
+read).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch output {
