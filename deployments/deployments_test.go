@@ -89,7 +89,8 @@ func TestConfigsAreValid(t *testing.T) {
 
 // fixtureDevices is what the driver would publish for the standard fixture
 // host (ConnectX-6 IB PF with VFs, E810 with some VFs on vfio-pci, igb, a
-// PF with SR-IOV disabled), as CEL inputs keyed by device name.
+// PF with SR-IOV disabled, listed for passthrough), as CEL inputs keyed by
+// device name.
 func fixtureDevices(t *testing.T) (map[string]cel.Device, []inventory.Device) {
 	t.Helper()
 	h := sysfstest.New(t, sysfstest.Standard())
@@ -97,7 +98,7 @@ func fixtureDevices(t *testing.T) (map[string]cel.Device, []inventory.Device) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := inv.Publishable(nil)
+	pub := inv.Publishable([]string{"ens5f0"})
 	out := map[string]cel.Device{}
 	for _, d := range pub {
 		out[d.Name] = cel.Device{Driver: v1alpha1.DriverName, Attributes: inventory.Attributes(d)}

@@ -55,6 +55,10 @@ type Host interface {
 	// gone means the kernel already returned the link, which Detach then
 	// finds on the host.
 	Detach(ctx context.Context, d nri.PodDevice) error
+	// CheckVFIO reports whether vfio-pci would give a container this
+	// device alone (an IOMMU in use, an IOMMU group of its own); it
+	// changes nothing.
+	CheckVFIO(ctx context.Context, dev *inventory.Device) error
 	// CDIInfo reports what the CDI spec needs from the host: the RDMA
 	// character devices, or the vfio IOMMU group.
 	CDIInfo(ctx context.Context, dev *inventory.Device, vfio bool) (rdmaCharDevices []string, vfioGroup string, err error)

@@ -17,11 +17,15 @@
 //     device (class configs, then claim configs; api/v1alpha1), refuse a
 //     device that is not in this node's pool, not offered by the
 //     inventory, prepared for another claim, or a PF whose VFs are in use
-//     (and the reverse); the pod is status.reservedFor (exactly one pod);
+//     (and the reverse), and vfio-pci for a device vfio cannot isolate (no
+//     IOMMU, no-IOMMU mode, an IOMMU group shared with another function;
+//     read from sysfs through Host.CheckVFIO); the pod is
+//     status.reservedFor (exactly one pod);
 //     assign pod interface names across the pod's claims; pick
 //     `guid: auto` (AutoGUID). Reserve the devices in memory, snapshot
 //     each device (vfconfig.Snapshot: admin MAC/VLAN/..., GUIDs, driver,
-//     netdev name/MAC/MTU, IRQ affinities) and record PrepareStarted with
+//     netdev name/MAC/MTU, IRQ affinities; a whole PF is refused here if
+//     the host uses its netdev now) and record PrepareStarted with
 //     the snapshots and the steps to come - before the first change. Then
 //     apply VF settings, the GUID (with a rebind), vfio-pci binding;
 //     allocate addresses (CNI IPAM; the result is recorded at once); write

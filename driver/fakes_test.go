@@ -73,6 +73,8 @@ type fakeHost struct {
 	j *journal
 	// rdmaChar, when set, are the RDMA character devices CDIInfo reports.
 	rdmaChar []string
+	// root is the fixture sysfs: CheckVFIO runs the real check on it.
+	root string
 }
 
 func (h *fakeHost) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
@@ -108,6 +110,9 @@ func (h *fakeHost) RestoreIRQs(_ context.Context, s *vfconfig.Snapshot) error {
 }
 func (h *fakeHost) Detach(_ context.Context, d nri.PodDevice) error {
 	return h.j.add("host.Detach %s %s->%s", d.NetnsPath, d.Spec.PodIfName, d.Original.IfName)
+}
+func (h *fakeHost) CheckVFIO(_ context.Context, dev *inventory.Device) error {
+	return vfconfig.CheckVFIOIsolation(h.root, dev.PCIAddress)
 }
 func (h *fakeHost) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
 	if err := h.j.add("host.CDIInfo %s", dev.Name); err != nil {
@@ -390,6 +395,9 @@ type env struct {
 	d      *Driver
 	bootID string
 	marks  *attachmark.Marks // nil: no attach markers
+	// passthrough is Config.PassthroughPFs: by default the fixtures'
+	// SR-IOV-disabled X710 PF (ens5f0), opted in.
+	passthrough []string
 }
 
 const testNode = "node-a"
@@ -398,8 +406,9 @@ func newEnv(t testing.TB, topo sysfstest.Topology) *env {
 	t.Helper()
 	j := newJournal()
 	fix := sysfstest.New(t, topo)
-	e := &env{t: t, j: j, host: &fakeHost{j: j}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
-		store: &memStore{j: j}, fix: fix, scan: &swapScanner{host: fix}, bootID: "boot-1"}
+	e := &env{t: t, j: j, host: &fakeHost{j: j, root: fix.Root}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
+		store: &memStore{j: j}, fix: fix, scan: &swapScanner{host: fix}, bootID: "boot-1",
+		passthrough: []string{"ens5f0"}}
 	e.restart()
 	return e
 }
@@ -421,7 +430,7 @@ func (e *env) config() Config {
 		NodeName: testNode, DriverName: "sriov.dra.dev", BootID: e.bootID,
 		Store: e.store, Scanner: e.scan, Attributes: inventory.Attributes,
 		Host: e.host, IPAM: e.ipam, CDI: e.cdi, Status: e.status,
-		Netlink: e.fix.Netlink, AttachMarks: e.marks,
+		Netlink: e.fix.Netlink, AttachMarks: e.marks, PassthroughPFs: e.passthrough,
 	}
 }
 

@@ -33,7 +33,12 @@ func (r *realHost) Snapshot(ctx context.Context, dev *inventory.Device) (vfconfi
 		return vfconfig.TakeSnapshot(ctx, r.h, r.root, *dev)
 	}
 	// A whole PF: nothing is changed through a parent; only its driver
-	// binding and netdev identity matter.
+	// binding and netdev identity matter. The host must not use it now
+	// (the scan that offered it may be a second old): what it has beyond
+	// name, MAC, MTU and state would not come back.
+	if use := inventory.PFHostUse(ctx, r.h, r.root, dev.IfName); use != "" {
+		return vfconfig.Snapshot{}, fmt.Errorf("PF %s is not taken: %s", dev.PCIAddress, use)
+	}
 	drv, err := vfconfig.DriverOf(r.root, dev.PCIAddress)
 	if err != nil {
 		return vfconfig.Snapshot{}, err
@@ -92,6 +97,10 @@ func (r *realHost) Detach(ctx context.Context, d nri.PodDevice) error {
 		return errors.New("no NRI plugin to detach the device with")
 	}
 	return r.detach(ctx, d)
+}
+
+func (r *realHost) CheckVFIO(_ context.Context, dev *inventory.Device) error {
+	return vfconfig.CheckVFIOIsolation(r.root, dev.PCIAddress)
 }
 
 func (r *realHost) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {

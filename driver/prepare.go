@@ -461,7 +461,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		}
 		dev, ok := inv.Find(r.Device)
 		if !ok || !publishable[r.Device] {
-			return nil, nil, deviceError(claim, r.Request, r.Device, "", errors.New("device is not in this node's inventory of offered devices"))
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", notOffered(inv, r.Device, d.cfg.PassthroughPFs))
 		}
 		if inClaim[r.Device] {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", errors.New("device is allocated twice in the claim"))
@@ -473,6 +473,9 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		res, errs := v1alpha1.Resolve(cfgPath, alloc.Config, r.Request, requestClass(claim, r.Request), string(dev.Kind))
 		if len(errs) > 0 {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", errs.ToAggregate())
+		}
+		if err := d.checkVFIO(ctx, dev, res); err != nil {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "driver", err)
 		}
 		devs = append(devs, *dev)
 		results = append(results, r)

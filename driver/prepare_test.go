@@ -2,6 +2,8 @@ package driver
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -424,5 +426,60 @@ func TestTwoClaimsOnePodGetDistinctIfNames(t *testing.T) {
 	slices.Sort(names)
 	if !slices.Equal(names, []string{"net1", "net2"}) {
 		t.Errorf("ifNames = %v", names)
+	}
+}
+
+// TestPrepareRefusesVFIOWithoutIsolation: vfio-pci is refused at Prepare,
+// before anything changes, for a VF whose IOMMU group it shares with
+// another function or when vfio could not isolate it at all; the error
+// names the config field, the device and the group's members.
+func TestPrepareRefusesVFIOWithoutIsolation(t *testing.T) {
+	const vfioCfg = `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","driver":"vfio-pci"}`
+	for _, tc := range []struct {
+		name  string
+		vf    int // E810 VF (VF 2 and 3 share IOMMU group 90)
+		setup func(t *testing.T, e *env)
+		cfg   string
+		want  string // "" = prepared
+	}{
+		{name: "own group", vf: 4, cfg: vfioCfg},
+		{name: "shared group, netdev driver: no vfio, no check", vf: 2, cfg: `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","vlan":5}`},
+		{name: "shared group", vf: 2, cfg: vfioCfg, want: "config field driver: vfio-pci for 0000:5e:00.3: IOMMU group 90 also holds 0000:5e:00.4"},
+		{name: "no-IOMMU mode", vf: 4, cfg: vfioCfg, want: "config field driver: vfio-pci for 0000:5e:00.5: vfio runs in unsafe no-IOMMU mode",
+			setup: func(t *testing.T, e *env) {
+				p := filepath.Join(e.fix.Root, "sys/module/vfio/parameters/enable_unsafe_noiommu_mode")
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte("Y\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e810 := sysfstest.E810()
+			e810.VFs[2].IOMMUGroup, e810.VFs[3].IOMMUGroup = 90, 90
+			e := newEnv(t, sysfstest.Topology{PFs: []sysfstest.PF{e810}})
+			if tc.setup != nil {
+				tc.setup(t, e)
+			}
+			dev := vfName(e, 0, tc.vf)
+			err := prepare(t, e.d, newClaim("u", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", dev)}, opaque(tc.cfg)))["u"].Err
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("prepare: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "device "+dev) {
+				t.Fatalf("err = %v, want one naming device %s and containing %q", err, dev, tc.want)
+			}
+			if steps := e.j.take(); len(steps) != 0 {
+				t.Errorf("refused claim took steps: %v", steps)
+			}
+			if _, ok := e.d.State().Claim("u"); ok {
+				t.Error("refused claim recorded")
+			}
+		})
 	}
 }

@@ -62,7 +62,8 @@ func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan devices: %w", err)
 	}
-	if prev := d.inventory(); prev != nil {
+	prev := d.inventory()
+	if prev != nil {
 		if gone := vanished(prev, inv); len(gone) > 0 {
 			// Withdrawing devices from the pool (and reporting held ones
 			// unhealthy) takes two scans that agree: a device is briefly
@@ -86,6 +87,7 @@ func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
 	d.invCond = make(chan struct{})
 	d.invMu.Unlock()
 	d.updateDeviceMetrics()
+	d.logPFRefusals(ctx, prev, inv)
 	return inv, nil
 }
 

@@ -2,12 +2,15 @@ package driver
 
 import (
 	"context"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	resourceapi "k8s.io/api/resource/v1"
 
+	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
@@ -83,5 +86,62 @@ func TestPrepareUnprepareWithRealHostOps(t *testing.T) {
 	}
 	if len(d.State().Claims()) != 0 {
 		t.Error("claim still recorded after unprepare")
+	}
+}
+
+// TestRealHostRefusesPFInUseAtPrepare: the scan that offered a PF may be a
+// second old; the production Host checks the PF's netdev again when
+// Prepare snapshots it, and a PF the host has started to use in between
+// is refused before anything is recorded or changed.
+func TestRealHostRefusesPFInUseAtPrepare(t *testing.T) {
+	const pfPCI, pfName = "0000:af:00.0", "ens5f0"
+	for _, tc := range []struct {
+		name  string
+		inUse bool
+	}{
+		{name: "unused: snapshot taken"},
+		{name: "address added after the scan", inUse: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, sysfstest.Standard()) // ens5f0 listed, unused at the scan
+			cfg := e.config()
+			cfg.Host = NewHost(e.fix.Root, e.fix.Netlink, nil)
+			d, err := New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.inUse {
+				l, _ := e.fix.Netlink.Link(pfName)
+				if err := e.fix.Netlink.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(192, 0, 2, 3), Mask: net.CIDRMask(24, 32)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dev, ok := d.inventory().Find(inventory.DeviceName(pfPCI))
+			if !ok {
+				t.Fatal("PF not in the inventory")
+			}
+			snap, err := cfg.Host.Snapshot(context.Background(), dev)
+			if !tc.inUse {
+				if err != nil || snap.IfName != pfName || snap.PCIAddress != pfPCI {
+					t.Fatalf("Snapshot = %+v, %v", snap, err)
+				}
+				return
+			}
+			want := "PF 0000:af:00.0 is not taken: the host uses netdev ens5f0: global addresses 192.0.2.3/24"
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Snapshot err = %v, want %q", err, want)
+			}
+			e.fix.Netlink.ResetCalls()
+			perr := prepare(t, d, newClaim("u", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", dev.Name)}))["u"].Err
+			if perr == nil || !strings.Contains(perr.Error(), want) {
+				t.Fatalf("prepare err = %v, want %q", perr, want)
+			}
+			if _, ok := d.State().Claim("u"); ok {
+				t.Error("refused claim recorded")
+			}
+			if m := e.fix.Netlink.MutatingCalls(); len(m) != 0 {
+				t.Errorf("refused claim changed %v", m)
+			}
+		})
 	}
 }

@@ -11,7 +11,9 @@ import (
 
 // unionCPUs returns the union of the cpusets (CPU lists such as "0-3,8")
 // as a canonical CPU list. Empty cpusets add nothing; the union of none is
-// "". A malformed cpuset is an error that names the container.
+// "". A malformed cpuset, or one naming a CPU beyond irq.MaxCPUs (the
+// runtime's value is not trusted to be sane), is an error that names the
+// container; irq.Set checks the union against the machine's own CPUs.
 func unionCPUs(byContainer map[string]string) (string, error) {
 	set := map[int]bool{}
 	ids := make([]string, 0, len(byContainer))
@@ -24,7 +26,7 @@ func unionCPUs(byContainer map[string]string) (string, error) {
 		if s == "" {
 			continue
 		}
-		cpus, err := irq.ParseCPUList(s)
+		cpus, err := irq.ParseCPUList(s, irq.MaxCPUs)
 		if err != nil {
 			return "", fmt.Errorf("cpuset of container %s: %w", id, err)
 		}

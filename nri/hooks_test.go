@@ -552,6 +552,8 @@ func TestUnionCPUs(t *testing.T) {
 		{map[string]string{"a": "8,1", "b": "4-5", "c": "10-11,3"}, "1,3-5,8,10-11", false},
 		{map[string]string{"a": "3-1"}, "", true},
 		{map[string]string{"a": "x"}, "", true},
+		{map[string]string{"a": "0-1", "b": "0-4294967295"}, "", true},
+		{map[string]string{"a": "0-8191", "b": "0-8191,5"}, "0-8191", false},
 	}
 	for _, tc := range tests {
 		got, err := unionCPUs(tc.in)

@@ -106,7 +106,7 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.StringVar(&o.pluginsDir, "kubelet-plugins-dir", "", "the driver's kubelet plugin directory (default <kubelet plugins dir>/<driver name>)")
 	f.StringVar(&o.registryDir, "kubelet-registry-dir", kubeletplugin.KubeletRegistryDir, "kubelet's plugin registration directory")
 	f.StringVar(&o.deviceFilter, "device-filter", "", "YAML/JSON file with the admin's device filter")
-	f.StringSliceVar(&o.passthroughPFs, "passthrough-pfs", nil, "PF netdev names or PCI addresses offered whole even with VFs enabled")
+	f.StringSliceVar(&o.passthroughPFs, "passthrough-pfs", nil, "PFs (netdev names or PCI addresses) offered whole to pods instead of their VFs; PF passthrough is opt-in, and a listed PF the host uses (global addresses, routes in any table, a master or upper links) is refused and logged")
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":9478", "address of /metrics and /healthz (empty: off); while the daemon being replaced in a rolling update holds it, binding is retried")
 	f.StringVar(&o.healthSocket, "health-socket", "", "unix socket serving /healthz too, private to this daemon (for `sriov-dra healthz` as an exec probe; empty: off)")
 	f.StringVar(&o.nriSocket, "nri-socket", nri.DefaultSocketPath, "the runtime's NRI socket")

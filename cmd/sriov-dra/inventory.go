@@ -27,10 +27,14 @@ func newInventoryCmd() *cobra.Command {
 		Short: "List the node's SR-IOV devices as the driver would publish them",
 		Long: `List every SR-IOV PF (a device with sriov_totalvfs) and its VFs with their
 attributes, the device name used in the ResourceSlice, and whether the driver
-publishes the device (all VFs; a PF only with no VFs enabled or when listed
-with --passthrough-pf). Reads sysfs under --host-root and netlink in the
-current network namespace; it changes nothing. With a fixture as --host-root
-the VF admin state stays empty (the PFs are not in this netns).`,
+publishes the device: every VF, and a PF (instead of its VFs) only when listed
+with --passthrough-pfs, as the driver's own --passthrough-pfs, and the host
+does not use its netdev (global addresses, routes in any table, a master or
+upper links); each PF not offered whole gets a line saying why. Reads sysfs
+under --host-root and netlink in the current network namespace; it changes
+nothing. With a fixture as --host-root the VF admin state stays empty and a
+listed PF is refused (the PFs are not in this netns, so their use cannot be
+read).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch output {
@@ -69,7 +73,7 @@ the VF admin state stays empty (the PFs are not in this netns).`,
 	f.StringVar(&hostRoot, "host-root", "/", "host filesystem root; sysfs is read at <host-root>/sys")
 	f.StringVarP(&output, "output", "o", inventory.FormatTable, "output format: table, json or yaml")
 	f.StringVar(&filterFile, "filter-file", "", "YAML/JSON device filter (pfNames, pciAddresses, vendors, drivers, linkTypes)")
-	f.StringSliceVar(&passthrough, "passthrough-pf", nil, "PF netdev names or PCI addresses offered whole even with VFs enabled")
+	f.StringSliceVar(&passthrough, "passthrough-pfs", nil, "PFs (netdev names or PCI addresses) the driver is told to offer whole (its --passthrough-pfs)")
 	f.BoolVar(&allowDefault, "allow-default-route-pf", false, "list the PF that carries the node's default route too")
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
@@ -68,6 +69,22 @@ func TestScanBrokenSysfs(t *testing.T) {
 		{"PF sriov_numvfs garbled: VFs counted from virtfn links", write(pfDir+"/sriov_numvfs", "\x00\x01"), want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
 			if n := mustFind(t, inv, pf).NumVFs; n != 7 {
 				t.Errorf("numVfs = %d, want 7 counted", n)
+			}
+		}}},
+		// Hostile counts: refused at once (the scan must not spin over
+		// them), with the file and value in the reason.
+		{"PF sriov_numvfs 2000000000 with sriov_totalvfs 7", write(pfDir+"/sriov_numvfs", "2000000000\n"), want{devices: 1, excluded: pf, reason: "garbled sriov_numvfs: 2000000000 is more than sriov_totalvfs 7; the PF and its VFs are not scanned"}},
+		{"PF sriov_numvfs 8 with sriov_totalvfs 7", write(pfDir+"/sriov_numvfs", "8\n"), want{devices: 1, excluded: pf, reason: "garbled sriov_numvfs: 8 is more than sriov_totalvfs 7"}},
+		{"PF sriov_totalvfs and sriov_numvfs 2000000000", func(t *testing.T, h *sysfstest.Host) {
+			write(pfDir+"/sriov_totalvfs", "2000000000\n")(t, h)
+			write(pfDir+"/sriov_numvfs", "2000000000\n")(t, h)
+		}, want{devices: 1, excluded: pf, reason: "garbled sriov_totalvfs: 2000000000 is more than an SR-IOV PF can have (65535)"}},
+		{"PF sriov_numvfs garbled: virtfn links counted up to sriov_totalvfs", func(t *testing.T, h *sysfstest.Host) {
+			write(pfDir+"/sriov_totalvfs", "3\n")(t, h)
+			write(pfDir+"/sriov_numvfs", "many\n")(t, h)
+		}, want{devices: 5, check: func(t *testing.T, inv *inventory.Inventory) {
+			if n := mustFind(t, inv, pf).NumVFs; n != 3 {
+				t.Errorf("numVfs = %d, want 3 (counting stops at sriov_totalvfs)", n)
 			}
 		}}},
 		{"PF numa_node garbled", write(pfDir+"/numa_node", "zero\n"), want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
@@ -192,7 +209,11 @@ func TestScanBrokenSysfs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB(), sysfstest.SRIOVDisabled()}})
 			tc.break_(t, h)
+			start := time.Now()
 			inv := scan(t, h, nil)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("scan took %v: a broken value made it spin", d)
+			}
 			if len(inv.Devices) != tc.want.devices {
 				t.Errorf("%d devices listed, want %d (excluded %v)", len(inv.Devices), tc.want.devices, inv.Excluded)
 			}

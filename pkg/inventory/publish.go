@@ -10,23 +10,17 @@ import (
 // AttributeDomain is the domain of the driver's own device attributes.
 const AttributeDomain = "sriov.dra.dev"
 
-// Publishable returns the devices the driver publishes, in inventory order:
-// every VF, and a PF only when it has no VFs enabled or is listed (by
-// netdev name or PCI address) in passthroughPFs. A listed PF with VFs
-// enabled is published whole and its VFs are not: a PF is never offered
-// together with its own VFs.
+// Publishable returns the devices the driver publishes, in inventory
+// order: every VF, and a PF only when it is offered whole (see
+// WholePFVerdict): the admin lists it in passthroughPFs and the host does
+// not use its netdev. A PF offered whole is published instead of its VFs:
+// a PF is never offered together with its own VFs.
 func (inv *Inventory) Publishable(passthroughPFs []string) []Device {
-	pass := map[string]bool{}
-	for _, p := range passthroughPFs {
-		pass[strings.ToLower(strings.TrimSpace(p))] = true
-	}
+	pass := passthroughSet(passthroughPFs)
 	wholePF := map[string]bool{} // PF PCI address -> PF is published
 	for i := range inv.Devices {
 		d := &inv.Devices[i]
-		if d.Kind != KindPF {
-			continue
-		}
-		if d.NumVFs == 0 || pass[d.PCIAddress] || (d.IfName != "" && pass[strings.ToLower(d.IfName)]) {
+		if d.Kind == KindPF && wholePFVerdict(d, pass) == "" {
 			wholePF[d.PCIAddress] = true
 		}
 	}
@@ -44,6 +38,58 @@ func (inv *Inventory) Publishable(passthroughPFs []string) []Device {
 		}
 	}
 	return out
+}
+
+// Reasons a PF is not offered whole.
+const (
+	// ReasonPFNotListed: PF passthrough is opt-in.
+	ReasonPFNotListed = "not offered whole: not listed for passthrough (--passthrough-pfs)"
+	// reasonPFInUse prefixes the PF's HostUse.
+	reasonPFInUse = "listed for passthrough but refused: "
+)
+
+// WholePFVerdicts returns, by device name, why each PF of the inventory
+// that is not offered whole is not: it is not listed in passthroughPFs
+// (by netdev name or PCI address), or it is listed but the host uses its
+// netdev (Device.HostUse). PFs offered whole are not in the map.
+func (inv *Inventory) WholePFVerdicts(passthroughPFs []string) map[string]string {
+	pass := passthroughSet(passthroughPFs)
+	out := map[string]string{}
+	for i := range inv.Devices {
+		d := &inv.Devices[i]
+		if d.Kind != KindPF {
+			continue
+		}
+		if v := wholePFVerdict(d, pass); v != "" {
+			out[d.Name] = v
+		}
+	}
+	return out
+}
+
+// IsPFRefusal reports whether a WholePFVerdicts reason is a listed PF
+// refused (rather than one simply not listed).
+func IsPFRefusal(reason string) bool { return strings.HasPrefix(reason, reasonPFInUse) }
+
+func passthroughSet(passthroughPFs []string) map[string]bool {
+	pass := map[string]bool{}
+	for _, p := range passthroughPFs {
+		if p = strings.ToLower(strings.TrimSpace(p)); p != "" {
+			pass[p] = true
+		}
+	}
+	return pass
+}
+
+// wholePFVerdict is "" when PF d is offered whole, else why not.
+func wholePFVerdict(d *Device, pass map[string]bool) string {
+	if !pass[d.PCIAddress] && (d.IfName == "" || !pass[strings.ToLower(d.IfName)]) {
+		return ReasonPFNotListed
+	}
+	if d.HostUse != "" {
+		return reasonPFInUse + d.HostUse
+	}
+	return ""
 }
 
 // Attribute names under AttributeDomain.

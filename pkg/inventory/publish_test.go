@@ -25,34 +25,64 @@ func names(ds []inventory.Device) []string {
 }
 
 func TestPublishable(t *testing.T) {
-	pf := func(pci, name string, numVFs int) inventory.Device {
-		return inventory.Device{Name: inventory.DeviceName(pci), Kind: inventory.KindPF, PCIAddress: pci, PFPCIAddress: pci, IfName: name, PFName: name, NumVFs: numVFs, VFIndex: -1}
+	pf := func(pci, name string, numVFs int, hostUse string) inventory.Device {
+		return inventory.Device{Name: inventory.DeviceName(pci), Kind: inventory.KindPF, PCIAddress: pci, PFPCIAddress: pci, IfName: name, PFName: name, NumVFs: numVFs, VFIndex: -1, HostUse: hostUse}
 	}
 	vf := func(pci, pfPCI string) inventory.Device {
 		return inventory.Device{Name: inventory.DeviceName(pci), Kind: inventory.KindVF, PCIAddress: pci, PFPCIAddress: pfPCI}
 	}
+	const inUse = "the host uses netdev ens4: global addresses 192.0.2.1/24"
 	inv := &inventory.Inventory{Devices: []inventory.Device{
-		pf("0000:01:00.0", "ens1", 2), vf("0000:01:00.1", "0000:01:00.0"), vf("0000:01:00.2", "0000:01:00.0"),
-		pf("0000:02:00.0", "ens2", 0),
-		pf("0000:03:00.0", "", 1), vf("0000:03:00.1", "0000:03:00.0"),
+		pf("0000:01:00.0", "ens1", 2, ""), vf("0000:01:00.1", "0000:01:00.0"), vf("0000:01:00.2", "0000:01:00.0"),
+		pf("0000:02:00.0", "ens2", 0, ""),
+		pf("0000:03:00.0", "", 1, ""), vf("0000:03:00.1", "0000:03:00.0"),
+		pf("0000:04:00.0", "ens4", 1, inUse), vf("0000:04:00.1", "0000:04:00.0"),
 	}}
+	allVFs := []string{"0000:01:00.1", "0000:01:00.2", "0000:03:00.1", "0000:04:00.1"}
+	notListed := map[string]string{
+		"pci-0000-01-00-0": inventory.ReasonPFNotListed, "pci-0000-02-00-0": inventory.ReasonPFNotListed,
+		"pci-0000-03-00-0": inventory.ReasonPFNotListed, "pci-0000-04-00-0": inventory.ReasonPFNotListed,
+	}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			out[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				delete(out, kv[i])
+			} else {
+				out[kv[i]] = kv[i+1]
+			}
+		}
+		return out
+	}
 	cases := []struct {
 		name        string
 		passthrough []string
 		want        []string
+		verdicts    map[string]string
 	}{
-		{"default: all VFs, PFs without VFs", nil, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1"}},
-		{"PF by name replaces its VFs", []string{"ens1"}, []string{"0000:01:00.0", "0000:02:00.0", "0000:03:00.1"}},
-		{"PF by PCI address (spaces trimmed)", []string{" 0000:03:00.0 "}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.0"}},
-		{"VF-less PF listed again changes nothing", []string{"ens2"}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1"}},
-		{"unknown name ignored", []string{"nope", "0000:09:00.0"}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1"}},
-		{"empty name does not match a PF without netdev", []string{""}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1"}},
+		{"default: all VFs, no PF (passthrough is opt-in)", nil, allVFs, notListed},
+		{"VF-less PF only when listed", []string{"ens2"}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1", "0000:04:00.1"},
+			with(notListed, "pci-0000-02-00-0", "")},
+		{"PF by name replaces its VFs", []string{"ens1"}, []string{"0000:01:00.0", "0000:03:00.1", "0000:04:00.1"},
+			with(notListed, "pci-0000-01-00-0", "")},
+		{"PF by PCI address (spaces, case)", []string{" 0000:03:00.0 ", "ENS2"}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.0", "0000:04:00.1"},
+			with(notListed, "pci-0000-03-00-0", "", "pci-0000-02-00-0", "")},
+		{"listed PF in use on the host is refused, its VFs stay", []string{"ens4", "0000:04:00.0"}, allVFs,
+			with(notListed, "pci-0000-04-00-0", "listed for passthrough but refused: "+inUse)},
+		{"unknown name ignored", []string{"nope", "0000:09:00.0"}, allVFs, notListed},
+		{"empty name does not match a PF without netdev", []string{""}, allVFs, notListed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := inv.Publishable(tc.passthrough)
 			if !reflect.DeepEqual(names(got), tc.want) {
 				t.Errorf("Publishable(%q) = %v, want %v", tc.passthrough, names(got), tc.want)
+			}
+			if v := inv.WholePFVerdicts(tc.passthrough); !reflect.DeepEqual(v, tc.verdicts) {
+				t.Errorf("WholePFVerdicts(%q) = %v, want %v", tc.passthrough, v, tc.verdicts)
 			}
 			// Never a PF together with its own VFs.
 			pfs := map[string]bool{}
@@ -76,15 +106,23 @@ func TestPublishable(t *testing.T) {
 func TestPublishableFixtures(t *testing.T) {
 	h := sysfstest.New(t, sysfstest.Standard())
 	inv := scan(t, h, nil)
-	got := inv.Publishable(nil)
-	var pfs []string
-	for _, d := range got {
-		if d.Kind == inventory.KindPF {
-			pfs = append(pfs, d.PCIAddress)
+	for _, tc := range []struct {
+		passthrough []string
+		wantPFs     []string
+	}{
+		{nil, nil},
+		{[]string{"ens5f0"}, []string{"0000:af:00.0"}},
+	} {
+		got := inv.Publishable(tc.passthrough)
+		var pfs []string
+		for _, d := range got {
+			if d.Kind == inventory.KindPF {
+				pfs = append(pfs, d.PCIAddress)
+			}
 		}
-	}
-	if len(got) != 32 || !reflect.DeepEqual(pfs, []string{"0000:af:00.0"}) {
-		t.Errorf("published %d devices with PFs %v; want 31 VFs and the SR-IOV-disabled PF", len(got), pfs)
+		if len(got) != 31+len(tc.wantPFs) || !reflect.DeepEqual(pfs, tc.wantPFs) {
+			t.Errorf("passthrough %q: published %d devices with PFs %v; want 31 VFs and PFs %v", tc.passthrough, len(got), pfs, tc.wantPFs)
+		}
 	}
 }
 
@@ -205,7 +243,7 @@ func TestReport(t *testing.T) {
 	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB(), sysfstest.SRIOVDisabled()}})
 	inv := scan(t, h, nil)
 	inv.Excluded = append(inv.Excluded, inventory.Exclusion{PCIAddress: "0000:99:00.0", Reason: "test reason"})
-	r := inventory.NewReport(inv, []string{"enp2s0f0"})
+	r := inventory.NewReport(inv, []string{"enp2s0f0", "ens5f0"})
 
 	var table bytes.Buffer
 	if err := r.Write(&table, inventory.FormatTable); err != nil {
@@ -227,6 +265,15 @@ func TestReport(t *testing.T) {
 	}
 	if lines[10] != "excluded 0000:99:00.0: test reason" {
 		t.Errorf("last line %q", lines[10])
+	}
+
+	// A PF not listed says so; the VF-less PF is no longer offered by default.
+	var notListed bytes.Buffer
+	if err := inventory.NewReport(inv, []string{"enp2s0f0"}).Write(&notListed, inventory.FormatTable); err != nil {
+		t.Fatal(err)
+	}
+	if want := "PF 0000:af:00.0 (ens5f0): " + inventory.ReasonPFNotListed; !strings.Contains(notListed.String(), want+"\n") {
+		t.Errorf("table without ens5f0 listed:\n%s\nwant a line %q", notListed.String(), want)
 	}
 
 	for _, format := range []string{inventory.FormatJSON, inventory.FormatYAML} {

@@ -14,8 +14,10 @@ import (
 
 // ReportDevice is one device as `sriov-dra inventory` shows it.
 type ReportDevice struct {
-	Name       string                                                    `json:"name"` // ResourceSlice device name
-	Published  bool                                                      `json:"published"`
+	Name      string `json:"name"` // ResourceSlice device name
+	Published bool   `json:"published"`
+	// Reason says why a PF is not offered whole (see WholePFVerdicts).
+	Reason     string                                                    `json:"reason,omitempty"`
 	Device     Device                                                    `json:"device"`
 	Attributes map[resourceapi.QualifiedName]resourceapi.DeviceAttribute `json:"attributes"`
 }
@@ -34,16 +36,18 @@ const (
 	FormatYAML  = "yaml"
 )
 
-// NewReport pairs every device with its attributes and whether
-// Publishable(passthroughPFs) keeps it.
+// NewReport pairs every device with its attributes, whether
+// Publishable(passthroughPFs) keeps it and, for a PF not offered whole,
+// why.
 func NewReport(inv *Inventory, passthroughPFs []string) Report {
 	pub := map[string]bool{}
 	for _, d := range inv.Publishable(passthroughPFs) {
 		pub[d.Name] = true
 	}
+	why := inv.WholePFVerdicts(passthroughPFs)
 	r := Report{Devices: []ReportDevice{}, Excluded: inv.Excluded, Note: inv.Note}
 	for _, d := range inv.Devices {
-		r.Devices = append(r.Devices, ReportDevice{Name: d.Name, Published: pub[d.Name], Device: d, Attributes: Attributes(d)})
+		r.Devices = append(r.Devices, ReportDevice{Name: d.Name, Published: pub[d.Name], Reason: why[d.Name], Device: d, Attributes: Attributes(d)})
 	}
 	return r
 }
@@ -107,6 +111,13 @@ func (r Report) writeTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, rd := range r.Devices {
+		if rd.Reason != "" {
+			if _, err := fmt.Fprintf(w, "PF %s (%s): %s\n", rd.Device.PCIAddress, dash(rd.Device.IfName), rd.Reason); err != nil {
+				return err
+			}
+		}
 	}
 	for _, e := range r.Excluded {
 		if _, err := fmt.Fprintf(w, "excluded %s: %s\n", e.PCIAddress, e.Reason); err != nil {

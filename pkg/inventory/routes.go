@@ -1,10 +1,12 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"net"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // routeInfo is what the scan knows about the links carrying the node's
@@ -15,10 +17,31 @@ type routeInfo struct {
 	indexes map[int]bool    // their ifindexes, to catch a PF enslaved to a default-route bond/bridge
 }
 
-// defaultRouteLinks reads the main routing table once per scan.
-func (s *scanner) defaultRouteLinks() routeInfo {
+// readRoutes lists the routes of every routing table, once per scan.
+func (s *scanner) readRoutes() ([]netlink.Route, error) {
+	return retryDump(func() ([]netlink.Route, error) {
+		return s.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
+}
+
+// retryDump runs a netlink dump again when the kernel reports that it was
+// interrupted by a change (the result may be inconsistent), a few times.
+func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
+	var (
+		out []T
+		err error
+	)
+	for try := 0; try < 3; try++ {
+		if out, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return out, err
+		}
+	}
+	return nil, err
+}
+
+// defaultRouteLinks finds the links of the main table's default routes.
+func (s *scanner) defaultRouteLinks(routes []netlink.Route, err error) routeInfo {
 	ri := routeInfo{names: map[string]bool{}, indexes: map[int]bool{}}
-	routes, err := s.nl.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		ri.err = err
 		s.log.Error(err, "Cannot read the routing table; PFs are excluded unless AllowDefaultRoutePF is set")
@@ -26,7 +49,7 @@ func (s *scanner) defaultRouteLinks() routeInfo {
 	}
 	var idx []int
 	for _, r := range routes {
-		if !isDefaultRoute(r) {
+		if !isMainTable(r.Table) || !isDefaultRoute(r) {
 			continue
 		}
 		if r.LinkIndex > 0 {
@@ -63,6 +86,8 @@ func (s *scanner) defaultRouteLinks() routeInfo {
 	}
 	return ri
 }
+
+func isMainTable(t int) bool { return t == unix.RT_TABLE_UNSPEC || t == unix.RT_TABLE_MAIN }
 
 func isDefaultRoute(r netlink.Route) bool {
 	if r.Dst == nil {

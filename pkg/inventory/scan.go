@@ -42,6 +42,10 @@ const (
 	reasonDefaultRoute = "PF carries the node's default route (allow with AllowDefaultRoutePF)"
 )
 
+// MaxVFs is the most VFs a PF can have: the SR-IOV capability's TotalVFs
+// is a 16-bit field. A larger sriov_totalvfs is garbage.
+const MaxVFs = 65535
+
 // NoteNoSRIOV is Inventory.Note when the host has no SR-IOV capable PF.
 const NoteNoSRIOV = "no PF with sriov_totalvfs found"
 
@@ -90,7 +94,9 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 		s.classIB = s.classIndex("infiniband", "infiniband", s.indexNetdevBound)
 	}()
 	s.classNet = s.classIndex("net", "net", nil)
-	s.routes = s.defaultRouteLinks()
+	routes, rerr := s.readRoutes()
+	s.routes = s.defaultRouteLinks(routes, rerr)
+	s.use = s.readHostUse(routes, rerr)
 	wg0.Wait()
 
 	results := make([]pfResult, len(pfs))
@@ -163,13 +169,24 @@ func (s *scanner) findPFs(bus ref, all []string) []string {
 		if !ok || num <= 0 || off <= 0 || stride <= 0 {
 			continue
 		}
+		// A garbled sriov_numvfs (scanPF refuses it) must not make other
+		// PFs look like VFs of this one.
+		var total int
+		if !s.optional(bdf, dir, "sriov_totalvfs", func(v string) (err error) { total, err = parseInt(v); return err }) || num > total || total > MaxVFs {
+			continue
+		}
 		var dom, b, dev, fn int
 		if _, err := fmt.Sscanf(bdf, "%04x:%02x:%02x.%1x", &dom, &b, &dev, &fn); err != nil {
 			continue
 		}
 		rid := b<<8 | dev<<3 | fn
+		// A routing ID is 16 bits: a garbled sriov_numvfs (scanPF
+		// refuses it) costs at most 64k steps here, not billions.
 		for i := 0; i < num; i++ {
 			r := rid + off + i*stride
+			if r > 0xffff {
+				break
+			}
 			isVF[fmt.Sprintf("%04x:%02x:%02x.%x", dom, (r>>8)&0xff, (r>>3)&0x1f, r&7)] = true
 		}
 	}
@@ -253,6 +270,7 @@ type scanner struct {
 	log        logr.Logger
 	allow      bool
 	routes     routeInfo
+	use        hostUse
 	pcieRootFS deviceattribute.MachineModifier
 }
 
@@ -538,6 +556,10 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 		excl(bdf, exclude("sriov_totalvfs is %d: SR-IOV is disabled in the device's firmware", total))
 		return r
 	}
+	if total > MaxVFs {
+		excl(bdf, exclude("garbled sriov_totalvfs: %d is more than an SR-IOV PF can have (%d); the PF and its VFs are not scanned", total, MaxVFs))
+		return r
+	}
 	pf, err := s.readPCI(dir, bdf)
 	if err != nil {
 		excl(bdf, fmt.Errorf("%w; its VFs are not scanned", err))
@@ -553,8 +575,12 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 		return err
 	})
 	if num < 0 {
-		num = s.countVirtfn(dir)
+		num = s.countVirtfn(dir, total)
 		s.log.Info("sriov_numvfs unreadable, counted virtfn links instead", "pci", bdf, "numVfs", num)
+	}
+	if num > total {
+		excl(bdf, exclude("garbled sriov_numvfs: %d is more than sriov_totalvfs %d; the PF and its VFs are not scanned", num, total))
+		return r
 	}
 	pf.NumVFs = num
 	s.readNetdevs(dir, &pf, true)
@@ -574,6 +600,7 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 			link = nil
 		}
 	}
+	pf.HostUse = s.pfHostUse(dir.join("net", pf.IfName), &pf, link)
 	if reason := s.routes.carries(pf.IfName, link); reason != "" && !s.allow {
 		excl(bdf, exclude("%s", reason))
 	} else {
@@ -605,14 +632,16 @@ func (s *scanner) scanPF(ctx context.Context, bdf string) (r pfResult) {
 	return r
 }
 
-func (s *scanner) countVirtfn(dir ref) int {
+// countVirtfn counts the virtfn<i> links, at most limit of them.
+func (s *scanner) countVirtfn(dir ref, limit int) int {
 	n := 0
-	for {
+	for n < limit {
 		if _, err := readLink(dir.join("virtfn" + strconv.Itoa(n))); err != nil {
 			return n
 		}
 		n++
 	}
+	return n
 }
 
 // adminState asks the PF link for its VFs' admin state and, on

@@ -469,11 +469,11 @@ func TestScanDefaultRoute(t *testing.T) {
 			}},
 		{name: "routes unreadable", pf: sysfstest.SRIOVDisabled(), wantReason: "cannot tell",
 			setup: func(t *testing.T, h *sysfstest.Host) {
-				h.Netlink.FailMethod("RouteList", "", unix.EPERM)
+				h.Netlink.FailMethod("RouteListFiltered", "", unix.EPERM)
 			}},
 		{name: "routes unreadable, allowed", pf: sysfstest.SRIOVDisabled(), allow: true, wantPF: true,
 			setup: func(t *testing.T, h *sysfstest.Host) {
-				h.Netlink.FailMethod("RouteList", "", unix.EPERM)
+				h.Netlink.FailMethod("RouteListFiltered", "", unix.EPERM)
 			}},
 		{name: "VFs of the default-route PF stay", pf: withRoute(sysfstest.IGB()), wantReason: "default route"},
 	}

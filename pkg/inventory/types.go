@@ -78,6 +78,10 @@ type Device struct {
 	TotalVFs    int    `json:"totalVfs,omitempty"`
 	NumVFs      int    `json:"numVfs,omitempty"`
 	EswitchMode string `json:"eswitchMode,omitempty"` // "legacy" | "switchdev"
+	// HostUse says why the host uses the PF's netdev (global addresses,
+	// routes in any table, a master or upper links), "" when it does not
+	// or the PF has no netdev here. A PF in use is never offered whole.
+	HostUse string `json:"hostUse,omitempty"`
 
 	// RDMA / InfiniBand.
 	// RDMADevices are the PCI function's own RDMA devices (mlx5_3), then

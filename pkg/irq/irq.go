@@ -71,30 +71,80 @@ func Affinities(root, pci string) (map[int]string, error) {
 	return out, nil
 }
 
-// ParseCPUList checks a CPU list ("0-3,8,10-11") and returns its CPUs.
-func ParseCPUList(s string) ([]int, error) {
+// MaxCPUs bounds CPU numbers when the machine's own count is not known:
+// the largest NR_CPUS a Linux kernel can be built with.
+const MaxCPUs = 8192
+
+// possibleCPUsFile lists the CPUs the kernel can ever bring online.
+const possibleCPUsFile = "sys/devices/system/cpu/possible"
+
+// PossibleCPUs returns how many CPU numbers the machine has: one more
+// than the highest CPU in <root>/sys/devices/system/cpu/possible. When
+// that file cannot be read or parsed it returns MaxCPUs with the error.
+func PossibleCPUs(root string) (int, error) {
+	p := filepath.Join(root, possibleCPUsFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return MaxCPUs, fmt.Errorf("count the machine's CPUs: %w", err)
+	}
+	cpus, err := ParseCPUList(string(b), MaxCPUs)
+	if err != nil {
+		return MaxCPUs, fmt.Errorf("count the machine's CPUs from %s: %w", p, err)
+	}
+	return cpus[len(cpus)-1] + 1, nil
+}
+
+// ParseCPUList checks a CPU list ("0-3,8,10-11") and returns its CPUs,
+// sorted and without duplicates. Every CPU must be below limit (the
+// machine's CPU count; 0 or less means MaxCPUs). The ranges are checked
+// and merged before any is expanded, so the work is bounded by the
+// length of s plus limit whatever the list says: "0-4294967295" is an
+// error at once, not four billion steps.
+func ParseCPUList(s string, limit int) ([]int, error) {
+	if limit <= 0 || limit > MaxCPUs {
+		limit = MaxCPUs
+	}
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, fmt.Errorf("cpu list is empty")
 	}
-	var cpus []int
+	type span struct{ lo, hi int }
+	var spans []span
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.Atoi(lo)
 		if err != nil || a < 0 {
-			return nil, fmt.Errorf("cpu list %q: bad CPU %q", s, lo)
+			return nil, fmt.Errorf("cpu list %q: bad CPU %q", clip(s), clip(lo))
 		}
 		b := a
 		if isRange {
 			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("cpu list %q: bad range %q", s, part)
+				return nil, fmt.Errorf("cpu list %q: bad range %q", clip(s), clip(part))
 			}
 		}
-		for c := a; c <= b; c++ {
+		if b >= limit {
+			return nil, fmt.Errorf("cpu list %q: CPU %d is beyond the machine's CPUs 0-%d", clip(s), b, limit-1)
+		}
+		spans = append(spans, span{a, b})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+	var cpus []int
+	next := 0 // the lowest CPU not yet in cpus
+	for _, sp := range spans {
+		for c := max(sp.lo, next); c <= sp.hi; c++ {
 			cpus = append(cpus, c)
 		}
+		next = max(next, sp.hi+1)
 	}
 	return cpus, nil
+}
+
+// clip shortens a value quoted in an error.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // ManagedError lists IRQs whose affinity the kernel refused to change with
@@ -121,7 +171,11 @@ func Set(ctx context.Context, root, pci, cpus string) (map[int]string, error) {
 type writeFunc func(root string, irq int, cpus string) error
 
 func set(ctx context.Context, root, pci, cpus string, write writeFunc) (map[int]string, error) {
-	if _, err := ParseCPUList(cpus); err != nil {
+	limit, err := PossibleCPUs(root)
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("CPU count unknown, bounding CPU numbers by MaxCPUs", "maxCPUs", MaxCPUs, "err", err)
+	}
+	if _, err := ParseCPUList(cpus, limit); err != nil {
 		return nil, fmt.Errorf("set IRQ affinity of %s: %w", pci, err)
 	}
 	before, err := Affinities(root, pci)

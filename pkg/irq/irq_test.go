@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,27 +50,92 @@ func readAff(t *testing.T, root string) map[int]string {
 
 func TestParseCPUList(t *testing.T) {
 	for _, tc := range []struct {
-		in   string
-		want []int
-		err  bool
+		in    string
+		limit int
+		want  []int
+		err   string // part of the error; "" for none
 	}{
 		{in: "0", want: []int{0}},
 		{in: "0-3,8", want: []int{0, 1, 2, 3, 8}},
 		{in: "2,4-5", want: []int{2, 4, 5}},
-		{in: "", err: true},
-		{in: "3-1", err: true},
-		{in: "a", err: true},
-		{in: "-1", err: true},
-		{in: "1,,2", err: true},
+		{in: "5,1-3,2-6,3", want: []int{1, 2, 3, 4, 5, 6}},
+		{in: "0-7", limit: 8, want: []int{0, 1, 2, 3, 4, 5, 6, 7}},
+		{in: "", err: "empty"},
+		{in: "3-1", err: "bad range"},
+		{in: "a", err: "bad CPU"},
+		{in: "-1", err: "bad CPU"},
+		{in: "1,,2", err: "bad CPU"},
+		{in: "99999999999999999999999", err: "bad CPU"},
+		{in: "8", limit: 8, err: "CPU 8 is beyond the machine's CPUs 0-7"},
+		{in: "0-4294967295", limit: 8, err: "CPU 4294967295 is beyond the machine's CPUs 0-7"},
+		{in: "0-4294967295", err: "CPU 4294967295 is beyond the machine's CPUs 0-8191"},
+		{in: "0-8192", limit: 1 << 30, err: "CPU 8192 is beyond the machine's CPUs 0-8191"},
+		{in: strings.Repeat("0-8191,", 100000) + "1", want: seq(MaxCPUs)},
 	} {
-		got, err := ParseCPUList(tc.in)
-		if (err != nil) != tc.err {
-			t.Errorf("ParseCPUList(%q) err = %v, want error %v", tc.in, err, tc.err)
+		name := tc.in
+		if len(name) > 40 {
+			name = name[:40] + "..."
+		}
+		start := time.Now()
+		got, err := ParseCPUList(tc.in, tc.limit)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("ParseCPUList(%q) took %v: not bounded", name, d)
+		}
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseCPUList(%q, %d) err = %v, want one containing %q", name, tc.limit, err, tc.err)
+			}
 			continue
 		}
-		if !tc.err && !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("ParseCPUList(%q) = %v, want %v", tc.in, got, tc.want)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("ParseCPUList(%q, %d) = %v, %v; want %v", name, tc.limit, got, err, tc.want)
 		}
+	}
+}
+
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func TestPossibleCPUs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		content string // "" = no file
+		want    int
+		wantErr bool
+	}{
+		{name: "eight CPUs", content: "0-7\n", want: 8},
+		{name: "one CPU", content: "0\n", want: 1},
+		{name: "holes", content: "0-3,6\n", want: 7},
+		{name: "no file", want: MaxCPUs, wantErr: true},
+		{name: "garbled", content: "lots\n", want: MaxCPUs, wantErr: true},
+		{name: "hostile", content: "0-4294967295\n", want: MaxCPUs, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tc.content != "" {
+				writePossible(t, root, tc.content)
+			}
+			got, err := PossibleCPUs(root)
+			if got != tc.want || (err != nil) != tc.wantErr {
+				t.Errorf("PossibleCPUs = %d, %v; want %d, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func writePossible(t *testing.T, root, content string) {
+	t.Helper()
+	p := filepath.Join(root, possibleCPUsFile)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -108,13 +174,28 @@ func TestSetAndRestore(t *testing.T) {
 }
 
 func TestSetBadCPUListChangesNothing(t *testing.T) {
-	orig := map[int]string{40: "0-7"}
-	root := fixture(t, orig)
-	if _, err := Set(context.Background(), root, pci, "7-2"); err == nil || !strings.Contains(err.Error(), "7-2") {
-		t.Fatalf("Set with bad list: err = %v", err)
-	}
-	if got := readAff(t, root); !reflect.DeepEqual(got, orig) {
-		t.Errorf("bad input changed affinities: %v", got)
+	for _, tc := range []struct {
+		name, cpus, possible, err string
+	}{
+		{name: "reversed range", cpus: "7-2", err: `bad range "7-2"`},
+		{name: "beyond the machine", cpus: "0-15", possible: "0-7\n", err: "CPU 15 is beyond the machine's CPUs 0-7"},
+		{name: "hostile range", cpus: "0-4294967295", possible: "0-7\n", err: "CPU 4294967295 is beyond"},
+		{name: "hostile range, CPU count unknown", cpus: "0-4294967295", err: "CPU 4294967295 is beyond the machine's CPUs 0-8191"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			orig := map[int]string{40: "0-7"}
+			root := fixture(t, orig)
+			if tc.possible != "" {
+				writePossible(t, root, tc.possible)
+			}
+			_, err := Set(context.Background(), root, pci, tc.cpus)
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), pci) {
+				t.Fatalf("Set(%q) err = %v, want one naming %s and containing %q", tc.cpus, err, pci, tc.err)
+			}
+			if got := readAff(t, root); !reflect.DeepEqual(got, orig) {
+				t.Errorf("bad input changed affinities: %v", got)
+			}
+		})
 	}
 }
 

@@ -39,6 +39,9 @@ type Handle interface {
 	RouteAdd(route *netlink.Route) error
 	RouteReplace(route *netlink.Route) error
 	RouteList(link netlink.Link, family int) ([]netlink.Route, error)
+	// RouteListFiltered with RT_FILTER_TABLE and Table RT_TABLE_UNSPEC
+	// lists the routes of every table (RouteList lists only main).
+	RouteListFiltered(family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error)
 
 	RdmaLinkByName(name string) (*netlink.RdmaLink, error)
 	RdmaLinkSetNsFd(link *netlink.RdmaLink, fd uint32) error

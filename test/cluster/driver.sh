@@ -75,6 +75,9 @@ spec:
         # cluster folder.
         - {name: ATTACH_MARKER_DIR, value: "/var/run/sriov-dra/attached"}
         - {name: ATTACH_MARKER_HOST_DIR, value: "$CLUSTER_DIR/attached"}
+        # PF passthrough is opt-in: the simulated node's VF-less PF sdpf1
+        # (test/cluster/simnode) is offered whole; sdpf0 keeps its VFs.
+        - {name: PASSTHROUGH_PFS, value: "sdpf1"}
         volumeMounts:
         - {name: kubelet-plugins, mountPath: "$KUBELET_ROOT/plugins"}
         - {name: kubelet-registry, mountPath: "$KUBELET_ROOT/plugins_registry"}

@@ -242,11 +242,12 @@ func TestChartValues(t *testing.T) {
 	})
 	t.Run("host paths and args", func(t *testing.T) {
 		objs := renderObjects(t, map[string]any{
-			"host":        map[string]any{"kubeletPluginsDir": "/data/kubelet/plugins", "netnsDir": "/run/netns"},
-			"extraArgs":   []any{"-v=4"},
-			"extraEnv":    []any{map[string]any{"name": "EXTRA", "value": "1"}},
-			"metricsPort": 9500,
-			"image":       map[string]any{"repository": "registry.example/sriov-dra", "tag": "v0.1.0"},
+			"host":           map[string]any{"kubeletPluginsDir": "/data/kubelet/plugins", "netnsDir": "/run/netns"},
+			"extraArgs":      []any{"-v=4"},
+			"extraEnv":       []any{map[string]any{"name": "EXTRA", "value": "1"}},
+			"passthroughPFs": []any{"ens5f0", "0000:af:00.1"},
+			"metricsPort":    9500,
+			"image":          map[string]any{"repository": "registry.example/sriov-dra", "tag": "v0.1.0"},
 		}, "sriov-dra")
 		ds := objs["apps/v1 DaemonSet sriov-dra/sriov-dra"]
 		b, _ := json.Marshal(ds)
@@ -257,6 +258,7 @@ func TestChartValues(t *testing.T) {
 			`"mountPath":"/run/netns"`, `"path":"/run/netns"`,
 			`"args":["driver","-v=4"]`, `{"name":"EXTRA","value":"1"}`,
 			`{"name":"METRICS_ADDR","value":":9500"}`,
+			`{"name":"PASSTHROUGH_PFS","value":"ens5f0,0000:af:00.1"}`,
 			`"image":"registry.example/sriov-dra:v0.1.0"`,
 		} {
 			if !strings.Contains(s, want) {
@@ -279,6 +281,7 @@ func TestChartSchemaRejects(t *testing.T) {
 		{"unknown key (typo)", map[string]any{"nodeSelecter": map[string]any{"a": "b"}}, "nodeSelecter"},
 		{"namespace not a DNS label", map[string]any{"namespace": "SRIOV_DRA"}, "namespace"},
 		{"extra args not strings", map[string]any{"extraArgs": []any{map[string]any{"v": 4}}}, "extraArgs"},
+		{"passthrough PF with a comma", map[string]any{"passthroughPFs": []any{"ens5f0,ens5f1"}}, "passthroughPFs"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

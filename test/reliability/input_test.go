@@ -3,6 +3,8 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -44,6 +46,9 @@ func TestBadInput(t *testing.T) {
 	twoPods := n.claim(0, "")
 	twoPods.Status.ReservedFor = append(twoPods.Status.ReservedFor, twoPods.Status.ReservedFor[0])
 	twoPods.Status.ReservedFor[1].UID = "someone-else"
+	// VF 1 joins VF 0's IOMMU group, as VFs without ACS between them are
+	// grouped: vfio-pci for VF 0 would hand the pod VF 1 too.
+	shareIOMMUGroup(t, n.root(), n.vf(0).PCIAddress, n.vf(1).PCIAddress)
 
 	// The tenant's class: the admin pins VLAN 100, spoof check on, trust
 	// off, and lets claims set only the MAC besides pod-local fields.
@@ -75,6 +80,7 @@ func TestBadInput(t *testing.T) {
 		{"claim not allocated", unallocated, "not allocated", false},
 		{"claim reserved for two pods", twoPods, "reservedFor", false},
 		{"ifName of a host link (another VF's host peer)", n.claim(0, vfConfig(`"ifName":"`+n.vfName(1)+`p"`)), "is the name of host link", false},
+		{"vfio-pci for a VF whose IOMMU group holds another VF", n.claim(0, vfConfig(`"driver":"vfio-pci"`)), "config field driver: vfio-pci for " + n.vf(0).PCIAddress + ": IOMMU group", false},
 		{"VLAN hop: vlan 200 on a class that pins 100", tenant(`"vlan":200`), `vlan: Forbidden: a claim may not set vlan: DeviceClass "` + tenantClass + `"`, true},
 		{"anti-spoofing off", tenant(`"spoofChk":false`), "may not set spoofChk", true},
 		{"trust on (promiscuous, MAC changes)", tenant(`"trust":true`), "may not set trust", true},
@@ -170,4 +176,22 @@ func shorten(msg string) string {
 		msg = msg[:200] + "..."
 	}
 	return msg
+}
+
+// shareIOMMUGroup lists the PCI function other in the IOMMU group of dev
+// in the fixture sysfs under root, the way the kernel lists the members of
+// a group.
+func shareIOMMUGroup(t *testing.T, root, dev, other string) {
+	t.Helper()
+	group, err := filepath.EvalSymlinks(filepath.Join(root, "sys/bus/pci/devices", dev, "iommu_group"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := filepath.EvalSymlinks(filepath.Join(root, "sys/bus/pci/devices", other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(group, "devices", other)); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -112,7 +112,8 @@ func (f *Fake) SetEswitchMode(bdf, mode string) {
 	f.eswitch["pci/"+bdf] = mode
 }
 
-// AddRoute adds a route to what RouteList reports.
+// AddRoute adds a route to what RouteList (when in the main table:
+// Table 0 or RT_TABLE_MAIN) and RouteListFiltered report.
 func (f *Fake) AddRoute(r netlink.Route) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -470,10 +471,15 @@ func (f *Fake) AddrAdd(l netlink.Link, a *netlink.Addr) error {
 	if err := f.record("AddrAdd", l, a.IPNet); err != nil {
 		return err
 	}
-	if _, err := f.target(l); err != nil {
+	d, err := f.target(l)
+	if err != nil {
 		return err
 	}
-	f.addrs[l.Attrs().Name] = append(f.addrs[l.Attrs().Name], *a)
+	c := *a
+	if c.LinkIndex == 0 {
+		c.LinkIndex = d.Index // as the kernel reports it
+	}
+	f.addrs[l.Attrs().Name] = append(f.addrs[l.Attrs().Name], c)
 	return nil
 }
 
@@ -521,12 +527,42 @@ func (f *Fake) RouteList(l netlink.Link, family int) ([]netlink.Route, error) {
 	}
 	var out []netlink.Route
 	for _, r := range f.routes {
-		if l == nil || r.LinkIndex == l.Attrs().Index {
+		if (l == nil || r.LinkIndex == l.Attrs().Index) && isMainTable(r.Table) {
 			out = append(out, r)
 		}
 	}
 	return out, nil
 }
+
+// RouteListFiltered supports what the driver asks: the routes of one
+// table, or of every table (RT_FILTER_TABLE with RT_TABLE_UNSPEC), and
+// RT_FILTER_OIF. Without RT_FILTER_TABLE only the main table is listed,
+// as the library does.
+func (f *Fake) RouteListFiltered(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("RouteListFiltered", nil, family, mask); err != nil {
+		return nil, err
+	}
+	var out []netlink.Route
+	for _, r := range f.routes {
+		switch {
+		case filter == nil || mask&netlink.RT_FILTER_TABLE == 0:
+			if !isMainTable(r.Table) {
+				continue
+			}
+		case filter.Table != unix.RT_TABLE_UNSPEC && r.Table != filter.Table && !(isMainTable(r.Table) && isMainTable(filter.Table)):
+			continue
+		}
+		if filter != nil && mask&netlink.RT_FILTER_OIF != 0 && r.LinkIndex != filter.LinkIndex {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func isMainTable(t int) bool { return t == 0 || t == unix.RT_TABLE_MAIN }
 
 func (f *Fake) RdmaLinkByName(name string) (*netlink.RdmaLink, error) {
 	f.mu.Lock()

@@ -74,7 +74,7 @@ func TestResourceSlice(t *testing.T) {
 	}
 	pf, ok := byIf[simPassPF]
 	if !ok || strAttr(pf, "kind") != "pf" {
-		t.Errorf("PF %s (no VFs) not published as kind pf", simPassPF)
+		t.Errorf("PF %s (no VFs, in PASSTHROUGH_PFS) not published as kind pf", simPassPF)
 	}
 	if _, ok := byIf[simPF]; ok {
 		t.Errorf("PF %s has VFs enabled but is published whole", simPF)
@@ -336,7 +336,8 @@ func TestDriverRestart(t *testing.T) {
 	}
 }
 
-// 7. A whole PF through its own DeviceClass.
+// 7. A whole PF through its own DeviceClass: sdpf1, opted in by
+// test/cluster/driver.sh (PASSTHROUGH_PFS), unused by the host.
 func TestPFPassthrough(t *testing.T) {
 	e := setup(t)
 	e.template(t, "pf", "pf.sriov.dra.dev", "", config("PfConfig", map[string]any{

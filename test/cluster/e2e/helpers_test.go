@@ -42,7 +42,8 @@ const (
 	driverName = "sriov.dra.dev"
 	nodeName   = "localhost"
 	// The simulated node (test/cluster/simnode): Ethernet PF sdpf0 with VFs
-	// sdvf0..sdvf3 on NUMA 0, and PF sdpf1 (no VFs) on NUMA 1.
+	// sdvf0..sdvf3 on NUMA 0, and PF sdpf1 (no VFs) on NUMA 1, which
+	// test/cluster/driver.sh opts in for passthrough (PASSTHROUGH_PFS).
 	simPF       = "sdpf0"
 	simPassPF   = "sdpf1"
 	simVFPrefix = "sdvf"

@@ -36,7 +36,8 @@ const peerSuffix = "p"
 
 // Topology is the simulated node: an Intel E810 Ethernet PF with four VFs
 // (NUMA 0), and an X710 PF with SR-IOV capability but no VFs enabled
-// (NUMA 1), offered whole for passthrough.
+// (NUMA 1), for passthrough: test/cluster/driver.sh lists it in
+// PASSTHROUGH_PFS, as PF passthrough is opt-in.
 func Topology(vfs int) sysfstest.Topology {
 	e810 := sysfstest.PF{
 		PCIAddress: "0000:3b:00.0", PCIeRoot: "pci0000:3a",
