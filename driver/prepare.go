@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -509,6 +510,11 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 			}
 		}
 	}
+	// MACs: a device's own MACs are its to keep; claims' MACs name the
+	// claim (they win over the device entry of the VF they are set on).
+	macs := map[string]string{}
+	nodeMACs(inv, macs)
+	maps.Copy(macs, d.state.heldMACs(rec.UID))
 	for k, r := range results {
 		dev, res := devs[k], resolved[k]
 		cfgJSON, err := json.Marshal(res)
@@ -542,6 +548,24 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 					return nil, nil, deviceError(claim, r.Request, r.Device, "guid", err)
 				}
 				dr.Settings.GUID = &g
+			}
+			if res.MAC == v1alpha1.MACAuto {
+				m, err := pickAutoMAC(&dev, rec.UID, macs)
+				if err != nil {
+					return nil, nil, deviceError(claim, r.Request, r.Device, "mac", err)
+				}
+				dr.Settings.MAC = &m
+				if !res.VFIO() {
+					dr.Pod.Spec.MAC = m
+				}
+			}
+			if dr.Settings.MAC != nil {
+				m := strings.ToLower(*dr.Settings.MAC)
+				if holder, held := macs[m]; held && holder != deviceHolder(&dev) {
+					return nil, nil, deviceError(claim, r.Request, r.Device, "mac", fmt.Errorf(
+						"MAC %s is already in use on this node by %s: two VFs with one MAC break forwarding for both; give each claim its own mac, or mac: auto (a ResourceClaimTemplate with a mac gives every replica the same one)", m, holder))
+				}
+				macs[m] = fmt.Sprintf("request %q of this claim", r.Request)
 			}
 			if dr.Settings.GUID != nil {
 				g := strings.ToLower(*dr.Settings.GUID)

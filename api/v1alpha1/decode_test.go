@@ -73,6 +73,11 @@ irqAffinity: container
 			want: &VfConfig{TypeMeta: vfMeta(), PKey: new(PKey(0x8001))},
 		},
 		{
+			name: "mac auto",
+			in:   vfHead + "mac: auto\n",
+			want: &VfConfig{TypeMeta: vfMeta(), MAC: new("auto")},
+		},
+		{
 			name: "guid auto",
 			in:   vfHead + "guid: auto\n",
 			want: &VfConfig{TypeMeta: vfMeta(), GUID: new("auto")},
@@ -223,6 +228,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"guid all zero", vfHead + "guid: 00:00:00:00:00:00:00:00\n", "guid", field.ErrorTypeInvalid, "all-zero"},
 		{"guid 6 bytes", vfHead + "guid: 02:00:00:00:00:01\n", "guid", field.ErrorTypeInvalid, "8 bytes"},
 		{"guid garbage", vfHead + "guid: automatic\n", "guid", field.ErrorTypeInvalid, "auto"},
+		{"mac garbage", vfHead + "mac: Auto\n", "mac", field.ErrorTypeInvalid, `or "auto"`},
 		{"pkey 0", vfHead + "pkey: 0\n", "pkey", field.ErrorTypeInvalid, "0x0001 and 0xffff"},
 		{"pkey 0x8000", vfHead + "pkey: \"0x8000\"\n", "pkey", field.ErrorTypeInvalid, "partition number 0"},
 		{"pkey too big", vfHead + "pkey: 65536\n", "pkey", field.ErrorTypeInvalid, "0x0001 and 0xffff"},

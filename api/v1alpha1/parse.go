@@ -10,11 +10,12 @@ import (
 
 // ParseMAC parses an Ethernet MAC address ("0A:1b:2c:3d:4e:5f",
 // "0a-1b-2c-3d-4e-5f" or "0a1b.2c3d.4e5f") and returns it lower-case and
-// colon separated. It must be 6 bytes, unicast and not all zero.
+// colon separated. It must be 6 bytes, unicast and not all zero. It does
+// not accept "auto"; callers handle that first.
 func ParseMAC(s string) (string, error) {
 	hw, err := net.ParseMAC(s)
 	if err != nil {
-		return "", errors.New(`not a MAC address; write 6 hex bytes like "02:00:00:00:00:01"`)
+		return "", errors.New(`not a MAC address; write 6 hex bytes like "02:00:00:00:00:01", or "auto"`)
 	}
 	if len(hw) != 6 {
 		return "", fmt.Errorf("a MAC address has 6 bytes, this has %d", len(hw))

@@ -30,7 +30,7 @@ func validate(obj Config, at pathFunc, final bool) field.ErrorList {
 
 func (c *VfConfig) validate(at pathFunc, final bool) field.ErrorList {
 	errs := checkCommon(at, c.IfName, c.MTU, c.Driver, c.IPAM, c.Routes)
-	if c.MAC != nil {
+	if c.MAC != nil && *c.MAC != MACAuto {
 		if _, err := ParseMAC(*c.MAC); err != nil {
 			errs = append(errs, field.Invalid(at("mac"), *c.MAC, err.Error()))
 		}
