@@ -21,7 +21,7 @@ type Resolved struct {
 	// IfName is the configured name in the pod, "" when none was set:
 	// AssignIfNames then gives net1, net2, ...
 	IfName string
-	MTU    int    // 0: keep the device's MTU
+	MTU    int // 0: keep the device's MTU
 	// MAC is "" (keep the VF's), MACAuto (the driver makes one) or a
 	// lower-case "xx:xx:xx:xx:xx:xx".
 	MAC string
