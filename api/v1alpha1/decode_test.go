@@ -73,6 +73,11 @@ irqAffinity: container
 			want: &VfConfig{TypeMeta: vfMeta(), PKey: new(PKey(0x8001))},
 		},
 		{
+			name: "IPv6 link-local next hop",
+			in:   vfHead + "routes: [{dst: \"::/0\", gw: \"fe80::1\"}]\n",
+			want: &VfConfig{TypeMeta: vfMeta(), Routes: []Route{{Dst: "::/0", GW: "fe80::1"}}},
+		},
+		{
 			name: "mac auto",
 			in:   vfHead + "mac: auto\n",
 			want: &VfConfig{TypeMeta: vfMeta(), MAC: new("auto")},
@@ -271,6 +276,15 @@ func TestDecodeRejects(t *testing.T) {
 		{"route gw family", vfHead + "routes: [{dst: 10.0.0.0/8, gw: \"fd00::1\"}]\n", "routes[0].gw", field.ErrorTypeInvalid, "same IP family"},
 		{"route gw garbage", vfHead + "routes: [{dst: 10.0.0.0/8, gw: router}]\n", "routes[0].gw", field.ErrorTypeInvalid, "IP address"},
 		{"route gw unspecified", vfHead + "routes: [{dst: 10.0.0.0/8, gw: 0.0.0.0}]\n", "routes[0].gw", field.ErrorTypeInvalid, "unicast"},
+		{"route gw loopback", vfHead + "routes: [{dst: 10.0.0.0/8, gw: 127.0.0.1}]\n", "routes[0].gw", field.ErrorTypeInvalid, "loopback"},
+		{"route gw loopback v4 net", vfHead + "routes: [{dst: 10.0.0.0/8, gw: 127.5.0.9}]\n", "routes[0].gw", field.ErrorTypeInvalid, "loopback"},
+		{"route gw loopback v6", vfHead + "routes: [{dst: \"fd00::/64\", gw: \"::1\"}]\n", "routes[0].gw", field.ErrorTypeInvalid, "loopback"},
+		{"route gw limited broadcast", vfHead + "routes: [{dst: 10.0.0.0/8, gw: 255.255.255.255}]\n", "routes[0].gw", field.ErrorTypeInvalid, "limited broadcast"},
+		{"route gw link-local v4", vfHead + "routes: [{dst: 0.0.0.0/0, gw: 169.254.1.1}]\n", "routes[0].gw", field.ErrorTypeInvalid, "link-local"},
+		{"ifName all", vfHead + "ifName: all\n", "ifName", field.ErrorTypeInvalid, "conf/all"},
+		{"ifName default", vfHead + "ifName: default\n", "ifName", field.ErrorTypeInvalid, "conf/default"},
+		{"ipam type dot", vfHead + "ipam: {type: \".\"}\n", "ipam.type", field.ErrorTypeInvalid, "letter or digit"},
+		{"ipam type hidden", vfHead + "ipam: {type: .x}\n", "ipam.type", field.ErrorTypeInvalid, "letter or digit"},
 		{"route dst number", vfHead + "routes: [{dst: 5}]\n", "routes[0].dst", field.ErrorTypeTypeInvalid, "must be a string"},
 		{"PfConfig route", pfHead + "routes: [{dst: 10.1.2.3/16}]\n", "routes[0].dst", field.ErrorTypeInvalid, "host bits"},
 	}
