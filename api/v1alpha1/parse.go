@@ -144,7 +144,7 @@ func CheckPluginName(s string) error {
 	for i, c := range s {
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 		if i == 0 && !alnum {
-			return fmt.Errorf(rule+" starting with a letter or digit; found %q", c)
+			return fmt.Errorf(rule+", starting with a letter or digit; found %q", c)
 		}
 		if !alnum && c != '-' && c != '_' && c != '.' {
 			return fmt.Errorf(rule+" (letters, digits, '-', '_', '.'); found %q", c)
