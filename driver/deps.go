@@ -42,6 +42,9 @@ type Host interface {
 	// It returns the VF's netdev name after the rebind ("" when it has
 	// none): a rebind may rename it.
 	SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) (string, error)
+	// PKeys reads the pkey table of the VF's own port as it is now (after
+	// SetGUID: the table of the new GUID).
+	PKeys(ctx context.Context, snap *vfconfig.Snapshot) ([]string, error)
 	// RestoreGUID puts the GUIDs of snap back.
 	RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) error
 	// BindVFIO binds the device to vfio-pci.

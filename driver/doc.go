@@ -21,13 +21,19 @@
 //     IOMMU, no-IOMMU mode, an IOMMU group shared with another function;
 //     read from sysfs through Host.CheckVFIO); the pod is
 //     status.reservedFor (exactly one pod);
-//     assign pod interface names across the pod's claims; pick
-//     `guid: auto` (AutoGUID). Reserve the devices in memory, snapshot
+//     assign pod interface names across the pod's claims; refuse what
+//     the device cannot do as scanned (driver netdevice without a netdev,
+//     rdmaIsolation without an RDMA device or exclusive RDMA netns mode,
+//     a pkey missing from the port's table when no GUID change comes); pick
+//     `guid: auto` (AutoGUID) and `mac: auto` (AutoMAC), and refuse a GUID
+//     or MAC held by another claim or device here. Reserve the devices in
+//     memory, snapshot
 //     each device (vfconfig.Snapshot: admin MAC/VLAN/..., GUIDs, driver,
 //     netdev name/MAC/MTU, IRQ affinities; a whole PF is refused here if
 //     the host uses its netdev now) and record PrepareStarted with
 //     the snapshots and the steps to come - before the first change. Then
-//     apply VF settings, the GUID (with a rebind), vfio-pci binding;
+//     apply VF settings, the GUID (with a rebind; then the pkey is checked
+//     against the port's table of the new GUID), vfio-pci binding;
 //     allocate addresses (CNI IPAM; the result is recorded at once); write
 //     the claim's CDI spec; record PrepareCompleted and return the CDI
 //     device IDs. vfio-pci devices get their claim status now (nothing to

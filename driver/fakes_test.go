@@ -75,6 +75,9 @@ type fakeHost struct {
 	rdmaChar []string
 	// root is the fixture sysfs: CheckVFIO runs the real check on it.
 	root string
+	// pkeys are the port pkey tables PKeys reports, by PCI address (the
+	// table after SetGUID); a device without an entry has no table.
+	pkeys map[string][]string
 }
 
 func (h *fakeHost) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
@@ -95,6 +98,16 @@ func (h *fakeHost) RestoreVF(_ context.Context, s *vfconfig.Snapshot, _ vfconfig
 }
 func (h *fakeHost) SetGUID(_ context.Context, s *vfconfig.Snapshot, g string) (string, error) {
 	return s.IfName + "r", h.j.add("host.SetGUID %s %s", s.PCIAddress, g)
+}
+func (h *fakeHost) PKeys(_ context.Context, s *vfconfig.Snapshot) ([]string, error) {
+	if err := h.j.add("host.PKeys %s", s.PCIAddress); err != nil {
+		return nil, err
+	}
+	t, ok := h.pkeys[s.PCIAddress]
+	if !ok {
+		return nil, fmt.Errorf("no pkey table for %s", s.PCIAddress)
+	}
+	return slices.Clone(t), nil
 }
 func (h *fakeHost) RestoreGUID(_ context.Context, s *vfconfig.Snapshot) error {
 	return h.j.add("host.RestoreGUID %s", s.PCIAddress)

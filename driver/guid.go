@@ -75,20 +75,43 @@ const maxAutoGUIDAttempts = 64
 // pickAutoGUID returns the first AutoGUID that is a valid GUID and not
 // in held (GUID -> holder).
 func pickAutoGUID(prefix string, pf, vf *inventory.Device, claimUID string, held map[string]string) (string, error) {
-	for attempt := range maxAutoGUIDAttempts {
+	g, ok, err := pickFree(maxAutoGUIDAttempts, vf, held, func(attempt int) (string, bool, error) {
 		g, err := AutoGUID(prefix, pf, vf, claimUID, attempt)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
-		if _, err := v1alpha1.ParseGUID(g); err != nil {
-			continue // all zero or all ones
-		}
-		if holder, ok := held[g]; !ok || holder == "device "+vf.Name {
-			return g, nil
-		}
+		_, err = v1alpha1.ParseGUID(g) // all zero or all ones: try the next
+		return g, err == nil, nil
+	})
+	if err != nil || ok {
+		return g, err
 	}
 	return "", fmt.Errorf("guid auto: no free GUID for %s with prefix %q after %d tries: the prefix leaves too few values for the GUIDs held on this node", vf.Name, prefix, maxAutoGUIDAttempts)
 }
+
+// pickFree is the search behind the auto values (GUIDs, MACs): candidate gives
+// the candidate of each attempt (and whether it is usable at all); the
+// first usable one that held (value -> holder) does not give to another
+// holder than the device itself is taken. ok is false when every attempt
+// was taken.
+func pickFree(attempts int, dev *inventory.Device, held map[string]string, candidate func(attempt int) (string, bool, error)) (string, bool, error) {
+	for attempt := range attempts {
+		v, usable, err := candidate(attempt)
+		if err != nil {
+			return "", false, err
+		}
+		if !usable {
+			continue
+		}
+		if holder, taken := held[v]; !taken || holder == deviceHolder(dev) {
+			return v, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// deviceHolder names a device as the holder of a GUID or MAC it carries.
+func deviceHolder(dev *inventory.Device) string { return "device " + dev.Name }
 
 func parseGUID(s string) (net.HardwareAddr, error) {
 	if s == "" {

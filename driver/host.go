@@ -66,6 +66,10 @@ func (r *realHost) SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid st
 	return vfconfig.NetdevName(r.root, snap.PCIAddress)
 }
 
+func (r *realHost) PKeys(ctx context.Context, snap *vfconfig.Snapshot) ([]string, error) {
+	return inventory.PortPKeys(ctx, r.root, snap.PCIAddress)
+}
+
 func (r *realHost) RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) error {
 	if err := vfconfig.Restore(ctx, r.h, r.root, *snap, []vfconfig.Knob{vfconfig.KnobGUID}); err != nil {
 		return err

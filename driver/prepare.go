@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -245,6 +246,9 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 				dr.Pod.Spec.HostIfName = name
 			}
 			faults.Point(faults.PrepareGUIDSet)
+			if err := d.checkPKeyAfterGUID(ctx, dr); err != nil {
+				return deviceError(claim, dr.Request, dr.Device, "pkey", err)
+			}
 		}
 		if dr.Steps.VFIO {
 			ran.VFIO = true
@@ -524,6 +528,11 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 			}
 		}
 	}
+	// MACs: a device's own MACs are its to keep; claims' MACs name the
+	// claim (they win over the device entry of the VF they are set on).
+	macs := map[string]string{}
+	nodeMACs(inv, macs)
+	maps.Copy(macs, d.state.heldMACs(rec.UID))
 	for k, r := range results {
 		dev, res := devs[k], resolved[k]
 		cfgJSON, err := json.Marshal(res)
@@ -546,8 +555,8 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		if !res.VFIO() {
 			dr.Pod.Spec = settings.NetSpec(res, dev.IfName, podIfName[k])
 		}
-		if err := checkPKey(res.PKey, pfOf(inv, &dev), &dev); err != nil {
-			return nil, nil, deviceError(claim, r.Request, r.Device, "pkey", err)
+		if fieldName, err := checkUsable(res, &dev, inv.RDMANetnsMode); err != nil {
+			return nil, nil, deviceError(claim, r.Request, r.Device, fieldName, err)
 		}
 		if dev.Kind == inventory.KindVF {
 			dr.Settings = settings.VF(res)
@@ -558,6 +567,24 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 				}
 				dr.Settings.GUID = &g
 			}
+			if res.MAC == v1alpha1.MACAuto {
+				m, err := pickAutoMAC(&dev, rec.UID, macs)
+				if err != nil {
+					return nil, nil, deviceError(claim, r.Request, r.Device, "mac", err)
+				}
+				dr.Settings.MAC = &m
+				if !res.VFIO() {
+					dr.Pod.Spec.MAC = m
+				}
+			}
+			if dr.Settings.MAC != nil {
+				m := strings.ToLower(*dr.Settings.MAC)
+				if holder, held := macs[m]; held && holder != deviceHolder(&dev) {
+					return nil, nil, deviceError(claim, r.Request, r.Device, "mac", fmt.Errorf(
+						"MAC %s is already in use on this node by %s: two VFs with one MAC break forwarding for both; give each claim its own mac, or mac: auto (a ResourceClaimTemplate with a mac gives every replica the same one)", m, holder))
+				}
+				macs[m] = fmt.Sprintf("request %q of this claim", r.Request)
+			}
 			if dr.Settings.GUID != nil {
 				g := strings.ToLower(*dr.Settings.GUID)
 				if holder, held := guids[g]; held && holder != "device "+dev.Name {
@@ -567,6 +594,15 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 			}
 			dr.Steps.VFSettings = hasVFSettings(dr.Settings)
 			dr.Steps.GUID = dr.Settings.GUID != nil
+		}
+		// The pkey table is the port GUID's: with a GUID change ahead,
+		// apply checks the table the port has after it.
+		if !dr.Steps.GUID {
+			if err := checkPKey(res.PKey, pfOf(inv, &dev), &dev); err != nil {
+				return nil, nil, deviceError(claim, r.Request, r.Device, "pkey", err)
+			}
+		} else if err := checkPKeyLink(res.PKey, &dev); err != nil {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "pkey", err)
 		}
 		dr.Steps.VFIO = res.VFIO() && dev.Driver != v1alpha1.DriverVFIOPCI
 		rec.Devices = append(rec.Devices, dr)
@@ -596,6 +632,101 @@ func requestClass(claim *resourceapi.ResourceClaim, request string) string {
 	return ""
 }
 
+// checkUsable refuses a config that cannot work on the device as the
+// last scan found it, so the claim fails at Prepare (kubelet retries, the
+// claim gets a Warning event) rather than the pod at sandbox creation. It
+// returns the config field to blame.
+func checkUsable(res *v1alpha1.Resolved, dev *inventory.Device, rdmaMode string) (string, error) {
+	if !res.VFIO() && dev.IfName == "" {
+		var why string
+		switch dev.Driver {
+		case v1alpha1.DriverVFIOPCI:
+			why = "it is bound to vfio-pci"
+		case "":
+			why = "it is bound to no driver"
+		default:
+			why = fmt.Sprintf("its driver %s shows no network interface for it (gone, or not probed yet)", dev.Driver)
+		}
+		return "driver", fmt.Errorf("driver %s (the default) moves the device's network interface into the pod, but device %s has none: %s; request it through a DeviceClass with driver: %s, or bind it to its network driver",
+			v1alpha1.DriverNetdevice, dev.Name, why, v1alpha1.DriverVFIOPCI)
+	}
+	if res.RDMAIsolation {
+		if dev.RDMADevice() == "" {
+			return "rdmaIsolation", fmt.Errorf("rdmaIsolation: true moves the device's RDMA device into the pod, but device %s has no RDMA device", dev.Name)
+		}
+		if rdmaMode != rdma.ModeExclusive {
+			mode := rdmaMode
+			if mode == "" {
+				mode = "unknown (the kernel did not report it)"
+			}
+			return "rdmaIsolation", fmt.Errorf("rdmaIsolation: true needs the node's RDMA netns mode to be %s (rdma system set netns exclusive) to move RDMA device %s of device %s into the pod; the mode is %s",
+				rdma.ModeExclusive, dev.RDMADevice(), dev.Name, mode)
+		}
+	}
+	return "", nil
+}
+
+// pkeyWaits bounds how long checkPKeyAfterGUID waits for the VF's port
+// to show a pkey table after the rebind that set its GUID.
+const (
+	pkeyWaits    = 20
+	pkeyWaitStep = 100 * time.Millisecond
+)
+
+// checkPKeyAfterGUID checks a device's configured pkey against the pkey
+// table of its port as it is after the GUID step: the subnet manager
+// keys partition membership on the port GUID, so the table the port had
+// before the change says nothing about the new GUID's. A table that is
+// not there yet (the VF's RDMA device is probing after the rebind) is
+// read again for a short while. An error makes Prepare roll back,
+// the GUID included.
+func (d *Driver) checkPKeyAfterGUID(ctx context.Context, dr *DeviceRecord) error {
+	var res v1alpha1.Resolved
+	if err := json.Unmarshal(dr.Config, &res); err != nil {
+		return fmt.Errorf("read the recorded config: %w", err)
+	}
+	if res.PKey == 0 || res.PKey&0x7fff == 0x7fff {
+		return nil
+	}
+	var (
+		table []string
+		err   error
+	)
+	for range pkeyWaits {
+		table, err = d.cfg.Host.PKeys(ctx, &dr.Snapshot)
+		if err == nil && len(table) > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pkeyWaitStep):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pkey %s: read the port's pkey table after setting GUID %s: %w", res.PKey, guidOf(dr), err)
+	}
+	if err := checkPKeyTable(res.PKey, table, dr.Device); err != nil {
+		return fmt.Errorf("after setting GUID %s: %w", guidOf(dr), err)
+	}
+	return nil
+}
+
+func guidOf(dr *DeviceRecord) string {
+	if dr.Settings.GUID == nil {
+		return ""
+	}
+	return *dr.Settings.GUID
+}
+
+// checkPKeyLink refuses a pkey on a device that is not InfiniBand.
+func checkPKeyLink(want v1alpha1.PKey, dev *inventory.Device) error {
+	if want != 0 && dev.LinkType != inventory.LinkTypeInfiniBand {
+		return fmt.Errorf("pkey %s is set but device %s is %s, not infiniband", want, dev.Name, dev.LinkType)
+	}
+	return nil
+}
+
 // checkPKey refuses a pkey the device's port does not carry. It is a
 // pre-flight check, not a grant: a node agent cannot give a port
 // partition membership, the fabric's subnet manager programs the pkey
@@ -611,15 +742,20 @@ func checkPKey(want v1alpha1.PKey, pf, dev *inventory.Device) error {
 	if want == 0 {
 		return nil
 	}
-	if dev.LinkType != inventory.LinkTypeInfiniBand {
-		return fmt.Errorf("pkey %s is set but device %s is %s, not infiniband", want, dev.Name, dev.LinkType)
-	}
-	if want&0x7fff == 0x7fff {
-		return nil
+	if err := checkPKeyLink(want, dev); err != nil {
+		return err
 	}
 	table := dev.PKeys
 	if len(table) == 0 && pf != nil {
 		table = pf.PKeys
+	}
+	return checkPKeyTable(want, table, dev.Name)
+}
+
+// checkPKeyTable compares a pkey with a port's table (see checkPKey).
+func checkPKeyTable(want v1alpha1.PKey, table []string, device string) error {
+	if want == 0 || want&0x7fff == 0x7fff {
+		return nil
 	}
 	other := ""
 	for _, p := range table {
@@ -634,9 +770,9 @@ func checkPKey(want v1alpha1.PKey, pf, dev *inventory.Device) error {
 	}
 	if other != "" {
 		return fmt.Errorf("pkey %s asks for %s membership but the port's pkey table %v of device %s has the partition as %s (%s membership): ask for %s, or have the subnet manager change the membership",
-			want, membership(uint64(want)), table, dev.Name, other, membership(uint64(parseHex(other))), other)
+			want, membership(uint64(want)), table, device, other, membership(uint64(parseHex(other))), other)
 	}
-	return fmt.Errorf("pkey %s is not in the port's pkey table %v of device %s: the subnet manager must add the partition first", want, table, dev.Name)
+	return fmt.Errorf("pkey %s is not in the port's pkey table %v of device %s: the subnet manager must add the partition first", want, table, device)
 }
 
 func membership(p uint64) string {

@@ -651,6 +651,25 @@ func (s *State) heldGUIDs(except string) map[string]string {
 	return out
 }
 
+// heldMACs maps every MAC set by a claim other than except to
+// "claim <namespace>/<name> (<uid>)".
+func (s *State) heldMACs(except string) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for uid, rec := range s.cp.Claims {
+		if uid == except {
+			continue
+		}
+		for _, d := range rec.Devices {
+			if d.Settings.MAC != nil {
+				out[strings.ToLower(*d.Settings.MAC)] = fmt.Sprintf("claim %s/%s (%s)", rec.Namespace, rec.Name, uid)
+			}
+		}
+	}
+	return out
+}
+
 // deviceCounts returns the recorded devices and how many are attached.
 func (s *State) deviceCounts() (map[string]bool, int) {
 	s.mu.Lock()

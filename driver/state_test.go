@@ -15,6 +15,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 )
 
 // fileStoreAt opens a real checkpoint in dir with a boot ID file under a
@@ -32,6 +33,7 @@ func TestCheckpointRoundTripOnDisk(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	e := newEnv(t, sysfstest.Standard())
 	e.store, e.bootID = fileStoreAt(t, dir, "boot-1")
+	e.fix.Netlink.SetRdmaNetnsMode(rdma.ModeExclusive) // rdmaIsolation needs it
 	e.restart()
 	dev := vfName(e, 0, 3)
 	c := newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("ib", dev)},

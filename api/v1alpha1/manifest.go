@@ -30,34 +30,58 @@ func (p Problem) String() string {
 	return p.Object + ": " + p.Err.Error()
 }
 
+// Warning is a rule CheckManifests could not decide from the input: it
+// depends on an object the input lacks (the claim's DeviceClass) or on
+// how configs of several objects merge. The driver decides it at Prepare.
+type Warning struct {
+	Object string
+	Field  *field.Path
+	Detail string
+}
+
+// String is the line `sriov-dra validate` prints.
+func (w Warning) String() string {
+	return "warning: " + w.Object + ": " + w.Field.String() + ": " + w.Detail
+}
+
 // ManifestReport is the result of CheckManifests.
 type ManifestReport struct {
 	Objects  int      // objects examined: bare configs, DeviceClasses, ResourceClaims, ResourceClaimTemplates
 	Configs  int      // sriov.dra.dev configs validated
 	Skipped  []string // objects of other kinds, as "Kind name"
 	Problems []Problem
+	// Warnings are rules left to Prepare; they do not make the input
+	// invalid.
+	Warnings []Warning
 
 	// classes are the policies of the DeviceClasses read so far (nil for
 	// a class without one), and claims the claim configs to check
 	// against them once every document is read.
 	classes map[string]*Policy
-	claims  []claimConfig
+	// classVLAN says which of those classes set vlan.
+	classVLAN map[string]bool
+	claims    []claimConfig
 }
 
 // claimConfig is one decoded config of a claim, kept for the policy check.
 type claimConfig struct {
-	object  string
-	at      *field.Path // the config's parameters
-	cfg     Config
-	classes []string // the DeviceClasses of the requests it applies to
+	// objectVLAN: a config of the claim sets vlan.
+	objectVLAN bool
+	object     string
+	at         *field.Path // the config's parameters
+	cfg        Config
+	classes    []string // the DeviceClasses of the requests it applies to
 }
 
 // Summary is a one-line summary of the report.
 func (r *ManifestReport) Summary() string {
 	s := fmt.Sprintf("%d %s %s in %d %s", r.Configs, DriverName, plural(r.Configs, "config", "configs"), r.Objects, plural(r.Objects, "object", "objects"))
-	if len(r.Problems) == 0 {
+	switch {
+	case len(r.Problems) == 0 && len(r.Warnings) > 0:
+		s += fmt.Sprintf(": valid as far as the input shows; %d %s left to the driver's Prepare", len(r.Warnings), plural(len(r.Warnings), "rule", "rules"))
+	case len(r.Problems) == 0:
 		s += ": valid"
-	} else {
+	default:
 		s += fmt.Sprintf(": %d %s", len(r.Problems), plural(len(r.Problems), "error", "errors"))
 	}
 	if n := len(r.Skipped); n > 0 {
@@ -106,6 +130,22 @@ func CheckManifests(r io.Reader) (*ManifestReport, error) {
 // config's "policy" is refused whatever its class.
 func (rep *ManifestReport) checkClaimPolicies() {
 	for _, c := range rep.claims {
+		var missing []string
+		for _, class := range c.classes {
+			if _, ok := rep.classes[class]; !ok {
+				missing = append(missing, class)
+			}
+		}
+		if !c.objectVLAN {
+			rep.checkClaimVLAN(c, missing)
+		}
+		if len(missing) > 0 {
+			if dep := classDependent(c.cfg); len(dep) > 0 {
+				rep.Warnings = append(rep.Warnings, Warning{Object: c.object, Field: c.at, Detail: fmt.Sprintf(
+					"sets %s, which the policy of DeviceClass %s bounds (claimMaySet, maxMTU, ipam); the class is not in the input, so the admission policy and the driver check it: add the class to the input to check it here",
+					strings.Join(dep, ", "), strings.Join(missing, ", "))})
+			}
+		}
 		var errs field.ErrorList
 		seen := map[string]bool{}
 		add := func(list field.ErrorList) {
@@ -155,8 +195,11 @@ func checkDocument(rep *ManifestReport, where string, doc []byte) {
 			label = "config"
 		}
 		label += " (" + where + ")"
-		_, errs := Decode(nil, doc)
+		cfg, errs := Decode(nil, doc)
 		rep.add(label, errs)
+		if cfg != nil && len(errs) == 0 {
+			rep.warnVLAN(label, nil, []Config{cfg})
+		}
 	case tm.Kind == "List" && (tm.APIVersion == "v1" || tm.APIVersion == ""):
 		var list struct {
 			Items []json.RawMessage `json:"items"`
@@ -179,10 +222,15 @@ func checkDocument(rep *ManifestReport, where string, doc []byte) {
 			cfgs[i].DeviceConfiguration = c.DeviceConfiguration
 		}
 		rep.checkConfigs(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "config"), cfgs, nil)
+		rep.warnVLAN(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "config"), decodedConfigs(cfgs))
 		if rep.classes == nil {
 			rep.classes = map[string]*Policy{}
 		}
 		rep.classes[o.Name] = nil
+		if rep.classVLAN == nil {
+			rep.classVLAN = map[string]bool{}
+		}
+		rep.classVLAN[o.Name] = setsVLAN(decodedConfigs(cfgs))
 		for _, c := range o.Spec.Config {
 			if c.Opaque == nil || c.Opaque.Driver != DriverName {
 				continue
@@ -252,6 +300,8 @@ func (rep *ManifestReport) checkClaim(object string, devices *field.Path, spec r
 	requests := requestNames(spec.Requests)
 	base := devices.Child("config")
 	rep.checkConfigs(object, base, spec.Config, requests)
+	rep.add(object, checkClaimIfNames(base, spec))
+	objectVLAN := setsVLAN(decodedConfigs(spec.Config))
 	for i, c := range spec.Config {
 		if c.Opaque == nil || c.Opaque.Driver != DriverName {
 			continue
@@ -272,7 +322,7 @@ func (rep *ManifestReport) checkClaim(object string, devices *field.Path, spec r
 				}
 			}
 		}
-		rep.claims = append(rep.claims, claimConfig{object: object, at: at, cfg: cfg, classes: classes})
+		rep.claims = append(rep.claims, claimConfig{object: object, at: at, cfg: cfg, classes: classes, objectVLAN: objectVLAN})
 	}
 }
 
@@ -358,4 +408,182 @@ func looksLikeOurs(raw []byte) bool {
 	}
 	group, _, _ := strings.Cut(tm.APIVersion, "/")
 	return group == GroupName
+}
+
+// decodedConfigs decodes the sriov.dra.dev configs of an object, nil for
+// the others and for those with errors (reported elsewhere), so that the
+// result is indexed like cfgs.
+func decodedConfigs(cfgs []resourceapi.DeviceClaimConfiguration) []Config {
+	out := make([]Config, len(cfgs))
+	for i, c := range cfgs {
+		if c.Opaque == nil || c.Opaque.Driver != DriverName {
+			continue
+		}
+		if cfg, errs := Decode(nil, c.Opaque.Parameters.Raw); len(errs) == 0 {
+			out[i] = cfg
+		}
+	}
+	return out
+}
+
+// setsVLAN reports whether one of the configs sets vlan.
+func setsVLAN(cfgs []Config) bool {
+	return slices.ContainsFunc(cfgs, func(cfg Config) bool {
+		vf, ok := cfg.(*VfConfig)
+		return ok && vf.VLAN != nil
+	})
+}
+
+// needsVLAN lists the fields of cfg that need a vlan from somewhere
+// (vlanQoS above 0, vlanProto 802.1ad), with their values for messages.
+func needsVLAN(cfg Config) (names []string, values []any) {
+	vf, ok := cfg.(*VfConfig)
+	if !ok {
+		return nil, nil
+	}
+	if vf.VLANQoS != nil && *vf.VLANQoS > 0 {
+		names, values = append(names, "vlanQoS"), append(values, *vf.VLANQoS)
+	}
+	if vf.VLANProto != nil && *vf.VLANProto == VLANProto8021AD {
+		names, values = append(names, "vlanProto"), append(values, *vf.VLANProto)
+	}
+	return names, values
+}
+
+// warnVLAN warns about vlanQoS above 0 or vlanProto 802.1ad in an object
+// none of whose configs sets vlan: another object's config may set it,
+// else Prepare refuses the merged config. base is nil for a bare config.
+// Claims are checked by checkClaimVLAN, which knows their classes.
+func (rep *ManifestReport) warnVLAN(object string, base *field.Path, cfgs []Config) {
+	if setsVLAN(cfgs) {
+		return
+	}
+	for i, cfg := range cfgs {
+		names, values := needsVLAN(cfg)
+		for k, name := range names {
+			at := field.NewPath(name)
+			if base != nil {
+				at = base.Index(i).Child("opaque", "parameters", name)
+			}
+			rep.Warnings = append(rep.Warnings, Warning{Object: object, Field: at, Detail: fmt.Sprintf(
+				"%s %v needs a vlan, which nothing in this object sets: it must come from another object's config (the claim's, or its DeviceClass's), or Prepare refuses the claim", name, values[k])})
+		}
+	}
+}
+
+// checkClaimVLAN checks a claim config's vlanQoS/vlanProto 802.1ad when
+// no config of the claim sets vlan: fine when each of its classes sets
+// one, an error when a class in the input sets none, a warning when a
+// class is missing from the input.
+func (rep *ManifestReport) checkClaimVLAN(c claimConfig, missing []string) {
+	names, values := needsVLAN(c.cfg)
+	if len(names) == 0 {
+		return
+	}
+	var without []string
+	for _, class := range c.classes {
+		if _, known := rep.classes[class]; known && !rep.classVLAN[class] {
+			without = append(without, class)
+		}
+	}
+	for k, name := range names {
+		switch {
+		case len(without) > 0:
+			rep.add(c.object, field.ErrorList{field.Invalid(c.at.Child(name), values[k], fmt.Sprintf(
+				"needs a vlan, which neither the claim nor DeviceClass %s sets: set vlan 1-4094 (where the class allows it), or leave %s out", strings.Join(without, ", "), name))})
+		case len(missing) > 0:
+			rep.Warnings = append(rep.Warnings, Warning{Object: c.object, Field: c.at.Child(name), Detail: fmt.Sprintf(
+				"%s %v needs a vlan, which the claim does not set: it must come from DeviceClass %s, which is not in the input; Prepare refuses the claim otherwise", name, values[k], strings.Join(missing, ", "))})
+		}
+	}
+}
+
+// classDependent lists the fields a claim config sets whose acceptance
+// depends on its class's policy: VF policy fields (claimMaySet), mtu
+// (maxMTU) and ipam (the IPAM allowlist).
+func classDependent(cfg Config) []string {
+	var out []string
+	policy := PolicyFields(cfg.GetKind())
+	for _, name := range setFields(cfg) {
+		if slices.Contains(policy, name) || name == "mtu" || name == "ipam" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// checkClaimIfNames refuses ifNames that give two interfaces of the pod
+// one name: two requests of the claim configured with the same ifName,
+// or an ifName on a request that asks for more than one device. The
+// driver refuses both at Prepare (AssignIfNames). Subrequests of one
+// request are alternatives (only one is allocated), so they may share a
+// name.
+func checkClaimIfNames(base *field.Path, spec resourceapi.DeviceClaim) field.ErrorList {
+	cfgs := decodedConfigs(spec.Config)
+	// ifNameOf is the ifName the claim's configs give a request ("req" or
+	// "req/sub"): the last config that sets one wins; idx -1 for none.
+	ifNameOf := func(request string) (string, int) {
+		name, idx := "", -1
+		for i, cfg := range cfgs {
+			if cfg == nil || !AppliesTo(spec.Config[i].Requests, request) {
+				continue
+			}
+			var n *string
+			switch c := cfg.(type) {
+			case *VfConfig:
+				n = c.IfName
+			case *PfConfig:
+				n = c.IfName
+			}
+			if n != nil {
+				name, idx = *n, i
+			}
+		}
+		return name, idx
+	}
+	type named struct {
+		main, request, name string
+		idx                 int
+	}
+	var (
+		errs  field.ErrorList
+		names []named
+	)
+	add := func(main, request string, count int64, all bool) {
+		name, idx := ifNameOf(request)
+		if idx < 0 {
+			return
+		}
+		at := base.Index(idx).Child("opaque", "parameters", "ifName")
+		switch {
+		case all:
+			errs = append(errs, field.Invalid(at, name, fmt.Sprintf(
+				"request %q asks for all matching devices and this gives each of them the name %q; leave ifName out for that request (net1, net2, ... are given)", request, name)))
+		case count > 1:
+			errs = append(errs, field.Invalid(at, name, fmt.Sprintf(
+				"request %q asks for %d devices and this gives each of them the name %q; leave ifName out for that request (net1, net2, ... are given)", request, count, name)))
+		}
+		names = append(names, named{main: main, request: request, name: name, idx: idx})
+	}
+	for _, r := range spec.Requests {
+		if r.Exactly != nil {
+			add(r.Name, r.Name, r.Exactly.Count, r.Exactly.AllocationMode == resourceapi.DeviceAllocationModeAll)
+		}
+		for _, sub := range r.FirstAvailable {
+			add(r.Name, r.Name+"/"+sub.Name, sub.Count, sub.AllocationMode == resourceapi.DeviceAllocationModeAll)
+		}
+	}
+	reported := map[[2]string]bool{}
+	for j, b := range names {
+		for _, a := range names[:j] {
+			if a.main == b.main || a.name != b.name || reported[[2]string{a.main, b.main}] {
+				continue
+			}
+			reported[[2]string{a.main, b.main}] = true
+			errs = append(errs, field.Invalid(base.Index(b.idx).Child("opaque", "parameters", "ifName"), b.name, fmt.Sprintf(
+				"requests %q and %q both get ifName %q (from %s and %s); each interface in the pod needs its own name",
+				a.request, b.request, b.name, base.Index(a.idx), base.Index(b.idx))))
+		}
+	}
+	return errs
 }

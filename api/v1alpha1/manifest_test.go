@@ -272,3 +272,159 @@ spec:
 		t.Errorf("problems:\n got  %s\n want %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
 	}
 }
+
+func TestCheckClaimIfNames(t *testing.T) {
+	const head = `apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: c}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: x, namespace: ns}
+spec:
+  devices:
+`
+	cfg := func(requests, ifName string) string {
+		r := ""
+		if requests != "" {
+			r = "requests: [" + requests + "], "
+		}
+		return "    - {" + r + "opaque: {driver: sriov.dra.dev, parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, ifName: " + ifName + "}}}\n"
+	}
+	for _, tc := range []struct {
+		name     string
+		requests string
+		configs  string
+		want     []string // problem substrings, in order; nil: none
+	}{
+		{name: "distinct names", requests: "    - {name: a, exactly: {deviceClassName: c}}\n    - {name: b, exactly: {deviceClassName: c}}\n",
+			configs: cfg("a", "data0") + cfg("b", "data1")},
+		{name: "same name for two requests", requests: "    - {name: a, exactly: {deviceClassName: c}}\n    - {name: b, exactly: {deviceClassName: c}}\n",
+			configs: cfg("a", "data0") + cfg("b", "data0"),
+			want:    []string{`config[1].opaque.parameters.ifName: Invalid value: "data0": requests "a" and "b" both get ifName "data0"`}},
+		{name: "one unscoped config names every request", requests: "    - {name: a, exactly: {deviceClassName: c}}\n    - {name: b, exactly: {deviceClassName: c}}\n",
+			configs: cfg("", "data0"),
+			want:    []string{`config[0].opaque.parameters.ifName: Invalid value: "data0": requests "a" and "b" both get ifName "data0" (from spec.devices.config[0] and spec.devices.config[0])`}},
+		{name: "a later config renames one", requests: "    - {name: a, exactly: {deviceClassName: c}}\n    - {name: b, exactly: {deviceClassName: c}}\n",
+			configs: cfg("", "data0") + cfg("b", "data1")},
+		{name: "alternatives of one request may share a name", requests: "    - {name: a, firstAvailable: [{name: fast, deviceClassName: c}, {name: slow, deviceClassName: c}]}\n",
+			configs: cfg("a", "data0")},
+		{name: "a subrequest and another request", requests: "    - {name: a, firstAvailable: [{name: fast, deviceClassName: c}, {name: slow, deviceClassName: c}]}\n    - {name: b, exactly: {deviceClassName: c}}\n",
+			configs: cfg("a/slow", "data0") + cfg("b", "data0"),
+			want:    []string{`requests "a/slow" and "b" both get ifName "data0"`}},
+		{name: "one name for two devices of a request", requests: "    - {name: a, exactly: {deviceClassName: c, count: 2}}\n",
+			configs: cfg("a", "data0"),
+			want:    []string{`request "a" asks for 2 devices and this gives each of them the name "data0"`}},
+		{name: "one name for all devices", requests: "    - {name: a, exactly: {deviceClassName: c, allocationMode: All}}\n",
+			configs: cfg("a", "data0"),
+			want:    []string{`request "a" asks for all matching devices`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := CheckManifests(strings.NewReader(head + "    requests:\n" + tc.requests + "    config:\n" + tc.configs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Problems) != len(tc.want) {
+				t.Fatalf("problems %v, want %d", rep.Problems, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(rep.Problems[i].String(), w) {
+					t.Errorf("problem %q lacks %q", rep.Problems[i], w)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckManifestsWarnings: what one input cannot decide is a warning,
+// not "valid"; once the input has what decides it, the warning goes.
+func TestCheckManifestsWarnings(t *testing.T) {
+	const claim = `apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: t, namespace: ns}
+spec:
+  spec:
+    devices:
+      requests:
+      - {name: a, exactly: {deviceClassName: tenant}}
+      config:
+      - opaque: {driver: sriov.dra.dev, parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, mac: auto, vlanQoS: 3, ifName: data0}}
+`
+	const class = `apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: tenant}
+spec:
+  config:
+  - opaque: {driver: sriov.dra.dev, parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlan: 10, policy: {claimMaySet: [mac, vlanQoS]}}}
+`
+	for _, tc := range []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{name: "claim alone", in: claim, want: []string{
+			"warning: ResourceClaimTemplate ns/t: spec.spec.devices.config[0].opaque.parameters.vlanQoS: vlanQoS 3 needs a vlan, which the claim does not set: it must come from DeviceClass tenant, which is not in the input",
+			"warning: ResourceClaimTemplate ns/t: spec.spec.devices.config[0].opaque.parameters: sets mac, vlanQoS, which the policy of DeviceClass tenant bounds",
+		}},
+		{name: "claim with its class, which sets the vlan", in: claim + "---\n" + class},
+		{name: "vlan in the same object", in: "apiVersion: sriov.dra.dev/v1alpha1\nkind: VfConfig\nvlan: 5\nvlanQoS: 3\nvlanProto: 802.1ad\n"},
+		{name: "802.1ad alone", in: "apiVersion: sriov.dra.dev/v1alpha1\nkind: VfConfig\nvlanProto: 802.1ad\n", want: []string{
+			"warning: VfConfig (document 1): vlanProto: vlanProto 802.1ad needs a vlan",
+		}},
+		{name: "mtu depends on the class's maxMTU", in: strings.Replace(claim, "mac: auto, vlanQoS: 3, ", "mtu: 1500, ", 1), want: []string{
+			"warning: ResourceClaimTemplate ns/t: spec.spec.devices.config[0].opaque.parameters: sets mtu, which the policy of DeviceClass tenant bounds",
+		}},
+		{name: "ifName only", in: strings.Replace(claim, "mac: auto, vlanQoS: 3, ", "", 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := CheckManifests(strings.NewReader(tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Problems) > 0 {
+				t.Fatalf("problems: %v", rep.Problems)
+			}
+			if len(rep.Warnings) != len(tc.want) {
+				t.Fatalf("warnings %v, want %d", rep.Warnings, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(rep.Warnings[i].String(), w) {
+					t.Errorf("warning %q does not start with %q", rep.Warnings[i], w)
+				}
+			}
+			if len(tc.want) > 0 && strings.HasSuffix(rep.Summary(), ": valid") {
+				t.Errorf("Summary %q is a bare valid despite warnings", rep.Summary())
+			}
+		})
+	}
+}
+
+// TestCheckManifestsVLANFromClass: with the class in the input, a claim's
+// vlanQoS without any vlan is an error, as Prepare would find.
+func TestCheckManifestsVLANFromClass(t *testing.T) {
+	in := `apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: novlan}
+spec:
+  config:
+  - opaque: {driver: sriov.dra.dev, parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, policy: {claimMaySet: [vlanQoS]}}}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: c, namespace: ns}
+spec:
+  devices:
+    requests:
+    - {name: a, exactly: {deviceClassName: novlan}}
+    config:
+    - opaque: {driver: sriov.dra.dev, parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlanQoS: 3}}
+`
+	rep, err := CheckManifests(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `ResourceClaim ns/c: spec.devices.config[0].opaque.parameters.vlanQoS: Invalid value: 3: needs a vlan, which neither the claim nor DeviceClass novlan sets`
+	if len(rep.Problems) != 1 || !strings.HasPrefix(rep.Problems[0].String(), want) || len(rep.Warnings) != 0 {
+		t.Errorf("problems %v warnings %v, want one problem starting %q", rep.Problems, rep.Warnings, want)
+	}
+}

@@ -10,11 +10,12 @@ import (
 
 // ParseMAC parses an Ethernet MAC address ("0A:1b:2c:3d:4e:5f",
 // "0a-1b-2c-3d-4e-5f" or "0a1b.2c3d.4e5f") and returns it lower-case and
-// colon separated. It must be 6 bytes, unicast and not all zero.
+// colon separated. It must be 6 bytes, unicast and not all zero. It does
+// not accept "auto"; callers handle that first.
 func ParseMAC(s string) (string, error) {
 	hw, err := net.ParseMAC(s)
 	if err != nil {
-		return "", errors.New(`not a MAC address; write 6 hex bytes like "02:00:00:00:00:01"`)
+		return "", errors.New(`not a MAC address; write 6 hex bytes like "02:00:00:00:00:01", or "auto"`)
 	}
 	if len(hw) != 6 {
 		return "", fmt.Errorf("a MAC address has 6 bytes, this has %d", len(hw))
@@ -97,9 +98,11 @@ func ParsePKey(s string) (PKey, error) {
 }
 
 // CheckIfName checks an interface name for the pod: the kernel's rules
-// (1-15 bytes, not "." or "..", no '/', ':' or white space), printable
-// ASCII only, no '%' (the kernel would treat it as a template and pick a
-// name itself), and not "lo" or "eth0", which belong to the pod.
+// (1-15 bytes, not "." or "..", no '/', ':' or white space, not "all" or
+// "default", which name the per-netns defaults under
+// /proc/sys/net/*/conf/), printable ASCII only, no '%' (the kernel would
+// treat it as a template and pick a name itself), and not "lo" or "eth0",
+// which belong to the pod.
 func CheckIfName(s string) error {
 	switch {
 	case s == "":
@@ -108,6 +111,8 @@ func CheckIfName(s string) error {
 		return fmt.Errorf("at most %d characters (Linux IFNAMSIZ), this has %d", MaxIfNameLen, len(s))
 	case s == "." || s == "..":
 		return errors.New(`"." and ".." are not interface names`)
+	case s == "all" || s == "default":
+		return fmt.Errorf("%q is not an interface name the kernel accepts: /proc/sys/net/ipv4/conf/%s holds the namespace's settings", s, s)
 	case s == "lo":
 		return errors.New(`"lo" is the pod's loopback interface`)
 	case s == "eth0":
@@ -121,26 +126,40 @@ func CheckIfName(s string) error {
 	return nil
 }
 
-// CheckIPAMType checks a CNI IPAM plugin name: a bare file name looked up
-// in CNI_PATH, so no path separators and no "..". "dhcp" is refused: its
-// client daemon renews leases on the host side, which a VF moved into a pod
-// and returned later cannot follow.
-func CheckIPAMType(s string) error {
+// CheckPluginName checks the name of a CNI plugin binary: a bare file
+// name looked up in CNI_PATH. It starts with a letter or digit (no hidden
+// files, no "." or ".."), then letters, digits, '-', '_' and '.', never
+// "..", at most 64 characters. pkg/ipam runs plugins only by names that
+// pass it, and `sriov-dra validate` checks ipam.type with it.
+func CheckPluginName(s string) error {
+	const rule = "must be a bare plugin name looked up in CNI_PATH"
 	switch {
 	case s == "":
 		return errors.New(`must name the CNI IPAM plugin, e.g. "host-local", "static" or "whereabouts"`)
-	case s == "dhcp":
-		return errors.New(`the dhcp IPAM plugin is not supported: it needs a long-lived DHCP client daemon following the interface, which a VF moved into a pod's netns does not have; use host-local, static or whereabouts`)
 	case strings.Contains(s, ".."):
-		return errors.New(`must be a bare plugin name looked up in CNI_PATH; ".." is not allowed`)
+		return errors.New(rule + `; ".." is not allowed`)
 	case len(s) > 64:
-		return errors.New("must be a bare plugin name of at most 64 characters")
+		return errors.New(rule + " of at most 64 characters")
 	}
-	for _, c := range s {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
-		if !ok {
-			return fmt.Errorf("must be a bare plugin name looked up in CNI_PATH (letters, digits, '-', '_', '.'); found %q", c)
+	for i, c := range s {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if i == 0 && !alnum {
+			return fmt.Errorf(rule+", starting with a letter or digit; found %q", c)
+		}
+		if !alnum && c != '-' && c != '_' && c != '.' {
+			return fmt.Errorf(rule+" (letters, digits, '-', '_', '.'); found %q", c)
 		}
 	}
 	return nil
+}
+
+// CheckIPAMType checks a config's ipam.type: a plugin name
+// (CheckPluginName), and not "dhcp": its client daemon renews leases on
+// the host side, which a VF moved into a pod and returned later cannot
+// follow.
+func CheckIPAMType(s string) error {
+	if s == "dhcp" {
+		return errors.New(`the dhcp IPAM plugin is not supported: it needs a long-lived DHCP client daemon following the interface, which a VF moved into a pod's netns does not have; use host-local, static or whereabouts`)
+	}
+	return CheckPluginName(s)
 }

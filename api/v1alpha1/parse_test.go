@@ -124,6 +124,10 @@ func TestCheckIfName(t *testing.T) {
 		{"..", `".."`},
 		{"lo", "loopback"},
 		{"eth0", "primary"},
+		{"all", "/proc/sys/net/ipv4/conf/all"},
+		{"default", "/proc/sys/net/ipv4/conf/default"},
+		{"all0", ""},
+		{"Default", ""},
 		{"a/b", "'/'"},
 		{"../x", "'/'"},
 		{"a b", "' '"},
@@ -165,6 +169,11 @@ func TestCheckIPAMType(t *testing.T) {
 		{`a\b`, `'\\'`},
 		{"host local", "' '"},
 		{strings.Repeat("a", 65), "at most 64"},
+		{".", "starting with a letter or digit"},
+		{".x", "starting with a letter or digit"},
+		{"-x", "starting with a letter or digit"},
+		{"_x", "starting with a letter or digit"},
+		{"9x", ""},
 	}
 	for _, tt := range tests {
 		err := CheckIPAMType(tt.in)

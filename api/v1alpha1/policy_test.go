@@ -139,6 +139,29 @@ func TestPolicy(t *testing.T) {
 			},
 		},
 		{
+			name:     "mac auto from a claim on a class that does not allow mac",
+			configs:  []resourceapi.DeviceAllocationConfiguration{vf(fromClaim, `"mac":"auto"`)},
+			errField: "[0].opaque.parameters.mac", errDetail: "a claim may not set mac",
+		},
+		{
+			name:    "mac auto from a claim on a class that allows mac",
+			configs: []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"policy":{"claimMaySet":["mac"]}`), vf(fromClaim, `"mac":"auto"`)},
+			check: func(t *testing.T, r *Resolved) {
+				if r.MAC != MACAuto {
+					t.Errorf("MAC %q, want auto", r.MAC)
+				}
+			},
+		},
+		{
+			name:    "mac auto from the class for all its claims",
+			configs: []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"mac":"auto"`), vf(fromClaim, `"ifName":"data0"`)},
+			check: func(t *testing.T, r *Resolved) {
+				if r.MAC != MACAuto {
+					t.Errorf("MAC %q, want auto", r.MAC)
+				}
+			},
+		},
+		{
 			name:     "a foreign GUID on a class that does not allow guid",
 			configs:  []resourceapi.DeviceAllocationConfiguration{vf(fromClaim, `"guid":"00:11:22:33:44:55:66:77"`)},
 			errField: "[0].opaque.parameters.guid", errDetail: "may not set guid",

@@ -21,8 +21,10 @@ type Resolved struct {
 	// IfName is the configured name in the pod, "" when none was set:
 	// AssignIfNames then gives net1, net2, ...
 	IfName string
-	MTU    int    // 0: keep the device's MTU
-	MAC    string // lower-case "xx:xx:xx:xx:xx:xx", "": keep
+	MTU    int // 0: keep the device's MTU
+	// MAC is "" (keep the VF's), MACAuto (the driver makes one) or a
+	// lower-case "xx:xx:xx:xx:xx:xx".
+	MAC string
 
 	VLAN      *int
 	VLANQoS   *int    // defaults to 0 when VLAN is set
@@ -258,7 +260,11 @@ func resolvedFrom(c Config) *Resolved {
 		r.Kind = KindVfConfig
 		common(c.IfName, c.MTU, c.Driver, c.IPAM, c.Routes)
 		if c.MAC != nil {
-			r.MAC, _ = ParseMAC(*c.MAC) // validated before
+			if *c.MAC == MACAuto {
+				r.MAC = MACAuto
+			} else {
+				r.MAC, _ = ParseMAC(*c.MAC) // validated before
+			}
 		}
 		r.VLAN = clone(c.VLAN)
 		r.VLANQoS = clone(c.VLANQoS)

@@ -55,6 +55,7 @@ func vfFieldCases() []fieldCase {
 		{json: "ifName", a: `"net7"`, b: `"data1"`, get: func(r *Resolved) any { return r.IfName }, wantA: "net7", wantB: "data1"},
 		{json: "mtu", a: `1500`, b: `9000`, get: func(r *Resolved) any { return r.MTU }, wantA: 1500, wantB: 9000},
 		{json: "mac", a: `"02:AA:BB:CC:DD:EE"`, b: `"02-00-00-00-00-01"`, get: func(r *Resolved) any { return r.MAC }, wantA: "02:aa:bb:cc:dd:ee", wantB: "02:00:00:00:00:01"},
+		{json: "mac", a: `"02:AA:BB:CC:DD:EE"`, b: `"auto"`, get: func(r *Resolved) any { return r.MAC }, wantA: "02:aa:bb:cc:dd:ee", wantB: MACAuto},
 		{json: "vlan", a: `10`, b: `20`, get: func(r *Resolved) any { return r.VLAN }, wantA: new(10), wantB: new(20)},
 		{json: "vlanQoS", a: `3`, b: `5`, base: `"vlan":10`, get: func(r *Resolved) any { return r.VLANQoS }, wantA: new(3), wantB: new(5)},
 		{json: "vlanProto", a: `"802.1ad"`, b: `"802.1q"`, base: `"vlan":10`, get: func(r *Resolved) any { return r.VLANProto }, wantA: new("802.1ad"), wantB: new("802.1q")},

@@ -63,6 +63,10 @@ const (
 // GUIDAuto asks the driver to pick the VF's InfiniBand GUID.
 const GUIDAuto = "auto"
 
+// MACAuto asks the driver to pick the VF's MAC: one per claim and device,
+// locally administered, unique on the node (docs/config.md).
+const MACAuto = "auto"
+
 // Limits of numeric fields. See docs/config.md for why.
 const (
 	MinMTU       = 68    // the IPv4 minimum; devices may refuse more (the kernel says so at prepare time)
@@ -114,6 +118,7 @@ type VfConfig struct {
 	MTU *int `json:"mtu,omitempty"`
 	// MAC is set as the VF's administrative MAC through the PF (and so is the
 	// netdev's MAC); with vfio-pci it is the MAC the DPDK application sees.
+	// MACAuto lets the driver make one per claim.
 	MAC *string `json:"mac,omitempty"`
 
 	// VF settings applied through the PF.

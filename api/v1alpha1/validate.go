@@ -30,7 +30,7 @@ func validate(obj Config, at pathFunc, final bool) field.ErrorList {
 
 func (c *VfConfig) validate(at pathFunc, final bool) field.ErrorList {
 	errs := checkCommon(at, c.IfName, c.MTU, c.Driver, c.IPAM, c.Routes)
-	if c.MAC != nil {
+	if c.MAC != nil && *c.MAC != MACAuto {
 		if _, err := ParseMAC(*c.MAC); err != nil {
 			errs = append(errs, field.Invalid(at("mac"), *c.MAC, err.Error()))
 		}
@@ -173,6 +173,12 @@ func checkRoutes(p *field.Path, routes []Route) field.ErrorList {
 				errs = append(errs, field.Invalid(ip.Child("gw"), r.GW, fmt.Sprintf("must be of the same IP family as dst %s", r.Dst)))
 			case gw.IsUnspecified() || gw.IsMulticast():
 				errs = append(errs, field.Invalid(ip.Child("gw"), r.GW, "must be a unicast address; leave gw out for a link-scope route"))
+			case gw.IsLoopback():
+				errs = append(errs, field.Invalid(ip.Child("gw"), r.GW, "must not be a loopback address: the kernel refuses a local address as a next hop"))
+			case gw == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+				errs = append(errs, field.Invalid(ip.Child("gw"), r.GW, "must not be the limited broadcast address: the kernel refuses it as a next hop"))
+			case gw.Is4() && gw.IsLinkLocalUnicast():
+				errs = append(errs, field.Invalid(ip.Child("gw"), r.GW, "must not be an IPv4 link-local address (169.254.0.0/16): the kernel refuses a next hop the interface cannot reach, and the pod's interface gets no address in that network (IPv6 link-local next hops, fe80::/10, are fine)"))
 			}
 		}
 	}

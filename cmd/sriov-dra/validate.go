@@ -21,9 +21,10 @@ and checks every opaque config whose driver is sriov.dra.dev with the rules the 
 applies. It prints each error with its object and field path and exits 1 on any error;
 otherwise it prints a one-line summary and exits 0.
 
-Rules that need the DeviceClass and the ResourceClaim together (vlanQoS set in a claim
-while vlan comes from the class, driver vfio-pci from the class with an ifName in the
-claim) are checked when the driver prepares the claim.`,
+A claim is checked against the policy of its DeviceClasses when they are in the input.
+Rules that need objects the input lacks (what the class allows a claim to set; vlanQoS or
+vlanProto 802.1ad while vlan must come from another object) are printed as warnings
+("warning: ...") and checked when the driver prepares the claim; warnings alone exit 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var in io.Reader
@@ -45,6 +46,9 @@ claim) are checked when the driver prepares the claim.`,
 			out := cmd.OutOrStdout()
 			for _, p := range rep.Problems {
 				fmt.Fprintln(out, p.String())
+			}
+			for _, w := range rep.Warnings {
+				fmt.Fprintln(out, w.String())
 			}
 			if len(rep.Problems) > 0 {
 				return fmt.Errorf("%s: %s", name, rep.Summary())

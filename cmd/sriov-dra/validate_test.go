@@ -43,6 +43,32 @@ spec:
           ifName: data0
 `
 
+// vlanClass lets its claims set vlan.
+const vlanClass = `apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: vf-ethernet.sriov.dra.dev}
+spec:
+  config:
+  - opaque:
+      driver: sriov.dra.dev
+      parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, policy: {claimMaySet: [vlan]}}
+`
+
+const twoRequests = `apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: two, namespace: default}
+spec:
+  devices:
+    requests:
+    - {name: a, exactly: {deviceClassName: vf-ethernet.sriov.dra.dev}}
+    - {name: b, exactly: {deviceClassName: vf-ethernet.sriov.dra.dev}}
+    config:
+    - requests: [a]
+      opaque: {driver: sriov.dra.dev, parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, ifName: data0}}
+    - requests: [b]
+      opaque: {driver: sriov.dra.dev, parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, ifName: data0}}
+`
+
 func TestValidateCommand(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -53,6 +79,7 @@ func TestValidateCommand(t *testing.T) {
 		return p
 	}
 	good := write("good.yaml", strings.ReplaceAll(validateClaim, "%VLAN%", "100")+"---\napiVersion: sriov.dra.dev/v1alpha1\nkind: PfConfig\nmtu: 9000\n")
+	withClass := write("class.yaml", vlanClass+"---\n"+strings.ReplaceAll(validateClaim, "%VLAN%", "100"))
 	bad := write("bad.yaml", strings.ReplaceAll(validateClaim, "%VLAN%", "4095")+"---\napiVersion: sriov.dra.dev/v1alpha1\nkind: VfConfig\nifName: eth0\n")
 
 	tests := []struct {
@@ -63,7 +90,12 @@ func TestValidateCommand(t *testing.T) {
 		stdout   []string // exact lines
 		stderrIn string
 	}{
-		{name: "valid file", args: []string{"validate", "-f", good}, code: 0,
+		{name: "valid file, class not in the input", args: []string{"validate", "-f", good}, code: 0,
+			stdout: []string{
+				"warning: ResourceClaim default/foo: spec.devices.config[0].opaque.parameters: sets vlan, which the policy of DeviceClass vf-ethernet.sriov.dra.dev bounds (claimMaySet, maxMTU, ipam); the class is not in the input, so the admission policy and the driver check it: add the class to the input to check it here",
+				"2 sriov.dra.dev configs in 2 objects: valid as far as the input shows; 1 rule left to the driver's Prepare",
+			}},
+		{name: "valid with the class", args: []string{"validate", "-f", withClass}, code: 0,
 			stdout: []string{"2 sriov.dra.dev configs in 2 objects: valid"}},
 		{name: "errors", args: []string{"validate", "-f", bad}, code: 1,
 			stdout: []string{
@@ -71,8 +103,18 @@ func TestValidateCommand(t *testing.T) {
 				`VfConfig (document 2): ifName: Invalid value: "eth0": "eth0" is the pod's primary (cluster network) interface`,
 			},
 			stderrIn: "2 sriov.dra.dev configs in 2 objects: 2 errors"},
-		{name: "stdin", args: []string{"validate", "--filename", "-"}, stdin: strings.ReplaceAll(validateClaim, "%VLAN%", "7"), code: 0,
-			stdout: []string{"1 sriov.dra.dev config in 1 object: valid"}},
+		{name: "stdin", args: []string{"validate", "--filename", "-"}, stdin: vlanClass + "---\n" + strings.ReplaceAll(validateClaim, "%VLAN%", "7"), code: 0,
+			stdout: []string{"2 sriov.dra.dev configs in 2 objects: valid"}},
+		{name: "warning only", args: []string{"validate", "-f", "-"}, stdin: "apiVersion: sriov.dra.dev/v1alpha1\nkind: VfConfig\nvlanQoS: 3\n", code: 0,
+			stdout: []string{
+				"warning: VfConfig (document 1): vlanQoS: vlanQoS 3 needs a vlan, which nothing in this object sets: it must come from another object's config (the claim's, or its DeviceClass's), or Prepare refuses the claim",
+				"1 sriov.dra.dev config in 1 object: valid as far as the input shows; 1 rule left to the driver's Prepare",
+			}},
+		{name: "two requests, one ifName", args: []string{"validate", "-f", "-"}, stdin: twoRequests, code: 1,
+			stdout: []string{
+				`ResourceClaim default/two: spec.devices.config[1].opaque.parameters.ifName: Invalid value: "data0": requests "a" and "b" both get ifName "data0" (from spec.devices.config[0] and spec.devices.config[1]); each interface in the pod needs its own name`,
+			},
+			stderrIn: "1 error"},
 		{name: "stdin with errors", args: []string{"validate", "-f", "-"}, stdin: "apiVersion: sriov.dra.dev/v1alpha2\nkind: VfConfig\n", code: 1,
 			stdout:   []string{`VfConfig (document 1): apiVersion: Unsupported value: "sriov.dra.dev/v1alpha2": supported values: "sriov.dra.dev/v1alpha1"; this driver understands only sriov.dra.dev/v1alpha1`},
 			stderrIn: "stdin: "},

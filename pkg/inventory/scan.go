@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 )
 
 // Options configure one Scan.
@@ -134,6 +136,7 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 		}
 	}
 	sort.Slice(inv.Devices, func(i, j int) bool { return inv.Devices[i].Name < inv.Devices[j].Name })
+	inv.RDMANetnsMode = s.rdmaNetnsMode(inv.Devices)
 	sort.SliceStable(inv.Excluded, func(i, j int) bool { return inv.Excluded[i].PCIAddress < inv.Excluded[j].PCIAddress })
 	switch {
 	case found == 0:
@@ -483,6 +486,46 @@ func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) int {
 	})
 	d.PKeys = s.readPKeys(d.PCIAddress, ib.join("ports", "1", "pkeys"))
 	return own
+}
+
+// rdmaNetnsMode reads the RDMA netns mode when a device has an RDMA
+// device, "" otherwise or when the kernel does not report it (a kernel
+// without RDMA netns support shares every RDMA device).
+func (s *scanner) rdmaNetnsMode(devs []Device) string {
+	if !slices.ContainsFunc(devs, func(d Device) bool { return len(d.RDMADevices) > 0 }) {
+		return ""
+	}
+	mode, err := rdma.NetnsMode(s.nl)
+	if err != nil {
+		s.log.V(2).Info("RDMA netns mode unknown", "err", err)
+		return ""
+	}
+	return mode
+}
+
+// PortPKeys reads the pkey table of port 1 of the PCI function's own
+// RDMA device (the first under <root>/sys/bus/pci/devices/<pci>/infiniband),
+// non-zero entries in table order, formatted like Device.PKeys. The
+// table belongs to the port's GUID: after a VF's GUID changes, this is
+// where the partitions the subnet manager gives the new GUID show.
+func PortPKeys(ctx context.Context, root, pciAddress string) ([]string, error) {
+	if root == "" {
+		root = "/"
+	}
+	s := &scanner{sys: filepath.Join(root, "sys"), log: klog.FromContext(ctx)}
+	dir := pathRef(filepath.Join(s.sys, "bus", "pci", "devices", pciAddress, "infiniband"))
+	names, err := listDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("RDMA device of %s: %w", pciAddress, err)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("RDMA device of %s: %s is empty", pciAddress, dir)
+	}
+	pkeys := dir.join(names[0], "ports", "1", "pkeys")
+	if err := exists(pkeys); err != nil {
+		return nil, fmt.Errorf("pkey table of %s (%s): %w", pciAddress, names[0], err)
+	}
+	return s.readPKeys(pciAddress, pkeys), nil
 }
 
 func (s *scanner) readPKeys(bdf string, dir ref) []string {

@@ -116,6 +116,11 @@ type Inventory struct {
 	Excluded []Exclusion `json:"excluded,omitempty"`
 	// Note explains an empty result (e.g. no PF with sriov_totalvfs found).
 	Note string `json:"note,omitempty"`
+	// RDMANetnsMode is the RDMA subsystem's netns mode (rdma.ModeShared or
+	// rdma.ModeExclusive), read with every scan that finds an RDMA device;
+	// "" when no device has one or the kernel did not say. Only in
+	// exclusive mode can an RDMA device follow its netdev into a pod.
+	RDMANetnsMode string `json:"rdmaNetnsMode,omitempty"`
 }
 
 // Find returns the device with the given name.

@@ -30,6 +30,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"k8s.io/klog/v2"
 
+	v1alpha1 "github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
 
@@ -318,17 +319,11 @@ func (a *Allocator) netConf(req Request) (string, json.RawMessage, error) {
 	return t, b, nil
 }
 
-// checkPluginName refuses anything but a bare binary name.
+// checkPluginName refuses anything but a bare binary name, by the rule
+// `sriov-dra validate` checks ipam.type with.
 func checkPluginName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty plugin name")
-	case name == "." || name == ".." || strings.Contains(name, ".."):
-		return fmt.Errorf("plugin name %q must be a bare name", name)
-	case strings.ContainsAny(name, `/\`):
-		return fmt.Errorf("plugin name %q must be a bare name without path separators", name)
-	case !cniName.MatchString(name):
-		return fmt.Errorf("plugin name %q has characters outside [a-zA-Z0-9_.-]", name)
+	if err := v1alpha1.CheckPluginName(name); err != nil {
+		return fmt.Errorf("plugin name %q: %w", name, err)
 	}
 	return nil
 }

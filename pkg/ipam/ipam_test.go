@@ -305,6 +305,8 @@ func TestBadRequests(t *testing.T) {
 		{"type absolute path", func(r *Request) { r.IPAM = json.RawMessage(`{"type":"/bin/rec"}`) }, "ipam.type"},
 		{"type relative path", func(r *Request) { r.IPAM = json.RawMessage(`{"type":"../rec"}`) }, "ipam.type"},
 		{"type dotdot", func(r *Request) { r.IPAM = json.RawMessage(`{"type":".."}`) }, "ipam.type"},
+		{"type dot", func(r *Request) { r.IPAM = json.RawMessage(`{"type":"."}`) }, "ipam.type"},
+		{"type hidden file", func(r *Request) { r.IPAM = json.RawMessage(`{"type":".x"}`) }, "starting with a letter or digit"},
 		{"type backslash", func(r *Request) { r.IPAM = json.RawMessage(`{"type":"a\\b"}`) }, "ipam.type"},
 		{"type space", func(r *Request) { r.IPAM = json.RawMessage(`{"type":"rec x"}`) }, "ipam.type"},
 		{"no ifName", func(r *Request) { r.IfName = "" }, "ifName"},

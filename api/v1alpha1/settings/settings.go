@@ -12,8 +12,9 @@ import (
 )
 
 // VF returns the VF settings to apply through the PF. A GUID of
-// v1alpha1.GUIDAuto is not copied: the driver picks the GUID and sets
-// Settings.GUID itself. The result shares no memory with r.
+// v1alpha1.GUIDAuto or a MAC of v1alpha1.MACAuto is not copied: the
+// driver picks the value and sets Settings.GUID or Settings.MAC itself.
+// The result shares no memory with r.
 func VF(r *v1alpha1.Resolved) vfconfig.Settings {
 	s := vfconfig.Settings{
 		VLAN:      clone(r.VLAN),
@@ -25,7 +26,7 @@ func VF(r *v1alpha1.Resolved) vfconfig.Settings {
 		MinTxRate: clone(r.MinTxRate),
 		MaxTxRate: clone(r.MaxTxRate),
 	}
-	if r.MAC != "" {
+	if r.MAC != "" && r.MAC != v1alpha1.MACAuto {
 		s.MAC = new(r.MAC)
 	}
 	if r.GUID != "" && r.GUID != v1alpha1.GUIDAuto {
@@ -36,13 +37,15 @@ func VF(r *v1alpha1.Resolved) vfconfig.Settings {
 
 // NetSpec returns how the device's netdev must look in the pod. podIfName
 // is the name v1alpha1.AssignIfNames chose; the addresses come from IPAM
-// and are the caller's to add.
+// and are the caller's to add, and so is the MAC for v1alpha1.MACAuto.
 func NetSpec(r *v1alpha1.Resolved, hostIfName, podIfName string) netattach.Spec {
 	s := netattach.Spec{
 		HostIfName: hostIfName,
 		PodIfName:  podIfName,
 		MTU:        r.MTU,
-		MAC:        r.MAC,
+	}
+	if r.MAC != v1alpha1.MACAuto {
+		s.MAC = r.MAC
 	}
 	for _, rt := range r.Routes {
 		s.Routes = append(s.Routes, netattach.Route{Dst: rt.Dst, GW: rt.GW})

@@ -78,6 +78,7 @@ func TestVFLeavesUnsetAlone(t *testing.T) {
 	}{
 		{"nothing set", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig"}`, vfconfig.Settings{}},
 		{"guid auto is the driver's to pick", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","guid":"auto"}`, vfconfig.Settings{}},
+		{"mac auto is the driver's to pick", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","mac":"auto"}`, vfconfig.Settings{}},
 		{"vlan brings qos and proto defaults", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","vlan":7}`,
 			vfconfig.Settings{VLAN: new(7), QoS: new(0), VLANProto: new("802.1q")}},
 		{"vfio-pci keeps the admin MAC", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","driver":"vfio-pci","mac":"02:00:00:00:00:09"}`,
@@ -114,3 +115,10 @@ func dump(s vfconfig.Settings) string {
 }
 
 func reflectString(v reflect.Value) string { return fmt.Sprint(v.Interface()) }
+
+func TestNetSpecLeavesAutoMACToTheDriver(t *testing.T) {
+	r := resolve(t, `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","mac":"auto"}`)
+	if got := NetSpec(r, "ens2f0v1", "net1"); got.MAC != "" {
+		t.Errorf("NetSpec MAC = %q, want none (the driver sets the MAC it picks)", got.MAC)
+	}
+}
