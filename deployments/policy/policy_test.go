@@ -3,8 +3,10 @@
 // claim status, and namespace users' claims keep to what their DeviceClass
 // allows. These tests evaluate each policy's CEL (match conditions,
 // variables, validations, message expressions) the way the API server
-// applies them, in Kubernetes' own CEL environment of the oldest supported
-// version (1.34, so every library the policies use exists there), on
+// applies them, in Kubernetes' own CEL environment for new expressions of
+// the oldest supported API server (1.34, whose compatibility version is
+// 1.33: an expression that needs a later library is refused when the
+// policy is created there), on
 // admission requests built here, with untyped (dyn) objects: they check
 // the logic. The API server's type check of the expressions runs when the
 // cluster e2e applies the manifests.
@@ -28,8 +30,9 @@ const (
 	sliceFile  = "resourceslice-policy.yaml"
 )
 
-// oldestKubernetes is the oldest Kubernetes version the docs support.
-var oldestKubernetes = version.MajorMinor(1, 34)
+// oldestCompatibility is the CEL compatibility version of the oldest API
+// server the docs support: 1.34 validates new expressions for 1.33.
+var oldestCompatibility = version.MajorMinor(1, 33)
 
 // load returns the policy and the binding of that name in file.
 func load(t *testing.T, file, name string) (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
@@ -110,7 +113,7 @@ type evaluator struct {
 }
 
 func newEvaluator(t *testing.T, pol *admissionv1.ValidatingAdmissionPolicy) *evaluator {
-	env, err := environment.MustBaseEnvSet(oldestKubernetes).NewExpressionsEnv().Extend(
+	env, err := environment.MustBaseEnvSet(oldestCompatibility).NewExpressionsEnv().Extend(
 		cel.Variable("request", cel.DynType),
 		cel.Variable("object", cel.DynType),
 		cel.Variable("oldObject", cel.DynType),
