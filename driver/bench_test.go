@@ -42,7 +42,7 @@ func benchPrepare(b *testing.B, parallel int) {
 	dir := b.TempDir()
 	e.store, e.bootID = fileStoreAt(b, filepath.Join(dir, "state"), "boot-1")
 	cfg := e.config()
-	cfg.Host = &noNodesHost{fakeHost{e.j}}
+	cfg.Host = &noNodesHost{fakeHost{j: e.j}}
 	cfg.CDI = cdi.New(filepath.Join(dir, "cdi"), "/")
 	d, err := New(context.Background(), cfg)
 	if err != nil {

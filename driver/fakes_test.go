@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,7 +69,11 @@ func (j *journal) take() []string {
 }
 
 // fakeHost records host operations.
-type fakeHost struct{ j *journal }
+type fakeHost struct {
+	j *journal
+	// rdmaChar, when set, are the RDMA character devices CDIInfo reports.
+	rdmaChar []string
+}
 
 func (h *fakeHost) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
 	if err := h.j.add("host.Snapshot %s", dev.Name); err != nil {
@@ -112,6 +117,9 @@ func (h *fakeHost) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) 
 		return nil, dev.IOMMUGroup, nil
 	}
 	if dev.RDMADevice() != "" {
+		if h.rdmaChar != nil {
+			return slices.Clone(h.rdmaChar), "", nil
+		}
 		return []string{"/dev/infiniband/uverbs0", "/dev/infiniband/rdma_cm"}, "", nil
 	}
 	return nil, "", nil
@@ -378,7 +386,7 @@ func newEnv(t testing.TB, topo sysfstest.Topology) *env {
 	t.Helper()
 	j := newJournal()
 	fix := sysfstest.New(t, topo)
-	e := &env{t: t, j: j, host: &fakeHost{j}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
+	e := &env{t: t, j: j, host: &fakeHost{j: j}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
 		store: &memStore{j: j}, fix: fix, scan: &swapScanner{host: fix}, bootID: "boot-1"}
 	e.restart()
 	return e

@@ -1,54 +1,93 @@
 package driver
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"strings"
 
+	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
 
-// AutoGUID is the GUID `guid: auto` gives an InfiniBand VF.
+// AutoGUID is the GUID `guid: auto` gives an InfiniBand VF for one claim.
 //
-// Scheme: start from the PF's port GUID, an EUI-64 the vendor assigned
-// and so unique on the fabric. Vendors derive it from a 48-bit MAC-style
-// number (3 bytes OUI, 3 bytes serial) with two filler bytes in the middle
-// (bytes 3 and 4, e.g. "03:00" or "ff:fe"). The VF GUID keeps the OUI and
-// the serial, drops the filler, sets the "locally administered" bit of the
-// first byte, and ends with the VF index plus one:
+// Scheme: a prefix, then bytes of SHA-256(claim UID, device, attempt) to
+// fill 8 bytes. The prefix is the class's policy.guidPrefix, or else the
+// PF port GUID's vendor OUI (its first 3 bytes) with the "locally
+// administered" bit set:
 //
-//	PF port GUID  98:03:9b:03:00:9f:cc:12, VF 4
-//	VF GUID       9a:03:9b:9f:cc:12:00:05
+//	PF port GUID  98:03:9b:03:00:9f:cc:12, claim c1, VF 0000:3b:00.4
+//	VF GUID       9a:03:9b:<5 bytes of SHA-256("c1/0000:3b:00.4/0")>
 //
 // Properties:
-//   - Deterministic: the same PF and VF index give the same GUID, so a
-//     retried or restarted Prepare sets the same value, and the GUID is
-//     stable for the claim's lifetime.
-//   - Unique on the fabric: the locally administered bit keeps it apart
-//     from every vendor-assigned GUID, and two VFs share it only if their
-//     PFs share OUI and serial (vendor GUIDs never do) and their index.
-//   - Never handed out while held: Prepare refuses a GUID that another
-//     claim on this node set or that a device on this node carries.
+//   - Per claim, not per VF: the next claim of the same VF gets another
+//     GUID, so a tenant never inherits the previous tenant's identity
+//     on the fabric (GUIDs are what SM policy, pkey membership and peers'
+//     caches key on).
+//   - Stable for the claim: a retried or restarted Prepare computes the
+//     same value (the record keeps it too).
+//   - Unique on the node: pickAutoGUID moves to the next attempt while the
+//     GUID is held by another claim or carried by a device here.
+//   - Apart from vendor GUIDs: the locally administered bit (default
+//     prefix), or the admin's prefix, which the admin keeps apart.
 //
 // A PF without a port GUID (Ethernet, or a driver that does not report
-// it) cannot use `guid: auto`.
-func AutoGUID(pf, vf *inventory.Device) (string, error) {
+// it) needs a class guidPrefix for `guid: auto`.
+func AutoGUID(prefix string, pf, vf *inventory.Device, claimUID string, attempt int) (string, error) {
 	if vf.Kind != inventory.KindVF {
 		return "", fmt.Errorf("guid auto: device %s is a %s, not a VF", vf.Name, vf.Kind)
 	}
-	if vf.VFIndex < 0 || vf.VFIndex > 0xfffe {
-		return "", fmt.Errorf("guid auto: VF index %d of %s out of range", vf.VFIndex, vf.Name)
+	var head net.HardwareAddr
+	if prefix != "" {
+		p, err := v1alpha1.ParseGUIDPrefix(prefix)
+		if err != nil {
+			return "", fmt.Errorf("guid auto: class guidPrefix: %w", err)
+		}
+		head, _ = net.ParseMAC(padGUID(p))
+		head = head[:len(strings.Split(p, ":"))]
+	} else {
+		if pf == nil || pf.Kind != inventory.KindPF || pf.PCIAddress != vf.PFPCIAddress {
+			return "", fmt.Errorf("guid auto: PF %s of %s is not in the inventory", vf.PFPCIAddress, vf.Name)
+		}
+		base, err := parseGUID(pf.PortGUID)
+		if err != nil {
+			return "", fmt.Errorf("guid auto: PF %s of %s has no usable port GUID (set policy.guidPrefix in the DeviceClass): %w", vf.PFPCIAddress, vf.Name, err)
+		}
+		head = net.HardwareAddr{base[0] | 0x02, base[1], base[2]}
 	}
-	if pf == nil || pf.Kind != inventory.KindPF || pf.PCIAddress != vf.PFPCIAddress {
-		return "", fmt.Errorf("guid auto: PF %s of %s is not in the inventory", vf.PFPCIAddress, vf.Name)
-	}
-	base, err := parseGUID(pf.PortGUID)
-	if err != nil {
-		return "", fmt.Errorf("guid auto: PF %s of %s has no usable port GUID: %w", vf.PFPCIAddress, vf.Name, err)
-	}
-	n := vf.VFIndex + 1
-	g := net.HardwareAddr{base[0] | 0x02, base[1], base[2], base[5], base[6], base[7], byte(n >> 8), byte(n)}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%s/%d", claimUID, vf.Name, attempt))
+	g := append(append(net.HardwareAddr{}, head...), sum[:8-len(head)]...)
 	return g.String(), nil
+}
+
+// padGUID makes a prefix parseable as 8 bytes.
+func padGUID(p string) string {
+	n := len(strings.Split(p, ":"))
+	return p + strings.Repeat(":00", 8-n)
+}
+
+// maxAutoGUIDAttempts bounds the search for a free auto GUID. With 5 or
+// more hashed bytes a collision is already rare; a prefix of 7 bytes
+// leaves 256 values, and then the node may really be full.
+const maxAutoGUIDAttempts = 64
+
+// pickAutoGUID returns the first AutoGUID that is a valid GUID and not
+// in held (GUID -> holder).
+func pickAutoGUID(prefix string, pf, vf *inventory.Device, claimUID string, held map[string]string) (string, error) {
+	for attempt := range maxAutoGUIDAttempts {
+		g, err := AutoGUID(prefix, pf, vf, claimUID, attempt)
+		if err != nil {
+			return "", err
+		}
+		if _, err := v1alpha1.ParseGUID(g); err != nil {
+			continue // all zero or all ones
+		}
+		if holder, ok := held[g]; !ok || holder == "device "+vf.Name {
+			return g, nil
+		}
+	}
+	return "", fmt.Errorf("guid auto: no free GUID for %s with prefix %q after %d tries: the prefix leaves too few values for the GUIDs held on this node", vf.Name, prefix, maxAutoGUIDAttempts)
 }
 
 func parseGUID(s string) (net.HardwareAddr, error) {

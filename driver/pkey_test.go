@@ -20,8 +20,10 @@ func TestCheckPKey(t *testing.T) {
 	}{
 		{name: "unset", want: 0, pf: pf, dev: eth},
 		{name: "full member present", want: 0x8001, pf: pf, dev: ib},
-		{name: "limited request of a full-member entry", want: 0x0001, pf: pf, dev: ib},
-		{name: "full request of a limited entry", want: 0x8002, pf: pf, dev: ib},
+		{name: "limited member present", want: 0x0002, pf: pf, dev: ib},
+		{name: "limited request of a full-member entry", want: 0x0001, pf: pf, dev: ib, errHas: "asks for limited membership but the port's pkey table [0xffff 0x8001 0x0002] of device pci-0000-3b-00-1 has the partition as 0x8001 (full membership)"},
+		{name: "full request of a limited entry", want: 0x8002, pf: pf, dev: ib, errHas: "asks for full membership"},
+		{name: "the VF's own table first", want: 0x8005, pf: pf, dev: &inventory.Device{Name: "v", LinkType: inventory.LinkTypeInfiniBand, PKeys: []string{"0x8005"}}},
 		{name: "default partition", want: 0x7fff, pf: &inventory.Device{}, dev: ib},
 		{name: "absent", want: 0x8003, pf: pf, dev: ib, errHas: "not in the port's pkey table"},
 		{name: "no table at all", want: 0x8001, pf: nil, dev: ib, errHas: "subnet manager"},

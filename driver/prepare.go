@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/faults"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
@@ -292,6 +294,11 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		if err != nil {
 			return deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("find device nodes: %w", err))
 		}
+		if !dr.RDMAManagement {
+			// umad sends raw management datagrams to the fabric, issm
+			// claims the subnet manager role: the admin's to give.
+			rdmaChar = slices.DeleteFunc(rdmaChar, rdma.IsManagementDevice)
+		}
 		cdev := cdi.Device{
 			Request: dr.Request, Name: dr.Device, PCIAddress: dr.PCIAddress,
 			IfName: dr.Pod.Spec.PodIfName, RDMADevice: dr.Pod.RDMADevice,
@@ -451,7 +458,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		if owner := d.state.relatedOwner(dev); owner != "" && owner != rec.UID {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", fmt.Errorf("a PF and its own VFs are never handed out together: a related device is prepared for claim %s", owner))
 		}
-		res, errs := v1alpha1.Resolve(cfgPath, alloc.Config, r.Request, string(dev.Kind))
+		res, errs := v1alpha1.Resolve(cfgPath, alloc.Config, r.Request, requestClass(claim, r.Request), string(dev.Kind))
 		if len(errs) > 0 {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", errs.ToAggregate())
 		}
@@ -509,6 +516,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		dr := &DeviceRecord{
 			Request: r.Request, Pool: r.Pool, Device: dev.Name, PCIAddress: dev.PCIAddress, Kind: dev.Kind,
 			Config: cfgJSON, IPAMConfig: res.IPAM, Driver: res.Driver, Published: &published,
+			RDMAManagement: res.RDMAManagement,
 			Pod: nri.PodDevice{
 				VFIO:          res.VFIO(),
 				LinkType:      dev.LinkType,
@@ -526,7 +534,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		if dev.Kind == inventory.KindVF {
 			dr.Settings = settings.VF(res)
 			if res.GUID == v1alpha1.GUIDAuto {
-				g, err := AutoGUID(pfOf(inv, &dev), &dev)
+				g, err := pickAutoGUID(res.GUIDPrefix, pfOf(inv, &dev), &dev, rec.UID, guids)
 				if err != nil {
 					return nil, nil, deviceError(claim, r.Request, r.Device, "guid", err)
 				}
@@ -550,15 +558,37 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 	return rec, devs, nil
 }
 
-// pfOf returns the PF of a VF from the inventory, or nil.
-// checkPKey refuses a pkey the device's port does not carry. A node agent
-// cannot grant partition membership: the fabric's subnet manager programs
-// the pkey tables of the PF port and its VFs. So the driver checks the
-// request against the port's table (the PF's port 1 pkeys from sysfs),
-// comparing the 15-bit partition number (the top bit only says full or
-// limited membership), and fails Prepare with the field named rather than
-// start a pod that cannot reach its partition. The default partition
-// (0x7fff/0xffff) is always present.
+// requestClass is the DeviceClass a request (or "req/sub" subrequest) of
+// the claim names, "" if the claim has no such request.
+func requestClass(claim *resourceapi.ResourceClaim, request string) string {
+	main, sub, _ := strings.Cut(request, "/")
+	for _, r := range claim.Spec.Devices.Requests {
+		if r.Name != main {
+			continue
+		}
+		if sub == "" && r.Exactly != nil {
+			return r.Exactly.DeviceClassName
+		}
+		for _, s := range r.FirstAvailable {
+			if s.Name == sub {
+				return s.DeviceClassName
+			}
+		}
+	}
+	return ""
+}
+
+// checkPKey refuses a pkey the device's port does not carry. It is a
+// pre-flight check, not a grant: a node agent cannot give a port
+// partition membership, the fabric's subnet manager programs the pkey
+// tables of the PF port and its VFs. So the driver compares the request
+// with the port's table (the VF's own pkeys from sysfs, else its PF's port
+// 1) and fails Prepare with the field named rather than start a pod that
+// cannot reach its partition. All 16 bits are compared: a full-member key
+// (0x8000 set) needs the full-member entry, a limited one the limited
+// entry, so a claim never gets more (or less) membership than it asked
+// for. The default partition (0x7fff/0xffff) is always accepted: every
+// port is a member of it in the one way the SM configured.
 func checkPKey(want v1alpha1.PKey, pf, dev *inventory.Device) error {
 	if want == 0 {
 		return nil
@@ -573,15 +603,37 @@ func checkPKey(want v1alpha1.PKey, pf, dev *inventory.Device) error {
 	if len(table) == 0 && pf != nil {
 		table = pf.PKeys
 	}
+	other := ""
 	for _, p := range table {
 		v, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(p), "0x"), 16, 16)
-		if err == nil && v&0x7fff == uint64(want)&0x7fff {
+		switch {
+		case err != nil:
+		case v == uint64(want):
 			return nil
+		case v&0x7fff == uint64(want)&0x7fff:
+			other = fmt.Sprintf("%#04x", v)
 		}
+	}
+	if other != "" {
+		return fmt.Errorf("pkey %s asks for %s membership but the port's pkey table %v of device %s has the partition as %s (%s membership): ask for %s, or have the subnet manager change the membership",
+			want, membership(uint64(want)), table, dev.Name, other, membership(uint64(parseHex(other))), other)
 	}
 	return fmt.Errorf("pkey %s is not in the port's pkey table %v of device %s: the subnet manager must add the partition first", want, table, dev.Name)
 }
 
+func membership(p uint64) string {
+	if p&0x8000 != 0 {
+		return "full"
+	}
+	return "limited"
+}
+
+func parseHex(s string) uint64 {
+	v, _ := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 16)
+	return v
+}
+
+// pfOf returns the PF of a VF from the inventory, or nil.
 func pfOf(inv *inventory.Inventory, vf *inventory.Device) *inventory.Device {
 	for i := range inv.Devices {
 		if d := &inv.Devices[i]; d.Kind == inventory.KindPF && d.PCIAddress == vf.PFPCIAddress {

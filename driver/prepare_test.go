@@ -26,9 +26,11 @@ func result(req, dev string) resourceapi.DeviceRequestAllocationResult {
 	return resourceapi.DeviceRequestAllocationResult{Driver: "sriov.dra.dev", Pool: testNode, Device: dev, Request: req}
 }
 
+// opaque is a config from the DeviceClass: the admin's, which the claim
+// policy does not bound (claimOpaque is the tenant's).
 func opaque(params string, requests ...string) resourceapi.DeviceAllocationConfiguration {
 	return resourceapi.DeviceAllocationConfiguration{
-		Source:   resourceapi.AllocationConfigSourceClaim,
+		Source:   resourceapi.AllocationConfigSourceClass,
 		Requests: requests,
 		DeviceConfiguration: resourceapi.DeviceConfiguration{Opaque: &resourceapi.OpaqueDeviceConfiguration{
 			Driver: "sriov.dra.dev", Parameters: runtime.RawExtension{Raw: []byte(params)},
@@ -90,7 +92,7 @@ func TestPrepareUnprepareOrder(t *testing.T) {
 	if err := res["u1"].Err; err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
-	guid, err := AutoGUID(pfOf(e.d.inventory(), mustFind(t, e, ib)), mustFind(t, e, ib))
+	guid, err := AutoGUID("", pfOf(e.d.inventory(), mustFind(t, e, ib)), mustFind(t, e, ib), "u1", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

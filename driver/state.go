@@ -100,6 +100,9 @@ type DeviceRecord struct {
 	// PhasePrepareStarted before the first change.
 	Snapshot vfconfig.Snapshot `json:"snapshot"`
 	Steps    DeviceSteps       `json:"steps"`
+	// RDMAManagement gives the containers the RDMA management devices
+	// (umadN, issmN): only when the class's policy allows it.
+	RDMAManagement bool `json:"rdmaManagement,omitempty"`
 	// IPAMConfig is the CNI IPAM configuration, empty for none.
 	IPAMConfig json.RawMessage `json:"ipamConfig,omitempty"`
 	// IPAM is the address allocation, nil when none was configured or done.

@@ -273,6 +273,7 @@ var (
 	typePKey   = reflect.TypeFor[*PKey]()
 	typeRaw    = reflect.TypeFor[json.RawMessage]()
 	typeRoutes = reflect.TypeFor[[]Route]()
+	typePolicy = reflect.TypeFor[*Policy]()
 )
 
 // decodeValue decodes one field's JSON value into dst, by the field's Go
@@ -340,6 +341,12 @@ func decodeValue(p *field.Path, raw json.RawMessage, dst reflect.Value) field.Er
 			return errs
 		}
 		dst.Set(reflect.ValueOf(routes))
+	case typePolicy:
+		pol, errs := decodePolicy(p, raw)
+		if len(errs) > 0 {
+			return errs
+		}
+		dst.Set(reflect.ValueOf(pol))
 	default:
 		// A field type this decoder does not know is a programming error,
 		// caught by the every-field tests.

@@ -36,6 +36,20 @@ type ManifestReport struct {
 	Configs  int      // sriov.dra.dev configs validated
 	Skipped  []string // objects of other kinds, as "Kind name"
 	Problems []Problem
+
+	// classes are the policies of the DeviceClasses read so far (nil for
+	// a class without one), and claims the claim configs to check
+	// against them once every document is read.
+	classes map[string]*Policy
+	claims  []claimConfig
+}
+
+// claimConfig is one decoded config of a claim, kept for the policy check.
+type claimConfig struct {
+	object  string
+	at      *field.Path // the config's parameters
+	cfg     Config
+	classes []string // the DeviceClasses of the requests it applies to
 }
 
 // Summary is a one-line summary of the report.
@@ -82,7 +96,39 @@ func CheckManifests(r io.Reader) (*ManifestReport, error) {
 		}
 		checkDocument(rep, fmt.Sprintf("document %d", n), doc)
 	}
+	rep.checkClaimPolicies()
 	return rep, nil
+}
+
+// checkClaimPolicies checks every claim config against the policy of the
+// DeviceClasses its requests name, where the input has them: the API
+// server's admission policy and the driver's Prepare do the same. A claim
+// config's "policy" is refused whatever its class.
+func (rep *ManifestReport) checkClaimPolicies() {
+	for _, c := range rep.claims {
+		var errs field.ErrorList
+		seen := map[string]bool{}
+		add := func(list field.ErrorList) {
+			for _, e := range list {
+				if !seen[e.Error()] {
+					seen[e.Error()] = true
+					errs = append(errs, e)
+				}
+			}
+		}
+		known := false
+		for _, class := range c.classes {
+			if pol, ok := rep.classes[class]; ok {
+				known = true
+				add(checkClaimConfig(c.at, c.cfg, pol, class))
+			}
+		}
+		if !known && slices.Contains(setFields(c.cfg), "policy") {
+			add(field.ErrorList{field.Forbidden(c.at.Child("policy"),
+				"only a DeviceClass config may set policy: the admin decides what the claims of a class may set")})
+		}
+		rep.add(c.object, errs)
+	}
 }
 
 func checkDocument(rep *ManifestReport, where string, doc []byte) {
@@ -133,20 +179,34 @@ func checkDocument(rep *ManifestReport, where string, doc []byte) {
 			cfgs[i].DeviceConfiguration = c.DeviceConfiguration
 		}
 		rep.checkConfigs(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "config"), cfgs, nil)
+		if rep.classes == nil {
+			rep.classes = map[string]*Policy{}
+		}
+		rep.classes[o.Name] = nil
+		for _, c := range o.Spec.Config {
+			if c.Opaque == nil || c.Opaque.Driver != DriverName {
+				continue
+			}
+			if cfg, errs := Decode(nil, c.Opaque.Parameters.Raw); len(errs) == 0 {
+				if pol, _ := classPolicy(cfg); pol != nil {
+					rep.classes[o.Name] = pol
+				}
+			}
+		}
 	case group == resourceapi.GroupName && tm.Kind == "ResourceClaim":
 		var o resourceapi.ResourceClaim
 		if !rep.unmarshal(where, j, &o) {
 			return
 		}
 		rep.Objects++
-		rep.checkConfigs(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "devices", "config"), o.Spec.Devices.Config, requestNames(o.Spec.Devices.Requests))
+		rep.checkClaim(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "devices"), o.Spec.Devices)
 	case group == resourceapi.GroupName && tm.Kind == "ResourceClaimTemplate":
 		var o resourceapi.ResourceClaimTemplate
 		if !rep.unmarshal(where, j, &o) {
 			return
 		}
 		rep.Objects++
-		rep.checkConfigs(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "spec", "devices", "config"), o.Spec.Spec.Devices.Config, requestNames(o.Spec.Spec.Devices.Requests))
+		rep.checkClaim(objectName(tm.Kind, o.ObjectMeta), field.NewPath("spec", "spec", "devices"), o.Spec.Spec.Devices)
 	default:
 		var meta struct {
 			Metadata metav1.ObjectMeta `json:"metadata"`
@@ -184,6 +244,36 @@ func objectName(kind string, m metav1.ObjectMeta) string {
 		return kind + " " + m.Name
 	}
 	return kind
+}
+
+// checkClaim validates a claim's configs and keeps them for the policy
+// check against their classes.
+func (rep *ManifestReport) checkClaim(object string, devices *field.Path, spec resourceapi.DeviceClaim) {
+	requests := requestNames(spec.Requests)
+	base := devices.Child("config")
+	rep.checkConfigs(object, base, spec.Config, requests)
+	for i, c := range spec.Config {
+		if c.Opaque == nil || c.Opaque.Driver != DriverName {
+			continue
+		}
+		at := base.Index(i).Child("opaque", "parameters")
+		cfg, errs := Decode(at, c.Opaque.Parameters.Raw)
+		if len(errs) > 0 {
+			continue // reported by checkConfigs
+		}
+		var classes []string
+		for _, r := range spec.Requests {
+			if r.Exactly != nil && AppliesTo(c.Requests, r.Name) && !slices.Contains(classes, r.Exactly.DeviceClassName) {
+				classes = append(classes, r.Exactly.DeviceClassName)
+			}
+			for _, sub := range r.FirstAvailable {
+				if AppliesTo(c.Requests, r.Name+"/"+sub.Name) && !slices.Contains(classes, sub.DeviceClassName) {
+					classes = append(classes, sub.DeviceClassName)
+				}
+			}
+		}
+		rep.claims = append(rep.claims, claimConfig{object: object, at: at, cfg: cfg, classes: classes})
+	}
 }
 
 // requestNames lists a claim's requests and subrequests ("req/sub").

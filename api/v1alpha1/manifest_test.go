@@ -217,3 +217,52 @@ func TestDocsExamplesValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckManifestsPolicy: a claim is checked against the policy of the
+// DeviceClasses in the same input (in any order); a claim's own policy is
+// refused whatever its class.
+func TestCheckManifestsPolicy(t *testing.T) {
+	in := `apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: tenant, namespace: team-a}
+spec:
+  spec:
+    devices:
+      requests:
+      - {name: a, exactly: {deviceClassName: vlan100}}
+      - {name: b, exactly: {deviceClassName: elsewhere}}
+      config:
+      - requests: [a]
+        opaque:
+          driver: sriov.dra.dev
+          parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlan: 200, mac: "02:00:00:00:00:01", ifName: data0}
+      - requests: [b]
+        opaque:
+          driver: sriov.dra.dev
+          parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlan: 300, policy: {claimMaySet: [vlan]}}
+---
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: vlan100}
+spec:
+  config:
+  - opaque:
+      driver: sriov.dra.dev
+      parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlan: 100, policy: {claimMaySet: [mac]}}
+`
+	rep, err := CheckManifests(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range rep.Problems {
+		got = append(got, p.String())
+	}
+	want := []string{
+		`ResourceClaimTemplate team-a/tenant: spec.spec.devices.config[0].opaque.parameters.vlan: Forbidden: a claim may not set vlan: DeviceClass "vlan100" does not allow it (policy.claimMaySet); ask the admin for a class that sets or allows it`,
+		`ResourceClaimTemplate team-a/tenant: spec.spec.devices.config[1].opaque.parameters.policy: Forbidden: only a DeviceClass config may set policy: the admin decides what the claims of a class may set`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n got  %s\n want %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+	}
+}

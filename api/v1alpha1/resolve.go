@@ -38,6 +38,11 @@ type Resolved struct {
 	GUID          string
 	PKey          PKey // 0: none
 	RDMAIsolation bool
+	// GUIDPrefix is the class's policy.guidPrefix (lower-case), "" for
+	// none: `guid: auto` keeps it at the start of the GUID it makes.
+	GUIDPrefix string
+	// RDMAManagement gives the container the umad/issm devices.
+	RDMAManagement bool
 
 	// IPAM is the compact JSON of the CNI IPAM configuration, nil for none.
 	IPAM   json.RawMessage
@@ -78,15 +83,18 @@ const (
 // errors name configs by their index in it. Configs with an Opaque for
 // another driver, or scoped to other requests, are ignored. Class configs
 // come first, then claim configs, each in their order; later configs win
-// field by field. A VfConfig and a PfConfig for the same request is an
+// field by field, after the claim's configs were checked against the
+// policy of the class's configs (class names the DeviceClass in errors;
+// see policy.go). A VfConfig and a PfConfig for the same request is an
 // error, and so is a config kind that does not fit deviceKind (a VfConfig
 // for a PF); deviceKind "" skips that check. With no config at all the
 // defaults of deviceKind's config kind are returned.
-func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfiguration, request string, deviceKind string) (*Resolved, field.ErrorList) {
+func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfiguration, request, class, deviceKind string) (*Resolved, field.ErrorList) {
 	type decoded struct {
-		idx int
-		at  *field.Path
-		cfg Config
+		idx     int
+		at      *field.Path
+		cfg     Config
+		byClaim bool
 	}
 	var (
 		list []decoded
@@ -111,7 +119,7 @@ func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfigurati
 			cfg, derrs := Decode(at, c.Opaque.Parameters.Raw)
 			errs = append(errs, derrs...)
 			if cfg != nil {
-				list = append(list, decoded{idx: i, at: at, cfg: cfg})
+				list = append(list, decoded{idx: i, at: at, cfg: cfg, byClaim: source == resourceapi.AllocationConfigSourceClaim})
 			}
 		}
 	}
@@ -142,6 +150,32 @@ func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfigurati
 		}
 	}
 
+	// The class's policy bounds what the claim's configs may set.
+	var (
+		pol       *Policy
+		classIPAM json.RawMessage
+	)
+	for _, d := range list {
+		if d.byClaim {
+			continue
+		}
+		p, ipam := classPolicy(d.cfg)
+		if p != nil {
+			pol = p
+		}
+		if ipam != nil {
+			classIPAM = ipam
+		}
+	}
+	for _, d := range list {
+		if d.byClaim {
+			errs = append(errs, checkClaimConfig(d.at, d.cfg, pol, class)...)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+
 	// Merge field by field, remembering which config set each field so that
 	// errors found in the merged result point at it.
 	var merged Config = &VfConfig{}
@@ -149,8 +183,15 @@ func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfigurati
 		merged = &PfConfig{}
 	}
 	origin := map[string]*field.Path{}
+	claimIPAM := false
 	for _, d := range list {
 		mergeInto(merged, d.cfg, d.at, origin)
+		if _, ipam, _ := claimValues(d.cfg); ipam != nil {
+			claimIPAM = d.byClaim
+		}
+	}
+	if claimIPAM {
+		setIPAM(merged, overlayIPAM(classIPAM, ipamOf(merged)))
 	}
 	at := func(name string) *field.Path {
 		if p, ok := origin[name]; ok {
@@ -251,6 +292,10 @@ func resolvedFrom(c Config) *Resolved {
 		if c.IRQAffinity != nil {
 			r.IRQAffinity = *c.IRQAffinity
 		}
+		if c.Policy != nil && c.Policy.GUIDPrefix != nil {
+			r.GUIDPrefix, _ = ParseGUIDPrefix(*c.Policy.GUIDPrefix) // validated before
+		}
+		r.RDMAManagement = c.Policy != nil && c.Policy.RDMAManagement != nil && *c.Policy.RDMAManagement
 	}
 	return r
 }

@@ -106,7 +106,8 @@ func TestEveryFieldSurvivesMerge(t *testing.T) {
 			covered = append(covered, c.json)
 		}
 		for name := range jsonFields(reflect.TypeOf(k.obj).Elem()) {
-			if !slices.Contains(covered, name) {
+			// policy is no device setting: TestPolicy covers it.
+			if !slices.Contains(covered, name) && name != "policy" {
 				t.Errorf("%s field %q has no case in the every-field table", k.kind, name)
 			}
 		}
@@ -141,8 +142,11 @@ func TestEveryFieldSurvivesMerge(t *testing.T) {
 					conf(fromClaim, []string{"req"}, k.kind, set(c.a)), conf(fromClaim, []string{"other"}, k.kind, set(c.b))}, c.wantA},
 			}
 			for _, s := range scenarios {
+				// A class that lets its claims set every field, so that
+				// claim configs reach the merge.
+				s.configs = append([]resourceapi.DeviceAllocationConfiguration{openClass(k.kind)}, s.configs...)
 				t.Run(k.kind+"/"+c.json+"/"+s.name, func(t *testing.T) {
-					r, errs := Resolve(allocPath, s.configs, s.request, k.deviceKind)
+					r, errs := Resolve(allocPath, s.configs, s.request, "", k.deviceKind)
 					if len(errs) > 0 {
 						t.Fatalf("Resolve: %v", errs)
 					}
@@ -161,6 +165,13 @@ func TestEveryFieldSurvivesMerge(t *testing.T) {
 			}
 		}
 	}
+}
+
+// openClass is a class config whose policy lets claims set every policy
+// field of kind.
+func openClass(kind string) resourceapi.DeviceAllocationConfiguration {
+	names, _ := json.Marshal(PolicyFields(kind))
+	return conf(fromClass, nil, kind, `"policy":{"claimMaySet":`+string(names)+`}`)
 }
 
 func compactJSON(t *testing.T, s string) string {
@@ -209,6 +220,7 @@ func TestResolve(t *testing.T) {
 		{
 			name: "configs of other drivers and other requests are ignored, even broken ones", request: "a/x", deviceKind: DeviceVF,
 			configs: []resourceapi.DeviceAllocationConfiguration{
+				openClass(KindVfConfig),
 				confFor("gpu.example.com", fromClass, nil, KindVfConfig, `"vlan":99999`),
 				vf(fromClaim, `"vlan":99999`, "b"),
 				vf(fromClaim, `"vlan":99999`, "a/y"),
@@ -224,7 +236,7 @@ func TestResolve(t *testing.T) {
 		},
 		{
 			name: "vlan from the class, qos from the claim", request: "req", deviceKind: DeviceVF,
-			configs: []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"vlan":100,"spoofChk":true`), vf(fromClaim, `"vlanQoS":4,"vlanProto":"802.1ad"`)},
+			configs: []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"vlan":100,"spoofChk":true,"policy":{"claimMaySet":["vlanQoS","vlanProto"]}`), vf(fromClaim, `"vlanQoS":4,"vlanProto":"802.1ad"`)},
 			want: &Resolved{Kind: KindVfConfig, Driver: DriverNetdevice, IRQAffinity: IRQAffinityNone,
 				VLAN: new(100), VLANQoS: new(4), VLANProto: new("802.1ad"), SpoofChk: new(true)},
 		},
@@ -265,12 +277,12 @@ func TestResolve(t *testing.T) {
 		},
 		{
 			name: "merged: vlan 0 from the class, vlanQoS from the claim", request: "req", deviceKind: DeviceVF,
-			configs:  []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"vlan":0`), vf(fromClaim, `"vlanQoS":3`)},
+			configs:  []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"vlan":0,"policy":{"claimMaySet":["vlanQoS"]}`), vf(fromClaim, `"vlanQoS":3`)},
 			errField: "[1].opaque.parameters.vlanQoS", errDetail: "needs a VLAN",
 		},
 		{
 			name: "merged: vlanQoS and no vlan anywhere", request: "req", deviceKind: DeviceVF,
-			configs:  []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"mtu":1500`), vf(fromClaim, `"vlanQoS":3`)},
+			configs:  []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"mtu":1500,"policy":{"claimMaySet":["vlanQoS"]}`), vf(fromClaim, `"vlanQoS":3`)},
 			errField: "[1].opaque.parameters.vlanQoS", errDetail: "needs a VLAN",
 		},
 		{
@@ -285,18 +297,18 @@ func TestResolve(t *testing.T) {
 		},
 		{
 			name: "merged: vfio-pci PF with routes", request: "req", deviceKind: DevicePF,
-			configs:  []resourceapi.DeviceAllocationConfiguration{pf(fromClaim, `"routes":[]`), pf(fromClaim, `"driver":"vfio-pci"`)},
-			errField: "[0].opaque.parameters.routes", errDetail: "vfio-pci",
+			configs:  []resourceapi.DeviceAllocationConfiguration{openClass(KindPfConfig), pf(fromClaim, `"routes":[]`), pf(fromClaim, `"driver":"vfio-pci"`)},
+			errField: "[1].opaque.parameters.routes", errDetail: "vfio-pci",
 		},
 		{
 			name: "merged: minTxRate above the class's maxTxRate", request: "req", deviceKind: DeviceVF,
-			configs:  []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"maxTxRate":100`), vf(fromClaim, `"minTxRate":200`)},
+			configs:  []resourceapi.DeviceAllocationConfiguration{vf(fromClass, `"maxTxRate":100,"policy":{"claimMaySet":["minTxRate"]}`), vf(fromClaim, `"minTxRate":200`)},
 			errField: "[1].opaque.parameters.minTxRate", errDetail: "maxTxRate (100 Mbps)",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, errs := Resolve(allocPath, tt.configs, tt.request, tt.deviceKind)
+			got, errs := Resolve(allocPath, tt.configs, tt.request, "", tt.deviceKind)
 			if tt.errField != "" {
 				if len(errs) == 0 {
 					t.Fatalf("Resolve succeeded: %+v", got)
@@ -324,11 +336,11 @@ func TestResolve(t *testing.T) {
 // result resolved from the same configs.
 func TestResolveSharesNothing(t *testing.T) {
 	configs := []resourceapi.DeviceAllocationConfiguration{conf(fromClass, nil, KindVfConfig, `"vlan":5,"routes":[{"dst":"10.0.0.0/8"}],"ipam":{"type":"static"}`)}
-	a, errs := Resolve(allocPath, configs, "r", DeviceVF)
+	a, errs := Resolve(allocPath, configs, "r", "", DeviceVF)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	b, _ := Resolve(allocPath, configs, "r", DeviceVF)
+	b, _ := Resolve(allocPath, configs, "r", "", DeviceVF)
 	*a.VLAN = 6
 	a.Routes[0].Dst = "x"
 	a.IPAM[0] = 'x'

@@ -138,6 +138,10 @@ type VfConfig struct {
 	Routes []Route         `json:"routes,omitzero"`
 
 	IRQAffinity *string `json:"irqAffinity,omitempty"`
+
+	// Policy says what claims of the class may set. Only a DeviceClass's
+	// config may carry it (see policy.go).
+	Policy *Policy `json:"policy,omitempty"`
 }
 
 // PfConfig configures a whole physical function given to one pod.
@@ -149,6 +153,9 @@ type PfConfig struct {
 	Driver *string         `json:"driver,omitempty"`
 	IPAM   json.RawMessage `json:"ipam,omitzero"`
 	Routes []Route         `json:"routes,omitzero"`
+
+	// Policy says what claims of the class may set (DeviceClass only).
+	Policy *Policy `json:"policy,omitempty"`
 }
 
 // GetKind implements Config.

@@ -52,6 +52,7 @@ func (c *VfConfig) validate(at pathFunc, final bool) field.ErrorList {
 		}
 	}
 	errs = append(errs, enum(at("irqAffinity"), c.IRQAffinity, IRQAffinityNone, IRQAffinityContainer)...)
+	errs = append(errs, c.Policy.validate(at("policy"), KindVfConfig)...)
 
 	// Cross-field rules.
 	noVLAN := (c.VLAN != nil && *c.VLAN == 0) || (c.VLAN == nil && final)
@@ -78,6 +79,7 @@ func (c *VfConfig) validate(at pathFunc, final bool) field.ErrorList {
 
 func (c *PfConfig) validate(at pathFunc, _ bool) field.ErrorList {
 	errs := checkCommon(at, c.IfName, c.MTU, c.Driver, c.IPAM, c.Routes)
+	errs = append(errs, c.Policy.validate(at("policy"), KindPfConfig)...)
 	if isVFIO(c.Driver) {
 		errs = append(errs, vfioForbidden(at, c.IfName, c.MTU, c.Routes)...)
 	}
@@ -136,7 +138,7 @@ func checkIPAM(p *field.Path, ipam json.RawMessage) field.ErrorList {
 	if err := CheckIPAMType(typ); err != nil {
 		return field.ErrorList{field.Invalid(p.Child("type"), typ, err.Error())}
 	}
-	return nil
+	return checkJSONKeys(p, ipam)
 }
 
 func checkRoutes(p *field.Path, routes []Route) field.ErrorList {

@@ -3,6 +3,7 @@ package ipam
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -160,6 +161,40 @@ func TestHostLocalAllocateReleaseReallocate(t *testing.T) {
 	}
 }
 
+// TestHostLocalDataDirCaseVariant: host-local reads its config with Go's
+// case-insensitive JSON matching, so a tenant's "datadir" (or "DATADIR")
+// would beat the driver's forced dataDir and put the allocation store
+// where the tenant says. The real plugin must write to the forced store.
+func TestHostLocalDataDirCaseVariant(t *testing.T) {
+	paths := needPlugins(t, "host-local")
+	_, ctx := ktesting.NewTestContext(t)
+	forced, elsewhere := t.TempDir(), t.TempDir()
+	a := New(Config{CNIPath: paths, DataDir: forced})
+	for i, key := range []string{"datadir", "DATADIR", "dataDir", "DataDir"} {
+		var conf map[string]any
+		if err := json.Unmarshal(hostLocal(t, "10.99.0.10", "10.99.0.20"), &conf); err != nil {
+			t.Fatal(err)
+		}
+		conf[key] = elsewhere
+		raw, _ := json.Marshal(conf)
+		dev := fmt.Sprintf("d%d", i)
+		res, err := a.Allocate(ctx, req("claim-dd", dev, raw))
+		if err != nil {
+			t.Fatalf("%s: Allocate: %v", key, err)
+		}
+		ip := strings.Split(res.IPs[0].Address, "/")[0]
+		if got := allocated(t, forced)[ip]; got != "claim-dd-"+dev {
+			t.Errorf("%s: %s is not in the forced store (holder %q)", key, ip, got)
+		}
+		if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+			t.Errorf("%s: host-local wrote to the tenant's directory: %v", key, ents)
+		}
+		if err := a.Release(ctx, res); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestHostLocalExhausted(t *testing.T) {
 	paths := needPlugins(t, "host-local")
 	_, ctx := ktesting.NewTestContext(t)
@@ -175,10 +210,16 @@ func TestHostLocalExhausted(t *testing.T) {
 	if err == nil {
 		t.Fatal("third Allocate in a two-address range succeeded")
 	}
-	for _, want := range []string{`"host-local"`, "claim-x", "d3", "no IP addresses available"} {
+	for _, want := range []string{`"host-local"`, "claim-x", "d3", "CNI error code", "sriov-dra log"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
+	}
+	// The plugin's own words stay out of the error (it reaches Events
+	// that the claim's owner reads) and in PluginError.Output.
+	var pe *PluginError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Output, "no IP addresses available") || strings.Contains(err.Error(), "no IP addresses available") {
+		t.Errorf("error %q: the plugin's message must be in PluginError.Output only (%+v)", err, pe)
 	}
 	got := allocated(t, dataDir)
 	if len(got) != 2 {

@@ -171,6 +171,15 @@ func Move(ctx context.Context, from nlink.Handle, dev, toNsPath string, to nlink
 	return nil
 }
 
+// IsManagementDevice reports whether a character device path from
+// CharDevices is a management device: umadN (raw management datagrams to
+// the fabric) or issmN (sets the port's IsSM capability bit, claiming the
+// subnet manager role). The verbs devices and rdma_cm are not.
+func IsManagementDevice(path string) bool {
+	base := filepath.Base(path)
+	return strings.HasPrefix(base, "umad") || strings.HasPrefix(base, "issm")
+}
+
 // CharDevices lists the host paths of the RDMA character devices of a PCI
 // function for CDI: /dev/infiniband/uverbsN (infiniband_verbs/), umadN and
 // issmN (infiniband_mad/), then those of the software RDMA devices bound

@@ -216,7 +216,9 @@ func (dm *daemon) unprepare(ctx context.Context, c *resourceapi.ResourceClaim) (
 }
 
 // claim is the ResourceClaim of pod i: VF i with VF settings (MAC, VLAN,
-// spoof check, trust), pod MTU and name, and a host-local address.
+// spoof check, trust), pod MTU and name, and a host-local address. The
+// config comes from the claim's DeviceClass (the admin's: its VF settings
+// are not bounded by a class policy); tenantClaim adds a tenant's config.
 func (n *node) claim(i int, config string) *resourceapi.ResourceClaim {
 	if config == "" {
 		config = n.goodConfig(i)
@@ -227,15 +229,31 @@ func (n *node) claim(i int, config string) *resourceapi.ResourceClaim {
 		Status: resourceapi.ResourceClaimStatus{
 			Allocation: &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{
 				Results: []resourceapi.DeviceRequestAllocationResult{{Driver: driverName, Pool: nodeName, Device: n.device(i), Request: "nic"}},
-				Config: []resourceapi.DeviceAllocationConfiguration{{
-					Source: resourceapi.AllocationConfigSourceClaim,
-					DeviceConfiguration: resourceapi.DeviceConfiguration{Opaque: &resourceapi.OpaqueDeviceConfiguration{
-						Driver: driverName, Parameters: runtime.RawExtension{Raw: []byte(config)},
-					}},
-				}},
+				Config:  []resourceapi.DeviceAllocationConfiguration{allocConfig(resourceapi.AllocationConfigSourceClass, config)},
 			}},
 			ReservedFor: []resourceapi.ResourceClaimConsumerReference{{Resource: "pods", Name: fmt.Sprintf("pod-%d", i), UID: types.UID(n.podUID(i))}},
 		},
+	}
+}
+
+// tenantClass is the DeviceClass of tenantClaim's request.
+const tenantClass = "vf-tenant.sriov.dra.dev"
+
+// tenantClaim is pod i's claim on tenantClass, whose admin config is
+// classConfig, with tenantConfig written by the claim's owner.
+func (n *node) tenantClaim(i int, classConfig, tenantConfig string) *resourceapi.ResourceClaim {
+	c := n.claim(i, classConfig)
+	c.Spec.Devices.Requests = []resourceapi.DeviceRequest{{Name: "nic", Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: tenantClass}}}
+	c.Status.Allocation.Devices.Config = append(c.Status.Allocation.Devices.Config, allocConfig(resourceapi.AllocationConfigSourceClaim, tenantConfig))
+	return c
+}
+
+func allocConfig(src resourceapi.AllocationConfigSource, params string) resourceapi.DeviceAllocationConfiguration {
+	return resourceapi.DeviceAllocationConfiguration{
+		Source: src,
+		DeviceConfiguration: resourceapi.DeviceConfiguration{Opaque: &resourceapi.OpaqueDeviceConfiguration{
+			Driver: driverName, Parameters: runtime.RawExtension{Raw: []byte(params)},
+		}},
 	}
 }
 

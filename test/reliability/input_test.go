@@ -44,30 +44,48 @@ func TestBadInput(t *testing.T) {
 	twoPods.Status.ReservedFor = append(twoPods.Status.ReservedFor, twoPods.Status.ReservedFor[0])
 	twoPods.Status.ReservedFor[1].UID = "someone-else"
 
+	// The tenant's class: the admin pins VLAN 100, spoof check on, trust
+	// off, and lets claims set only the MAC besides pod-local fields.
+	class := vfConfig(`"vlan":100,"spoofChk":true,"trust":false,"policy":{"claimMaySet":["mac"]}`)
+	tenant := func(fields string) *resourceapi.ResourceClaim { return n.tenantClaim(0, class, vfConfig(fields)) }
 	cases := []struct {
-		name  string
-		claim *resourceapi.ResourceClaim
-		want  string // in the error
+		name   string
+		claim  *resourceapi.ResourceClaim
+		want   string // in the error
+		tenant bool   // a hostile tenant's claim: a row of the tenant table
 	}{
-		{"ifName with /", n.claim(0, vfConfig(`"ifName":"a/b"`)), "ifName"},
-		{"ifName ..", n.claim(0, vfConfig(`"ifName":".."`)), "ifName"},
-		{"ifName with a space", n.claim(0, vfConfig(`"ifName":"net 1"`)), "ifName"},
-		{"ifName of 16 characters", n.claim(0, vfConfig(`"ifName":"abcdefghijklmnop"`)), "ifName"},
-		{"ifName eth0", n.claim(0, vfConfig(`"ifName":"eth0"`)), "ifName"},
-		{"ifName lo", n.claim(0, vfConfig(`"ifName":"lo"`)), "ifName"},
-		{"two devices with ifName net1 in one pod", twoDevs, "ifName"},
-		{"vlan 4095", n.claim(0, vfConfig(`"vlan":4095`)), "vlan"},
-		{"GUID all-ones", n.claim(0, vfConfig(`"guid":"ff:ff:ff:ff:ff:ff:ff:ff"`)), "guid"},
-		{"IPAM type ../../bin/sh", n.claim(0, vfConfig(`"ipam":{"type":"../../bin/sh"}`)), "ipam"},
-		{"MAC multicast", n.claim(0, vfConfig(`"mac":"01:00:5e:00:00:01"`)), "mac"},
-		{"unknown field", n.claim(0, vfConfig(`"vlna":5`)), "vlna"},
-		{"device of another node's pool", otherNode, "pool"},
-		{"device not on this node", missing, "not in this node"},
-		{"device prepared for another claim", taken, "already prepared"},
-		{"PF whose VFs are enabled (and one in use)", pf, "not in this node"},
-		{"device outside the admin's filter", filtered, "not in this node"},
-		{"claim not allocated", unallocated, "not allocated"},
-		{"claim reserved for two pods", twoPods, "reservedFor"},
+		{"ifName with /", n.claim(0, vfConfig(`"ifName":"a/b"`)), "ifName", false},
+		{"ifName ..", n.claim(0, vfConfig(`"ifName":".."`)), "ifName", false},
+		{"ifName with a space", n.claim(0, vfConfig(`"ifName":"net 1"`)), "ifName", false},
+		{"ifName of 16 characters", n.claim(0, vfConfig(`"ifName":"abcdefghijklmnop"`)), "ifName", false},
+		{"ifName eth0", n.claim(0, vfConfig(`"ifName":"eth0"`)), "ifName", false},
+		{"ifName lo", n.claim(0, vfConfig(`"ifName":"lo"`)), "ifName", false},
+		{"two devices with ifName net1 in one pod", twoDevs, "ifName", false},
+		{"vlan 4095", n.claim(0, vfConfig(`"vlan":4095`)), "vlan", false},
+		{"GUID all-ones", n.claim(0, vfConfig(`"guid":"ff:ff:ff:ff:ff:ff:ff:ff"`)), "guid", false},
+		{"IPAM type ../../bin/sh", n.claim(0, vfConfig(`"ipam":{"type":"../../bin/sh"}`)), "ipam", false},
+		{"MAC multicast", n.claim(0, vfConfig(`"mac":"01:00:5e:00:00:01"`)), "mac", false},
+		{"unknown field", n.claim(0, vfConfig(`"vlna":5`)), "vlna", false},
+		{"device of another node's pool", otherNode, "pool", false},
+		{"device not on this node", missing, "not in this node", false},
+		{"device prepared for another claim", taken, "already prepared", false},
+		{"PF whose VFs are enabled (and one in use)", pf, "not in this node", false},
+		{"device outside the admin's filter", filtered, "not in this node", false},
+		{"claim not allocated", unallocated, "not allocated", false},
+		{"claim reserved for two pods", twoPods, "reservedFor", false},
+		{"VLAN hop: vlan 200 on a class that pins 100", tenant(`"vlan":200`), `vlan: Forbidden: a claim may not set vlan: DeviceClass "` + tenantClass + `"`, true},
+		{"anti-spoofing off", tenant(`"spoofChk":false`), "may not set spoofChk", true},
+		{"trust on (promiscuous, MAC changes)", tenant(`"trust":true`), "may not set trust", true},
+		{"the PF's bandwidth: minTxRate", tenant(`"minTxRate":100000`), "may not set minTxRate", true},
+		{"link state forced up", tenant(`"linkState":"enable"`), "may not set linkState", true},
+		{"a foreign GUID", tenant(`"guid":"00:11:22:33:44:55:66:77"`), "may not set guid", true},
+		{"vfio-pci from a claim", tenant(`"driver":"vfio-pci"`), "may not set driver", true},
+		{"bridge as IPAM plugin", tenant(`"ipam":{"type":"bridge","bridge":"cni0"}`), `ipam.type: Unsupported value: "bridge"`, true},
+		{"whereabouts configuration_path: /host/etc/shadow", tenant(`"ipam":{"type":"whereabouts","configuration_path":"/host/etc/shadow"}`), `ipam.type: Unsupported value: "whereabouts"`, true},
+		{"host-local datadir (case variant of dataDir)", tenant(`"ipam":{"type":"host-local","datadir":"/etc","ranges":[[{"subnet":"10.9.0.0/24"}]]}`), `ipam.datadir: Forbidden`, true},
+		{"keys differing only in case (gateway, Gateway)", tenant(`"ipam":{"type":"host-local","ranges":[[{"subnet":"10.9.0.0/24","gateway":"10.9.0.1","Gateway":"10.9.0.2"}]]}`), "differ only in case", true},
+		{"a claim's own policy", tenant(`"policy":{"claimMaySet":["vlan","trust"]},"trust":true`), "only a DeviceClass config may set policy", true},
+		{"MTU above the class's policy.maxMTU", n.tenantClaim(0, vfConfig(`"policy":{"maxMTU":1500}`), vfConfig(`"mtu":9000`)), "policy.maxMTU", true},
 	}
 	var claims []*resourceapi.ResourceClaim
 	claims = append(claims, held)
@@ -122,10 +140,15 @@ func TestBadInput(t *testing.T) {
 			if result == "" {
 				result = "refused, host unchanged: " + shorten(msg)
 			}
-			results.add("input", fmt.Sprintf("%02d", i), tc.name, result)
+			table := "input"
+			if tc.tenant {
+				table = "tenant"
+			}
+			results.add(table, fmt.Sprintf("%02d", i), tc.name, result)
 		})
 	}
 	results.complete("input")
+	results.complete("tenant")
 }
 
 // shorten keeps the part of an error after the claim/device prefix.

@@ -61,6 +61,8 @@ var tables = []struct{ name, title, intro, header string }{
 		"| fault | result |\n|---|---|"},
 	{"input", "Bad input", "Each is sent through kubelet's NodePrepareResources; the answer must be an error naming the problem, and the host must be exactly as before (VF admin state, links, drivers, no IPAM allocation, no CDI spec, no attach marker, empty checkpoint).",
 		"| input | result |\n|---|---|"},
+	{"tenant", "Hostile tenant", "A namespace user's claim config (source FromClaim) on a DeviceClass whose config is the admin's: VLAN 100, spoof check on, trust off, and `policy.claimMaySet: [mac]`. Each is sent through NodePrepareResources; the answer must be an error naming the field and the class, and the host must be exactly as before (same checks as above). The same claims are refused at admission in the cluster e2e, where the API server can see the class.",
+		"| attack | result |\n|---|---|"},
 	{"concurrency", "Concurrency", "", "| scenario | result |\n|---|---|"},
 	{"privilege", "Least privilege", "", "| check | result |\n|---|---|"},
 }

@@ -17,12 +17,12 @@ import (
 func resolve(t *testing.T, params string) *v1alpha1.Resolved {
 	t.Helper()
 	configs := []resourceapi.DeviceAllocationConfiguration{{
-		Source: resourceapi.AllocationConfigSourceClaim,
+		Source: resourceapi.AllocationConfigSourceClass, // a class config: no policy bounds it
 		DeviceConfiguration: resourceapi.DeviceConfiguration{Opaque: &resourceapi.OpaqueDeviceConfiguration{
 			Driver: v1alpha1.DriverName, Parameters: runtime.RawExtension{Raw: []byte(params)},
 		}},
 	}}
-	r, errs := v1alpha1.Resolve(field.NewPath("config"), configs, "req", v1alpha1.DeviceVF)
+	r, errs := v1alpha1.Resolve(field.NewPath("config"), configs, "req", "", v1alpha1.DeviceVF)
 	if len(errs) > 0 {
 		t.Fatalf("Resolve: %v", errs)
 	}

@@ -132,6 +132,8 @@ type node struct {
 	cdiDir string
 }
 
+// vfClaim is a claim whose config comes from its DeviceClass (the
+// admin's, so its VF settings are not bounded by a class policy).
 func vfClaim(name, uid string, podUID types.UID, devName, params string) *resourceapi.ResourceClaim {
 	return &resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, UID: types.UID(uid)},
@@ -139,7 +141,7 @@ func vfClaim(name, uid string, podUID types.UID, devName, params string) *resour
 			Allocation: &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{
 				Results: []resourceapi.DeviceRequestAllocationResult{{Driver: driverName, Pool: nodeName, Device: devName, Request: "nic"}},
 				Config: []resourceapi.DeviceAllocationConfiguration{{
-					Source: resourceapi.AllocationConfigSourceClaim,
+					Source: resourceapi.AllocationConfigSourceClass,
 					DeviceConfiguration: resourceapi.DeviceConfiguration{Opaque: &resourceapi.OpaqueDeviceConfiguration{
 						Driver: driverName, Parameters: runtime.RawExtension{Raw: []byte(params)},
 					}},
