@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -195,7 +196,7 @@ func hostLinks(t *testing.T) map[string]string {
 			continue
 		}
 		a := l.Attrs()
-		out[n] = fmt.Sprintf("mac=%s mtu=%d flags=%v", a.HardwareAddr, a.MTU, a.Flags)
+		out[n] = fmt.Sprintf("mac=%s mtu=%d up=%v", a.HardwareAddr, a.MTU, a.Flags&net.FlagUp != 0)
 	}
 	return out
 }
@@ -466,6 +467,13 @@ func TestHostileTenant(t *testing.T) {
 		}
 	})
 
+	// With the pods gone every VF is back on the host, as it was.
+	for _, p := range []string{"own", "vlan", "datadir", "whereabouts"} {
+		e.deletePod(t, p)
+	}
+	waitFor(t, 60*time.Second, "all simulated netdevs back on the host", func() (bool, error) {
+		return len(missingHostLinks()) == 0, nil
+	})
 	if got := hostLinks(t); !maps.Equal(got, before) {
 		t.Errorf("the host's links changed:\nbefore %v\nafter  %v", before, got)
 	}
