@@ -316,7 +316,7 @@ func TestHostileTenant(t *testing.T) {
 				params: map[string]any{"ipam": map[string]any{"type": "bridge", "bridge": "cni0"}},
 				want:   []string{"ipam.type bridge is not allowed"}},
 			{name: "a policy of its own", class: pinned, policy: claimsPolicy,
-				params: map[string]any{"policy": map[string]any{"claimMaySet": []string{"vlan"}}, "vlan": 200},
+				params: map[string]any{"policy": map[string]any{"claimMaySet": []string{"vlan"}}},
 				want:   []string{"spec.spec.devices.config[0]: a claim may not set policy: only a DeviceClass config sets policy"}},
 			{name: "a case variant of a field name", class: pinned, policy: claimsPolicy, params: map[string]any{"VLAN": 200},
 				want: []string{"parameters key VLAN differs from the field vlan only in case"}},
