@@ -1,10 +1,15 @@
-// Package policy holds the ValidatingAdmissionPolicy that keeps the
-// driver's service account to its own node's ResourceSlices. This test
-// evaluates the policy's CEL (match conditions, variables, validations,
-// message expressions) the way the API server applies them, on admission
-// requests built here, with untyped (dyn) objects: it checks the logic.
-// The API server's type check of the expressions runs when the cluster
-// e2e applies the manifests.
+// Package policy holds the ValidatingAdmissionPolicies of sriov-dra: the
+// driver's service account keeps to its own node's ResourceSlices and
+// claim status, and namespace users' claims keep to what their DeviceClass
+// allows. These tests evaluate each policy's CEL (match conditions,
+// variables, validations, message expressions) the way the API server
+// applies them, in Kubernetes' own CEL environment for new expressions of
+// the oldest supported API server (1.34, whose compatibility version is
+// 1.33: an expression that needs a later library is refused when the
+// policy is created there), on
+// admission requests built here, with untyped (dyn) objects: they check
+// the logic. The API server's type check of the expressions runs when the
+// cluster e2e applies the manifests.
 package policy
 
 import (
@@ -15,45 +20,89 @@ import (
 
 	"github.com/google/cel-go/cel"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/apiserver/pkg/cel/environment"
 	"sigs.k8s.io/yaml"
 )
 
-const driverUser = "system:serviceaccount:sriov-dra:sriov-dra"
+const (
+	driverUser = "system:serviceaccount:sriov-dra:sriov-dra"
+	sliceFile  = "resourceslice-policy.yaml"
+)
 
-func load(t *testing.T) (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
+// oldestCompatibility is the CEL compatibility version of the oldest API
+// server the docs support: 1.34 validates new expressions for 1.33.
+var oldestCompatibility = version.MajorMinor(1, 33)
+
+// load returns the policy and the binding of that name in file.
+func load(t *testing.T, file, name string) (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
 	t.Helper()
 	var (
 		pol *admissionv1.ValidatingAdmissionPolicy
 		bnd *admissionv1.ValidatingAdmissionPolicyBinding
 	)
-	data, err := os.ReadFile("resourceslice-policy.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, doc := range strings.Split(string(data), "\n---\n") {
-		var meta struct{ Kind string }
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+	for _, doc := range docs(t, file) {
+		var meta struct {
+			Kind     string
+			Metadata struct{ Name string }
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
 			t.Fatal(err)
 		}
 		switch meta.Kind {
 		case "ValidatingAdmissionPolicy":
-			pol = &admissionv1.ValidatingAdmissionPolicy{}
-			if err := yaml.UnmarshalStrict([]byte(doc), pol); err != nil {
-				t.Fatal(err)
+			p := &admissionv1.ValidatingAdmissionPolicy{}
+			if err := yaml.UnmarshalStrict(doc, p); err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			if p.Name == name {
+				pol = p
 			}
 		case "ValidatingAdmissionPolicyBinding":
-			bnd = &admissionv1.ValidatingAdmissionPolicyBinding{}
-			if err := yaml.UnmarshalStrict([]byte(doc), bnd); err != nil {
-				t.Fatal(err)
+			b := &admissionv1.ValidatingAdmissionPolicyBinding{}
+			if err := yaml.UnmarshalStrict(doc, b); err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			if b.Name == name {
+				bnd = b
 			}
 		default:
-			t.Fatalf("unexpected kind %q", meta.Kind)
+			t.Fatalf("%s: unexpected kind %q", file, meta.Kind)
 		}
 	}
 	if pol == nil || bnd == nil {
-		t.Fatal("want one policy and one binding")
+		t.Fatalf("%s: want a policy and a binding named %s", file, name)
+	}
+	if bnd.Spec.PolicyName != pol.Name {
+		t.Fatalf("binding %s names policy %q", bnd.Name, bnd.Spec.PolicyName)
 	}
 	return pol, bnd
+}
+
+// docs splits a YAML file into its documents (comments-only ones dropped).
+func docs(t *testing.T, file string) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		if strings.TrimSpace(stripComments(doc)) != "" {
+			out = append(out, []byte(doc))
+		}
+	}
+	return out
+}
+
+func stripComments(doc string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
 
 // evaluator runs a policy's CEL like the API server's admission plugin.
@@ -64,10 +113,11 @@ type evaluator struct {
 }
 
 func newEvaluator(t *testing.T, pol *admissionv1.ValidatingAdmissionPolicy) *evaluator {
-	env, err := cel.NewEnv(
+	env, err := environment.MustBaseEnvSet(oldestCompatibility).NewExpressionsEnv().Extend(
 		cel.Variable("request", cel.DynType),
 		cel.Variable("object", cel.DynType),
 		cel.Variable("oldObject", cel.DynType),
+		cel.Variable("params", cel.DynType),
 		cel.Variable("variables", cel.MapType(cel.StringType, cel.DynType)),
 	)
 	if err != nil {
@@ -93,12 +143,18 @@ func (e *evaluator) eval(expr string, act map[string]any) (any, error) {
 	return out.Value(), nil
 }
 
-// admit returns "" when the request is allowed, else the denial message.
+// admit returns "" when the request is allowed, else the denial message
+// of the first failing validation (the API server reports the first).
 // A request the match conditions exclude is allowed.
 func (e *evaluator) admit(req map[string]any, object, oldObject any) string {
 	e.t.Helper()
+	return e.admitWith(req, object, oldObject, nil)
+}
+
+func (e *evaluator) admitWith(req map[string]any, object, oldObject, params any) string {
+	e.t.Helper()
 	vars := map[string]any{}
-	act := map[string]any{"request": req, "object": object, "oldObject": oldObject, "variables": vars}
+	act := map[string]any{"request": req, "object": object, "oldObject": oldObject, "params": params, "variables": vars}
 	for _, mc := range e.pol.Spec.MatchConditions {
 		v, err := e.eval(mc.Expression, act)
 		if err != nil {
@@ -135,8 +191,10 @@ func (e *evaluator) admit(req map[string]any, object, oldObject any) string {
 	return ""
 }
 
-func slice(node string) map[string]any {
-	spec := map[string]any{"driver": "sriov.dra.dev", "pool": map[string]any{"name": node, "generation": 1}}
+func slice(node string) map[string]any { return driverSlice(node, "sriov.dra.dev") }
+
+func driverSlice(node, driver string) map[string]any {
+	spec := map[string]any{"driver": driver, "pool": map[string]any{"name": node, "generation": 1}}
 	if node != "" {
 		spec["nodeName"] = node
 	} else {
@@ -158,7 +216,7 @@ func request(op, user, tokenNode string) map[string]any {
 }
 
 func TestPolicy(t *testing.T) {
-	pol, _ := load(t)
+	pol, _ := load(t, sliceFile, "sriov-dra-resourceslices")
 	e := newEvaluator(t, pol)
 	tests := []struct {
 		name        string
@@ -192,6 +250,14 @@ func TestPolicy(t *testing.T) {
 		// all: the request's userInfo then has no extra field.
 		{name: "credential without any extras", op: "CREATE", user: driverUser, noExtra: true, object: slice("a"), denied: true,
 			msgHas: []string{"bound to a pod"}},
+		{name: "another driver's slice on its own node", op: "CREATE", user: driverUser, tokenNode: "a", object: driverSlice("a", "gpu.example.com"), denied: true,
+			msgHas: []string{"only write ResourceSlices of driver sriov.dra.dev, not of gpu.example.com"}},
+		{name: "turn its slice into another driver's", op: "UPDATE", user: driverUser, tokenNode: "a", object: driverSlice("a", "gpu.example.com"), old: slice("a"), denied: true,
+			msgHas: []string{"not of gpu.example.com"}},
+		{name: "take over another driver's slice", op: "UPDATE", user: driverUser, tokenNode: "a", object: slice("a"), old: driverSlice("a", "gpu.example.com"), denied: true,
+			msgHas: []string{"change or delete ResourceSlices of driver sriov.dra.dev, not of gpu.example.com"}},
+		{name: "delete another driver's slice on its own node", op: "DELETE", user: driverUser, tokenNode: "a", old: driverSlice("a", "gpu.example.com"), denied: true,
+			msgHas: []string{"not of gpu.example.com"}},
 		{name: "another user is not this policy's business", op: "CREATE", user: "system:serviceaccount:other:gpu", tokenNode: "a", object: slice("b")},
 		{name: "a node's kubelet is not matched", op: "DELETE", user: "system:node:a", old: slice("b")},
 	}
@@ -223,7 +289,7 @@ func TestPolicy(t *testing.T) {
 
 // The policy applies to every write of resourceslices and is enforced.
 func TestPolicyScopeAndBinding(t *testing.T) {
-	pol, bnd := load(t)
+	pol, bnd := load(t, sliceFile, "sriov-dra-resourceslices")
 	if pol.Spec.FailurePolicy == nil || *pol.Spec.FailurePolicy != admissionv1.Fail {
 		t.Error("failurePolicy must be Fail: an error must not let a write through")
 	}

@@ -369,9 +369,10 @@ up() {
 	log "simulated SR-IOV node: veth pairs + fixture sysfs in $HOST_ROOT"
 	(cd "$REPO" && go build -o "$CACHE_BIN/simnode" ./test/cluster/simnode)
 	"$CACHE_BIN/simnode" -root "$HOST_ROOT" -vfs "$SIM_VFS" up >"$CLUSTER_DIR/simnode.txt"
-	# The driver mounts the host root with HostToContainer propagation, which
-	# the runtime allows only from a shared or slave mount; a bind of the folder
-	# onto itself makes it one without depending on how / is mounted here.
+	# A bind of the folder onto itself makes it a shared mount point, without
+	# depending on how / is mounted here, should a mount below it ever need
+	# HostToContainer propagation (the runtime allows it only from a shared
+	# or slave mount).
 	if ! mountpoint -q "$HOST_ROOT"; then
 		mount --bind "$HOST_ROOT" "$HOST_ROOT"
 		mount --make-shared "$HOST_ROOT"

@@ -2,7 +2,8 @@
 # The driver on the harness cluster, deployed as in production: its image
 # built without Docker (static binary -> OCI tar -> ctr import), then
 # `deployments/base` through a kustomize overlay that only points the
-# host paths at the harness folder and the host root at the simulated node.
+# host paths at the harness folder and the host-root mounts (sys, proc/irq,
+# the boot ID, dev) at the simulated node's.
 #
 #   bash test/cluster/driver.sh deploy    # build + import image, apply, wait for the ResourceSlice
 #   bash test/cluster/driver.sh undeploy
@@ -83,7 +84,11 @@ spec:
         - {name: kubelet-registry, mountPath: "$KUBELET_ROOT/plugins_registry"}
         - {name: netns, mountPath: "$NETNS_DIR", mountPropagation: HostToContainer}
       volumes:
-      - {name: host-root, hostPath: {path: "$HOST_ROOT", type: Directory}}
+      # The parts of the simulated node's host root the base mounts.
+      - {name: host-sys, hostPath: {path: "$HOST_ROOT/sys", type: Directory}}
+      - {name: host-proc-irq, hostPath: {path: "$HOST_ROOT/proc/irq", type: Directory}}
+      - {name: host-boot-id, hostPath: {path: "$HOST_ROOT/proc/sys/kernel/random", type: Directory}}
+      - {name: host-dev, hostPath: {path: "$HOST_ROOT/dev", type: Directory}}
       - {name: kubelet-plugins, hostPath: {path: "$KUBELET_ROOT/plugins", type: DirectoryOrCreate}}
       - {name: kubelet-registry, hostPath: {path: "$KUBELET_ROOT/plugins_registry", type: DirectoryOrCreate}}
       - {name: nri, hostPath: {path: "$CLUSTER_DIR/nri", type: Directory}}

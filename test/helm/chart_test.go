@@ -242,7 +242,7 @@ func TestChartValues(t *testing.T) {
 	})
 	t.Run("host paths and args", func(t *testing.T) {
 		objs := renderObjects(t, map[string]any{
-			"host":           map[string]any{"kubeletPluginsDir": "/data/kubelet/plugins", "netnsDir": "/run/netns"},
+			"host":           map[string]any{"kubeletPluginsDir": "/data/kubelet/plugins", "netnsDir": "/run/netns", "root": "/srv/host/"},
 			"extraArgs":      []any{"-v=4"},
 			"extraEnv":       []any{map[string]any{"name": "EXTRA", "value": "1"}},
 			"passthroughPFs": []any{"ens5f0", "0000:af:00.1"},
@@ -257,8 +257,9 @@ func TestChartValues(t *testing.T) {
 			`{"name":"KUBELET_PLUGINS_DIR","value":"/data/kubelet/plugins/sriov.dra.dev"}`,
 			`"mountPath":"/run/netns"`, `"path":"/run/netns"`,
 			`"args":["driver","-v=4"]`, `{"name":"EXTRA","value":"1"}`,
-			`{"name":"METRICS_ADDR","value":":9500"}`,
+			`{"name":"METRICS_ADDR","value":"127.0.0.1:9500"}`,
 			`{"name":"PASSTHROUGH_PFS","value":"ens5f0,0000:af:00.1"}`,
+			`"path":"/srv/host/sys"`, `"path":"/srv/host/proc/irq"`, `"path":"/srv/host/proc/sys/kernel/random"`, `"path":"/srv/host/dev"`,
 			`"image":"registry.example/sriov-dra:v0.1.0"`,
 		} {
 			if !strings.Contains(s, want) {
@@ -266,6 +267,82 @@ func TestChartValues(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Least privilege: the host's / is not mounted, metrics stay on the
+// loopback unless the values expose them, and tolerations are the values'.
+func TestChartLeastPrivilege(t *testing.T) {
+	ds := func(t *testing.T, vals map[string]any) map[string]any {
+		t.Helper()
+		return renderObjects(t, vals, "sriov-dra")["apps/v1 DaemonSet sriov-dra/sriov-dra"]
+	}
+	podSpec := func(d map[string]any) map[string]any {
+		return d["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+	}
+	env := func(t *testing.T, d map[string]any, name string) string {
+		t.Helper()
+		for _, e := range podSpec(d)["containers"].([]any)[0].(map[string]any)["env"].([]any) {
+			if e.(map[string]any)["name"] == name {
+				return e.(map[string]any)["value"].(string)
+			}
+		}
+		t.Fatalf("no env %s", name)
+		return ""
+	}
+	def := ds(t, nil)
+	for _, v := range podSpec(def)["volumes"].([]any) {
+		hp, ok := v.(map[string]any)["hostPath"].(map[string]any)
+		if ok && (hp["path"] == "/" || hp["path"] == "/proc" || hp["path"] == "/etc" || hp["path"] == "/var") {
+			t.Errorf("volume %v mounts the host's %s", v.(map[string]any)["name"], hp["path"])
+		}
+	}
+	if _, ok := podSpec(def)["tolerations"]; ok {
+		t.Errorf("default tolerations %v, want none", podSpec(def)["tolerations"])
+	}
+	for _, tc := range []struct {
+		host any
+		want string
+	}{{nil, "127.0.0.1:9478"}, {"", ":9478"}, {"::1", "[::1]:9478"}, {"10.0.0.5", "10.0.0.5:9478"}} {
+		vals := map[string]any{}
+		if tc.host != nil {
+			vals["metricsHost"] = tc.host
+		}
+		if got := env(t, ds(t, vals), "METRICS_ADDR"); got != tc.want {
+			t.Errorf("metricsHost %v: METRICS_ADDR %q, want %q", tc.host, got, tc.want)
+		}
+	}
+	tol := []any{map[string]any{"key": "sriov.dra.dev/node", "operator": "Exists", "effect": "NoSchedule"}}
+	d := ds(t, map[string]any{"tolerations": tol, "nodeSelector": map[string]any{"sriov.dra.dev/node": "true"}})
+	b, _ := json.Marshal(podSpec(d))
+	for _, want := range []string{`"tolerations":[{"effect":"NoSchedule","key":"sriov.dra.dev/node","operator":"Exists"}]`, `"nodeSelector":{"kubernetes.io/os":"linux","sriov.dra.dev/node":"true"}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("pod spec lacks %s", want)
+		}
+	}
+}
+
+// The overlay deployments/sriov-nodes is the base on labeled nodes only.
+func TestSRIOVNodesOverlay(t *testing.T) {
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	rm, err := k.Run(filesys.MakeFsOnDisk(), "../../deployments/sriov-nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := rm.AsYaml()
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := parse(t, "overlay", string(y))
+	base := kustomizeBase(t)
+	if len(objs) != len(base) {
+		t.Errorf("%d objects, the base has %d", len(objs), len(base))
+	}
+	ds := objs["apps/v1 DaemonSet sriov-dra/sriov-dra"]
+	sel := ds["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["nodeSelector"]
+	b, _ := json.Marshal(sel)
+	if string(b) != `{"kubernetes.io/os":"linux","sriov.dra.dev/node":"true"}` {
+		t.Errorf("nodeSelector %s", b)
+	}
 }
 
 // values.schema.json turns bad values away before anything renders.
@@ -277,6 +354,7 @@ func TestChartSchemaRejects(t *testing.T) {
 	}{
 		{"pull policy", map[string]any{"image": map[string]any{"pullPolicy": "Sometimes"}}, "pullPolicy"},
 		{"port", map[string]any{"metricsPort": 0}, "metricsPort"},
+		{"metrics host", map[string]any{"metricsHost": "0.0.0.0:80/x"}, "metricsHost"},
 		{"relative host path", map[string]any{"host": map[string]any{"root": "host"}}, "root"},
 		{"unknown key (typo)", map[string]any{"nodeSelecter": map[string]any{"a": "b"}}, "nodeSelecter"},
 		{"namespace not a DNS label", map[string]any{"namespace": "SRIOV_DRA"}, "namespace"},

@@ -26,7 +26,8 @@ import (
 // runExample creates the ResourceClaimTemplate and the Pod of
 // deployments/examples/<name>.yaml in the test's namespace, unchanged but
 // for what the harness needs: the locally imported image (never pulled),
-// DNS on this machine, a short grace period.
+// DNS on this machine, a short grace period; and the example's admin
+// DeviceClass if it has one (deleted when the test ends).
 func (e *env) runExample(t *testing.T, name string) {
 	t.Helper()
 	ctx := context.Background()
@@ -43,6 +44,13 @@ func (e *env) runExample(t *testing.T, name string) {
 			t.Fatalf("%s: decode %s: %v", path, u.GetKind(), err)
 		}
 		switch o := obj.(type) {
+		case *resourceapi.DeviceClass:
+			if _, err := e.cs.ResourceV1().DeviceClasses().Create(ctx, o, metav1.CreateOptions{}); err != nil {
+				t.Fatalf("%s: create DeviceClass: %v", path, err)
+			}
+			t.Cleanup(func() {
+				_ = e.cs.ResourceV1().DeviceClasses().Delete(context.Background(), o.Name, metav1.DeleteOptions{})
+			})
 		case *resourceapi.ResourceClaimTemplate:
 			o.Namespace = e.namespace
 			if _, err := e.cs.ResourceV1().ResourceClaimTemplates(e.namespace).Create(ctx, o, metav1.CreateOptions{}); err != nil {

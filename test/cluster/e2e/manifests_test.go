@@ -177,10 +177,13 @@ func TestManifestsDryRun(t *testing.T) {
 	sources := []source{
 		{"deployments/base", kustomize("deployments/base"), map[string]int{
 			"Namespace": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "DaemonSet": 1,
-			"DeviceClass": 4, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
+			"DeviceClass": 4, "ValidatingAdmissionPolicy": 4, "ValidatingAdmissionPolicyBinding": 4,
 		}},
 		{"deployments/policy", kustomize("deployments/policy"), map[string]int{
-			"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
+			"ValidatingAdmissionPolicy": 4, "ValidatingAdmissionPolicyBinding": 4,
+		}},
+		{"deployments/sriov-nodes", kustomize("deployments/sriov-nodes"), map[string]int{
+			"DaemonSet": 1, "DeviceClass": 4, "ValidatingAdmissionPolicy": 4,
 		}},
 	}
 	examples, _ := filepath.Glob(filepath.Join(root, "deployments", "examples", "*.yaml"))
@@ -188,13 +191,17 @@ func TestManifestsDryRun(t *testing.T) {
 		t.Fatalf("only %d examples in deployments/examples", len(examples))
 	}
 	for _, f := range examples {
-		sources = append(sources, source{"deployments/examples/" + filepath.Base(f), file(f),
-			map[string]int{"ResourceClaimTemplate": 1, "Pod": 1}})
+		// An example that needs VF policy fields brings its admin's DeviceClass.
+		want := map[string]int{"ResourceClaimTemplate": 1, "Pod": 1}
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "\nkind: DeviceClass\n") {
+			want["DeviceClass"] = 1
+		}
+		sources = append(sources, source{"deployments/examples/" + filepath.Base(f), file(f), want})
 	}
 	if m := os.Getenv("E2E_HELM_MANIFEST"); m != "" {
 		sources = append(sources, source{"deployments/helm/sriov-dra (default values)", file(m), map[string]int{
 			"Namespace": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "DaemonSet": 1,
-			"DeviceClass": 4, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
+			"DeviceClass": 4, "ValidatingAdmissionPolicy": 4, "ValidatingAdmissionPolicyBinding": 4,
 		}})
 	} else {
 		t.Errorf("E2E_HELM_MANIFEST not set: the Helm chart is not checked (e2e.sh renders it with test/cluster/helmrender)")

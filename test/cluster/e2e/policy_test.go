@@ -156,6 +156,10 @@ func TestResourceSlicePolicyAndRBAC(t *testing.T) {
 			"sriov-dra on node localhost may only write ResourceSlices with spec.nodeName localhost, not other-node")
 		wantDenied(t, "slice for all nodes", create(onNode, testSlice("e2e-policy-all", "")),
 			"not a slice without spec.nodeName")
+		other := testSlice("e2e-policy-other-driver", nodeName)
+		other.Spec.Driver = "gpu.example.com"
+		wantDenied(t, "another driver's slice on its own node", create(onNode, other),
+			"sriov-dra may only write ResourceSlices of driver sriov.dra.dev, not of gpu.example.com")
 		wantDenied(t, "token without a node", create(e.asServiceAccount(t, sa, ""), testSlice("e2e-policy-nonode", nodeName)),
 			"the token carries no authentication.kubernetes.io/node-name")
 

@@ -19,3 +19,10 @@ app.kubernetes.io/component: driver
 {{- define "sriov-dra.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
+
+{{/* METRICS_ADDR: host:port, an IPv6 host in brackets, "" host = every address. */}}
+{{- define "sriov-dra.metricsAddr" -}}
+{{- $h := .Values.metricsHost -}}
+{{- if contains ":" $h -}}{{- $h = printf "[%s]" $h -}}{{- end -}}
+{{ printf "%s:%d" $h (int .Values.metricsPort) }}
+{{- end -}}
