@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,7 @@ func runValidateCmd(t *testing.T, stdin string, args ...string) (int, string, st
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	code := 0
-	if err := root.Execute(); err != nil {
+	if err := executeRoot(t, context.Background(), root); err != nil {
 		code = exitCode(err)
 		errOut.WriteString("error: " + err.Error() + "\n")
 	}
