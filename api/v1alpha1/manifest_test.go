@@ -63,7 +63,7 @@ metadata: {name: p}
 `
 
 func TestCheckManifestsAccepts(t *testing.T) {
-	rep, err := CheckManifests(strings.NewReader(goodManifests))
+	rep, err := CheckManifests(strings.NewReader(goodManifests), DriverName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ items:
 ---
 a: [1,
 `
-	rep, err := CheckManifests(strings.NewReader(in))
+	rep, err := CheckManifests(strings.NewReader(in), DriverName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestDocsExamplesValidate(t *testing.T) {
 	}
 	all := ""
 	for i, b := range blocks {
-		rep, err := CheckManifests(strings.NewReader(string(shipped) + "\n---\n" + b[1]))
+		rep, err := CheckManifests(strings.NewReader(string(shipped)+"\n---\n"+b[1]), DriverName)
 		if err != nil {
 			t.Fatalf("block %d: %v", i, err)
 		}
@@ -256,7 +256,7 @@ spec:
       driver: sriov.dra.dev
       parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlan: 100, policy: {claimMaySet: [mac]}}
 `
-	rep, err := CheckManifests(strings.NewReader(in))
+	rep, err := CheckManifests(strings.NewReader(in), DriverName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,20 +11,25 @@ import (
 )
 
 func newValidateCmd() *cobra.Command {
-	var file string
+	var file, driverName string
 	cmd := &cobra.Command{
 		Use:   "validate -f FILE",
 		Short: "Check sriov.dra.dev device configs in YAML/JSON manifests",
 		Long: `validate reads a bare VfConfig or PfConfig, or DeviceClass, ResourceClaim and
 ResourceClaimTemplate objects (several YAML documents allowed, "-f -" reads stdin),
-and checks every opaque config whose driver is sriov.dra.dev with the rules the driver
-applies. It prints each error with its object and field path and exits 1 on any error;
-otherwise it prints a one-line summary and exits 0.
+and checks every opaque config whose driver is --driver-name (sriov.dra.dev unless
+the driver runs under another name) with the rules the driver applies. Parameters
+of apiVersion sriov.dra.dev/v1alpha1 under another driver name are an error: the
+driver would not apply them. It prints each error with its object and field path
+and exits 1 on any error; otherwise it prints a one-line summary and exits 0.
 
 Rules that need the DeviceClass and the ResourceClaim together (vlanQoS set in a claim
 while vlan comes from the class, driver vfio-pci from the class with an ifName in the
 claim) are checked when the driver prepares the claim.`,
 		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags())
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var in io.Reader
 			name := file
@@ -38,7 +43,7 @@ claim) are checked when the driver prepares the claim.`,
 				defer f.Close()
 				in = f
 			}
-			rep, err := v1alpha1.CheckManifests(in)
+			rep, err := v1alpha1.CheckManifests(in, driverName)
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
@@ -54,6 +59,7 @@ claim) are checked when the driver prepares the claim.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", `file to check ("-" for stdin)`)
+	cmd.Flags().StringVar(&driverName, "driver-name", v1alpha1.DriverName, "DRA driver name the configs must name, the driver's --driver-name [$"+envOf["driver-name"]+"]")
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
 }
