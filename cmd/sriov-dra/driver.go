@@ -221,9 +221,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return fmt.Errorf("open checkpoint: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := driver.NewMetrics(reg)
+	reg, metrics := newMetrics()
 	status := claimstatus.New(client, claimstatus.Options{DriverName: o.driverName})
 	events, stopEvents := driver.NewEventRecorder(ctx, client, o.driverName, o.nodeName)
 	defer stopEvents()
@@ -265,7 +263,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 	if err != nil {
 		return err
 	}
-	plugin, err = nri.New(nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks}, d.State(), nriHost)
+	plugin, err = nri.New(nriConfig(o, marks, metrics), d.State(), nriHost)
 	if err != nil {
 		return err
 	}
@@ -318,7 +316,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 	run("registration", func() error { return registration.Wait(ctx, o.registrationTimeout, sockets) })
 
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/metrics", metricsHandler(reg))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !registration.Registered() {
 			http.Error(w, "not registered with kubelet yet", http.StatusServiceUnavailable)
@@ -386,6 +384,25 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return fatal
 	}
 	return nil
+}
+
+// newMetrics is the daemon's Prometheus registry: the Go and process
+// collectors and the driver's metrics.
+func newMetrics() (*prometheus.Registry, *driver.Metrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, driver.NewMetrics(reg)
+}
+
+// metricsHandler serves reg at /metrics.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// nriConfig is the NRI plugin's configuration; the hooks' latencies and
+// failures go to metrics.
+func nriConfig(o driverOptions, marks *attachmark.Marks, metrics *driver.Metrics) nri.Config {
+	return nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks, ObserveHook: metrics.ObserveNRIHook}
 }
 
 // scanFunc adapts a function to driver.Scanner.

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+)
+
+// podDevices is the driver state the NRI plugin reads: one netdev per pod.
+type podDevices struct {
+	mu   sync.Mutex
+	devs map[string]nri.PodDevice // pod UID -> its device
+}
+
+func (p *podDevices) ForPod(uid string) []nri.PodDevice {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d, ok := p.devs[uid]; ok {
+		return []nri.PodDevice{d}
+	}
+	return nil
+}
+
+func (p *podDevices) Pods() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var uids []string
+	for uid := range p.devs {
+		uids = append(uids, uid)
+	}
+	return uids
+}
+
+func (p *podDevices) update(claim string, f func(*nri.PodDevice)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for uid, d := range p.devs {
+		if d.ClaimUID == claim {
+			f(&d)
+			p.devs[uid] = d
+			return nil
+		}
+	}
+	return errors.New("no such claim")
+}
+
+func (p *podDevices) Attaching(claim, _, netns string, orig netattach.Original) error {
+	return p.update(claim, func(d *nri.PodDevice) { d.NetnsPath, d.Original = netns, &orig })
+}
+
+func (p *podDevices) Attached(claim, _ string, rdma bool) error {
+	return p.update(claim, func(d *nri.PodDevice) { d.Attached, d.RDMAMoved = true, rdma })
+}
+
+func (p *podDevices) Detached(claim, _ string) error {
+	return p.update(claim, func(d *nri.PodDevice) { d.NetnsPath, d.Attached, d.RDMAMoved = "", false, false })
+}
+
+// linkHost moves links in memory; moving failLink fails as the kernel
+// would refuse it.
+type linkHost struct{ failLink string }
+
+func (h linkHost) ReadOriginal(_ context.Context, name string) (netattach.Original, error) {
+	return netattach.Original{IfName: name, MAC: "02:00:00:00:00:01", MTU: 1500}, nil
+}
+
+func (h linkHost) Attach(_ context.Context, _ string, spec netattach.Spec) error {
+	if spec.HostIfName == h.failLink {
+		return errors.New("file exists")
+	}
+	return nil
+}
+
+func (linkHost) InNetns(context.Context, string, string) (bool, error) { return false, nil }
+func (linkHost) Detach(context.Context, string, string, netattach.Original) error {
+	return nil
+}
+func (linkHost) MoveRDMA(context.Context, string, string) error   { return nil }
+func (linkHost) ReturnRDMA(context.Context, string, string) error { return nil }
+func (linkHost) PinIRQs(context.Context, string, string) error    { return nil }
+
+// The NRI plugin as the daemon configures it reports each hook's latency
+// and failure on the daemon's /metrics.
+func TestNRIHookMetrics(t *testing.T) {
+	reg, metrics := newMetrics()
+	o := driverOptions{nriSocket: "/nonexistent/nri.sock", nriPluginIndex: "50"}
+	devs := &podDevices{devs: map[string]nri.PodDevice{
+		"pod-ok":   {ClaimUID: "c1", Device: "d1", Spec: netattach.Spec{HostIfName: "vf1", PodIfName: "net1"}},
+		"pod-fail": {ClaimUID: "c2", Device: "d2", Spec: netattach.Spec{HostIfName: "vf2", PodIfName: "net1"}},
+	}}
+	plugin, err := nri.New(nriConfig(o, nil, metrics), devs, linkHost{failLink: "vf2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sandbox := func(uid string) *api.PodSandbox {
+		return &api.PodSandbox{Id: "sb-" + uid, Uid: uid, Name: uid, Namespace: "ns", Linux: &api.LinuxPodSandbox{
+			Namespaces: []*api.LinuxNamespace{{Type: "network", Path: "/var/run/netns/" + uid}},
+		}}
+	}
+	ctx := context.Background()
+	if err := plugin.RunPodSandbox(ctx, sandbox("pod-ok")); err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	if err := plugin.RunPodSandbox(ctx, sandbox("pod-fail")); err == nil {
+		t.Fatal("RunPodSandbox of a link the host refuses succeeded")
+	}
+	// A pod without devices is none of the plugin's business.
+	if err := plugin.RunPodSandbox(ctx, sandbox("pod-plain")); err != nil {
+		t.Fatal(err)
+	}
+
+	srv := httptest.NewServer(metricsHandler(reg))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, line := range strings.Split(string(body), "\n") {
+		have[line] = true
+	}
+	for _, want := range []string{
+		`sriov_dra_nri_hook_duration_seconds_count{hook="RunPodSandbox"} 2`,
+		`sriov_dra_nri_hook_failures_total{hook="RunPodSandbox"} 1`,
+		// Every hook's series is there before its first call.
+		`sriov_dra_nri_hook_duration_seconds_count{hook="StopPodSandbox"} 0`,
+		`sriov_dra_nri_hook_failures_total{hook="CreateContainer"} 0`,
+		// The bucket at the hooks' budget.
+		`sriov_dra_nri_hook_duration_seconds_bucket{hook="RunPodSandbox",le="2"} 2`,
+	} {
+		if !have[want] {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
+}
+
+// registered keeps the collectors registered through it.
+type registered struct {
+	prometheus.Registerer
+	collectors []prometheus.Collector
+}
+
+func (r *registered) MustRegister(cs ...prometheus.Collector) {
+	r.collectors = append(r.collectors, cs...)
+	r.Registerer.MustRegister(cs...)
+}
+
+// docs/install.md lists every metric of the driver, including those with
+// no series yet.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/install.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &registered{Registerer: prometheus.NewRegistry()}
+	driver.NewMetrics(reg)
+	descs := make(chan *prometheus.Desc, 100)
+	for _, c := range reg.collectors {
+		c.Describe(descs)
+	}
+	close(descs)
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	n := 0
+	for d := range descs {
+		m := fqName.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("no name in %s", d)
+		}
+		n++
+		if !strings.Contains(string(doc), "`"+m[1]+"`") {
+			t.Errorf("docs/install.md does not list metric %s", m[1])
+		}
+	}
+	if n < 8 {
+		t.Fatalf("found %d metrics, the driver has at least 8", n)
+	}
+}
