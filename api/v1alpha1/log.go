@@ -2,13 +2,14 @@ package v1alpha1
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 )
 
 // MarshalLog is what a log line shows of a resolved configuration (it
 // implements logr.Marshaler): the fields that are set, by their Go names
 // in lowerCamelCase (VLANQoS: vlanQoS), pointers dereferenced, the IPAM
-// configuration as its JSON text. Reflection keeps a new field from being
+// configuration as JSON. Reflection keeps a new field from being
 // left out.
 func (r *Resolved) MarshalLog() any {
 	if r == nil {
@@ -27,7 +28,7 @@ func (r *Resolved) MarshalLog() any {
 		case f.Kind() == reflect.Pointer:
 			out[name] = f.Elem().Interface()
 		case t.Field(i).Name == "IPAM":
-			out[name] = string(r.IPAM)
+			out[name] = slices.Clone(r.IPAM) // JSON within the JSON
 		case f.Type() == reflect.TypeFor[PKey]():
 			out[name] = r.PKey.String()
 		default:

@@ -22,7 +22,7 @@ func TestResolvedMarshalLog(t *testing.T) {
 			Routes: []Route{{Dst: "10.0.0.0/8"}},
 		}, map[string]any{
 			"kind": KindVfConfig, "driver": DriverNetdevice, "ifName": "net1", "mac": "02:00:00:00:00:01",
-			"vlan": 100, "trust": false, "pKey": "0x8001", "ipam": `{"type":"host-local"}`,
+			"vlan": 100, "trust": false, "pKey": "0x8001", "ipam": json.RawMessage(`{"type":"host-local"}`),
 			"routes": []Route{{Dst: "10.0.0.0/8"}},
 		}},
 	} {
