@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
 // cliEnv makes the test binary run main() instead of the tests: the
@@ -258,4 +260,36 @@ func TestDocumentedLoggingFlagsParse(t *testing.T) {
 		}
 	}
 	t.Logf("checked %v", flags)
+}
+
+// `sriov-dra inventory` keeps the scan's log to itself (its output says
+// what was left out and why) unless the verbosity flags ask for it.
+func TestInventoryLogWithVerbosity(t *testing.T) {
+	pf := sysfstest.IGB()
+	pf.IfName = "h5nopf0" // not on this host: the scan says so at V(2)
+	for i := range pf.VFs {
+		pf.VFs[i].IfName = fmt.Sprintf("h5nopf0v%d", i)
+	}
+	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{pf}})
+	const v2Line = "PF link not in the host netns"
+	for _, tc := range []struct {
+		flags []string
+		want  bool
+	}{
+		{nil, false},
+		{[]string{"-v=2"}, true},
+		{[]string{"--vmodule=scan=2"}, true},
+	} {
+		args := append([]string{"inventory", "--host-root", h.Root}, tc.flags...)
+		out, log, code := runCLI(t, context.Background(), args...)
+		if code != 0 {
+			t.Fatalf("sriov-dra %s: exit code %d\n%s", strings.Join(args, " "), code, log)
+		}
+		if !strings.Contains(out, "0000:02:00.0") {
+			t.Errorf("sriov-dra %s: output lacks the PF:\n%s", strings.Join(args, " "), out)
+		}
+		if got := strings.Contains(log, v2Line); got != tc.want {
+			t.Errorf("sriov-dra %s: %q in the log: %v, want %v\nlog:\n%s", strings.Join(args, " "), v2Line, got, tc.want, log)
+		}
+	}
 }
