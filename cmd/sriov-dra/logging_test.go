@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -107,6 +108,35 @@ func TestLoggingFlags(t *testing.T) {
 				t.Errorf("sriov-dra %s: stderr %q, want an error with %q", strings.Join(tc.args, " "), errOut, tc.wantErr)
 			}
 		})
+	}
+}
+
+// Every subcommand applies the logging flags before it does anything: a
+// bad value stops each with the same usage error.
+func TestEveryCommandAppliesLoggingFlags(t *testing.T) {
+	var walk func(c *cobra.Command, path []string)
+	n := 0
+	walk = func(c *cobra.Command, path []string) {
+		for _, sub := range c.Commands() {
+			walk(sub, append(slices.Clone(path), sub.Name()))
+		}
+		if !c.Runnable() {
+			return
+		}
+		n++
+		args := slices.Clone(path)
+		if c.Args != nil && c.Args(c, nil) != nil {
+			args = append(args, "x") // a command that needs an argument gets one
+		}
+		args = append(args, "--logging-format=xml")
+		_, errOut, code := runCLI(t, context.Background(), args...)
+		if code != 2 || !strings.Contains(errOut, `logging flags: format: Invalid value: "xml": Unsupported log format`) {
+			t.Errorf("sriov-dra %s: exit code %d, want 2 and the logging flags' error; stderr:\n%s", strings.Join(args, " "), code, errOut)
+		}
+	}
+	walk(newRootCmd(), nil)
+	if n < 6 {
+		t.Fatalf("walked %d runnable commands, want at least 6", n)
 	}
 }
 

@@ -17,6 +17,10 @@ func main() {
 	// The standard library's log goes to klog too; the logging flags
 	// take effect once parsed (PersistentPreRunE).
 	logs.InitLogs()
+	// Run the root's persistent hook (the logging flags) also for a
+	// subcommand with a persistent hook of its own; cobra runs only the
+	// nearest one otherwise.
+	cobra.EnableTraverseRunHooks = true
 	root := newRootCmd()
 	asKubectlPlugin(root, os.Args)
 	err := root.Execute()
@@ -35,7 +39,8 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	// The logging flags work after every subcommand; they are applied
-	// before it runs (no subcommand defines a PersistentPreRun of its own).
+	// before it runs (main makes cobra run this hook before a
+	// subcommand's own persistent hooks).
 	logCfg := addLoggingFlags(root.PersistentFlags())
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return logCfg.apply(cmd) }
 	root.AddCommand(

@@ -17,6 +17,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // podDevices is the driver state the NRI plugin reads: one netdev per pod.
@@ -69,39 +70,28 @@ func (p *podDevices) Detached(claim, _ string) error {
 	return p.update(claim, func(d *nri.PodDevice) { d.NetnsPath, d.Attached, d.RDMAMoved = "", false, false })
 }
 
-// linkHost moves links in memory; moving failLink fails as the kernel
-// would refuse it.
-type linkHost struct{ failLink string }
-
-func (h linkHost) ReadOriginal(_ context.Context, name string) (netattach.Original, error) {
-	return netattach.Original{IfName: name, MAC: "02:00:00:00:00:01", MTU: 1500}, nil
-}
-
-func (h linkHost) Attach(_ context.Context, _ string, spec netattach.Spec) error {
-	if spec.HostIfName == h.failLink {
-		return errors.New("file exists")
-	}
-	return nil
-}
-
-func (linkHost) InNetns(context.Context, string, string) (bool, error) { return false, nil }
-func (linkHost) Detach(context.Context, string, string, netattach.Original) error {
-	return nil
-}
-func (linkHost) MoveRDMA(context.Context, string, string) error   { return nil }
-func (linkHost) ReturnRDMA(context.Context, string, string) error { return nil }
-func (linkHost) PinIRQs(context.Context, string, string) error    { return nil }
-
-// The NRI plugin as the daemon configures it reports each hook's latency
-// and failure on the daemon's /metrics.
+// The NRI plugin as the daemon builds it (real host operations over
+// netlink) reports each hook's latency and failure on the daemon's
+// /metrics: a pod with a vfio-pci device only (nothing to move) passes
+// RunPodSandbox, a pod whose netdev is not on the host fails it.
 func TestNRIHookMetrics(t *testing.T) {
 	reg, metrics := newMetrics()
-	o := driverOptions{nriSocket: "/nonexistent/nri.sock", nriPluginIndex: "50"}
+	o := driverOptions{hostRoot: "/", nriSocket: "/nonexistent/nri.sock", nriPluginIndex: "50"}
 	devs := &podDevices{devs: map[string]nri.PodDevice{
-		"pod-ok":   {ClaimUID: "c1", Device: "d1", Spec: netattach.Spec{HostIfName: "vf1", PodIfName: "net1"}},
-		"pod-fail": {ClaimUID: "c2", Device: "d2", Spec: netattach.Spec{HostIfName: "vf2", PodIfName: "net1"}},
+		"pod-ok": {ClaimUID: "c1", Device: "d1", PCIAddress: "0000:7f:00.1", VFIO: true},
+		"pod-fail": {ClaimUID: "c2", Device: "d2", PCIAddress: "0000:7f:00.2",
+			Spec: netattach.Spec{HostIfName: "sdrnosuch0", PodIfName: "net1"}},
 	}}
-	plugin, err := nri.New(nriConfig(o, nil, metrics), devs, linkHost{failLink: "vf2"})
+	nl, err := nlink.NewHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	host, err := nri.NewHostOps(nri.HostConfig{Root: o.hostRoot, Host: nl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin, err := nri.New(nriConfig(o, nil, metrics), devs, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +105,7 @@ func TestNRIHookMetrics(t *testing.T) {
 		t.Fatalf("RunPodSandbox: %v", err)
 	}
 	if err := plugin.RunPodSandbox(ctx, sandbox("pod-fail")); err == nil {
-		t.Fatal("RunPodSandbox of a link the host refuses succeeded")
+		t.Fatal("RunPodSandbox of a netdev that is not on the host succeeded")
 	}
 	// A pod without devices is none of the plugin's business.
 	if err := plugin.RunPodSandbox(ctx, sandbox("pod-plain")); err != nil {
