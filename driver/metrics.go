@@ -1,11 +1,7 @@
 package driver
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sriov-dra/sriov-dra/nri"
 )
 
 // Metrics are the driver's Prometheus metrics.
@@ -16,17 +12,11 @@ type Metrics struct {
 	unprepareDur prometheus.Histogram
 	devices      *prometheus.GaugeVec
 	publishes    prometheus.Counter
-	nriHookDur   *prometheus.HistogramVec
-	nriHookFails *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-	// The NRI hooks' budget: the runtime gives all its plugins about 2 s
-	// together, so these are fine below 100 ms, where a hook should be,
-	// and around 1-2 s, where the sandbox fails.
-	nriHookBuckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 3, 5}
 	m := &Metrics{
 		prepares: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sriov_dra", Name: "prepare_claims_total",
@@ -52,32 +42,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "sriov_dra", Name: "resourceslice_publish_total",
 			Help: "Times the node's pool was published because it changed.",
 		}),
-		nriHookDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "sriov_dra", Name: "nri_hook_duration_seconds",
-			Help:    "Time an NRI hook took for a pod with devices, by hook; the runtime allows all plugins about 2 s. For StopPodSandbox and RemovePodSandbox it is the detach's time, which may end in the background after the hook returned.",
-			Buckets: nriHookBuckets,
-		}, []string{"hook"}),
-		nriHookFails: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "sriov_dra", Name: "nri_hook_failures_total",
-			Help: "NRI hooks that failed for a pod with devices, by hook (RunPodSandbox and CreateContainer failures fail the sandbox or container).",
-		}, []string{"hook"}),
 	}
-	// Every hook has its series from the start, at zero.
-	for _, h := range nri.Hooks() {
-		m.nriHookDur.WithLabelValues(h)
-		m.nriHookFails.WithLabelValues(h)
-	}
-	reg.MustRegister(m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes, m.nriHookDur, m.nriHookFails)
+	reg.MustRegister(m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes)
 	return m
-}
-
-// ObserveNRIHook records one NRI hook: its duration and whether it failed.
-// It is the NRI plugin's Config.ObserveHook.
-func (m *Metrics) ObserveNRIHook(hook string, took time.Duration, err error) {
-	m.nriHookDur.WithLabelValues(hook).Observe(took.Seconds())
-	if err != nil {
-		m.nriHookFails.WithLabelValues(hook).Inc()
-	}
 }
 
 // updateDeviceMetrics sets the devices gauge from the scan and the state.

@@ -221,7 +221,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return fmt.Errorf("open checkpoint: %w", err)
 	}
 
-	reg, metrics := newMetrics()
+	reg, metrics, hookMetrics := newMetrics()
 	status := claimstatus.New(client, claimstatus.Options{DriverName: o.driverName})
 	events, stopEvents := driver.NewEventRecorder(ctx, client, o.driverName, o.nodeName)
 	defer stopEvents()
@@ -263,7 +263,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 	if err != nil {
 		return err
 	}
-	plugin, err = nri.New(nriConfig(o, marks, metrics), d.State(), nriHost)
+	plugin, err = nri.New(nriConfig(o, marks, hookMetrics), d.State(), nriHost)
 	if err != nil {
 		return err
 	}
@@ -387,11 +387,11 @@ func runDriver(parent context.Context, o driverOptions) error {
 }
 
 // newMetrics is the daemon's Prometheus registry: the Go and process
-// collectors and the driver's metrics.
-func newMetrics() (*prometheus.Registry, *driver.Metrics) {
+// collectors, the driver's metrics and the NRI hooks'.
+func newMetrics() (*prometheus.Registry, *driver.Metrics, *driver.NRIHookMetrics) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg, driver.NewMetrics(reg)
+	return reg, driver.NewMetrics(reg), driver.NewNRIHookMetrics(reg)
 }
 
 // metricsHandler serves reg at /metrics.
@@ -400,9 +400,9 @@ func metricsHandler(reg *prometheus.Registry) http.Handler {
 }
 
 // nriConfig is the NRI plugin's configuration; the hooks' latencies and
-// failures go to metrics.
-func nriConfig(o driverOptions, marks *attachmark.Marks, metrics *driver.Metrics) nri.Config {
-	return nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks, ObserveHook: metrics.ObserveNRIHook}
+// failures go to hooks.
+func nriConfig(o driverOptions, marks *attachmark.Marks, hooks *driver.NRIHookMetrics) nri.Config {
+	return nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks, ObserveHook: hooks.Observe}
 }
 
 // scanFunc adapts a function to driver.Scanner.

@@ -75,7 +75,7 @@ func (p *podDevices) Detached(claim, _ string) error {
 // /metrics: a pod with a vfio-pci device only (nothing to move) passes
 // RunPodSandbox, a pod whose netdev is not on the host fails it.
 func TestNRIHookMetrics(t *testing.T) {
-	reg, metrics := newMetrics()
+	reg, _, hooks := newMetrics()
 	o := driverOptions{hostRoot: "/", nriSocket: "/nonexistent/nri.sock", nriPluginIndex: "50"}
 	devs := &podDevices{devs: map[string]nri.PodDevice{
 		"pod-ok": {ClaimUID: "c1", Device: "d1", PCIAddress: "0000:7f:00.1", VFIO: true},
@@ -91,7 +91,7 @@ func TestNRIHookMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plugin, err := nri.New(nriConfig(o, nil, metrics), devs, host)
+	plugin, err := nri.New(nriConfig(o, nil, hooks), devs, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +165,7 @@ func TestMetricsDocumented(t *testing.T) {
 	}
 	reg := &registered{Registerer: prometheus.NewRegistry()}
 	driver.NewMetrics(reg)
+	driver.NewNRIHookMetrics(reg)
 	descs := make(chan *prometheus.Desc, 100)
 	for _, c := range reg.collectors {
 		c.Describe(descs)
