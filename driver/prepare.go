@@ -466,10 +466,10 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		if len(errs) > 0 {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", errs.ToAggregate())
 		}
-		logger.V(4).Info("Resolved device config", "request", r.Request, "device", r.Device, "config", res)
 		devs = append(devs, *dev)
 		results = append(results, r)
 		resolved = append(resolved, res)
+		logger.V(4).Info("Resolved device config", "request", r.Request, "device", r.Device, "config", res)
 	}
 
 	// Interface names in the pod: devices of the pod's other claims keep
