@@ -5,6 +5,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/sriov-dra
 PKGS := ./...
+# Log-call checker: contextual logging only, no deprecated klog calls.
+# `go run` of a pinned version fetches and caches it (module and build
+# cache), so a fresh machine needs nothing installed.
+LOGCHECK ?= $(GO) run sigs.k8s.io/logtools/logcheck@v0.11.0
+LOGCHECK_FLAGS := -check-contextual -check-deprecations
+# Build tags of the tiers that are not in the default build.
+LINT_TAGS := e2e,faultinject,vmtest
 
 .PHONY: help build test unit hosttest reliability lint fmt bench fuzz vmtest e2e demo demo-down image-tar clean
 
@@ -20,9 +27,11 @@ test: lint ## unit + host-kernel tests with -race (host-kernel tests need root; 
 	$(MAKE) fuzz
 	$(MAKE) -C test/helm test
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, logcheck (contextual logging; also over the e2e, faultinject and vmtest files)
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
+	GOFLAGS="$$($(GO) env GOFLAGS) -tags=$(LINT_TAGS)" $(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
 
 fmt: ## gofmt -w
 	gofmt -w $$(git ls-files '*.go')

@@ -72,7 +72,7 @@ func TestConfigsAreValid(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rep, err := v1alpha1.CheckManifests(bytes.NewReader(b))
+		rep, err := v1alpha1.CheckManifests(bytes.NewReader(b), v1alpha1.DriverName)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}

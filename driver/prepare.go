@@ -431,6 +431,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 	if err != nil {
 		return nil, nil, err
 	}
+	logger := klog.FromContext(ctx)
 	inv := d.inventory()
 	if inv == nil {
 		return nil, nil, errors.New("no device scan yet")
@@ -474,7 +475,10 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		if owner := d.state.relatedOwner(dev); owner != "" && owner != rec.UID {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", fmt.Errorf("a PF and its own VFs are never handed out together: a related device is prepared for claim %s", owner))
 		}
-		res, errs := v1alpha1.Resolve(cfgPath, alloc.Config, r.Request, requestClass(claim, r.Request), string(dev.Kind))
+		if errs := v1alpha1.ForeignConfigs(cfgPath, &alloc, d.cfg.DriverName, r.Request); len(errs) > 0 {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", errs.ToAggregate())
+		}
+		res, errs := v1alpha1.Resolve(cfgPath, alloc.Config, d.cfg.DriverName, r.Request, requestClass(claim, r.Request), string(dev.Kind))
 		if len(errs) > 0 {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", errs.ToAggregate())
 		}
@@ -484,6 +488,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		devs = append(devs, *dev)
 		results = append(results, r)
 		resolved = append(resolved, res)
+		logger.V(4).Info("Resolved device config", "request", r.Request, "device", r.Device, "config", res)
 	}
 
 	// Interface names in the pod: devices of the pod's other claims keep

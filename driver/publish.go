@@ -175,7 +175,6 @@ func (d *Driver) TriggerRescan() {
 // In the background it also retries pending releases of records from
 // before a reboot (with backoff) and applies the admin's drop requests.
 func (d *Driver) Run(ctx context.Context, pub Publisher) error {
-	logger := klog.FromContext(ctx)
 	if _, err := d.publish(ctx, pub); err != nil {
 		return err
 	}
@@ -223,15 +222,16 @@ func (d *Driver) Run(ctx context.Context, pub Publisher) error {
 				debounce.Reset(d.cfg.Debounce)
 			}
 		case <-poll.C:
-			d.rescanAndPublish(ctx, pub, logger)
+			d.rescanAndPublish(ctx, pub)
 		case <-debounce.C:
 			pending = false
-			d.rescanAndPublish(ctx, pub, logger)
+			d.rescanAndPublish(ctx, pub)
 		}
 	}
 }
 
-func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher, logger klog.Logger) {
+func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher) {
+	logger := klog.FromContext(ctx)
 	if _, err := d.scan(ctx); err != nil {
 		logger.Error(err, "Rescan failed; keeping the last published devices")
 		return

@@ -111,7 +111,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) (err er
 		return nil
 	}
 	start := time.Now()
-	defer func() { p.observe("RunPodSandbox", start, err) }()
+	defer func() { p.observe(HookRunPodSandbox, start, err) }()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid)
 	ctx = klog.NewContext(ctx, logger)
 	unlock := p.hookLock(uid)
@@ -151,7 +151,7 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 		return nil, nil, nil
 	}
 	start := time.Now()
-	defer func() { p.observe("CreateContainer", start, err) }()
+	defer func() { p.observe(HookCreateContainer, start, err) }()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef(pod), "podUID", uid, "container", ctr.GetName())
 	ctx = klog.NewContext(ctx, logger)
 	unlock := p.hookLock(uid)
@@ -274,14 +274,14 @@ func (p *Plugin) pinIRQs(ctx context.Context, devs []PodDevice, info *podInfo) e
 // StopPodSandbox returns the pod's netdevs to the host. It never fails the
 // teardown: what cannot be finished now is retried later.
 func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	p.teardown(ctx, pod, "StopPodSandbox")
+	p.teardown(ctx, pod, HookStopPodSandbox)
 	return nil
 }
 
 // RemovePodSandbox is StopPodSandbox for runtimes (or restarts) that skip
 // it, and forgets the pod.
 func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	p.teardown(ctx, pod, "RemovePodSandbox")
+	p.teardown(ctx, pod, HookRemovePodSandbox)
 	p.forget(pod.GetUid())
 	return nil
 }
@@ -388,7 +388,7 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 			}
 		}
 		p.mu.Unlock()
-		p.observe("Synchronize", start, nil)
+		p.observe(HookSynchronize, start, nil)
 		p.syncs.Add(1)
 		logger.Info("Synchronized with the NRI runtime", "pods", len(pods), "attached", attached, "detached", detached, "failed", failed, "skipped", skipped, "duration", time.Since(start))
 	}()

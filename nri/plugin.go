@@ -58,9 +58,27 @@ type Config struct {
 	// be the driver's AttachMarks.
 	AttachMarks *attachmark.Marks
 	// ObserveHook, when set, is called after each hook that had devices
-	// to handle, with the hook's name, how long it took and its error
-	// (for metrics). It must be fast and safe for concurrent use.
+	// to handle, with the hook's name (one of Hooks), how long it took
+	// and its error (for metrics). For StopPodSandbox and RemovePodSandbox
+	// the time is the detach's, which may end in the background after the
+	// hook returned at TeardownBudget; for Synchronize it is the
+	// reconcile's, which runs in the background too and reports no error.
+	// It must be fast and safe for concurrent use.
 	ObserveHook func(hook string, took time.Duration, err error)
+}
+
+// The hooks ObserveHook reports.
+const (
+	HookRunPodSandbox    = "RunPodSandbox"
+	HookCreateContainer  = "CreateContainer"
+	HookStopPodSandbox   = "StopPodSandbox"
+	HookRemovePodSandbox = "RemovePodSandbox"
+	HookSynchronize      = "Synchronize"
+)
+
+// Hooks lists the hooks ObserveHook reports, in lifecycle order.
+func Hooks() []string {
+	return []string{HookSynchronize, HookRunPodSandbox, HookCreateContainer, HookStopPodSandbox, HookRemovePodSandbox}
 }
 
 func (c *Config) complete() error {

@@ -29,7 +29,7 @@ func BenchmarkResolve(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, errs := Resolve(allocPath, configs, "net", "", DeviceVF); len(errs) > 0 {
+		if _, errs := Resolve(allocPath, configs, DriverName, "net", "", DeviceVF); len(errs) > 0 {
 			b.Fatal(errs)
 		}
 	}

@@ -37,7 +37,7 @@ func FuzzDecode(f *testing.F) {
 			DeviceConfiguration: resourceapi.DeviceConfiguration{Opaque: &resourceapi.OpaqueDeviceConfiguration{
 				Driver: DriverName, Parameters: runtime.RawExtension{Raw: data}}},
 		}}
-		r, rerrs := Resolve(allocPath, configs, "req", "", "")
+		r, rerrs := Resolve(allocPath, configs, DriverName, "req", "", "")
 		for _, e := range rerrs {
 			if !strings.HasPrefix(e.Field, allocPath.String()+"[0]") {
 				t.Fatalf("Resolve error without a path under the config: %#v", e)

@@ -47,13 +47,15 @@ func (w Warning) String() string {
 // ManifestReport is the result of CheckManifests.
 type ManifestReport struct {
 	Objects  int      // objects examined: bare configs, DeviceClasses, ResourceClaims, ResourceClaimTemplates
-	Configs  int      // sriov.dra.dev configs validated
+	Configs  int      // configs for the driver validated
 	Skipped  []string // objects of other kinds, as "Kind name"
 	Problems []Problem
 	// Warnings are rules left to Prepare; they do not make the input
 	// invalid.
 	Warnings []Warning
 
+	// driver is the DRA driver name the configs must name.
+	driver string
 	// classes are the policies of the DeviceClasses read so far (nil for
 	// a class without one), and claims the claim configs to check
 	// against them once every document is read.
@@ -75,7 +77,7 @@ type claimConfig struct {
 
 // Summary is a one-line summary of the report.
 func (r *ManifestReport) Summary() string {
-	s := fmt.Sprintf("%d %s %s in %d %s", r.Configs, DriverName, plural(r.Configs, "config", "configs"), r.Objects, plural(r.Objects, "object", "objects"))
+	s := fmt.Sprintf("%d %s %s in %d %s", r.Configs, r.driver, plural(r.Configs, "config", "configs"), r.Objects, plural(r.Objects, "object", "objects"))
 	switch {
 	case len(r.Problems) == 0 && len(r.Warnings) > 0:
 		s += fmt.Sprintf(": valid as far as the input shows; %d %s left to the driver's Prepare", len(r.Warnings), plural(len(r.Warnings), "rule", "rules"))
@@ -98,17 +100,19 @@ func plural(n int, one, many string) string {
 }
 
 // CheckManifests reads YAML or JSON documents (separated by "---") and
-// validates every sriov.dra.dev config in them: bare VfConfig/PfConfig
-// objects, and the opaque configs of DeviceClass (spec.config),
-// ResourceClaim (spec.devices.config) and ResourceClaimTemplate
-// (spec.spec.devices.config) objects of any resource.k8s.io version, and
-// of such objects inside a List. Within one object it also refuses a
-// VfConfig and a PfConfig for the same request, configs naming requests
-// the claim does not have, and sriov.dra.dev parameters under another
-// driver name. Objects of other kinds are skipped. The error is for
-// reading only; problems are in the report.
-func CheckManifests(r io.Reader) (*ManifestReport, error) {
-	rep := &ManifestReport{}
+// validates every config in them for driver, the DRA driver name the
+// driver runs under (DriverName unless --driver-name says otherwise):
+// bare VfConfig/PfConfig objects, and the opaque configs of DeviceClass
+// (spec.config), ResourceClaim (spec.devices.config) and
+// ResourceClaimTemplate (spec.spec.devices.config) objects of any
+// resource.k8s.io version, and of such objects inside a List. Within one
+// object it also refuses a VfConfig and a PfConfig for the same request,
+// configs naming requests the claim does not have, and sriov.dra.dev
+// parameters under another driver name than driver. Objects of other
+// kinds are skipped. The error is for reading only; problems are in the
+// report.
+func CheckManifests(r io.Reader, driver string) (*ManifestReport, error) {
+	rep := &ManifestReport{driver: driver}
 	yr := utilyaml.NewYAMLReader(bufio.NewReader(r))
 	for n := 1; ; n++ {
 		doc, err := yr.Read()
@@ -232,7 +236,7 @@ func checkDocument(rep *ManifestReport, where string, doc []byte) {
 		}
 		rep.classVLAN[o.Name] = setsVLAN(decodedConfigs(cfgs))
 		for _, c := range o.Spec.Config {
-			if c.Opaque == nil || c.Opaque.Driver != DriverName {
+			if c.Opaque == nil || c.Opaque.Driver != rep.driver {
 				continue
 			}
 			if cfg, errs := Decode(nil, c.Opaque.Parameters.Raw); len(errs) == 0 {
@@ -303,7 +307,7 @@ func (rep *ManifestReport) checkClaim(object string, devices *field.Path, spec r
 	rep.add(object, checkClaimIfNames(base, spec))
 	objectVLAN := setsVLAN(decodedConfigs(spec.Config))
 	for i, c := range spec.Config {
-		if c.Opaque == nil || c.Opaque.Driver != DriverName {
+		if c.Opaque == nil || c.Opaque.Driver != rep.driver {
 			continue
 		}
 		at := base.Index(i).Child("opaque", "parameters")
@@ -351,10 +355,10 @@ func (rep *ManifestReport) checkConfigs(object string, base *field.Path, cfgs []
 			continue
 		}
 		at := base.Index(i).Child("opaque")
-		if c.Opaque.Driver != DriverName {
+		if c.Opaque.Driver != rep.driver {
 			if looksLikeOurs(c.Opaque.Parameters.Raw) {
 				rep.add(object, field.ErrorList{field.Invalid(at.Child("driver"), c.Opaque.Driver,
-					"the parameters are "+APIVersion+" but the driver is another; set driver: "+DriverName)})
+					"the parameters are "+APIVersion+" but the driver is another; set driver: "+rep.driver)})
 			}
 			continue
 		}

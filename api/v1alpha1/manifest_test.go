@@ -63,7 +63,7 @@ metadata: {name: p}
 `
 
 func TestCheckManifestsAccepts(t *testing.T) {
-	rep, err := CheckManifests(strings.NewReader(goodManifests))
+	rep, err := CheckManifests(strings.NewReader(goodManifests), DriverName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ items:
 ---
 a: [1,
 `
-	rep, err := CheckManifests(strings.NewReader(in))
+	rep, err := CheckManifests(strings.NewReader(in), DriverName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestDocsExamplesValidate(t *testing.T) {
 	}
 	all := ""
 	for i, b := range blocks {
-		rep, err := CheckManifests(strings.NewReader(string(shipped) + "\n---\n" + b[1]))
+		rep, err := CheckManifests(strings.NewReader(string(shipped)+"\n---\n"+b[1]), DriverName)
 		if err != nil {
 			t.Fatalf("block %d: %v", i, err)
 		}
@@ -256,7 +256,7 @@ spec:
       driver: sriov.dra.dev
       parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlan: 100, policy: {claimMaySet: [mac]}}
 `
-	rep, err := CheckManifests(strings.NewReader(in))
+	rep, err := CheckManifests(strings.NewReader(in), DriverName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ spec:
 			want:    []string{`request "a" asks for all matching devices`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rep, err := CheckManifests(strings.NewReader(head + "    requests:\n" + tc.requests + "    config:\n" + tc.configs))
+			rep, err := CheckManifests(strings.NewReader(head+"    requests:\n"+tc.requests+"    config:\n"+tc.configs), DriverName)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -377,7 +377,7 @@ spec:
 		{name: "ifName only", in: strings.Replace(claim, "mac: auto, vlanQoS: 3, ", "", 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rep, err := CheckManifests(strings.NewReader(tc.in))
+			rep, err := CheckManifests(strings.NewReader(tc.in), DriverName)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -419,7 +419,7 @@ spec:
     config:
     - opaque: {driver: sriov.dra.dev, parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlanQoS: 3}}
 `
-	rep, err := CheckManifests(strings.NewReader(in))
+	rep, err := CheckManifests(strings.NewReader(in), DriverName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -227,7 +227,7 @@ func TestPolicy(t *testing.T) {
 			if kind == "" {
 				kind = DeviceVF
 			}
-			got, errs := Resolve(allocPath, tt.configs, "req", class, kind)
+			got, errs := Resolve(allocPath, tt.configs, DriverName, "req", class, kind)
 			if tt.errField != "" {
 				if len(errs) == 0 {
 					t.Fatalf("Resolve succeeded: %+v", got)

@@ -82,8 +82,10 @@ const (
 // request and returns the resolved configuration of its device.
 //
 // path is where configs sit (e.g. status.allocation.devices.config);
-// errors name configs by their index in it. Configs with an Opaque for
-// another driver, or scoped to other requests, are ignored. Class configs
+// errors name configs by their index in it. driver is the DRA driver name
+// the driver runs under (--driver-name): configs whose opaque.driver names
+// another driver, or scoped to other requests, are ignored here;
+// ForeignConfigs finds those among them that were meant for this one. Class configs
 // come first, then claim configs, each in their order; later configs win
 // field by field, after the claim's configs were checked against the
 // policy of the class's configs (class names the DeviceClass in errors;
@@ -91,7 +93,7 @@ const (
 // error, and so is a config kind that does not fit deviceKind (a VfConfig
 // for a PF); deviceKind "" skips that check. With no config at all the
 // defaults of deviceKind's config kind are returned.
-func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfiguration, request, class, deviceKind string) (*Resolved, field.ErrorList) {
+func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfiguration, driver, request, class, deviceKind string) (*Resolved, field.ErrorList) {
 	type decoded struct {
 		idx     int
 		at      *field.Path
@@ -104,7 +106,7 @@ func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfigurati
 	)
 	for _, source := range []resourceapi.AllocationConfigSource{resourceapi.AllocationConfigSourceClass, resourceapi.AllocationConfigSourceClaim} {
 		for i, c := range configs {
-			if c.Opaque == nil || c.Opaque.Driver != DriverName || !AppliesTo(c.Requests, request) {
+			if c.Opaque == nil || c.Opaque.Driver != driver || !AppliesTo(c.Requests, request) {
 				continue
 			}
 			if c.Source != resourceapi.AllocationConfigSourceClass && c.Source != resourceapi.AllocationConfigSourceClaim {

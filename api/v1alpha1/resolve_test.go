@@ -147,7 +147,7 @@ func TestEveryFieldSurvivesMerge(t *testing.T) {
 				// claim configs reach the merge.
 				s.configs = append([]resourceapi.DeviceAllocationConfiguration{openClass(k.kind)}, s.configs...)
 				t.Run(k.kind+"/"+c.json+"/"+s.name, func(t *testing.T) {
-					r, errs := Resolve(allocPath, s.configs, s.request, "", k.deviceKind)
+					r, errs := Resolve(allocPath, s.configs, DriverName, s.request, "", k.deviceKind)
 					if len(errs) > 0 {
 						t.Fatalf("Resolve: %v", errs)
 					}
@@ -309,7 +309,7 @@ func TestResolve(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, errs := Resolve(allocPath, tt.configs, tt.request, "", tt.deviceKind)
+			got, errs := Resolve(allocPath, tt.configs, DriverName, tt.request, "", tt.deviceKind)
 			if tt.errField != "" {
 				if len(errs) == 0 {
 					t.Fatalf("Resolve succeeded: %+v", got)
@@ -337,11 +337,11 @@ func TestResolve(t *testing.T) {
 // result resolved from the same configs.
 func TestResolveSharesNothing(t *testing.T) {
 	configs := []resourceapi.DeviceAllocationConfiguration{conf(fromClass, nil, KindVfConfig, `"vlan":5,"routes":[{"dst":"10.0.0.0/8"}],"ipam":{"type":"static"}`)}
-	a, errs := Resolve(allocPath, configs, "r", "", DeviceVF)
+	a, errs := Resolve(allocPath, configs, DriverName, "r", "", DeviceVF)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	b, _ := Resolve(allocPath, configs, "r", "", DeviceVF)
+	b, _ := Resolve(allocPath, configs, DriverName, "r", "", DeviceVF)
 	*a.VLAN = 6
 	a.Routes[0].Dst = "x"
 	a.IPAM[0] = 'x'

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -59,7 +60,7 @@ func runDevices(t *testing.T, argv []string, newClient clientFunc) (string, erro
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
-	err := root.Execute()
+	err := executeRoot(t, context.Background(), root)
 	return out.String(), err
 }
 
@@ -148,6 +149,7 @@ func TestAsKubectlPluginArgs(t *testing.T) {
 		{[]string{"kubectl-sriov.exe", "--node", "a"}, "devices"},
 		{[]string{"kubectl-sriov", "devices", "--node", "a"}, "devices"},
 		{[]string{"kubectl-sriov", "version"}, "version"},
+		{[]string{"kubectl-sriov", "-v=4", "--node", "a"}, "devices"},
 	}
 	for _, tc := range tests {
 		root := newRootCmd()
@@ -164,7 +166,7 @@ func TestAsKubectlPluginArgs(t *testing.T) {
 			}
 			continue
 		}
-		if err := root.Execute(); err != nil {
+		if err := executeRoot(t, context.Background(), root); err != nil {
 			t.Errorf("%q: %v", tc.argv, err)
 		}
 		if ran != tc.want {

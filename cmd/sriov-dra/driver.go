@@ -221,9 +221,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return fmt.Errorf("open checkpoint: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := driver.NewMetrics(reg)
+	reg, metrics, hookMetrics := newMetrics()
 	status := claimstatus.New(client, claimstatus.Options{DriverName: o.driverName})
 	events, stopEvents := driver.NewEventRecorder(ctx, client, o.driverName, o.nodeName)
 	defer stopEvents()
@@ -265,7 +263,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 	if err != nil {
 		return err
 	}
-	plugin, err = nri.New(nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks}, d.State(), nriHost)
+	plugin, err = nri.New(nriConfig(o, marks, hookMetrics), d.State(), nriHost)
 	if err != nil {
 		return err
 	}
@@ -318,7 +316,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 	run("registration", func() error { return registration.Wait(ctx, o.registrationTimeout, sockets) })
 
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/metrics", metricsHandler(reg))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !registration.Registered() {
 			http.Error(w, "not registered with kubelet yet", http.StatusServiceUnavailable)
@@ -386,6 +384,25 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return fatal
 	}
 	return nil
+}
+
+// newMetrics is the daemon's Prometheus registry: the Go and process
+// collectors, the driver's metrics and the NRI hooks'.
+func newMetrics() (*prometheus.Registry, *driver.Metrics, *driver.NRIHookMetrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, driver.NewMetrics(reg), driver.NewNRIHookMetrics(reg)
+}
+
+// metricsHandler serves reg at /metrics.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// nriConfig is the NRI plugin's configuration; the hooks' latencies and
+// failures go to hooks.
+func nriConfig(o driverOptions, marks *attachmark.Marks, hooks *driver.NRIHookMetrics) nri.Config {
+	return nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks, ObserveHook: hooks.Observe}
 }
 
 // scanFunc adapts a function to driver.Scanner.

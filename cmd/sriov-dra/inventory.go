@@ -58,8 +58,11 @@ read).`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			// Exclusions and the reason for an empty result are part of the
-			// output; the scan's log would only repeat them on stderr.
-			ctx = klog.NewContext(ctx, logr.Discard())
+			// output; the scan's log would only repeat them on stderr,
+			// unless the verbosity flags ask for its details.
+			if !cmd.Flags().Changed("v") && !cmd.Flags().Changed("vmodule") {
+				ctx = klog.NewContext(ctx, logr.Discard())
+			}
 			inv, err := inventory.Scan(ctx, inventory.Options{
 				Root: hostRoot, Netlink: nl, Filter: filter, AllowDefaultRoutePF: allowDefault,
 			})

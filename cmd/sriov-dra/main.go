@@ -8,15 +8,25 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"k8s.io/component-base/logs"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	// The standard library's log goes to klog too; the logging flags
+	// take effect once parsed (PersistentPreRunE).
+	logs.InitLogs()
+	// Run the root's persistent hook (the logging flags) also for a
+	// subcommand with a persistent hook of its own; cobra runs only the
+	// nearest one otherwise.
+	cobra.EnableTraverseRunHooks = true
 	root := newRootCmd()
 	asKubectlPlugin(root, os.Args)
-	if err := root.Execute(); err != nil {
+	err := root.Execute()
+	logs.FlushLogs()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(exitCode(err))
 	}
@@ -29,6 +39,11 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// The logging flags work after every subcommand; they are applied
+	// before it runs (main makes cobra run this hook before a
+	// subcommand's own persistent hooks).
+	logCfg := addLoggingFlags(root.PersistentFlags())
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return logCfg.apply(cmd) }
 	root.AddCommand(
 		newDriverCmd(),
 		newInventoryCmd(),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,7 @@ func runValidateCmd(t *testing.T, stdin string, args ...string) (int, string, st
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	code := 0
-	if err := root.Execute(); err != nil {
+	if err := executeRoot(t, context.Background(), root); err != nil {
 		code = exitCode(err)
 		errOut.WriteString("error: " + err.Error() + "\n")
 	}
@@ -118,6 +119,18 @@ func TestValidateCommand(t *testing.T) {
 		{name: "stdin with errors", args: []string{"validate", "-f", "-"}, stdin: "apiVersion: sriov.dra.dev/v1alpha2\nkind: VfConfig\n", code: 1,
 			stdout:   []string{`VfConfig (document 1): apiVersion: Unsupported value: "sriov.dra.dev/v1alpha2": supported values: "sriov.dra.dev/v1alpha1"; this driver understands only sriov.dra.dev/v1alpha1`},
 			stderrIn: "stdin: "},
+		// A driver running under another name: its configs are checked, and
+		// ones still naming sriov.dra.dev are refused, not passed over.
+		{name: "another driver name", args: []string{"validate", "-f", "-", "--driver-name=sriov.example.com"},
+			stdin: strings.ReplaceAll(strings.ReplaceAll(validateClaim, "%VLAN%", "7"), "driver: sriov.dra.dev", "driver: sriov.example.com"), code: 0,
+			stdout: []string{
+				"warning: ResourceClaim default/foo: spec.devices.config[0].opaque.parameters: sets vlan, which the policy of DeviceClass vf-ethernet.sriov.dra.dev bounds (claimMaySet, maxMTU, ipam); the class is not in the input, so the admission policy and the driver check it: add the class to the input to check it here",
+				"1 sriov.example.com config in 1 object: valid as far as the input shows; 1 rule left to the driver's Prepare",
+			}},
+		{name: "another driver name, config names the default", args: []string{"validate", "-f", "-", "--driver-name=sriov.example.com"},
+			stdin: strings.ReplaceAll(validateClaim, "%VLAN%", "7"), code: 1,
+			stdout:   []string{`ResourceClaim default/foo: spec.devices.config[0].opaque.driver: Invalid value: "sriov.dra.dev": the parameters are sriov.dra.dev/v1alpha1 but the driver is another; set driver: sriov.example.com`},
+			stderrIn: "0 sriov.example.com configs in 1 object: 1 error"},
 		{name: "missing file", args: []string{"validate", "-f", filepath.Join(dir, "nope.yaml")}, code: 1, stderrIn: "no such file"},
 		{name: "no -f", args: []string{"validate"}, code: 1, stderrIn: `"filename" not set`},
 		{name: "stray argument", args: []string{"validate", "-f", good, "extra"}, code: 1, stderrIn: "unknown command"},

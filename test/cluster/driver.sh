@@ -62,7 +62,9 @@ spec:
       containers:
       - name: driver
         imagePullPolicy: Never
-        args: ["driver"]
+        # The verbosity docs/troubleshooting.md tells users to set; the
+        # e2e checks a V(4) line (TestDriverVerboseLog).
+        args: ["driver", "-v=4"]
         env:
         # No kube-proxy here: reach the API server directly.
         - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}

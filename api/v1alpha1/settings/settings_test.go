@@ -22,7 +22,7 @@ func resolve(t *testing.T, params string) *v1alpha1.Resolved {
 			Driver: v1alpha1.DriverName, Parameters: runtime.RawExtension{Raw: []byte(params)},
 		}},
 	}}
-	r, errs := v1alpha1.Resolve(field.NewPath("config"), configs, "req", "", v1alpha1.DeviceVF)
+	r, errs := v1alpha1.Resolve(field.NewPath("config"), configs, v1alpha1.DriverName, "req", "", v1alpha1.DeviceVF)
 	if len(errs) > 0 {
 		t.Fatalf("Resolve: %v", errs)
 	}
