@@ -269,21 +269,24 @@ func checkJSONKeys(p *field.Path, raw []byte) field.ErrorList {
 		}
 		switch d {
 		case '{':
-			seen := map[string]string{}
+			// strings.EqualFold folds as Go's JSON decoding does (Unicode
+			// simple folding: "ſ" is "s", the Kelvin sign "k"), which a
+			// lower-cased map key would not.
+			var seen []string
 			for dec.More() {
 				kt, err := dec.Token()
 				if err != nil {
 					return err
 				}
 				k, _ := kt.(string)
-				if prev, dup := seen[strings.ToLower(k)]; dup {
+				if i := slices.IndexFunc(seen, func(s string) bool { return strings.EqualFold(s, k) }); i >= 0 {
 					detail := "the key appears more than once; keep one"
-					if prev != k {
-						detail = fmt.Sprintf("%q and %q differ only in case, and plugins read keys without regard to case; keep one", prev, k)
+					if seen[i] != k {
+						detail = fmt.Sprintf("%q and %q differ only in case, and plugins read keys without regard to case; keep one", seen[i], k)
 					}
 					errs = append(errs, &field.Error{Type: field.ErrorTypeDuplicate, Field: p.Child(k).String(), BadValue: k, Detail: detail})
 				} else {
-					seen[strings.ToLower(k)] = k
+					seen = append(seen, k)
 				}
 				if err := walk(p.Child(k)); err != nil {
 					return err

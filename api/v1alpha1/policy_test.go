@@ -111,6 +111,11 @@ func TestPolicy(t *testing.T) {
 			errField: "[0].opaque.parameters.ipam.addresses[0].Address", errDetail: "differ only in case",
 		},
 		{
+			name:     "keys that fold together as Go's JSON decoding folds them (ſ is s)",
+			configs:  []resourceapi.DeviceAllocationConfiguration{vf(fromClaim, `"ipam":{"type":"host-local","ranges":[],"rangeſ":[]}`)},
+			errField: "[0].opaque.parameters.ipam.rangeſ", errDetail: "differ only in case",
+		},
+		{
 			name: "class pins whereabouts' paths, the claim picks the range",
 			configs: []resourceapi.DeviceAllocationConfiguration{
 				vf(fromClass, `"ipam":{"type":"whereabouts","range":"10.1.0.0/16","configuration_path":"/etc/whereabouts.conf"},"policy":{"ipam":[{"type":"whereabouts","claimKeys":["range"]}]}`),
