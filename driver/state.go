@@ -635,35 +635,33 @@ func (s *State) podRecords(podUID, except string) []*ClaimRecord {
 // heldGUIDs maps every GUID set by a claim other than except to
 // "claim <uid>".
 func (s *State) heldGUIDs(except string) map[string]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string]string{}
-	for uid, rec := range s.cp.Claims {
-		if uid == except || rec.Stale != nil {
-			continue // a GUID of an earlier boot is gone with it
-		}
-		for _, d := range rec.Devices {
-			if d.Settings.GUID != nil {
-				out[strings.ToLower(*d.Settings.GUID)] = "claim " + uid
-			}
-		}
-	}
-	return out
+	return s.held(except, func(d *DeviceRecord) *string { return d.Settings.GUID },
+		func(uid string, _ *ClaimRecord) string { return "claim " + uid })
 }
 
 // heldMACs maps every MAC set by a claim other than except to
 // "claim <namespace>/<name> (<uid>)".
 func (s *State) heldMACs(except string) map[string]string {
+	return s.held(except, func(d *DeviceRecord) *string { return d.Settings.MAC },
+		func(uid string, rec *ClaimRecord) string {
+			return fmt.Sprintf("claim %s/%s (%s)", rec.Namespace, rec.Name, uid)
+		})
+}
+
+// held maps every value (lower-cased) that pick finds on a device of a
+// claim other than except to its holder. Stale records (of an earlier
+// boot) hold nothing: what they set is gone with the boot.
+func (s *State) held(except string, pick func(*DeviceRecord) *string, holder func(string, *ClaimRecord) string) map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string]string{}
 	for uid, rec := range s.cp.Claims {
-		if uid == except {
+		if uid == except || rec.Stale != nil {
 			continue
 		}
 		for _, d := range rec.Devices {
-			if d.Settings.MAC != nil {
-				out[strings.ToLower(*d.Settings.MAC)] = fmt.Sprintf("claim %s/%s (%s)", rec.Namespace, rec.Name, uid)
+			if v := pick(d); v != nil {
+				out[strings.ToLower(*v)] = holder(uid, rec)
 			}
 		}
 	}
