@@ -20,9 +20,10 @@ test: lint ## unit + host-kernel tests with -race (host-kernel tests need root; 
 	$(MAKE) fuzz
 	$(MAKE) -C test/helm test
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, no raw netlink dumps outside pkg/nlink
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -run '^TestNoRawDumpsOutsideNlink$$' ./pkg/nlink/ # netlink dumps only through pkg/nlink (retried when interrupted)
 
 fmt: ## gofmt -w
 	gofmt -w $$(git ls-files '*.go')
