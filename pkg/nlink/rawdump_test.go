@@ -21,7 +21,7 @@ const (
 // methods. RdmaLinkByName and LinkByAlias dump under the hood.
 var rawDumps = map[string]bool{
 	"LinkList": true, "LinkByAlias": true,
-	"AddrList": true,
+	"AddrList":  true,
 	"RouteList": true, "RouteListFiltered": true, "RouteListFilteredIter": true,
 	"RdmaLinkList": true, "RdmaLinkByName": true,
 	"NeighList": true, "NeighListExecute": true, "NeighProxyList": true,
