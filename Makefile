@@ -32,6 +32,7 @@ lint: ## gofmt, go vet, logcheck (contextual logging; also over the e2e, faultin
 	$(GO) vet $(PKGS)
 	$(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
 	GOFLAGS="$$($(GO) env GOFLAGS) -tags=$(LINT_TAGS)" $(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
+	$(GO) test -count=1 -run '^TestNoRawDumpsOutsideNlink$$' ./pkg/nlink/ # netlink dumps only through pkg/nlink (retried when interrupted)
 
 fmt: ## gofmt -w
 	gofmt -w $$(git ls-files '*.go')

@@ -16,8 +16,10 @@ import (
 
 // TestAttachMarkerMounts: every netdevice-mode device's CDI spec bind-mounts
 // its attach marker from the host dir (read-only); vfio-pci devices, which
-// never move into the pod netns, get none. Unprepare removes the markers,
-// before it returns a netdev the runtime kept.
+// never move into the pod netns, get none. Unprepare removes the markers
+// of devices in no netns itself; a netdev the runtime kept is returned by
+// the NRI plugin's DetachDevice (host.Detach), which removes its marker
+// before it touches the netdev.
 func TestAttachMarkerMounts(t *testing.T) {
 	e := newEnv(t, sysfstest.Standard())
 	dir := filepath.Join(t.TempDir(), "attached")
@@ -26,6 +28,7 @@ func TestAttachMarkerMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.marks = marks
+	e.host.marks = marks
 	e.restart()
 
 	ib, eth, vfio := vfName(e, 0, 1), vfName(e, 1, 0), vfName(e, 1, 12)
@@ -89,7 +92,7 @@ func TestAttachMarkerMounts(t *testing.T) {
 	}
 	e.j.take()
 	err = unprepare(t, e.d, c)["u1"]
-	if err == nil || !strings.Contains(err.Error(), "device "+eth+": remove attach marker") {
+	if err == nil || !strings.Contains(err.Error(), "detach from pod netns: device "+eth+": remove attach marker") {
 		t.Fatalf("unprepare with a stuck marker: %v", err)
 	}
 	for _, s := range e.j.take() {

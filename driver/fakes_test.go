@@ -78,6 +78,9 @@ type fakeHost struct {
 	// pkeys are the port pkey tables PKeys reports, by PCI address (the
 	// table after SetGUID); a device without an entry has no table.
 	pkeys map[string][]string
+	// marks, when set, makes Detach remove the device's attach marker
+	// first, as the NRI plugin's DetachDevice (production's Detach) does.
+	marks *attachmark.Marks
 }
 
 func (h *fakeHost) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
@@ -122,6 +125,14 @@ func (h *fakeHost) RestoreIRQs(_ context.Context, s *vfconfig.Snapshot) error {
 	return h.j.add("host.RestoreIRQs %s", s.PCIAddress)
 }
 func (h *fakeHost) Detach(_ context.Context, d nri.PodDevice) error {
+	if h.marks != nil {
+		if err := h.marks.Remove(d.ClaimUID, d.Device); err != nil {
+			return fmt.Errorf("device %s: remove attach marker: %w", d.Device, err)
+		}
+	}
+	if d.Original == nil {
+		return fmt.Errorf("device %s: recorded in netns %s without its original host name", d.Device, d.NetnsPath)
+	}
 	return h.j.add("host.Detach %s %s->%s", d.NetnsPath, d.Spec.PodIfName, d.Original.IfName)
 }
 func (h *fakeHost) CheckVFIO(_ context.Context, dev *inventory.Device) error {

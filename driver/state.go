@@ -568,6 +568,7 @@ func (s *State) Detached(claimUID, device string) error {
 // podDevice is the NRI view of d, with the claim fields filled in.
 func (d *DeviceRecord) podDevice(rec *ClaimRecord) nri.PodDevice {
 	p := d.Pod
+	p.PodUID = rec.PodUID
 	p.ClaimUID = rec.UID
 	p.ClaimNamespace = rec.Namespace
 	p.ClaimName = rec.Name

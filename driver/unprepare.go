@@ -72,10 +72,16 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 
 	// 1. The "attached" markers first (no container of the pod may start
 	// from now on), then the netdev back from the pod, if the runtime
-	// never returned it.
+	// never returned it. A netdev recorded in a pod netns has one owner
+	// for its detach, the NRI plugin (host.Detach is its DetachDevice):
+	// under the pod's lock it removes the marker, returns the netdev and
+	// records Detached, or does nothing when a teardown of the pod got
+	// there first. Here only the markers of devices in no netns are
+	// removed (all of them for a stale record, whose netns are gone).
+	inPod := func(dr *DeviceRecord) bool { return restoreHost && dr.Pod.NetnsPath != "" }
 	if m := d.cfg.AttachMarks; m != nil {
 		for _, dr := range devs {
-			if dr.Pod.VFIO {
+			if dr.Pod.VFIO || inPod(dr) {
 				continue
 			}
 			if err := m.Remove(rec.UID, dr.Device); err != nil {
@@ -85,20 +91,12 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 	}
 	if restoreHost && len(errs) == 0 {
 		for _, dr := range devs {
-			if dr.Pod.NetnsPath == "" || dr.Pod.VFIO {
-				continue
-			}
-			if dr.Pod.Original == nil {
-				fail(dr, "detach", errors.New("attach began without a recorded original name; cannot restore"))
+			if dr.Pod.VFIO || !inPod(dr) {
 				continue
 			}
 			logger.Info("Returning netdev the runtime did not detach", "device", dr.Device, "netns", dr.Pod.NetnsPath)
 			if err := host.Detach(ctx, dr.podDevice(rec)); err != nil {
 				fail(dr, "detach from pod netns", err)
-				continue
-			}
-			if err := d.state.Detached(rec.UID, dr.Device); err != nil {
-				fail(dr, "record detach", err)
 			}
 		}
 	}

@@ -11,6 +11,9 @@ import (
 
 // PodDevice is one device prepared for a pod, as the NRI side needs it.
 type PodDevice struct {
+	// PodUID is the pod the claim is reserved for: the key of the lock
+	// every detach of the device takes.
+	PodUID         string `json:"podUID,omitempty"`
 	ClaimUID       string `json:"claimUID"`
 	ClaimNamespace string `json:"claimNamespace"`
 	ClaimName      string `json:"claimName"`

@@ -64,6 +64,7 @@ func (m *memDevices) add(podUID string, d PodDevice) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := key(d.ClaimUID, d.Device)
+	d.PodUID = podUID
 	m.devs[k] = &d
 	m.byPod[podUID] = append(m.byPod[podUID], k)
 }
@@ -176,6 +177,11 @@ type fakeHost struct {
 	fail map[string]error     // method -> error
 	// detachDelay makes Detach slow (a kernel that takes its time).
 	detachDelay time.Duration
+	// detachGate, when set, makes Detach announce itself on
+	// detachEntered and then wait until the gate is closed: a detach
+	// held in the kernel for as long as a test needs.
+	detachGate    chan struct{}
+	detachEntered chan struct{}
 }
 
 type fakeLink struct {
@@ -311,6 +317,13 @@ func (h *fakeHost) NetnsGone(path string) (bool, string, error) {
 
 func (h *fakeHost) Detach(_ context.Context, netnsPath, podIfName string, orig netattach.Original) error {
 	time.Sleep(h.detachDelay)
+	h.mu.Lock()
+	gate, entered := h.detachGate, h.detachEntered
+	h.mu.Unlock()
+	if gate != nil {
+		entered <- struct{}{}
+		<-gate
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rec.add("host Detach %s %s to %s", netnsPath, podIfName, orig.IfName)

@@ -598,10 +598,10 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 // markAttached creates the device's "attached" marker: from now on the
 // runtime can create the pod's containers, which bind-mount it.
 func (p *Plugin) markAttached(d PodDevice) error {
-	if p.cfg.AttachMarks == nil {
+	if p.marks == nil {
 		return nil
 	}
-	if err := p.cfg.AttachMarks.Create(d.ClaimUID, d.Device); err != nil {
+	if err := p.marks.Create(d.ClaimUID, d.Device); err != nil {
 		return fmt.Errorf("%s: %w", devRef(d), err)
 	}
 	return nil
@@ -664,21 +664,59 @@ func (p *Plugin) detachPod(ctx context.Context, uid, netns string) error {
 	return errors.Join(errs...)
 }
 
-// DetachDevice returns one device to the host: RDMA device first, then the
-// netdev under its original name, then records it. A device not recorded
-// in a netns is left alone. The driver's Unprepare can use it when the
-// runtime never stopped the pod.
+// DetachDevice returns one device to the host for the driver's Unprepare
+// when the runtime never stopped the pod: RDMA device first, then the
+// netdev under its original name, then the record. It is one more caller
+// of the one detach (detachDevice) and takes the pod's lock like the
+// others (the background teardown, RetryPending, the reconcile), then
+// reads the device's record again: when another caller returned the
+// device meanwhile, it does nothing. So a device is detached once, its
+// marker removed once and Detached recorded once, whoever gets there
+// first. A device not recorded in a netns is left alone. When ctx ends
+// while another detach of the pod is still running it returns ctx's error
+// (Unprepare is retried).
 func (p *Plugin) DetachDevice(ctx context.Context, d PodDevice) error {
-	return p.detachDevice(ctx, d)
+	if d.VFIO || d.NetnsPath == "" {
+		return nil
+	}
+	unlock, err := p.lockPodCtx(ctx, d.PodUID)
+	if err != nil {
+		return fmt.Errorf("%s: wait for the other detach of pod %s to finish: %w", devRef(d), d.PodUID, err)
+	}
+	defer unlock()
+	cur, ok := p.recorded(d)
+	if !ok {
+		// Not (or no longer) a completed claim of the pod: no hook can
+		// reach it, so nothing else detaches it; use what the caller has.
+		cur = d
+	}
+	if cur.VFIO || cur.NetnsPath == "" {
+		klog.FromContext(ctx).V(3).Info("Device already back on the host", "device", d.Device, "claimUID", d.ClaimUID, "netns", d.NetnsPath)
+		return nil
+	}
+	return p.detachDevice(ctx, cur)
 }
 
+// recorded returns d's current record among its pod's devices. Caller
+// holds the pod's lock.
+func (p *Plugin) recorded(d PodDevice) (PodDevice, bool) {
+	for _, c := range p.devs.ForPod(d.PodUID) {
+		if c.ClaimUID == d.ClaimUID && c.Device == d.Device {
+			return c, true
+		}
+	}
+	return PodDevice{}, false
+}
+
+// detachDevice is the one detach of a device. Every caller holds the
+// pod's lock and passes the record as read under it.
 func (p *Plugin) detachDevice(ctx context.Context, d PodDevice) error {
 	if d.VFIO || d.NetnsPath == "" {
 		return nil
 	}
 	// The marker goes first: no container of the pod may be created from
 	// now on (the runtime fails those that bind-mount it).
-	if m := p.cfg.AttachMarks; m != nil {
+	if m := p.marks; m != nil {
 		if err := m.Remove(d.ClaimUID, d.Device); err != nil {
 			return fmt.Errorf("%s: %w", devRef(d), err)
 		}

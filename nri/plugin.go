@@ -123,6 +123,8 @@ type Plugin struct {
 	cfg  Config
 	devs Devices
 	host HostOps
+	// marks is cfg.AttachMarks (nil when unset).
+	marks markSet
 
 	mu    sync.Mutex
 	pods  map[string]*podInfo // pod UID -> what the runtime told us
@@ -154,9 +156,20 @@ type podInfo struct {
 	cpus map[string]string
 }
 
+// podLock is held by whatever changes one pod's devices: its hooks, its
+// background teardown, RetryPending, the reconcile and the driver's
+// DetachDevice. It is a one-slot channel so a caller with a deadline can
+// give up waiting (lockPodCtx).
 type podLock struct {
-	mu   sync.Mutex
+	ch   chan struct{}
 	refs int
+}
+
+// markSet is what the plugin does with attach markers (attachmark.Marks);
+// tests count the calls through it.
+type markSet interface {
+	Create(claimUID, device string) error
+	Remove(claimUID, device string) error
 }
 
 // New returns a plugin that attaches the devices devs knows about through
@@ -171,10 +184,15 @@ func New(cfg Config, devs Devices, host HostOps) (*Plugin, error) {
 	if err := cfg.complete(); err != nil {
 		return nil, err
 	}
+	var marks markSet
+	if cfg.AttachMarks != nil {
+		marks = cfg.AttachMarks
+	}
 	return &Plugin{
 		cfg:     cfg,
 		devs:    devs,
 		host:    host,
+		marks:   marks,
 		pods:    map[string]*podInfo{},
 		locks:   map[string]*podLock{},
 		pending: map[string]map[string]time.Time{},
@@ -279,18 +297,23 @@ func (p *Plugin) retryLoop(ctx context.Context) {
 // lockPod serialises the hooks of one pod; hooks of different pods run in
 // parallel. It returns the unlock function.
 func (p *Plugin) lockPod(uid string) func() {
+	unlock, _ := p.lockPodCtx(context.Background(), uid)
+	return unlock
+}
+
+// lockPodCtx is lockPod for callers with a deadline: when ctx ends first
+// it returns ctx's error and holds nothing.
+func (p *Plugin) lockPodCtx(ctx context.Context, uid string) (func(), error) {
 	p.mu.Lock()
 	l := p.locks[uid]
 	if l == nil {
-		l = &podLock{}
+		l = &podLock{ch: make(chan struct{}, 1)}
 		p.locks[uid] = l
 	}
 	l.refs++
 	p.mu.Unlock()
 
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
+	release := func() {
 		p.mu.Lock()
 		l.refs--
 		if l.refs == 0 {
@@ -298,6 +321,16 @@ func (p *Plugin) lockPod(uid string) func() {
 		}
 		p.mu.Unlock()
 	}
+	select {
+	case l.ch <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-l.ch
+		release()
+	}, nil
 }
 
 // nriLogger sends the NRI stub's log lines to klog.

@@ -31,7 +31,7 @@ func (s *scanner) readHostUse(routes []netlink.Route, routeErr error) hostUse {
 		hu.err = fmt.Errorf("read the routes: %w", routeErr)
 		return hu
 	}
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return s.nl.AddrList(nil, netlink.FAMILY_ALL) })
+	addrs, err := s.nl.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		hu.err = fmt.Errorf("read the addresses: %w", err)
 		s.log.Error(err, "Cannot read the host's addresses; no PF is offered whole")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
@@ -109,6 +110,13 @@ func TestScanHostUse(t *testing.T) {
 		{name: "addresses unreadable", setup: []func(t *testing.T, h *sysfstest.Host){func(t *testing.T, h *sysfstest.Host) {
 			h.Netlink.FailMethod("AddrList", "", unix.EPERM)
 		}}, want: "cannot tell whether the host uses netdev ens5f0: read the addresses", igbUse: "cannot tell"},
+		{name: "address dump interrupted, then whole", setup: []func(t *testing.T, h *sysfstest.Host){
+			addAddr(unix.RT_SCOPE_UNIVERSE, "192.0.2.7/24"),
+			func(t *testing.T, h *sysfstest.Host) { h.Netlink.InterruptDumps("AddrList", nlink.DumpTries-1) },
+		}, want: "global addresses 192.0.2.7/24"},
+		{name: "address dump interrupted on every try", setup: []func(t *testing.T, h *sysfstest.Host){func(t *testing.T, h *sysfstest.Host) {
+			h.Netlink.InterruptDumps("AddrList", nlink.DumpTries)
+		}}, want: "cannot tell whether the host uses netdev ens5f0: read the addresses: address dump: interrupted", igbUse: "cannot tell"},
 		{name: "routes unreadable", setup: []func(t *testing.T, h *sysfstest.Host){func(t *testing.T, h *sysfstest.Host) {
 			h.Netlink.FailMethod("RouteListFiltered", "", unix.EPERM)
 		}}, want: "cannot tell whether the host uses netdev ens5f0: read the routes", igbUse: "cannot tell"},

@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"errors"
 	"fmt"
 	"net"
 
@@ -17,26 +16,11 @@ type routeInfo struct {
 	indexes map[int]bool    // their ifindexes, to catch a PF enslaved to a default-route bond/bridge
 }
 
-// readRoutes lists the routes of every routing table, once per scan.
+// readRoutes lists the routes of every routing table, once per scan. An
+// interrupted dump is retried by the handle (nlink.RetryDump): only a dump
+// interrupted on every try, or another netlink error, gets here as an error.
 func (s *scanner) readRoutes() ([]netlink.Route, error) {
-	return retryDump(func() ([]netlink.Route, error) {
-		return s.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-	})
-}
-
-// retryDump runs a netlink dump again when the kernel reports that it was
-// interrupted by a change (the result may be inconsistent), a few times.
-func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
-	var (
-		out []T
-		err error
-	)
-	for try := 0; try < 3; try++ {
-		if out, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return out, err
-		}
-	}
-	return nil, err
+	return s.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 }
 
 // defaultRouteLinks finds the links of the main table's default routes.

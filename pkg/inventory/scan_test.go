@@ -476,6 +476,22 @@ func TestScanDefaultRoute(t *testing.T) {
 				h.Netlink.FailMethod("RouteListFiltered", "", unix.EPERM)
 			}},
 		{name: "VFs of the default-route PF stay", pf: withRoute(sysfstest.IGB()), wantReason: "default route"},
+		// A route dump interrupted by a concurrent change is sent again:
+		// the scan sees the whole table, not a partial one, and a PF is
+		// not excluded because one dump raced a route change.
+		{name: "route dump interrupted, then whole: PF without default route listed", pf: sysfstest.SRIOVDisabled(), wantPF: true,
+			setup: func(t *testing.T, h *sysfstest.Host) {
+				h.Netlink.AddRoute(netlink.Route{LinkIndex: 999, Dst: &net.IPNet{IP: net.IPv4(10, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}})
+				h.Netlink.InterruptDumps("RouteListFiltered", nlink.DumpTries-1)
+			}},
+		{name: "route dump interrupted, then whole: default route still seen", pf: withRoute(sysfstest.SRIOVDisabled()), wantReason: "default route",
+			setup: func(t *testing.T, h *sysfstest.Host) {
+				h.Netlink.InterruptDumps("RouteListFiltered", nlink.DumpTries-1)
+			}},
+		{name: "route dump interrupted on every try", pf: sysfstest.SRIOVDisabled(), wantReason: "interrupted by concurrent changes",
+			setup: func(t *testing.T, h *sysfstest.Host) {
+				h.Netlink.InterruptDumps("RouteListFiltered", nlink.DumpTries)
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,9 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
@@ -245,5 +247,40 @@ func TestNetdevBound(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMoveInterruptedDump: finding the RDMA device is a dump of every RDMA
+// device; one interrupted by a concurrent change (NLM_F_DUMP_INTR) is sent
+// again, so it does not fail the pod's attach. Only a dump interrupted on
+// every try fails, and then nothing moved.
+func TestMoveInterruptedDump(t *testing.T) {
+	ctx := context.Background()
+	nsPath := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(nsPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		interrupts int
+		wantErr    bool
+	}{
+		{interrupts: 1},
+		{interrupts: nlink.DumpTries - 1},
+		{interrupts: nlink.DumpTries, wantErr: true},
+	} {
+		host := nlinktest.New()
+		host.AddRdmaLink("mlx5_3", 3)
+		host.InterruptDumps("RdmaLinkByName", tc.interrupts)
+		err := Move(ctx, host, "mlx5_3", nsPath, nil)
+		moved := len(host.MutatingCalls()) == 1
+		if tc.wantErr {
+			if !errors.Is(err, netlink.ErrDumpInterrupted) || !strings.Contains(err.Error(), "mlx5_3") || moved {
+				t.Errorf("%d interrupts: err %v, moved %v; want an interrupted-dump error naming mlx5_3 and no move", tc.interrupts, err, moved)
+			}
+			continue
+		}
+		if err != nil || !moved {
+			t.Errorf("%d interrupts: err %v, moved %v; want the device moved", tc.interrupts, err, moved)
+		}
 	}
 }

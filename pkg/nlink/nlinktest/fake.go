@@ -50,6 +50,9 @@ type Fake struct {
 	fail     FailFunc
 	nextIdx  int
 	nsid     int // what GetNetNsIdByFd reports, for any fd
+	// interrupts counts, per dump method, how many more dumps answer
+	// with a partial result and netlink.ErrDumpInterrupted.
+	interrupts map[string]int
 }
 
 var _ nlink.Handle = (*Fake)(nil)
@@ -57,15 +60,43 @@ var _ nlink.Handle = (*Fake)(nil)
 // New returns an empty fake with RDMA netns mode "shared".
 func New() *Fake {
 	return &Fake{
-		links:    map[string]*netlink.Device{},
-		guids:    map[string][]nlink.VFGUID{},
-		addrs:    map[string][]netlink.Addr{},
-		rdma:     map[string]*netlink.RdmaLink{},
-		rdmaMode: "shared",
-		eswitch:  map[string]string{},
-		nextIdx:  2,
-		nsid:     -1,
+		links:      map[string]*netlink.Device{},
+		guids:      map[string][]nlink.VFGUID{},
+		addrs:      map[string][]netlink.Addr{},
+		rdma:       map[string]*netlink.RdmaLink{},
+		rdmaMode:   "shared",
+		eswitch:    map[string]string{},
+		nextIdx:    2,
+		nsid:       -1,
+		interrupts: map[string]int{},
 	}
+}
+
+// InterruptDumps makes the next n dumps of method (LinkList, AddrList,
+// RouteList, RouteListFiltered, RdmaLinkByName) answer the way the library
+// does when the kernel sets NLM_F_DUMP_INTR: half the entries and
+// netlink.ErrDumpInterrupted. The fake's dump methods retry through
+// nlink.RetryDump like Real's, so fewer than nlink.DumpTries interrupts
+// are invisible to callers except in Calls (one call per try), and
+// nlink.DumpTries or more make the dump fail.
+func (f *Fake) InterruptDumps(method string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.interrupts[method] = n
+}
+
+// interrupted consumes one injected interrupt of method. Caller holds mu.
+func (f *Fake) interrupted(method string) bool {
+	if f.interrupts[method] <= 0 {
+		return false
+	}
+	f.interrupts[method]--
+	return true
+}
+
+// partial is what an interrupted dump of out returns.
+func partial[T any](out []T) ([]T, error) {
+	return out[:len(out)/2], netlink.ErrDumpInterrupted
 }
 
 // AddLink adds a link. Index is assigned when zero. VF admin state goes in
@@ -287,6 +318,10 @@ func (f *Fake) LinkByIndex(index int) (netlink.Link, error) {
 }
 
 func (f *Fake) LinkList() ([]netlink.Link, error) {
+	return nlink.RetryDump("link", f.linkListOnce)
+}
+
+func (f *Fake) linkListOnce() ([]netlink.Link, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("LinkList", nil); err != nil {
@@ -297,6 +332,9 @@ func (f *Fake) LinkList() ([]netlink.Link, error) {
 		out = append(out, cloneLink(d))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Attrs().Index < out[j].Attrs().Index })
+	if f.interrupted("LinkList") {
+		return partial(out)
+	}
 	return out, nil
 }
 
@@ -484,19 +522,27 @@ func (f *Fake) AddrAdd(l netlink.Link, a *netlink.Addr) error {
 }
 
 func (f *Fake) AddrList(l netlink.Link, family int) ([]netlink.Addr, error) {
+	return nlink.RetryDump("address", func() ([]netlink.Addr, error) { return f.addrListOnce(l, family) })
+}
+
+func (f *Fake) addrListOnce(l netlink.Link, family int) ([]netlink.Addr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("AddrList", l, family); err != nil {
 		return nil, err
 	}
+	var out []netlink.Addr
 	if l == nil {
-		var all []netlink.Addr
 		for _, a := range f.addrs {
-			all = append(all, a...)
+			out = append(out, a...)
 		}
-		return all, nil
+	} else {
+		out = append(out, f.addrs[l.Attrs().Name]...)
 	}
-	return append([]netlink.Addr(nil), f.addrs[l.Attrs().Name]...), nil
+	if f.interrupted("AddrList") {
+		return partial(out)
+	}
+	return out, nil
 }
 
 func (f *Fake) RouteAdd(r *netlink.Route) error {
@@ -520,6 +566,10 @@ func (f *Fake) RouteReplace(r *netlink.Route) error {
 }
 
 func (f *Fake) RouteList(l netlink.Link, family int) ([]netlink.Route, error) {
+	return nlink.RetryDump("route", func() ([]netlink.Route, error) { return f.routeListOnce(l, family) })
+}
+
+func (f *Fake) routeListOnce(l netlink.Link, family int) ([]netlink.Route, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("RouteList", l, family); err != nil {
@@ -531,6 +581,9 @@ func (f *Fake) RouteList(l netlink.Link, family int) ([]netlink.Route, error) {
 			out = append(out, r)
 		}
 	}
+	if f.interrupted("RouteList") {
+		return partial(out)
+	}
 	return out, nil
 }
 
@@ -539,6 +592,10 @@ func (f *Fake) RouteList(l netlink.Link, family int) ([]netlink.Route, error) {
 // RT_FILTER_OIF. Without RT_FILTER_TABLE only the main table is listed,
 // as the library does.
 func (f *Fake) RouteListFiltered(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
+	return nlink.RetryDump("route", func() ([]netlink.Route, error) { return f.routeListFilteredOnce(family, filter, mask) })
+}
+
+func (f *Fake) routeListFilteredOnce(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("RouteListFiltered", nil, family, mask); err != nil {
@@ -559,16 +616,28 @@ func (f *Fake) RouteListFiltered(family int, filter *netlink.Route, mask uint64)
 		}
 		out = append(out, r)
 	}
+	if f.interrupted("RouteListFiltered") {
+		return partial(out)
+	}
 	return out, nil
 }
 
 func isMainTable(t int) bool { return t == 0 || t == unix.RT_TABLE_MAIN }
 
+// RdmaLinkByName is a dump of every RDMA device in the library (there is
+// no lookup by name), so it can be interrupted; it retries like Real's.
 func (f *Fake) RdmaLinkByName(name string) (*netlink.RdmaLink, error) {
+	return nlink.RetryDump("RDMA device", func() (*netlink.RdmaLink, error) { return f.rdmaLinkByNameOnce(name) })
+}
+
+func (f *Fake) rdmaLinkByNameOnce(name string) (*netlink.RdmaLink, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("RdmaLinkByName", nil, name); err != nil {
 		return nil, err
+	}
+	if f.interrupted("RdmaLinkByName") {
+		return nil, netlink.ErrDumpInterrupted
 	}
 	r, ok := f.rdma[name]
 	if !ok {
