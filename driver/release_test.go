@@ -167,8 +167,11 @@ func TestStaleReleaseRetriedUntilItSucceeds(t *testing.T) {
 	if e.ipam.allocated() != 0 {
 		t.Errorf("%d IPAM allocations left", e.ipam.allocated())
 	}
-	if v := metricValue(t, reg, "sriov_dra_stale_releases_pending"); v != 0 {
-		t.Errorf("pending releases gauge %v, want 0", v)
+	// The gauge follows the record (set after it is dropped).
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		return metricValue(t, reg, "sriov_dra_stale_releases_pending") == 0, nil
+	}); err != nil {
+		t.Errorf("pending releases gauge %v, want 0", metricValue(t, reg, "sriov_dra_stale_releases_pending"))
 	}
 	for _, s := range e.j.take() {
 		if strings.HasPrefix(s, "host.Restore") || strings.HasPrefix(s, "host.Detach") {
