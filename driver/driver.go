@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	resourceapi "k8s.io/api/resource/v1"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -15,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
+	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -96,6 +101,12 @@ type Driver struct {
 	invMu     sync.Mutex
 	inv       *inventory.Inventory
 	published *resourceslice.DriverResources
+	// publishedTaints are the health taints of the last publication.
+	publishedTaints map[string][]resourceapi.DeviceTaint
+	// taintsDroppedLogged is set once the API server was seen dropping
+	// device taints (DRADeviceTaints off): logged once, not on every
+	// publication.
+	taintsDroppedLogged atomic.Bool
 	// invGen increments on every successful scan; health watchers wake on it.
 	invGen  uint64
 	invCond chan struct{}
@@ -166,6 +177,9 @@ func (d *Driver) State() *State { return d.state }
 // HandleError implements kubeletplugin.DRAPlugin: recoverable errors are
 // logged, fatal ones stop the daemon through OnFatal.
 func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
+	if d.taintsDropped(ctx, err) {
+		return
+	}
 	utilruntime.HandleErrorWithContext(ctx, err, msg)
 	if errors.Is(err, kubeletplugin.ErrRecoverable) {
 		return
@@ -177,6 +191,23 @@ func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
 	if d.cfg.OnFatal != nil {
 		d.cfg.OnFatal(fmt.Errorf("%s: %w", msg, err))
 	}
+}
+
+// taintsDropped reports whether err is the API server dropping the
+// devices' taints from a ResourceSlice because its DRADeviceTaints feature
+// is off. The driver keeps running (devices are published without taints,
+// so the scheduler does not see their health; kubelet still does); this
+// is logged once, not at every publication.
+func (d *Driver) taintsDropped(ctx context.Context, err error) bool {
+	var dropped *resourceslice.DroppedFieldsError
+	if !errors.As(err, &dropped) || !slices.Equal(dropped.DisabledFeatures(), []string{"DRADeviceTaints"}) {
+		return false
+	}
+	if d.taintsDroppedLogged.CompareAndSwap(false, true) {
+		klog.FromContext(ctx).Info("The API server dropped the device taints of unhealthy devices: the DRADeviceTaints feature is off there, so the scheduler may still allocate them (kubelet still sees their health); enable the feature gate on kube-apiserver, kube-scheduler and kube-controller-manager (see docs/install.md)",
+			"pool", dropped.PoolName, "slice", dropped.SliceIndex)
+	}
+	return true
 }
 
 // NewEventRecorder returns a recorder that posts events (Warning on

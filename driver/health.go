@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
@@ -53,8 +54,56 @@ func (d *Driver) WatchHealthStatus(ctx context.Context, reports chan<- kubeletpl
 	}
 }
 
+// Taint values of TaintKeyUnhealthy, one per cause.
+const (
+	// TaintKeyUnhealthy is the key of the NoSchedule taint the driver puts
+	// on a published device it reports unhealthy to kubelet, so that the
+	// scheduler stops allocating it until it recovers.
+	TaintKeyUnhealthy = inventory.AttributeDomain + "/unhealthy"
+	// TaintVanished: the device is gone from the host (a prepared device
+	// stays published until it is released).
+	TaintVanished = "vanished"
+	// TaintPFLinkDown: the PF netdev is administratively or operationally
+	// down.
+	TaintPFLinkDown = "pf-link-down"
+	// TaintPFMissing: the PF netdev cannot be found.
+	TaintPFMissing = "pf-missing"
+)
+
+// deviceHealth is the health of one device of the pool; taint is the
+// TaintKeyUnhealthy value it is published with, "" for none.
+type deviceHealth struct {
+	kubeletplugin.DeviceHealth
+	taint string
+}
+
 // healthReport computes the health of every device of the pool.
 func (d *Driver) healthReport(ctx context.Context) kubeletplugin.DeviceHealthReport {
+	report := kubeletplugin.DeviceHealthReport{}
+	for _, h := range d.deviceHealth() {
+		report.Devices = append(report.Devices, h.DeviceHealth)
+	}
+	klog.FromContext(ctx).V(5).Info("Health report", "devices", len(report.Devices))
+	return report
+}
+
+// healthTaints returns, by device name, the NoSchedule taint of each
+// unhealthy device (health Unknown gets none: the driver does not know
+// the device is bad).
+func (d *Driver) healthTaints() map[string][]resourceapi.DeviceTaint {
+	out := map[string][]resourceapi.DeviceTaint{}
+	for _, h := range d.deviceHealth() {
+		if h.taint != "" {
+			out[h.DeviceName] = []resourceapi.DeviceTaint{{Key: TaintKeyUnhealthy, Value: h.taint, Effect: resourceapi.DeviceTaintEffectNoSchedule}}
+		}
+	}
+	return out
+}
+
+// deviceHealth computes the health of every device of the pool, sorted by
+// name. A device is unhealthy when it vanished from the host or, for a VF
+// (or a PF offered whole and not prepared), when its PF link is down.
+func (d *Driver) deviceHealth() []deviceHealth {
 	now := time.Now()
 	inv := d.inventory()
 	present := map[string]*inventory.Device{}
@@ -81,34 +130,38 @@ func (d *Driver) healthReport(ctx context.Context) kubeletplugin.DeviceHealthRep
 	sort.Strings(names)
 	names = slices.Compact(names)
 
-	linkUp := map[string]string{} // PF netdev -> "" (up) or why not
-	pfState := func(pfName string) string {
-		if why, ok := linkUp[pfName]; ok {
-			return why
+	type linkVerdict struct{ why, taint string }
+	linkUp := map[string]linkVerdict{} // PF netdev -> zero (up) or why not
+	pfState := func(pfName string) linkVerdict {
+		if v, ok := linkUp[pfName]; ok {
+			return v
 		}
-		why := ""
+		var v linkVerdict
 		if d.cfg.Netlink != nil {
 			l, err := d.cfg.Netlink.LinkByName(pfName)
 			switch {
 			case err != nil:
-				why = fmt.Sprintf("PF %s not found: %v", pfName, err)
+				v = linkVerdict{fmt.Sprintf("PF %s not found: %v", pfName, err), TaintPFMissing}
 			case l.Attrs().Flags&net.FlagUp == 0:
-				why = fmt.Sprintf("PF %s is administratively down", pfName)
+				v = linkVerdict{fmt.Sprintf("PF %s is administratively down", pfName), TaintPFLinkDown}
 			case l.Attrs().OperState == netlink.OperDown || l.Attrs().OperState == netlink.OperLowerLayerDown:
-				why = fmt.Sprintf("PF %s link is down (%s)", pfName, l.Attrs().OperState)
+				v = linkVerdict{fmt.Sprintf("PF %s link is down (%s)", pfName, l.Attrs().OperState), TaintPFLinkDown}
 			}
 		}
-		linkUp[pfName] = why
-		return why
+		linkUp[pfName] = v
+		return v
 	}
 
-	report := kubeletplugin.DeviceHealthReport{}
+	out := make([]deviceHealth, 0, len(names))
 	for _, name := range names {
-		h := kubeletplugin.DeviceHealth{PoolName: d.cfg.NodeName, DeviceName: name, Health: kubeletplugin.HealthStatusHealthy, LastUpdated: now, HealthCheckTimeout: healthTimeout}
+		h := deviceHealth{DeviceHealth: kubeletplugin.DeviceHealth{PoolName: d.cfg.NodeName, DeviceName: name, Health: kubeletplugin.HealthStatusHealthy, LastUpdated: now, HealthCheckTimeout: healthTimeout}}
+		unhealthy := func(v linkVerdict) {
+			h.Health, h.Message, h.taint = kubeletplugin.HealthStatusUnhealthy, v.why, v.taint
+		}
 		dev, ok := present[name]
 		switch {
 		case !ok:
-			h.Health, h.Message = kubeletplugin.HealthStatusUnhealthy, "device vanished from the host"
+			unhealthy(linkVerdict{"device vanished from the host", TaintVanished})
 		case dev.Kind == inventory.KindVF:
 			pfName := dev.PFName
 			if pf := pfs[dev.PFPCIAddress]; pf != nil && pf.IfName != "" {
@@ -116,18 +169,17 @@ func (d *Driver) healthReport(ctx context.Context) kubeletplugin.DeviceHealthRep
 			}
 			if pfName == "" {
 				h.Health, h.Message = kubeletplugin.HealthStatusUnknown, "PF has no netdev"
-			} else if why := pfState(pfName); why != "" {
-				h.Health, h.Message = kubeletplugin.HealthStatusUnhealthy, why
+			} else if v := pfState(pfName); v.why != "" {
+				unhealthy(v)
 			}
 		case dev.Kind == inventory.KindPF:
 			if _, isPrepared := prepared[name]; !isPrepared && dev.IfName != "" {
-				if why := pfState(dev.IfName); why != "" {
-					h.Health, h.Message = kubeletplugin.HealthStatusUnhealthy, why
+				if v := pfState(dev.IfName); v.why != "" {
+					unhealthy(v)
 				}
 			}
 		}
-		report.Devices = append(report.Devices, h)
+		out = append(out, h)
 	}
-	klog.FromContext(ctx).V(5).Info("Health report", "devices", len(report.Devices))
-	return report
+	return out
 }

@@ -2,12 +2,16 @@ package driver
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
@@ -105,5 +109,136 @@ func TestHealth(t *testing.T) {
 	}
 	if r[vf0].Health != kubeletplugin.HealthStatusHealthy {
 		t.Errorf("VF 0 after PF up: %+v", r[vf0])
+	}
+}
+
+// taintsOf returns the published devices' taints by device name.
+func taintsOf(pub *countingPublisher) map[string][]resourceapi.DeviceTaint {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	out := map[string][]resourceapi.DeviceTaint{}
+	for _, pool := range pub.last.Pools {
+		for _, s := range pool.Slices {
+			for _, d := range s.Devices {
+				if len(d.Taints) > 0 {
+					out[d.Name] = d.Taints
+				}
+			}
+		}
+	}
+	return out
+}
+
+// An unhealthy device is published with a NoSchedule taint, so the
+// scheduler stops allocating it; the taint goes when it recovers.
+func TestHealthTaints(t *testing.T) {
+	igb := sysfstest.IGB()
+	e := newEnv(t, sysfstest.Topology{PFs: []sysfstest.PF{igb}})
+	d := e.d
+	ctx := context.Background()
+	pub := &countingPublisher{}
+	want := func(value string) []resourceapi.DeviceTaint {
+		return []resourceapi.DeviceTaint{{Key: TaintKeyUnhealthy, Value: value, Effect: resourceapi.DeviceTaintEffectNoSchedule}}
+	}
+	step := func(name string, wantWrite bool, check func(map[string][]resourceapi.DeviceTaint)) {
+		t.Helper()
+		if _, err := d.scan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wrote, err := d.publish(ctx, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wrote != wantWrite {
+			t.Errorf("%s: published=%v, want %v", name, wrote, wantWrite)
+		}
+		check(taintsOf(pub))
+	}
+	vfs := make([]string, len(igb.VFs))
+	for i := range vfs {
+		vfs[i] = vfName(e, 0, i)
+	}
+
+	step("healthy", true, func(got map[string][]resourceapi.DeviceTaint) {
+		if len(got) != 0 {
+			t.Errorf("healthy devices tainted: %v", got)
+		}
+	})
+	step("no change", false, func(map[string][]resourceapi.DeviceTaint) {})
+
+	pf, _ := e.fix.Netlink.LinkByName(igb.IfName)
+	if err := e.fix.Netlink.LinkSetDown(pf); err != nil {
+		t.Fatal(err)
+	}
+	step("PF down", true, func(got map[string][]resourceapi.DeviceTaint) {
+		for _, vf := range vfs {
+			if !reflect.DeepEqual(got[vf], want(TaintPFLinkDown)) {
+				t.Errorf("VF %s with its PF down: taints %v, want %v", vf, got[vf], want(TaintPFLinkDown))
+			}
+		}
+		if len(got) != len(vfs) {
+			t.Errorf("%d devices tainted, want %d", len(got), len(vfs))
+		}
+	})
+	step("PF still down", false, func(map[string][]resourceapi.DeviceTaint) {})
+	if err := e.fix.Netlink.LinkSetUp(pf); err != nil {
+		t.Fatal(err)
+	}
+	step("PF up again", true, func(got map[string][]resourceapi.DeviceTaint) {
+		if len(got) != 0 {
+			t.Errorf("taints left after the PF came up: %v", got)
+		}
+	})
+
+	// A prepared VF that vanished stays published, tainted; an unprepared
+	// one leaves the pool.
+	vf6 := vfs[6]
+	if err := prepare(t, d, newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", vf6)}))["u1"].Err; err != nil {
+		t.Fatal(err)
+	}
+	fewer := igb
+	fewer.VFs = fewer.VFs[:3]
+	fewer.TotalVFs = 7
+	e.scan.set(sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{fewer}}))
+	step("VFs vanished", true, func(got map[string][]resourceapi.DeviceTaint) {
+		if !reflect.DeepEqual(got, map[string][]resourceapi.DeviceTaint{vf6: want(TaintVanished)}) {
+			t.Errorf("taints %v, want only %s %s", got, vf6, TaintVanished)
+		}
+	})
+}
+
+// The API server of a cluster without DRADeviceTaints drops the taints:
+// the driver logs that once and carries on (no fatal error, and the error
+// is not reported again).
+func TestTaintsDroppedByServer(t *testing.T) {
+	e := newEnv(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}})
+	fatal := 0
+	e.d.cfg.OnFatal = func(error) { fatal++ }
+	dev := func(taints ...resourceapi.DeviceTaint) *resourceapi.ResourceSlice {
+		return &resourceapi.ResourceSlice{Spec: resourceapi.ResourceSliceSpec{Devices: []resourceapi.Device{{Name: "d", Taints: taints}}}}
+	}
+	dropped := &resourceslice.DroppedFieldsError{PoolName: testNode, DesiredSlice: dev(resourceapi.DeviceTaint{Key: TaintKeyUnhealthy, Effect: resourceapi.DeviceTaintEffectNoSchedule}), ActualSlice: dev()}
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		// As kubeletplugin passes it: wrapped as recoverable.
+		if !e.d.taintsDropped(ctx, fmt.Errorf("publish: %w", dropped)) {
+			t.Fatalf("call %d: dropped taints not recognised", i)
+		}
+		e.d.HandleError(ctx, dropped, "publish")
+	}
+	if !e.d.taintsDroppedLogged.Load() {
+		t.Error("dropped taints not logged")
+	}
+	if fatal != 0 {
+		t.Errorf("dropped taints were fatal %d times", fatal)
+	}
+	// Another dropped field is not mistaken for it.
+	other := &resourceslice.DroppedFieldsError{PoolName: testNode, DesiredSlice: dev(), ActualSlice: dev()}
+	other.DesiredSlice.Spec.Devices[0].BindingConditions = []string{"x"}
+	if e.d.taintsDropped(ctx, other) {
+		t.Error("a dropped binding condition taken for dropped taints")
+	}
+	if e.d.taintsDropped(ctx, errors.New("conflict")) {
+		t.Error("an unrelated error taken for dropped taints")
 	}
 }

@@ -25,8 +25,9 @@ const MaxDevicesPerSlice = 128
 // was prepared (prepared maps device name to that device), also when the
 // scan no longer sees it as before (its netdev lives in a pod). An empty
 // pool is one slice without devices, so schedulers see the node has none
-// rather than wondering whether the driver runs.
-func BuildResources(pool string, devs []inventory.Device, prepared map[string]inventory.Device, attrs AttributesFunc) resourceslice.DriverResources {
+// rather than wondering whether the driver runs. taints maps device name
+// to the taints the device is published with (see healthTaints).
+func BuildResources(pool string, devs []inventory.Device, prepared map[string]inventory.Device, attrs AttributesFunc, taints map[string][]resourceapi.DeviceTaint) resourceslice.DriverResources {
 	byName := make(map[string]inventory.Device, len(devs)+len(prepared))
 	for _, d := range devs {
 		byName[d.Name] = d
@@ -46,7 +47,7 @@ func BuildResources(pool string, devs []inventory.Device, prepared map[string]in
 		s := resourceslice.Slice{Devices: []resourceapi.Device{}}
 		for _, n := range names[start:end] {
 			dev := byName[n]
-			s.Devices = append(s.Devices, resourceapi.Device{Name: n, Attributes: attrs(dev)})
+			s.Devices = append(s.Devices, resourceapi.Device{Name: n, Attributes: attrs(dev), Taints: taints[n]})
 		}
 		slices = append(slices, s)
 		if end == len(names) {
@@ -136,19 +137,25 @@ func (d *Driver) publish(ctx context.Context, pub Publisher) (bool, error) {
 	if inv != nil {
 		devs = inv.Publishable(d.cfg.PassthroughPFs)
 	}
-	res := BuildResources(d.cfg.NodeName, devs, d.state.PublishedDevices(), d.cfg.Attributes)
+	taints := d.healthTaints()
+	res := BuildResources(d.cfg.NodeName, devs, d.state.PublishedDevices(), d.cfg.Attributes, taints)
 	d.invMu.Lock()
 	same := d.published != nil && apiequality.Semantic.DeepEqual(*d.published, res)
+	prevTaints := d.publishedTaints
 	d.invMu.Unlock()
 	if same {
 		return false, nil
 	}
-	if err := pub.PublishResources(ctx, res); err != nil {
+	// The publisher keeps (and may update) what it is given: it gets its
+	// own copy, so that the comparison above stays with what was built.
+	if err := pub.PublishResources(ctx, *res.DeepCopy()); err != nil {
 		return false, fmt.Errorf("publish ResourceSlices of pool %s: %w", d.cfg.NodeName, err)
 	}
 	d.invMu.Lock()
 	d.published = &res
+	d.publishedTaints = taints
 	d.invMu.Unlock()
+	logTaintChanges(ctx, prevTaints, taints)
 	if m := d.cfg.Metrics; m != nil {
 		m.publishes.Inc()
 	}
@@ -242,5 +249,37 @@ func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher) {
 		d.invMu.Lock()
 		d.published = nil
 		d.invMu.Unlock()
+	}
+}
+
+// logTaintChanges logs each device whose health taint was set or removed
+// by the publication that went from prev to next.
+func logTaintChanges(ctx context.Context, prev, next map[string][]resourceapi.DeviceTaint) {
+	logger := klog.FromContext(ctx)
+	value := func(ts []resourceapi.DeviceTaint) string {
+		if len(ts) == 0 {
+			return ""
+		}
+		return ts[0].Value
+	}
+	names := make([]string, 0, len(prev)+len(next))
+	for n := range prev {
+		names = append(names, n)
+	}
+	for n := range next {
+		if _, ok := prev[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		was, is := value(prev[n]), value(next[n])
+		switch {
+		case was == is:
+		case is == "":
+			logger.Info("Device taint removed: the device is schedulable again", "device", n, "key", TaintKeyUnhealthy, "was", was)
+		default:
+			logger.Info("Device tainted NoSchedule: no new claim gets it until it recovers", "device", n, "key", TaintKeyUnhealthy, "value", is)
+		}
 	}
 }

@@ -25,7 +25,7 @@ func TestBuildResourcesChunks(t *testing.T) {
 			for i := 0; i < n; i++ {
 				devs = append(devs, inventory.Device{Name: inventory.DeviceName(fmt.Sprintf("0000:%02x:%02x.%x", i/256, (i/8)%32, i%8))})
 			}
-			res := BuildResources("node-a", devs, nil, nameAttrs)
+			res := BuildResources("node-a", devs, nil, nameAttrs, nil)
 			if len(res.Pools) != 1 {
 				t.Fatalf("pools = %d", len(res.Pools))
 			}
@@ -66,7 +66,7 @@ func TestBuildResourcesKeepsPreparedAttributes(t *testing.T) {
 	now.MAC = "02:aa:aa:aa:aa:aa" // changed by prepare
 	other := inventory.Device{Name: "pci-0000-5e-00-2", MAC: "02:00:00:00:00:02"}
 	gone := inventory.Device{Name: "pci-0000-5e-00-3", MAC: "02:00:00:00:00:03"} // netdev in a pod, not seen by the scan
-	res := BuildResources("n", []inventory.Device{now, other}, map[string]inventory.Device{before.Name: before, gone.Name: gone}, nameAttrs)
+	res := BuildResources("n", []inventory.Device{now, other}, map[string]inventory.Device{before.Name: before, gone.Name: gone}, nameAttrs, nil)
 	got := map[string]string{}
 	for _, d := range res.Pools["n"].Slices[0].Devices {
 		got[d.Name] = *d.Attributes["sriov.dra.dev/mac"].StringValue

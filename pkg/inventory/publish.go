@@ -116,7 +116,8 @@ const (
 )
 
 // Attributes turns a device into its ResourceSlice attributes: the
-// sriov.dra.dev/ attributes above plus resource.kubernetes.io/pcieRoot.
+// sriov.dra.dev/ attributes above plus the standard ones under
+// resource.kubernetes.io/ (StandardAttributes).
 // Empty values are left out (a VF's vfIndex, numaNode and rdma are always
 // meaningful and kept: vfIndex 0 is a real index, numaNode is left out
 // only when unknown). Nothing that changes by the second (speed, link
@@ -167,6 +168,38 @@ func Attributes(d Device) map[resourceapi.QualifiedName]resourceapi.DeviceAttrib
 	if d.Kind == KindPF && d.TotalVFs > 0 {
 		num(AttrTotalVFs, d.TotalVFs)
 	}
-	str(deviceattribute.StandardDeviceAttributePCIeRoot, d.PCIeRoot)
+	for _, a := range StandardAttributes(d) {
+		m[a.Name] = a.Value
+	}
 	return m
+}
+
+// StandardAttributes returns the device's attributes under
+// resource.kubernetes.io/ that other DRA drivers publish too, so that one
+// claim can matchAttribute devices of different drivers: pcieRoot (the PCIe
+// root complex), pciBusID (the device's own PCI address) and numaNode
+// (scalar form, the kernel's numa_node). The values come from the
+// deviceattribute helpers, which also validate them: a PCI address not in
+// the extended BDF form the helpers accept gets no pciBusID, and a device
+// without NUMA affinity gets no numaNode (a -1 would match every other
+// device without one).
+func StandardAttributes(d Device) []deviceattribute.DeviceAttribute {
+	var out []deviceattribute.DeviceAttribute
+	if d.PCIeRoot != "" && len(d.PCIeRoot) <= resourceapi.DeviceAttributeMaxValueLength {
+		root := d.PCIeRoot
+		out = append(out, deviceattribute.DeviceAttribute{
+			Name: deviceattribute.StandardDeviceAttributePCIeRoot, Value: resourceapi.DeviceAttribute{StringValue: &root},
+		})
+	}
+	if d.PCIAddress != "" {
+		if a, err := deviceattribute.GetPCIBusIDAttribute(d.PCIAddress); err == nil {
+			out = append(out, a)
+		}
+	}
+	if d.NUMANode != NUMAUnknown && d.NUMANode >= 0 {
+		if a, err := deviceattribute.GetNUMANodeAttribute(d.NUMANode, deviceattribute.ScalarAttribute); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -137,6 +137,8 @@ func TestAttributes(t *testing.T) {
 	inv := scan(t, h, nil)
 	type attrs = map[resourceapi.QualifiedName]resourceapi.DeviceAttribute
 	root := deviceattribute.StandardDeviceAttributePCIeRoot
+	bus := deviceattribute.StandardDeviceAttributePCIBusID
+	numa := deviceattribute.StandardDeviceAttributeNUMANode
 	cases := []struct {
 		pci  string
 		want attrs
@@ -148,7 +150,7 @@ func TestAttributes(t *testing.T) {
 			inventory.AttrIfName: str("ibp59s0f0"), inventory.AttrMAC: str("00:00:10:87:fe:80:00:00:00:00:00:00:0c:42:a1:03:00:ab:cd:00"),
 			inventory.AttrGUID: str("0c:42:a1:03:00:ab:cd:00"), inventory.AttrPKeys: str("0xffff,0x8001,0x8002"),
 			inventory.AttrRDMA: boolean(true), inventory.AttrRDMADevice: str("mlx5_0"), inventory.AttrEswitchMode: str("legacy"),
-			inventory.AttrTotalVFs: num(16), root: str("pci0000:3a"),
+			inventory.AttrTotalVFs: num(16), root: str("pci0000:3a"), bus: str("0000:3b:00.0"), numa: num(0),
 		}},
 		{"0000:3b:00.1", attrs{ // IB VF 0
 			inventory.AttrKind: str("vf"), inventory.AttrPFName: str("ibp59s0f0"), inventory.AttrPFPCIAddress: str("0000:3b:00.0"),
@@ -157,35 +159,35 @@ func TestAttributes(t *testing.T) {
 			inventory.AttrNUMANode: num(0), inventory.AttrIfName: str("ibp59s0f0v0"),
 			inventory.AttrMAC:  str("00:00:10:87:fe:80:00:00:00:00:00:00:0c:42:a1:03:00:ab:ce:10"),
 			inventory.AttrGUID: str("0c:42:a1:03:00:ab:cd:10"), inventory.AttrRDMA: boolean(true), inventory.AttrRDMADevice: str("mlx5_1"),
-			root: str("pci0000:3a"),
+			root: str("pci0000:3a"), bus: str("0000:3b:00.1"), numa: num(0),
 		}},
 		{"0000:5e:00.2", attrs{ // E810 VF 1: VLAN 100
 			inventory.AttrKind: str("vf"), inventory.AttrPFName: str("ens2f0"), inventory.AttrPFPCIAddress: str("0000:5e:00.0"),
 			inventory.AttrVFIndex: num(1), inventory.AttrPCIAddress: str("0000:5e:00.2"), inventory.AttrVendor: str("8086"),
 			inventory.AttrDeviceID: str("1889"), inventory.AttrDriver: str("iavf"), inventory.AttrLinkType: str("ethernet"),
 			inventory.AttrNUMANode: num(1), inventory.AttrIfName: str("ens2f0v1"), inventory.AttrMAC: str("02:00:5e:00:00:01"),
-			inventory.AttrVLAN: num(100), inventory.AttrRDMA: boolean(false), root: str("pci0000:5d"),
+			inventory.AttrVLAN: num(100), inventory.AttrRDMA: boolean(false), root: str("pci0000:5d"), bus: str("0000:5e:00.2"), numa: num(1),
 		}},
 		{"0000:5e:01.5", attrs{ // E810 VF 12 on vfio-pci: no netdev, MAC from the admin state
 			inventory.AttrKind: str("vf"), inventory.AttrPFName: str("ens2f0"), inventory.AttrPFPCIAddress: str("0000:5e:00.0"),
 			inventory.AttrVFIndex: num(12), inventory.AttrPCIAddress: str("0000:5e:01.5"), inventory.AttrVendor: str("8086"),
 			inventory.AttrDeviceID: str("1889"), inventory.AttrDriver: str("vfio-pci"), inventory.AttrLinkType: str("ethernet"),
 			inventory.AttrNUMANode: num(1), inventory.AttrMAC: str("02:00:5e:00:00:0c"), inventory.AttrRDMA: boolean(false),
-			root: str("pci0000:5d"),
+			root: str("pci0000:5d"), bus: str("0000:5e:01.5"), numa: num(1),
 		}},
 		{"0000:02:00.1", attrs{ // igb VF: NUMA unknown, admin MAC unset
 			inventory.AttrKind: str("vf"), inventory.AttrPFName: str("enp2s0f0"), inventory.AttrPFPCIAddress: str("0000:02:00.0"),
 			inventory.AttrVFIndex: num(0), inventory.AttrPCIAddress: str("0000:02:00.1"), inventory.AttrVendor: str("8086"),
 			inventory.AttrDeviceID: str("1520"), inventory.AttrDriver: str("igbvf"), inventory.AttrLinkType: str("ethernet"),
 			inventory.AttrIfName: str("enp2s0f0v0"), inventory.AttrMAC: str("02:00:02:00:01:5a"), inventory.AttrRDMA: boolean(false),
-			root: str("pci0000:00"),
+			root: str("pci0000:00"), bus: str("0000:02:00.1"),
 		}},
 		{"0000:af:00.0", attrs{ // PF with SR-IOV disabled
 			inventory.AttrKind: str("pf"), inventory.AttrPFName: str("ens5f0"), inventory.AttrPFPCIAddress: str("0000:af:00.0"),
 			inventory.AttrPCIAddress: str("0000:af:00.0"), inventory.AttrVendor: str("8086"), inventory.AttrDeviceID: str("1572"),
 			inventory.AttrDriver: str("i40e"), inventory.AttrLinkType: str("ethernet"), inventory.AttrNUMANode: num(1),
 			inventory.AttrIfName: str("ens5f0"), inventory.AttrMAC: str("02:00:af:00:00:5a"), inventory.AttrRDMA: boolean(false),
-			inventory.AttrTotalVFs: num(64), root: str("pci0000:ae"),
+			inventory.AttrTotalVFs: num(64), root: str("pci0000:ae"), bus: str("0000:af:00.0"), numa: num(1),
 		}},
 	}
 	for _, tc := range cases {
@@ -207,7 +209,8 @@ func TestAttributesLimits(t *testing.T) {
 	if _, ok := got[inventory.AttrPKeys]; ok {
 		t.Error("pkeys longer than 64 characters published")
 	}
-	for _, k := range []resourceapi.QualifiedName{inventory.AttrLinkType, inventory.AttrNUMANode, inventory.AttrMAC, inventory.AttrVLAN, inventory.AttrTotalVFs, deviceattribute.StandardDeviceAttributePCIeRoot} {
+	for _, k := range []resourceapi.QualifiedName{inventory.AttrLinkType, inventory.AttrNUMANode, inventory.AttrMAC, inventory.AttrVLAN, inventory.AttrTotalVFs,
+		deviceattribute.StandardDeviceAttributePCIeRoot, deviceattribute.StandardDeviceAttributePCIBusID, deviceattribute.StandardDeviceAttributeNUMANode} {
 		if _, ok := got[k]; ok {
 			t.Errorf("empty %s published", k)
 		}
@@ -222,6 +225,46 @@ func TestAttributesLimits(t *testing.T) {
 		if id := strings.TrimPrefix(string(k), inventory.AttributeDomain+"/"); len(id) > resourceapi.DeviceMaxIDLength {
 			t.Errorf("attribute name %s too long", k)
 		}
+	}
+}
+
+func TestStandardAttributes(t *testing.T) {
+	type want struct {
+		root, bus string
+		numa      int64
+	} // "" / -1: absent
+	cases := []struct {
+		name string
+		dev  inventory.Device
+		want want
+	}{
+		{"all three", inventory.Device{PCIAddress: "0000:3b:00.2", PCIeRoot: "pci0000:3a", NUMANode: 1}, want{"pci0000:3a", "0000:3b:00.2", 1}},
+		{"NUMA node 0 is a node", inventory.Device{PCIAddress: "0000:02:00.1", PCIeRoot: "pci0000:00", NUMANode: 0}, want{"pci0000:00", "0000:02:00.1", 0}},
+		{"no NUMA affinity", inventory.Device{PCIAddress: "0000:02:00.1", PCIeRoot: "pci0000:00", NUMANode: inventory.NUMAUnknown}, want{"pci0000:00", "0000:02:00.1", -1}},
+		{"NUMA node beyond the kernel's limit", inventory.Device{PCIAddress: "0000:02:00.1", NUMANode: 1024}, want{"", "0000:02:00.1", -1}},
+		{"PCI address not in extended BDF form", inventory.Device{PCIAddress: "3b:00.2", PCIeRoot: "pci0000:3a", NUMANode: 0}, want{"pci0000:3a", "", 0}},
+		{"upper-case PCI address refused by the helper", inventory.Device{PCIAddress: "0000:AF:00.0", NUMANode: 0}, want{"", "", 0}},
+		{"nothing known", inventory.Device{NUMANode: inventory.NUMAUnknown}, want{"", "", -1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := want{numa: -1}
+			for _, a := range inventory.StandardAttributes(tc.dev) {
+				switch a.Name {
+				case deviceattribute.StandardDeviceAttributePCIeRoot:
+					got.root = *a.Value.StringValue
+				case deviceattribute.StandardDeviceAttributePCIBusID:
+					got.bus = *a.Value.StringValue
+				case deviceattribute.StandardDeviceAttributeNUMANode:
+					got.numa = *a.Value.IntValue
+				default:
+					t.Errorf("unexpected attribute %s", a.Name)
+				}
+			}
+			if got != tc.want {
+				t.Errorf("StandardAttributes = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
 
