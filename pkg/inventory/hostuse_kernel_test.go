@@ -5,19 +5,17 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
 // TestScanHostUseKernel runs the host-use check against a real kernel: a
@@ -149,32 +147,7 @@ func kernelRunName(t *testing.T) string {
 // the netns every link the test made in it.
 func newNetnsHandle(t *testing.T, name string) *nlink.Real {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if err == nil {
-			ns.Close()
-		}
-		if serr := netns.Set(orig); serr != nil {
-			errc <- fmt.Errorf("return to the test netns: %w", serr) // the thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
-	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	h, err := nlink.NewAt(filepath.Join("/var/run/netns", name))
+	h, err := nlink.NewAt(nlinktest.NewNetns(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,15 +8,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
 // Host-kernel test helpers. Links are created in this process's netns
@@ -39,35 +37,7 @@ func runPrefix(t testing.TB) string {
 }
 
 // newNetns creates a named netns without leaving any goroutine in it.
-func newNetns(t testing.TB, name string) string {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if err == nil {
-			ns.Close()
-		}
-		if serr := netns.Set(orig); serr != nil {
-			errc <- fmt.Errorf("return to the test netns: %w", serr) // thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
-	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	return filepath.Join("/var/run/netns", name)
-}
+func newNetns(t testing.TB, name string) string { return nlinktest.NewNetns(t, name) }
 
 func hostHandle(t testing.TB) *nlink.Real {
 	t.Helper()
