@@ -34,11 +34,11 @@ rc=0
 		go test -tags e2e -count=1 -v -timeout 30m ${E2E_RUN:+-run "$E2E_RUN"} ./test/cluster/e2e/
 ) || rc=$?
 # The driver's whole log goes with the cluster's (cluster.sh down keeps
-# $LOGS as last-logs), with a count of the scans that missed devices and
+# its logs dir as last-logs), with a count of the scans that missed devices and
 # needed a confirming scan (docs/design.md, the two-scans rule).
-"$CACHE_BIN/kubectl" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" -n sriov-dra logs \
-	-l app.kubernetes.io/name=sriov-dra --all-containers --prefix --tail=-1 >"$LOGS/driver.log" 2>&1 || true
-log "driver log: $(grep -c 'Devices missing from a scan' "$LOGS/driver.log" || true) scan(s) missed devices and were confirmed by a second one"
+driver_log=$CLUSTER_DIR/logs/driver.log
+kubectl_ -n sriov-dra logs -l app.kubernetes.io/name=sriov-dra --all-containers --prefix --tail=-1 >"$driver_log" 2>&1 || true
+log "driver log: $(grep -c 'Devices missing from a scan' "$driver_log" || true) scan(s) missed devices and were confirmed by a second one"
 if ((rc != 0)); then
 	log "e2e FAILED; driver logs:"
 	bash "$HERE/driver.sh" logs 2>&1 | tail -80 >&2 || true
