@@ -90,7 +90,6 @@ func Load(path string) (*NodeConfig, error) {
 	return c, nil
 }
 
-
 // norm lowercases a hex ID and drops a 0x prefix.
 func norm(s string) string { return strings.TrimPrefix(strings.ToLower(s), "0x") }
 
