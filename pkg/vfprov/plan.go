@@ -44,8 +44,8 @@ func (s *Status) Name() string {
 }
 
 // BusyFunc returns the prepared devices (ResourceSlice names) that are the
-// PF or one of its VFs; nil when none.
-type BusyFunc func(pfPCI string) []string
+// PF or one of its VFs (pf.VFs lists those sysfs shows); nil when none.
+type BusyFunc func(pf PF) []string
 
 // Plan compares the config with the PFs and says, for each PF the config
 // selects, what is to be done. PFs no entry selects are not in the result.
@@ -95,7 +95,7 @@ func Plan(root string, cfg *NodeConfig, pfs []PF, busy BusyFunc) []Status {
 			}
 		}
 		if st.State == StateApply && busy != nil {
-			if b := busy(pf.PCIAddress); len(b) > 0 {
+			if b := busy(pf); len(b) > 0 {
 				st.State = StatePending
 				st.Busy = b
 				st.Reason = fmt.Sprintf("PF %s: changing its VFs (sriov_numvfs %d -> %d) waits until no VF of it is prepared; prepared: %s",

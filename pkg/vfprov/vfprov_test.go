@@ -87,9 +87,9 @@ func TestScanPFs(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	h, pfs := fixture(t)
-	noBusy := func(string) []string { return nil }
-	igbBusy := func(pf string) []string {
-		if pf == "0000:02:00.0" {
+	noBusy := func(PF) []string { return nil }
+	igbBusy := func(pf PF) []string {
+		if pf.PCIAddress == "0000:02:00.0" {
 			return []string{"pci-0000-02-00-1"}
 		}
 		return nil
