@@ -21,14 +21,14 @@ type provisioner struct {
 	badCfg string            // last config error reported
 }
 
-// preparedOn returns the recorded devices (ResourceSlice names) that are
+// preparedOn returns the recorded devices that are
 // the PF itself or one of its VFs, by the record's PCI address, the PF it
 // recorded for the VF, or the VFs sysfs lists for the PF. Records of an
 // earlier boot hold no device.
-func (s *State) preparedOn(pf vfprov.PF) []string {
+func (s *State) preparedOn(pf vfprov.PF) []vfprov.Held {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []string
+	var out []vfprov.Held
 	for _, rec := range s.cp.Claims {
 		if rec.Stale != nil {
 			continue
@@ -37,11 +37,11 @@ func (s *State) preparedOn(pf vfprov.PF) []string {
 			if d.PCIAddress == pf.PCIAddress || slices.Contains(pf.VFs, d.PCIAddress) ||
 				d.Snapshot.PFPCIAddress == pf.PCIAddress ||
 				(d.Published != nil && d.Published.PFPCIAddress == pf.PCIAddress) {
-				out = append(out, d.Device)
+				out = append(out, vfprov.Held{Device: d.Device, PCIAddress: d.PCIAddress})
 			}
 		}
 	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
 	return slices.Compact(out)
 }
 

@@ -43,9 +43,23 @@ func (s *Status) Name() string {
 	return s.PF.PCIAddress + " (" + s.PF.IfName + ")"
 }
 
-// BusyFunc returns the prepared devices (ResourceSlice names) that are the
-// PF or one of its VFs (pf.VFs lists those sysfs shows); nil when none.
-type BusyFunc func(pf PF) []string
+// Held is a prepared device of a PF: the PF itself or one of its VFs.
+type Held struct {
+	Device     string // ResourceSlice device name
+	PCIAddress string
+}
+
+// BusyFunc returns the prepared devices that are the PF or one of its VFs
+// (pf.VFs lists those sysfs shows); nil when none.
+type BusyFunc func(pf PF) []Held
+
+func heldNames(held []Held) []string {
+	out := make([]string, len(held))
+	for i, h := range held {
+		out[i] = h.Device
+	}
+	return out
+}
 
 // Plan compares the config with the PFs and says, for each PF the config
 // selects, what is to be done. PFs no entry selects are not in the result.
@@ -66,6 +80,10 @@ func Plan(root string, cfg *NodeConfig, pfs []PF, busy BusyFunc) []Status {
 		if len(hit) == 0 {
 			continue
 		}
+		var held []Held
+		if busy != nil {
+			held = busy(pf)
+		}
 		e := cfg.PFs[hit[0]]
 		st := Status{PF: pf, Entry: hit[0], Desired: *e.NumVFs, VFDriver: e.VFDriver, State: StateOK}
 		switch {
@@ -85,26 +103,33 @@ func Plan(root string, cfg *NodeConfig, pfs []PF, busy BusyFunc) []Status {
 		case st.Desired != pf.NumVFs:
 			st.State = StateApply
 		case st.VFDriver != "":
+			// Only the free VFs are rebound: a prepared VF stays on the
+			// driver its claim has it on, and is rebound once released.
+			free := true
+			skip := map[string]bool{}
+			for _, h := range held {
+				skip[h.PCIAddress] = true
+				free = free && h.PCIAddress != pf.PCIAddress
+			}
 			for _, vf := range pf.VFs {
-				if linkBase(filepath.Join(devicesDir(root), vf, "driver")) != st.VFDriver {
+				if !skip[vf] && linkBase(filepath.Join(devicesDir(root), vf, "driver")) != st.VFDriver {
 					st.Rebind = append(st.Rebind, vf)
 				}
 			}
-			if len(st.Rebind) > 0 {
+			switch {
+			case len(st.Rebind) > 0 && !free:
+				st.State = StatePending
+				st.Busy = heldNames(held)
+				st.Reason = fmt.Sprintf("PF %s: binding its VFs to %s waits until the PF itself is no longer prepared", st.Name(), st.VFDriver)
+			case len(st.Rebind) > 0:
 				st.State = StateApply
 			}
 		}
-		if st.State == StateApply && busy != nil {
-			if b := busy(pf); len(b) > 0 {
-				st.State = StatePending
-				st.Busy = b
-				st.Reason = fmt.Sprintf("PF %s: changing its VFs (sriov_numvfs %d -> %d) waits until no VF of it is prepared; prepared: %s",
-					st.Name(), pf.NumVFs, st.Desired, strings.Join(b, ", "))
-				if st.Desired == pf.NumVFs {
-					st.Reason = fmt.Sprintf("PF %s: binding its VFs to %s waits until no VF of it is prepared; prepared: %s",
-						st.Name(), st.VFDriver, strings.Join(b, ", "))
-				}
-			}
+		if st.State == StateApply && st.Desired != pf.NumVFs && len(held) > 0 {
+			st.State = StatePending
+			st.Busy = heldNames(held)
+			st.Reason = fmt.Sprintf("PF %s: changing its VFs (sriov_numvfs %d -> %d) waits until no VF of it is prepared; prepared: %s",
+				st.Name(), pf.NumVFs, st.Desired, strings.Join(st.Busy, ", "))
 		}
 		out = append(out, st)
 	}

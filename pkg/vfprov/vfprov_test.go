@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,10 +88,10 @@ func TestScanPFs(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	h, pfs := fixture(t)
-	noBusy := func(PF) []string { return nil }
-	igbBusy := func(pf PF) []string {
+	noBusy := func(PF) []Held { return nil }
+	igbBusy := func(pf PF) []Held {
 		if pf.PCIAddress == "0000:02:00.0" {
-			return []string{"pci-0000-02-00-1"}
+			return []Held{{Device: "pci-0000-02-00-1", PCIAddress: "0000:02:00.1"}}
 		}
 		return nil
 	}
@@ -128,11 +129,17 @@ func TestPlan(t *testing.T) {
 			[]want{{"0000:02:00.0", StateApply, 7, ""}}},
 		{"driver matches", cfg(PFConfig{InterfaceName: "enp2s0f0", NumVFs: n(7), VFDriver: "igbvf"}), noBusy,
 			[]want{{"0000:02:00.0", StateOK, 7, ""}}},
-		{"driver differs, busy", cfg(PFConfig{InterfaceName: "enp2s0f0", NumVFs: n(7), VFDriver: "vfio-pci"}), igbBusy,
-			[]want{{"0000:02:00.0", StatePending, 7, "binding its VFs to vfio-pci waits"}}},
+		{"driver differs, a VF prepared: the others are rebound", cfg(PFConfig{InterfaceName: "enp2s0f0", NumVFs: n(7), VFDriver: "vfio-pci"}), igbBusy,
+			[]want{{"0000:02:00.0", StateApply, 7, ""}}},
+		{"driver differs, the PF prepared whole", cfg(PFConfig{InterfaceName: "enp2s0f0", NumVFs: n(7), VFDriver: "vfio-pci"}),
+			func(pf PF) []Held { return []Held{{Device: "pci-0000-02-00-0", PCIAddress: pf.PCIAddress}} },
+			[]want{{"0000:02:00.0", StatePending, 7, "binding its VFs to vfio-pci waits until the PF itself is no longer prepared"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Plan(h.Root, tc.cfg, pfs, tc.busy)
+			if tc.name == "driver differs, a VF prepared: the others are rebound" && (len(got) != 1 || len(got[0].Rebind) != 6 || slices.Contains(got[0].Rebind, "0000:02:00.1")) {
+				t.Errorf("rebind %v: want the 6 VFs other than the prepared 0000:02:00.1", got[0].Rebind)
+			}
 			if len(got) != len(tc.want) {
 				t.Fatalf("got %d statuses, want %d: %+v", len(got), len(tc.want), got)
 			}
