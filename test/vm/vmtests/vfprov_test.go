@@ -79,11 +79,15 @@ func TestVFProvisioning(t *testing.T) {
 	})
 
 	cfgPath := filepath.Join(t.TempDir(), "vf-config.yaml")
+	vfDriver := ""
 	setCfg := func(n int) {
 		t.Helper()
 		// A different size each time too, so a coarse mtime cannot hide it.
 		body := fmt.Sprintf("apiVersion: sriov.dra.dev/v1alpha1\nkind: NodeConfig\n# %s\npfs:\n- pciAddress: %s\n  numVfs: %d\n",
 			strings.Repeat("x", n), pf.PCI, n)
+		if vfDriver != "" {
+			body += "  vfDriver: " + vfDriver + "\n"
+		}
 		if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -185,6 +189,27 @@ func TestVFProvisioning(t *testing.T) {
 			t.Errorf("vf_provisioning_pending = %v after applying %d", pending(), want)
 		}
 	}
+
+	// With a VF driver: the new VFs are rebound to it (vfio-pci, loaded
+	// by init.sh), and published; then back to none.
+	vfDriver = "vfio-pci"
+	setCfg(2)
+	waitFor(t, "2 VFs of "+pf.PCI+" on vfio-pci", func() bool {
+		links, _ := filepath.Glob(filepath.Join("/sys/bus/pci/devices", pf.PCI, "virtfn*"))
+		if len(links) != 2 {
+			return false
+		}
+		for _, l := range links {
+			if readLink(t, filepath.Join(l, "driver")) != "vfio-pci" {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "the ResourceSlice to list 2 VFs of "+pf.PCI, func() bool { return len(sliceVFs()) == 2 })
+	vfDriver = ""
+	setCfg(0)
+	waitFor(t, "sriov_numvfs 0", func() bool { return numVFs(t, pf.PCI) == 0 })
 
 	// Above sriov_totalvfs: an error naming the PF and the limit; nothing
 	// written.
