@@ -24,6 +24,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
 )
 
 // docs splits a YAML file into its documents.
@@ -217,5 +218,41 @@ func TestExampleSelectorsEvaluate(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no example selectors found")
+	}
+}
+
+// The VF config the base ships in its ConfigMap is one the driver accepts
+// (and selects no PF: the base changes no VF count).
+func TestVFConfigIsValid(t *testing.T) {
+	b, err := os.ReadFile("base/vfconfig.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Kind string            `json:"kind"`
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(b, &cm); err != nil {
+		t.Fatal(err)
+	}
+	raw, ok := cm.Data["config.yaml"]
+	if cm.Kind != "ConfigMap" || !ok {
+		t.Fatalf("base/vfconfig.yaml: want a ConfigMap with data config.yaml, got %+v", cm)
+	}
+	c, err := vfprov.Parse([]byte(raw))
+	if err != nil {
+		t.Fatalf("base/vfconfig.yaml config.yaml: %v", err)
+	}
+	if len(c.PFs) != 0 {
+		t.Errorf("the base selects PFs: %+v", c.PFs)
+	}
+	ds, err := os.ReadFile("base/daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: VF_CONFIG", "value: /etc/sriov-dra/vf-config/config.yaml", "mountPath: /etc/sriov-dra/vf-config", "name: sriov-dra-vf-config"} {
+		if !strings.Contains(string(ds), want) {
+			t.Errorf("base/daemonset.yaml lacks %q", want)
+		}
 	}
 }

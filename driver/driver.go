@@ -24,6 +24,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
 )
 
 // Config is what New needs. The interfaces are the driver's only ways to
@@ -78,6 +79,15 @@ type Config struct {
 	// ReleaseTimeout bounds one background release attempt; 0 means 1
 	// minute. The attempt at start is bounded by at most 10 s.
 	ReleaseTimeout time.Duration
+	// VFConfig, when set, is the admin's VF provisioning config
+	// (vfprov.NodeConfig): applied at start, at every rescan (a NIC
+	// appeared, the slow poll) and whenever the file changes. PFs it does
+	// not select are never touched.
+	VFConfig *vfprov.Source
+	// HostRoot is the host filesystem root the VF provisioning writes
+	// sysfs under ("/" on a node).
+	HostRoot string
+
 	// DropPollInterval is how often the checkpoint is read for the
 	// admin's drop requests (sriov-dra checkpoint drop); 0 means 2s.
 	DropPollInterval time.Duration
@@ -112,6 +122,8 @@ type Driver struct {
 	invCond chan struct{}
 
 	rescan chan struct{}
+	// prov is touched by the Run loop only (provision).
+	prov provisioner
 }
 
 var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
@@ -158,7 +170,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load checkpoint: %w", err)
 	}
-	d := &Driver{cfg: cfg, state: state, rescan: make(chan struct{}, 1), invCond: make(chan struct{}), claimLocks: map[string]*claimLock{}}
+	d := &Driver{cfg: cfg, state: state, rescan: make(chan struct{}, 1), prov: provisioner{said: map[string]string{}}, invCond: make(chan struct{}), claimLocks: map[string]*claimLock{}}
 	state.SetOnAttached(d.claimAttached)
 	d.applyDropRequests(ctx)
 	if err := d.releaseStale(ctx); err != nil {

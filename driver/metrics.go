@@ -15,6 +15,8 @@ type Metrics struct {
 
 	staleReleasesPending prometheus.Gauge
 	staleReleaseFailures *prometheus.CounterVec
+
+	vfProvisioningPending prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -53,8 +55,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "sriov_dra", Name: "stale_release_failures_total",
 			Help: "Failed steps of releases of claim records from before the node rebooted, by step.",
 		}, []string{"step"}),
+		vfProvisioningPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sriov_dra", Name: "vf_provisioning_pending",
+			Help: "PFs whose configured VF count (or VF driver) waits because a VF of theirs, or the PF, is prepared.",
+		}),
 	}
-	reg.MustRegister(m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes, m.staleReleasesPending, m.staleReleaseFailures)
+	reg.MustRegister(m.vfProvisioningPending, m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes, m.staleReleasesPending, m.staleReleaseFailures)
 	return m
 }
 

@@ -182,6 +182,9 @@ func (d *Driver) TriggerRescan() {
 // In the background it also retries pending releases of records from
 // before a reboot (with backoff) and applies the admin's drop requests.
 func (d *Driver) Run(ctx context.Context, pub Publisher) error {
+	if _, err := d.provision(ctx); err != nil {
+		klog.FromContext(ctx).Error(err, "Rescan after provisioning VFs failed; the slow poll retries")
+	}
 	if _, err := d.publish(ctx, pub); err != nil {
 		return err
 	}
@@ -239,7 +242,13 @@ func (d *Driver) Run(ctx context.Context, pub Publisher) error {
 
 func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher) {
 	logger := klog.FromContext(ctx)
-	if _, err := d.scan(ctx); err != nil {
+	// VF provisioning first: when it changed a PF's VFs it has scanned
+	// already, and the publish below carries the change.
+	scanned, err := d.provision(ctx)
+	if !scanned {
+		_, err = d.scan(ctx)
+	}
+	if err != nil {
 		logger.Error(err, "Rescan failed; keeping the last published devices")
 		return
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
 )
 
 // driverOptions are the daemon's flags; each is mirrored by the
@@ -42,6 +43,7 @@ type driverOptions struct {
 	nodeName, driverName, hostRoot, stateDir, cdiDir string
 	attachMarkerDir, attachMarkerHostDir             string
 	pluginsDir, registryDir, deviceFilter            string
+	vfConfig                                         string
 	passthroughPFs                                   []string
 	metricsAddr, healthSocket                        string
 	nriSocket, nriPluginIndex                        string
@@ -62,6 +64,7 @@ var envOf = map[string]string{
 	"kubelet-plugins-dir":    "KUBELET_PLUGINS_DIR",
 	"kubelet-registry-dir":   "KUBELET_REGISTRY_DIR",
 	"device-filter":          "DEVICE_FILTER",
+	"vf-config":              "VF_CONFIG",
 	"passthrough-pfs":        "PASSTHROUGH_PFS",
 	"metrics-addr":           "METRICS_ADDR",
 	"health-socket":          "HEALTH_SOCKET",
@@ -106,6 +109,7 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.StringVar(&o.pluginsDir, "kubelet-plugins-dir", "", "the driver's kubelet plugin directory (default <kubelet plugins dir>/<driver name>)")
 	f.StringVar(&o.registryDir, "kubelet-registry-dir", kubeletplugin.KubeletRegistryDir, "kubelet's plugin registration directory")
 	f.StringVar(&o.deviceFilter, "device-filter", "", "YAML/JSON file with the admin's device filter")
+	f.StringVar(&o.vfConfig, "vf-config", "", "YAML file (sriov.dra.dev/v1alpha1 NodeConfig) with the VF count of each PF the driver provisions; re-read when it changes, a missing file means none (empty: the driver never writes sriov_numvfs)")
 	f.StringSliceVar(&o.passthroughPFs, "passthrough-pfs", nil, "PFs (netdev names or PCI addresses) offered whole to pods instead of their VFs; PF passthrough is opt-in, and a listed PF the host uses (global addresses, routes in any table, a master or upper links) is refused and logged")
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":9478", "address of /metrics and /healthz (empty: off); while the daemon being replaced in a rolling update holds it, binding is retried")
 	f.StringVar(&o.healthSocket, "health-socket", "", "unix socket serving /healthz too, private to this daemon (for `sriov-dra healthz` as an exec probe; empty: off)")
@@ -191,6 +195,17 @@ func runDriver(parent context.Context, o driverOptions) error {
 		}
 		filter = f
 	}
+	var vfSource *vfprov.Source
+	if o.vfConfig != "" {
+		src, err := vfprov.NewSource(o.vfConfig)
+		if err != nil {
+			return fmt.Errorf("--vf-config: %w", err)
+		}
+		if src.Config() == nil {
+			logger.Info("VF config file not there; provisioning starts when it appears", "vfConfig", o.vfConfig)
+		}
+		vfSource = src
+	}
 	marks, err := attachmark.New(o.attachMarkerDir, o.attachMarkerHostDir)
 	if err != nil {
 		return fmt.Errorf("--attach-marker-dir: %w", err)
@@ -251,6 +266,8 @@ func runDriver(parent context.Context, o driverOptions) error {
 		Metrics:      metrics,
 		LinkEvents:   linkEvents,
 		PollInterval: o.pollInterval,
+		VFConfig:     vfSource,
+		HostRoot:     o.hostRoot,
 		OnFatal: func(err error) {
 			logger.Error(err, "Fatal error; shutting down")
 			cancel(err)

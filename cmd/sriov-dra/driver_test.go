@@ -20,6 +20,7 @@ func TestDriverFlagsFromEnv(t *testing.T) {
 	t.Setenv("PASSTHROUGH_PFS", "ens1f0,0000:af:00.0")
 	t.Setenv("POLL_INTERVAL", "3s")
 	t.Setenv("DRIVER_NAME", "from-env")
+	t.Setenv("VF_CONFIG", "/etc/sriov-dra/vf-config/config.yaml")
 	if err := cmd.Flags().Parse([]string{"--driver-name=from-flag"}); err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +32,7 @@ func TestDriverFlagsFromEnv(t *testing.T) {
 		"node-name": "n1", "passthrough-pfs": "[ens1f0,0000:af:00.0]", "poll-interval": "3s",
 		"driver-name": "from-flag", // the command line wins
 		"host-root":   "/",
+		"vf-config":   "/etc/sriov-dra/vf-config/config.yaml",
 	} {
 		if got := get(flag); got != want {
 			t.Errorf("--%s = %q, want %q", flag, got, want)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
 )
 
 func newInventoryCmd() *cobra.Command {
@@ -19,6 +20,7 @@ func newInventoryCmd() *cobra.Command {
 		hostRoot     string
 		output       string
 		filterFile   string
+		vfConfig     string
 		passthrough  []string
 		allowDefault bool
 	)
@@ -34,7 +36,9 @@ upper links); each PF not offered whole gets a line saying why. Reads sysfs
 under --host-root and netlink in the current network namespace; it changes
 nothing. With a fixture as --host-root the VF admin state stays empty and a
 listed PF is refused (the PFs are not in this netns, so their use cannot be
-read).`,
+read). With --vf-config a section lists, for every PF the VF config selects,
+the desired and the actual VF count ("differs": the driver changes it once no
+VF of that PF is prepared).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch output {
@@ -69,7 +73,15 @@ read).`,
 			if err != nil {
 				return err
 			}
-			return inventory.NewReport(inv, passthrough).Write(cmd.OutOrStdout(), output)
+			report := inventory.NewReport(inv, passthrough)
+			if vfConfig != "" {
+				rows, err := provisioningRows(hostRoot, vfConfig)
+				if err != nil {
+					return err
+				}
+				report.VFProvisioning = rows
+			}
+			return report.Write(cmd.OutOrStdout(), output)
 		},
 	}
 	f := cmd.Flags()
@@ -77,6 +89,33 @@ read).`,
 	f.StringVarP(&output, "output", "o", inventory.FormatTable, "output format: table, json or yaml")
 	f.StringVar(&filterFile, "filter-file", "", "YAML/JSON device filter (pfNames, pciAddresses, vendors, drivers, linkTypes)")
 	f.StringSliceVar(&passthrough, "passthrough-pfs", nil, "PFs (netdev names or PCI addresses) the driver is told to offer whole (its --passthrough-pfs)")
+	f.StringVar(&vfConfig, "vf-config", "", "the driver's --vf-config file: adds desired vs actual VFs of every PF it selects")
 	f.BoolVar(&allowDefault, "allow-default-route-pf", false, "list the PF that carries the node's default route too")
 	return cmd
+}
+
+// provisioningRows plans the VF config against the PFs under root. The
+// command does not read the checkpoint: a change shows as "differs"
+// whether or not a prepared VF holds it back.
+func provisioningRows(root, path string) ([]inventory.ProvisioningRow, error) {
+	cfg, err := vfprov.Load(path)
+	if err != nil {
+		return nil, exitError{code: 2, err: fmt.Errorf("--vf-config: %w", err)}
+	}
+	pfs, err := vfprov.ScanPFs(root)
+	if err != nil && len(pfs) == 0 {
+		return nil, err
+	}
+	rows := []inventory.ProvisioningRow{}
+	for _, st := range vfprov.Plan(root, cfg, pfs, nil) {
+		state := string(st.State)
+		if st.State == vfprov.StateApply {
+			state = "differs"
+		}
+		rows = append(rows, inventory.ProvisioningRow{
+			PCIAddress: st.PF.PCIAddress, IfName: st.PF.IfName, Desired: st.Desired, Actual: st.PF.NumVFs,
+			Total: st.PF.TotalVFs, VFDriver: st.VFDriver, State: state, Reason: st.Reason,
+		})
+	}
+	return rows, nil
 }

@@ -27,6 +27,23 @@ type Report struct {
 	Devices  []ReportDevice `json:"devices"`
 	Excluded []Exclusion    `json:"excluded,omitempty"`
 	Note     string         `json:"note,omitempty"`
+	// VFProvisioning is the admin's VF config against the PFs, when one
+	// was given: desired and actual VF counts per selected PF.
+	VFProvisioning []ProvisioningRow `json:"vfProvisioning,omitempty"`
+}
+
+// ProvisioningRow is one PF the VF config selects.
+type ProvisioningRow struct {
+	PCIAddress string `json:"pciAddress"`
+	IfName     string `json:"ifName,omitempty"`
+	Desired    int    `json:"desiredVfs"`
+	Actual     int    `json:"actualVfs"`
+	Total      int    `json:"totalVfs"`
+	VFDriver   string `json:"vfDriver,omitempty"`
+	// State is ok, differs (the driver changes it once no VF of the PF
+	// is prepared) or error.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Output formats of Report.Write.
@@ -127,6 +144,36 @@ func (r Report) writeTable(w io.Writer) error {
 	if r.Note != "" {
 		if _, err := fmt.Fprintf(w, "No SR-IOV devices listed: %s\n", r.Note); err != nil {
 			return err
+		}
+	}
+	return r.writeProvisioning(w)
+}
+
+// writeProvisioning prints the VF config section, when there is one.
+func (r Report) writeProvisioning(w io.Writer) error {
+	if r.VFProvisioning == nil {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w, "\nVF provisioning (--vf-config):"); err != nil {
+		return err
+	}
+	if len(r.VFProvisioning) == 0 {
+		_, err := fmt.Fprintln(w, "the config selects no PF of this node")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PF\tIFNAME\tDESIRED\tACTUAL\tTOTAL\tVF-DRIVER\tSTATE")
+	for _, p := range r.VFProvisioning {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", p.PCIAddress, dash(p.IfName), p.Desired, p.Actual, p.Total, dash(p.VFDriver), p.State)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range r.VFProvisioning {
+		if p.Reason != "" {
+			if _, err := fmt.Fprintf(w, "PF %s: %s\n", p.PCIAddress, p.Reason); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -267,6 +267,23 @@ func TestChartValues(t *testing.T) {
 			}
 		}
 	})
+	t.Run("vfConfig renders the NodeConfig", func(t *testing.T) {
+		objs := renderObjects(t, map[string]any{
+			"vfConfig": map[string]any{"pfs": []any{
+				map[string]any{"interfaceName": "ens1f0", "numVfs": 8},
+				map[string]any{"vendor": "8086", "device": "1521", "numVfs": 0, "vfDriver": "vfio-pci"},
+			}},
+		}, "sriov-dra")
+		cm := objs["v1 ConfigMap sriov-dra/sriov-dra-vf-config"]
+		if cm == nil {
+			t.Fatalf("no ConfigMap sriov-dra-vf-config among %d objects", len(objs))
+		}
+		got := cm["data"].(map[string]any)["config.yaml"].(string)
+		want := "apiVersion: sriov.dra.dev/v1alpha1\nkind: NodeConfig\npfs:\n- interfaceName: ens1f0\n  numVfs: 8\n- device: \"1521\"\n  numVfs: 0\n  vendor: \"8086\"\n  vfDriver: vfio-pci"
+		if got != want {
+			t.Errorf("config.yaml =\n%s\nwant\n%s", got, want)
+		}
+	})
 }
 
 // Least privilege: the host's / is not mounted, metrics stay on the
@@ -359,6 +376,8 @@ func TestChartSchemaRejects(t *testing.T) {
 		{"unknown key (typo)", map[string]any{"nodeSelecter": map[string]any{"a": "b"}}, "nodeSelecter"},
 		{"namespace not a DNS label", map[string]any{"namespace": "SRIOV_DRA"}, "namespace"},
 		{"extra args not strings", map[string]any{"extraArgs": []any{map[string]any{"v": 4}}}, "extraArgs"},
+		{"negative VF count", map[string]any{"vfConfig": map[string]any{"pfs": []any{map[string]any{"interfaceName": "ens1f0", "numVfs": -1}}}}, "numVfs"},
+		{"VF config key typo", map[string]any{"vfConfig": map[string]any{"pfs": []any{map[string]any{"interfaceName": "ens1f0", "numVFs": 2}}}}, "numVFs"},
 		{"passthrough PF with a comma", map[string]any{"passthroughPFs": []any{"ens5f0,ens5f1"}}, "passthroughPFs"},
 	}
 	for _, tc := range tests {

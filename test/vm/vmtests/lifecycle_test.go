@@ -152,7 +152,7 @@ func vfClaim(name, uid string, podUID types.UID, devName, params string) *resour
 	}
 }
 
-func startNode(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim) *node {
+func startNode(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim, opts ...func(*driver.Config)) *node {
 	t.Helper()
 	// Canceled by a cleanup, after the unprepare cleanup ran (not by a
 	// defer, which would run before any cleanup).
@@ -181,7 +181,7 @@ func startNode(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim) *
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	wg.Go(func() { status.Run(ctx, 1) })
 	detach := func(ctx context.Context, d nri.PodDevice) error { return n.plugin.DetachDevice(ctx, d) }
-	n.drv, err = driver.New(ctx, driver.Config{
+	cfg := driver.Config{
 		NodeName: nodeName, DriverName: driverName, BootID: bootID,
 		Store: store, Scanner: scanner{h}, Attributes: inventory.Attributes,
 		Host:    driver.NewHost("/", h, detach),
@@ -189,7 +189,11 @@ func startNode(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim) *
 		CDI:     cdi.New(dirs["cdi"], "/"),
 		Status:  status,
 		Netlink: h,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n.drv, err = driver.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("driver: %v", err)
 	}
