@@ -36,24 +36,41 @@ func TestDriverRollingUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A surge update: count the driver pods running at the same time,
+	// from a watch (every change is seen; polling missed the overlap of a
+	// fast rollout, about a second).
+	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=sriov-dra"}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	w, err := e.cs.CoreV1().Pods(driverNamespace).Watch(watchCtx, sel)
+	if err != nil {
+		t.Fatalf("watch the driver pods: %v", err)
+	}
+	overlapc := make(chan int, 1)
+	go func() {
+		running, most := map[types.UID]bool{}, 0
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			running[p.UID] = ev.Type != "DELETED" && p.Status.Phase == corev1.PodRunning
+			n := 0
+			for _, r := range running {
+				if r {
+					n++
+				}
+			}
+			most = max(most, n)
+		}
+		overlapc <- most
+	}()
 	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"e2e.sriov.dra.dev/rollout":%q}}}}}`, e.namespace)
 	if _, err := e.cs.AppsV1().DaemonSets(driverNamespace).Patch(ctx, "sriov-dra", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("patch the DaemonSet template: %v", err)
 	}
 	start := time.Now()
-	// A surge update: count the driver pods running at the same time.
-	overlap := 0
-	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=sriov-dra"}
 	waitFor(t, 120*time.Second, "the driver DaemonSet rolled out", func() (bool, error) {
-		if pods, err := e.cs.CoreV1().Pods(driverNamespace).List(ctx, sel); err == nil {
-			running := 0
-			for _, p := range pods.Items {
-				if p.Status.Phase == corev1.PodRunning {
-					running++
-				}
-			}
-			overlap = max(overlap, running)
-		}
 		d, err := e.cs.AppsV1().DaemonSets(driverNamespace).Get(ctx, "sriov-dra", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -68,6 +85,9 @@ func TestDriverRollingUpdate(t *testing.T) {
 	if newPod.UID == oldPod.UID {
 		t.Fatalf("the driver pod %s was not replaced", oldPod.Name)
 	}
+	stopWatch()
+	w.Stop()
+	overlap := <-overlapc
 	if overlap < 2 {
 		t.Errorf("at most %d driver pod(s) ran at once during the update, want the new one next to the old one (maxSurge 1)", overlap)
 	}
