@@ -63,10 +63,10 @@ func TestExtendedResourcePod(t *testing.T) {
 		a.Addr().Compare(netip.MustParseAddr("192.168.110.200")) > 0 {
 		t.Errorf("net1 address %s, want one of 192.168.110.10-200/24 (the class's IPAM)", addrs[0])
 	}
-	if env := strings.TrimSpace(e.exec(t, pod, "printenv", "PCIDEVICE_INTEL_COM_SRIOV_NETDEVICE")); env != pci {
+	if env := strings.TrimSpace(e.exec(t, pod, "sh", "-c", "echo \"$PCIDEVICE_INTEL_COM_SRIOV_NETDEVICE\"")); env != pci {
 		t.Errorf("PCIDEVICE_INTEL_COM_SRIOV_NETDEVICE = %q in the container, want %q", env, pci)
 	}
-	if env := strings.TrimSpace(e.exec(t, pod, "printenv", "SRIOV_DRA_CONTAINER_0_REQUEST_0_PCI_ADDRESS")); env != pci {
+	if env := strings.TrimSpace(e.exec(t, pod, "sh", "-c", "echo \"$SRIOV_DRA_CONTAINER_0_REQUEST_0_PCI_ADDRESS\"")); env != pci {
 		t.Errorf("SRIOV_DRA_CONTAINER_0_REQUEST_0_PCI_ADDRESS = %q, want %q (the driver's own variables stay)", env, pci)
 	}
 
