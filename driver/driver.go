@@ -88,6 +88,14 @@ type Config struct {
 	// sysfs under ("/" on a node).
 	HostRoot string
 
+	// ClassResourceName returns the extended resource name of a
+	// DeviceClass (spec.extendedResourceName, or the implicit
+	// deviceclass.resource.kubernetes.io/<class>). It is asked only for
+	// claims the scheduler made for a pod's resources.limits, to give
+	// their containers the device plugin's PCIDEVICE_<RESOURCE>. nil
+	// leaves that variable out.
+	ClassResourceName func(ctx context.Context, class string) (string, error)
+
 	// DropPollInterval is how often the checkpoint is read for the
 	// admin's drop requests (sriov-dra checkpoint drop); 0 means 2s.
 	DropPollInterval time.Duration

@@ -303,6 +303,10 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		faults.Point(faults.PrepareIPAMRecorded)
 	}
 
+	resourceNames, err := d.extendedResourceNames(ctx, claim, rec.Devices)
+	if err != nil {
+		return err
+	}
 	cdiDevs := make([]cdi.Device, 0, len(rec.Devices))
 	for i, dr := range rec.Devices {
 		rdmaChar, group, err := d.cfg.Host.CDIInfo(ctx, &devs[i], dr.Pod.VFIO)
@@ -318,6 +322,7 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 			Request: dr.Request, Name: dr.Device, PCIAddress: dr.PCIAddress,
 			IfName: dr.Pod.Spec.PodIfName, RDMADevice: dr.Pod.RDMADevice,
 			RDMACharDevices: rdmaChar, VFIOGroup: group,
+			ResourceName: resourceNames[dr.Request],
 		}
 		if m := d.cfg.AttachMarks; m != nil && !dr.Pod.VFIO {
 			// The netdev goes into the pod netns: the container needs the
@@ -615,6 +620,34 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 	rec.Steps.CDI = true
 	klog.FromContext(ctx).V(3).Info("Planned claim", "devices", len(rec.Devices), "pod", klog.KRef(rec.PodNamespace, rec.PodName))
 	return rec, devs, nil
+}
+
+// extendedResourceNames maps each request of a claim the scheduler made
+// for a pod's extended resources (resources.limits) to the extended
+// resource name its DeviceClass stands for. Such a claim names only the
+// class in each request, so the name is read from the class. Other claims
+// get an empty map.
+func (d *Driver) extendedResourceNames(ctx context.Context, claim *resourceapi.ResourceClaim, devs []*DeviceRecord) (map[string]string, error) {
+	names := map[string]string{}
+	if claim.Annotations[resourceapi.ExtendedResourceClaimAnnotation] != "true" || d.cfg.ClassResourceName == nil {
+		return names, nil
+	}
+	for _, dr := range devs {
+		if _, ok := names[dr.Request]; ok {
+			continue
+		}
+		class := requestClass(claim, dr.Request)
+		if class == "" {
+			return nil, deviceError(claim, dr.Request, dr.Device, "", errors.New("extended-resource claim: request names no DeviceClass"))
+		}
+		name, err := d.cfg.ClassResourceName(ctx, class)
+		if err != nil {
+			return nil, deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("extended resource name of DeviceClass %q: %w", class, err))
+		}
+		names[dr.Request] = name
+	}
+	klog.FromContext(ctx).V(4).Info("Extended-resource claim", "resourceNames", names)
+	return names, nil
 }
 
 // requestClass is the DeviceClass a request (or "req/sub" subrequest) of

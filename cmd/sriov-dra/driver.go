@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -268,6 +270,8 @@ func runDriver(parent context.Context, o driverOptions) error {
 		PollInterval: o.pollInterval,
 		VFConfig:     vfSource,
 		HostRoot:     o.hostRoot,
+
+		ClassResourceName: classResourceName(client),
 		OnFatal: func(err error) {
 			logger.Error(err, "Fatal error; shutting down")
 			cancel(err)
@@ -426,3 +430,19 @@ func nriConfig(o driverOptions, marks *attachmark.Marks, hooks *driver.NRIHookMe
 type scanFunc func(ctx context.Context) (*inventory.Inventory, error)
 
 func (f scanFunc) Scan(ctx context.Context) (*inventory.Inventory, error) { return f(ctx) }
+
+// classResourceName reads a DeviceClass's extended resource name: its
+// spec.extendedResourceName, or the name Kubernetes gives a class without
+// one (deviceclass.resource.kubernetes.io/<class>).
+func classResourceName(client kubernetes.Interface) func(ctx context.Context, class string) (string, error) {
+	return func(ctx context.Context, class string) (string, error) {
+		dc, err := client.ResourceV1().DeviceClasses().Get(ctx, class, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("get DeviceClass %s: %w", class, err)
+		}
+		if n := dc.Spec.ExtendedResourceName; n != nil && *n != "" {
+			return *n, nil
+		}
+		return resourceapi.ResourceDeviceClassPrefix + class, nil
+	}
+}

@@ -24,6 +24,13 @@
 //     When one request has several devices in the claim, the prefix gets
 //     the device's position: SRIOV_DRA_<REQUEST>_<i>_..., i from 0, in
 //     allocation order. Set Device.EnvName to choose another name.
+//   - for a device with a ResourceName (the extended resource name a pod
+//     asked for in resources.limits), the SR-IOV device plugin's variable
+//     PCIDEVICE_<RESOURCE>: the name upper-cased with every character outside
+//     [A-Z0-9] replaced by "_", the value the comma-separated PCI addresses
+//     of all the claim's devices with that ResourceName, in allocation order.
+//     Every such device carries the whole list, so the container sees it
+//     whichever devices the runtime applies last.
 //   - mounts given in Device.Mounts (bind mounts; the driver uses one per
 //     netdevice-mode device for its "attached" marker, see pkg/attachmark).
 //     Their host paths are not checked: the marker is meant to be missing
@@ -82,8 +89,22 @@ type Device struct {
 	VFIOGroup string
 	// EnvName replaces the request-derived part of the env var names.
 	EnvName string
+	// ResourceName is the extended resource name the device was requested
+	// through (intel.com/sriov_netdevice); it adds PCIDEVICE_<RESOURCE>.
+	// "" when the claim is not an extended-resource claim.
+	ResourceName string
 	// Mounts are bind mounts into the container.
 	Mounts []Mount
+}
+
+// DevicePluginEnvPrefix starts the device plugin's variable.
+const DevicePluginEnvPrefix = "PCIDEVICE_"
+
+// DevicePluginEnv is the SR-IOV device plugin's variable name for an
+// extended resource name: PCIDEVICE_ and the name upper-cased with every
+// character outside [A-Z0-9] replaced by "_".
+func DevicePluginEnv(resourceName string) string {
+	return DevicePluginEnvPrefix + SanitizeEnv(resourceName)
 }
 
 // Mount is a bind mount of a host file or dir into the container.
@@ -225,8 +246,12 @@ func ours(p, claimUID string) bool {
 
 func (w *Writer) build(claimUID string, devs []Device) (*cdispec.Spec, error) {
 	perRequest := map[string]int{}
+	perResource := map[string][]string{}
 	for _, d := range devs {
 		perRequest[envBase(d)]++
+		if d.ResourceName != "" {
+			perResource[d.ResourceName] = append(perResource[d.ResourceName], d.PCIAddress)
+		}
 	}
 	index := map[string]int{}
 	seen := map[string]bool{}
@@ -255,6 +280,15 @@ func (w *Writer) build(claimUID string, devs []Device) (*cdispec.Spec, error) {
 		edits, err := w.edits(d, prefix)
 		if err != nil {
 			return nil, fmt.Errorf("device %q: %w", d.Name, err)
+		}
+		if d.ResourceName != "" {
+			if d.PCIAddress == "" {
+				return nil, fmt.Errorf("device %q: resourceName %q: no PCI address for %s", d.Name, d.ResourceName, DevicePluginEnv(d.ResourceName))
+			}
+			if strings.ContainsAny(d.ResourceName, "\x00\n=") {
+				return nil, fmt.Errorf("device %q: resourceName %q: contains NUL, newline or '='", d.Name, d.ResourceName)
+			}
+			edits.Env = append(edits.Env, DevicePluginEnv(d.ResourceName)+"="+strings.Join(perResource[d.ResourceName], ","))
 		}
 		spec.Devices = append(spec.Devices, cdispec.Device{Name: name, ContainerEdits: edits})
 	}

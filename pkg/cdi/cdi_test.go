@@ -162,6 +162,70 @@ func TestSeveralDevicesPerRequest(t *testing.T) {
 	}
 }
 
+func TestDevicePluginEnv(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	tests := []struct {
+		name    string
+		devs    []Device
+		want    map[int]string // device index -> PCIDEVICE_ entry
+		wantErr string
+	}{{
+		name: "one device",
+		devs: []Device{{Request: "container-0-request-0", Name: "a", PCIAddress: "0000:01:00.1", IfName: "net1", ResourceName: "intel.com/sriov_netdevice"}},
+		want: map[int]string{0: "PCIDEVICE_INTEL_COM_SRIOV_NETDEVICE=0000:01:00.1"},
+	}, {
+		name: "two devices share the list, another resource has its own",
+		devs: []Device{
+			{Request: "container-0-request-0", Name: "a", PCIAddress: "0000:01:00.1", ResourceName: "intel.com/sriov-net"},
+			{Request: "container-0-request-0", Name: "b", PCIAddress: "0000:01:00.2", ResourceName: "intel.com/sriov-net"},
+			{Request: "container-0-request-1", Name: "c", PCIAddress: "0000:02:00.1", ResourceName: "example.com/dpdk"},
+		},
+		want: map[int]string{
+			0: "PCIDEVICE_INTEL_COM_SRIOV_NET=0000:01:00.1,0000:01:00.2",
+			1: "PCIDEVICE_INTEL_COM_SRIOV_NET=0000:01:00.1,0000:01:00.2",
+			2: "PCIDEVICE_EXAMPLE_COM_DPDK=0000:02:00.1",
+		},
+	}, {
+		name: "no resource name, no variable",
+		devs: []Device{{Request: "nic", Name: "a", PCIAddress: "0000:01:00.1"}},
+		want: map[int]string{0: ""},
+	}, {
+		name:    "resource name without PCI address",
+		devs:    []Device{{Request: "nic", Name: "a", ResourceName: "intel.com/x"}},
+		wantErr: `device "a": resourceName "intel.com/x": no PCI address`,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := New(t.TempDir(), t.TempDir())
+			_, err := w.Write(ctx, "u", tt.devs)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Write: got %v, want %q", err, tt.wantErr)
+				}
+				if _, err := os.Stat(w.SpecPath("u")); !os.IsNotExist(err) {
+					t.Errorf("spec written despite the error: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := readSpec(t, w.SpecPath("u"))
+			for i, want := range tt.want {
+				var got []string
+				for _, e := range s.Devices[i].ContainerEdits.Env {
+					if strings.HasPrefix(e, DevicePluginEnvPrefix) {
+						got = append(got, e)
+					}
+				}
+				if want == "" && len(got) != 0 || want != "" && !slices.Equal(got, []string{want}) {
+					t.Errorf("device %d: PCIDEVICE_ env %v, want %q", i, got, want)
+				}
+			}
+		})
+	}
+}
+
 func TestSanitizeEnv(t *testing.T) {
 	for in, want := range map[string]string{
 		"nic": "NIC", "rdma-nic": "RDMA_NIC", "req/sub-1": "REQ_SUB_1", "a.b c": "A_B_C", "ünï": "__N__", "": "",

@@ -24,7 +24,7 @@ import (
 )
 
 // runExample creates the ResourceClaimTemplate and the Pod of
-// deployments/examples/<name>.yaml in the test's namespace, unchanged but
+// deployments/examples/<name>.yaml (the template only if it has one) in the test's namespace, unchanged but
 // for what the harness needs: the locally imported image (never pulled),
 // DNS on this machine, a short grace period; and the example's admin
 // DeviceClass if it has one (deleted when the test ends).
@@ -75,8 +75,8 @@ func (e *env) runExample(t *testing.T, name string) {
 			t.Fatalf("%s: unexpected %T", path, obj)
 		}
 	}
-	if pods != 1 || templates != 1 {
-		t.Fatalf("%s: %d pods and %d templates, want one of each", path, pods, templates)
+	if pods != 1 || templates > 1 {
+		t.Fatalf("%s: %d pods and %d templates, want one pod and at most one template", path, pods, templates)
 	}
 }
 
