@@ -1,13 +1,11 @@
 package driver
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
 
 	resourceapi "k8s.io/api/resource/v1"
-	"k8s.io/client-go/tools/events"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
@@ -75,17 +73,12 @@ func TestPrepareEnforcesClassPolicy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, sysfstest.Standard())
-			rec := events.NewFakeRecorder(10)
-			cfg := e.config()
-			cfg.Events = rec
-			d, err := New(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := withEvents(t, e)
+			d := e.d
 			dev := vfName(e, 1, 2)
 			c := withClass(newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("net", dev)}, tc.configs...), "vf-a.sriov.dra.dev")
 			e.j.take()
-			err = prepare(t, d, c)["u1"].Err
+			err := prepare(t, d, c)["u1"].Err
 			steps := e.j.take()
 			if tc.want == nil {
 				if err != nil {

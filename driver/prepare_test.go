@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -226,19 +225,14 @@ func TestPrepareRollback(t *testing.T) {
 	} {
 		t.Run(tc.failAt, func(t *testing.T) {
 			e := newEnv(t, sysfstest.Standard())
-			rec := events.NewFakeRecorder(10)
-			cfg := e.config()
-			cfg.Events = rec
-			d, err := New(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := withEvents(t, e)
+			d := e.d
 			dev := vfName(e, 0, 2)
 			c := newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("net", dev)},
 				opaque(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","vlan":5,"mac":"02:00:00:00:00:09","guid":"auto","ipam":{"type":"static"}}`))
 			e.j.take()
 			e.j.failOn(tc.failAt, errInjected)
-			err = prepare(t, d, c)["u1"].Err
+			err := prepare(t, d, c)["u1"].Err
 			if err == nil {
 				t.Fatal("prepare succeeded")
 			}
