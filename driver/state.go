@@ -15,10 +15,6 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
-// CheckpointVersion is the schema version of Checkpoint. A file with any
-// other version is refused, never guessed at.
-const CheckpointVersion = "sriov.dra.dev/checkpoint/v1"
-
 // Phase is how far Prepare got for a claim.
 type Phase string
 
@@ -35,9 +31,10 @@ const (
 // Checkpoint is everything the node daemon did to the host, keyed by claim
 // UID (never by pod: a pod may hold several claims). It is the only memory
 // Unprepare needs: after a restart with an empty process it undoes a claim
-// from its record alone.
+// from its record alone. These are the runtime types; the file format is
+// api/checkpoint/v1, converted in checkpointv1.go (their JSON tags serve
+// clone and tests only).
 type Checkpoint struct {
-	Version string `json:"version"`
 	// BootID is the node's boot ID when the entries were made. After a
 	// reboot the kernel state they describe is gone: such entries are
 	// released (IPs freed, CDI specs removed) and never restored onto VFs
@@ -191,10 +188,7 @@ func NewState(store Store, bootID string) (*State, error) {
 		return nil, err
 	}
 	if cp == nil {
-		cp = &Checkpoint{Version: CheckpointVersion, BootID: bootID}
-	}
-	if cp.Version != CheckpointVersion {
-		return nil, fmt.Errorf("checkpoint has version %q, this driver reads %q only", cp.Version, CheckpointVersion)
+		cp = &Checkpoint{BootID: bootID}
 	}
 	if cp.Claims == nil {
 		cp.Claims = map[string]*ClaimRecord{}
@@ -327,7 +321,7 @@ func (s *State) commit(gen uint64, revert func(), wrap func(error) error) error 
 		return nil // written by a save that started after our change
 	}
 	s.mu.Lock()
-	snap := &Checkpoint{Version: s.cp.Version, BootID: s.cp.BootID, Claims: make(map[string]*ClaimRecord, len(s.cp.Claims))}
+	snap := &Checkpoint{BootID: s.cp.BootID, Claims: make(map[string]*ClaimRecord, len(s.cp.Claims))}
 	for k, v := range s.cp.Claims {
 		snap.Claims[k] = v
 	}

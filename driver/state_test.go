@@ -99,10 +99,28 @@ func TestCorruptCheckpointIsAnErrorNamingTheFile(t *testing.T) {
 	}
 }
 
+// A document of a schema version this release does not read (a newer
+// release's) stops the driver with an error naming the file and the
+// version; the file stays as it is and no device is touched.
 func TestCheckpointOfAnotherSchemaVersionIsRefused(t *testing.T) {
-	s := &memStore{data: []byte(`{"version":"sriov.dra.dev/checkpoint/v9","claims":{}}`)}
-	if _, err := NewState(s, "b"); err == nil || !strings.Contains(err.Error(), "v9") {
-		t.Fatalf("err = %v", err)
+	dir := filepath.Join(t.TempDir(), "state")
+	path := filepath.Join(dir, CheckpointFile)
+	writeCheckpointDoc(t, dir, "boot-1", []byte(`{"version":"sriov.dra.dev/checkpoint/v9","bootID":"boot-1","claims":{}}`))
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, sysfstest.Standard())
+	e.store, e.bootID = fileStoreAt(t, dir, "boot-1")
+	_, err = New(context.Background(), e.config())
+	if err == nil || !strings.Contains(err.Error(), "v9") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("New = %v, want an error naming the version and %s", err, path)
+	}
+	if steps := e.j.take(); len(steps) != 0 {
+		t.Errorf("touched devices it cannot account for: %v", steps)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Error("the file was changed")
 	}
 }
 

@@ -5,15 +5,21 @@ import (
 	"os"
 	"sync"
 
+	cpv1 "github.com/sriov-dra/sriov-dra/api/checkpoint/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 )
 
 // CheckpointFile is the checkpoint's file name in the state dir.
 const CheckpointFile = "checkpoint.json"
 
-// fileStore keeps the Checkpoint with pkg/checkpoint: versioned JSON,
-// mode 0600, temp file + fsync + rename + dir fsync, checksummed, with
-// the boot ID.
+// envelopeDataVersion is the data version of pkg/checkpoint's envelope.
+// It stays 1 for every schema version: the document's own version
+// (api/checkpoint/v1) is the one the driver decides by.
+const envelopeDataVersion = 1
+
+// fileStore keeps the Checkpoint with pkg/checkpoint as the v1 document
+// (api/checkpoint/v1): mode 0600, temp file + fsync + rename + dir fsync,
+// checksummed.
 //
 // With an owner (NewOwnedFileStore) it also keeps two daemons from
 // overwriting each other's records. A rolling update runs the new daemon
@@ -23,7 +29,7 @@ const CheckpointFile = "checkpoint.json"
 // missed), and from then on every save of the old one is refused with a
 // *SupersededError instead of writing its stale copy over the new one's.
 type fileStore struct {
-	s     *checkpoint.Store[Checkpoint]
+	s     *checkpoint.Store[cpv1.Checkpoint]
 	owner string
 
 	mu           sync.Mutex
@@ -58,7 +64,7 @@ type OwnedStore interface {
 // file over; a Save after another daemon took it over fails with a
 // *SupersededError, and onSuperseded (if set) is called once then.
 func NewOwnedFileStore(stateDir, root, owner string, onSuperseded func(error)) (OwnedStore, string, error) {
-	s, err := checkpoint.Open[Checkpoint](stateDir, CheckpointFile, checkpoint.Options{Root: root, DataVersion: 1})
+	s, err := checkpoint.Open[cpv1.Checkpoint](stateDir, CheckpointFile, checkpoint.Options{Root: root, DataVersion: envelopeDataVersion})
 	if err != nil {
 		return nil, "", err
 	}
@@ -68,7 +74,7 @@ func NewOwnedFileStore(stateDir, root, owner string, onSuperseded func(error)) (
 // Load implements Store. A corrupt file is a *checkpoint.CorruptError that
 // names the file and how to recover.
 func (f *fileStore) Load() (*Checkpoint, error) {
-	cp, info, err := f.s.Load()
+	doc, info, err := f.s.Load()
 	if err != nil {
 		return nil, err
 	}
@@ -76,32 +82,37 @@ func (f *fileStore) Load() (*Checkpoint, error) {
 		if !info.Exists {
 			return nil, nil
 		}
-		if cp.BootID == "" {
-			cp.BootID = info.SavedBootID
-		}
-		return &cp, nil
+		return f.fromV1(&doc)
 	}
 	// Take over: what is read under the exclusive lock is the state, and
 	// the owner mark goes in with the same write.
-	savedBoot := info.SavedBootID
-	var taken Checkpoint
-	err = f.s.Update(func(cur *Checkpoint) error {
+	var taken *Checkpoint
+	err = f.s.Update(func(cur *cpv1.Checkpoint) error {
 		if cur.Version == "" && cur.Claims == nil {
-			// No checkpoint yet (or an empty one).
-			cur.Version = CheckpointVersion
+			// No checkpoint yet.
+			cur.Version = cpv1.Version
 			cur.BootID = f.s.BootID()
 		}
-		if cur.BootID == "" {
-			cur.BootID = savedBoot
-		}
 		cur.Owner = f.owner
-		taken = *cur
-		return nil
+		var err error
+		taken, err = f.fromV1(cur)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("take over checkpoint %s: %w", f.s.Path(), err)
 	}
-	return &taken, nil
+	return taken, nil
+}
+
+// fromV1 converts the document read from the file; the error for a
+// document the driver cannot account for names the file, which is left
+// as it is.
+func (f *fileStore) fromV1(doc *cpv1.Checkpoint) (*Checkpoint, error) {
+	cp, err := CheckpointFromV1(doc)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", f.s.Path(), err)
+	}
+	return cp, nil
 }
 
 // CheckOwner reads who owns the checkpoint now; when another daemon took
@@ -137,13 +148,13 @@ func (f *fileStore) supersede(sup *SupersededError) {
 // until a save no longer has their claim.
 func (f *fileStore) Save(cp *Checkpoint) error {
 	var sup *SupersededError
-	err := f.s.Update(func(cur *Checkpoint) error {
+	err := f.s.Update(func(cur *cpv1.Checkpoint) error {
 		if f.owner != "" && cur.Owner != "" && cur.Owner != f.owner {
 			sup = &SupersededError{Path: f.s.Path(), Owner: f.owner, By: cur.Owner}
 			return sup
 		}
 		requests := cur.DropRequests
-		*cur = *cp
+		*cur = *CheckpointToV1(cp)
 		cur.DropRequests = nil
 		for _, r := range requests {
 			if _, held := cp.Claims[r.ClaimUID]; held {
@@ -165,14 +176,18 @@ func (f *fileStore) Save(cp *Checkpoint) error {
 // A daemon that no longer owns the file (replaced in a rolling update)
 // gets none: its owner applies them.
 func (f *fileStore) DropRequests() ([]DropRequest, error) {
-	cp, _, err := f.s.Load()
+	doc, _, err := f.s.Load()
 	if err != nil {
 		return nil, err
 	}
-	if f.owner != "" && cp.Owner != "" && cp.Owner != f.owner {
+	if f.owner != "" && doc.Owner != "" && doc.Owner != f.owner {
 		return nil, nil
 	}
-	return cp.DropRequests, nil
+	var out []DropRequest
+	for _, r := range doc.DropRequests {
+		out = append(out, DropRequest{ClaimUID: r.ClaimUID, By: r.By, At: r.At})
+	}
+	return out, nil
 }
 
 // dropRequester is a Store that carries the admin's drop requests.
@@ -182,7 +197,7 @@ type dropRequester interface {
 
 // openCheckpoint opens the checkpoint of an existing state dir for the
 // admin tools; it never creates the dir.
-func openCheckpoint(stateDir, root string) (*checkpoint.Store[Checkpoint], error) {
+func openCheckpoint(stateDir, root string) (*checkpoint.Store[cpv1.Checkpoint], error) {
 	fi, err := os.Stat(stateDir)
 	if err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
@@ -190,7 +205,7 @@ func openCheckpoint(stateDir, root string) (*checkpoint.Store[Checkpoint], error
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("state dir %s is not a directory", stateDir)
 	}
-	return checkpoint.Open[Checkpoint](stateDir, CheckpointFile, checkpoint.Options{Root: root, DataVersion: 1})
+	return checkpoint.Open[cpv1.Checkpoint](stateDir, CheckpointFile, checkpoint.Options{Root: root, DataVersion: envelopeDataVersion})
 }
 
 // ReadCheckpoint reads the checkpoint in stateDir (under its lock, shared
@@ -201,14 +216,18 @@ func ReadCheckpoint(stateDir, root string) (*Checkpoint, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	cp, _, err := s.Load()
+	doc, info, err := s.Load()
 	if err != nil {
 		return nil, s.Path(), err
 	}
-	if cp.Claims == nil {
-		cp.Claims = map[string]*ClaimRecord{}
+	if !info.Exists {
+		return &Checkpoint{Claims: map[string]*ClaimRecord{}}, s.Path(), nil
 	}
-	return &cp, s.Path(), nil
+	cp, err := CheckpointFromV1(&doc)
+	if err != nil {
+		return nil, s.Path(), fmt.Errorf("checkpoint %s: %w", s.Path(), err)
+	}
+	return cp, s.Path(), nil
 }
 
 // RequestDrop adds the admin's request to forget claimUID's record to the
@@ -220,7 +239,7 @@ func RequestDrop(stateDir, root string, req DropRequest) error {
 	if err != nil {
 		return err
 	}
-	return s.Update(func(cp *Checkpoint) error {
+	return s.Update(func(cp *cpv1.Checkpoint) error {
 		if _, ok := cp.Claims[req.ClaimUID]; !ok {
 			return fmt.Errorf("claim %s has no record in %s", req.ClaimUID, s.Path())
 		}
@@ -229,7 +248,7 @@ func RequestDrop(stateDir, root string, req DropRequest) error {
 				return nil // asked before; the daemon has not got to it yet
 			}
 		}
-		cp.DropRequests = append(cp.DropRequests, req)
+		cp.DropRequests = append(cp.DropRequests, cpv1.DropRequest{ClaimUID: req.ClaimUID, By: req.By, At: req.At})
 		return nil
 	})
 }

@@ -45,8 +45,8 @@ func TestOwnedStoreRollingUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cp.Version != CheckpointVersion || cp.BootID != "boot-1" || cp.Owner != "pod-old" {
-		t.Fatalf("fresh take-over %+v: want version, boot ID and owner set", cp)
+	if cp.BootID != "boot-1" || cp.Owner != "pod-old" {
+		t.Fatalf("fresh take-over %+v: want boot ID and owner set", cp)
 	}
 	cp.Claims = map[string]*ClaimRecord{"c1": {UID: "c1", Phase: PhasePrepareCompleted}}
 	if err := old.Save(cp); err != nil {
@@ -115,7 +115,7 @@ func TestUnownedStore(t *testing.T) {
 	if _, err := owned.Load(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Save(&Checkpoint{Version: CheckpointVersion, BootID: "boot-1", Claims: map[string]*ClaimRecord{}}); err != nil {
+	if err := s.Save(&Checkpoint{BootID: "boot-1", Claims: map[string]*ClaimRecord{}}); err != nil {
 		t.Errorf("a store without owner writes regardless: %v", err)
 	}
 }

@@ -80,7 +80,7 @@ func newCheckpointFixture(t *testing.T) checkpointFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Save(&driver.Checkpoint{Version: driver.CheckpointVersion, BootID: "boot-2", Claims: map[string]*driver.ClaimRecord{liveUID: live, staleUID: stale}}); err != nil {
+	if err := store.Save(&driver.Checkpoint{BootID: "boot-2", Claims: map[string]*driver.ClaimRecord{liveUID: live, staleUID: stale}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{filepath.Join(o.cdiDir, "sriov.dra.dev-vf_"+liveUID+".json"), filepath.Join(o.markerDir, liveUID+"-"+liveDev)} {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	cpv1 "github.com/sriov-dra/sriov-dra/api/checkpoint/v1"
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/driver"
 )
@@ -60,8 +61,8 @@ func (m *memStore) Load() (*driver.Checkpoint, error) { return m.cp, nil }
 func (m *memStore) Save(cp *driver.Checkpoint) error  { m.cp = cp; return nil }
 
 // FuzzDriverCheckpoint: the driver's checkpoint schema over whatever a
-// checksummed file may hold (an older or hand-edited one): NewState
-// refuses or accepts without panicking, and an accepted state answers
+// checksummed file may hold (an older or hand-edited one): the v1
+// conversion and NewState refuse or accept without panicking, and an accepted state answers
 // every query the NRI side and Prepare make.
 func FuzzDriverCheckpoint(f *testing.F) {
 	f.Add([]byte(`{"version":"sriov.dra.dev/checkpoint/v1","bootID":"b","claims":{}}`))
@@ -70,11 +71,15 @@ func FuzzDriverCheckpoint(f *testing.F) {
 	f.Add([]byte(`{"version":"sriov.dra.dev/checkpoint/v1","bootID":"b","claims":{"u1":{"uid":"u1","podUID":"p","phase":"PrepareStarted","devices":[null,{"device":"d","pod":{"netnsPath":"/x"}}]}}}`))
 	f.Add([]byte(`{"version":"v0"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var cp driver.Checkpoint
-		if json.Unmarshal(b, &cp) != nil {
+		var doc cpv1.Checkpoint
+		if json.Unmarshal(b, &doc) != nil {
 			return
 		}
-		s, err := driver.NewState(&memStore{cp: &cp}, "b")
+		cp, err := driver.CheckpointFromV1(&doc)
+		if err != nil {
+			return
+		}
+		s, err := driver.NewState(&memStore{cp: cp}, "b")
 		if err != nil {
 			return
 		}
