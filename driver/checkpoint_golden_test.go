@@ -226,6 +226,7 @@ func checkSteps(t *testing.T, name string, got, want, forbid []string) {
 func TestGoldenCheckpointsRestore(t *testing.T) {
 	for _, c := range goldenCases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			got := restoreFrom(t, c, goldenFile(t, c.name))
 			checkSteps(t, c.name, got, c.steps, c.forbid)
 		})
@@ -261,6 +262,7 @@ func addUnknownFields(v any, key string) any {
 func TestCheckpointOfANewerV1ReleaseIsRestoredTheSame(t *testing.T) {
 	for _, c := range goldenCases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			file := goldenFile(t, c.name)
 			var doc any
 			if err := json.Unmarshal(goldenData(t, file), &doc); err != nil {

@@ -18,10 +18,10 @@
 // [Checkpoint.BootID] the only boot ID the driver decides by (the boot
 // the records belong to; a record of another boot is stale). The
 // envelope pkg/checkpoint wraps around the document also carries a
-// format version, a data version and the writer's boot ID: those frame
-// and check the bytes. The driver pins the envelope's data version to 1
-// for every schema version and reads neither of the envelope's other two
-// fields for any decision.
+// format version, a data version and the writer's boot ID: they belong
+// to the envelope (its layout and checksum), not to this schema. The
+// driver pins the envelope's data version to 1 for every schema version
+// and decides nothing by the envelope's boot ID.
 //
 // # Compatibility rule
 //
