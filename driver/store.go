@@ -95,7 +95,7 @@ func (f *fileStore) Load() (*Checkpoint, error) {
 		}
 		cur.Owner = f.owner
 		var err error
-		taken, err = f.fromV1(cur)
+		taken, err = CheckpointFromV1(cur)
 		return err
 	})
 	if err != nil {
