@@ -119,6 +119,13 @@ func TestCheckpointOfAnotherSchemaVersionIsRefused(t *testing.T) {
 	if steps := e.j.take(); len(steps) != 0 {
 		t.Errorf("touched devices it cannot account for: %v", steps)
 	}
+	// Nor do the admin tools read it or write into it.
+	if _, _, err := ReadCheckpoint(dir, bootRoot(t, "boot-1")); err == nil || !strings.Contains(err.Error(), "v9") {
+		t.Errorf("ReadCheckpoint = %v, want an error naming the version", err)
+	}
+	if err := RequestDrop(dir, bootRoot(t, "boot-1"), DropRequest{ClaimUID: "u1"}); err == nil || !strings.Contains(err.Error(), "v9") {
+		t.Errorf("RequestDrop = %v, want an error naming the version", err)
+	}
 	if after, _ := os.ReadFile(path); string(after) != string(before) {
 		t.Error("the file was changed")
 	}

@@ -240,6 +240,10 @@ func RequestDrop(stateDir, root string, req DropRequest) error {
 		return err
 	}
 	return s.Update(func(cp *cpv1.Checkpoint) error {
+		if _, err := CheckpointFromV1(cp); err != nil {
+			// Never rewrite a document this release cannot read.
+			return fmt.Errorf("checkpoint %s: %w", s.Path(), err)
+		}
 		if _, ok := cp.Claims[req.ClaimUID]; !ok {
 			return fmt.Errorf("claim %s has no record in %s", req.ClaimUID, s.Path())
 		}
