@@ -59,6 +59,8 @@ var tables = []struct{ name, title, intro, header string }{
 		"| failure point | then | crashed | result |\n|---|---|---|---|"},
 	{"runtime", "Runtime and kubelet faults", "Faults from the runtime and kubelet side, same end-state checks.",
 		"| fault | result |\n|---|---|"},
+	{"runtime-input", "Bad input from the runtime", "What the runtime may hand the NRI plugin that it should not, each on a fresh node with one pod's claim prepared. A bad sandbox must be refused (the hook's error fails the sandbox, so no container starts) with an error naming what was wrong, and nothing on the host may change; events that do not fit the pod's life are no-ops. Every row ends with the pod torn down, the claim unprepared and the same end-state checks as above.",
+		"| input | result |\n|---|---|"},
 	{"input", "Bad input", "Each is sent through kubelet's NodePrepareResources; the answer must be an error naming the problem, and the host must be exactly as before (VF admin state, links, drivers, no IPAM allocation, no CDI spec, no attach marker, empty checkpoint).",
 		"| input | result |\n|---|---|"},
 	{"tenant", "Hostile tenant", "A namespace user's claim config (source FromClaim) on a DeviceClass whose config is the admin's: VLAN 100, spoof check on, trust off, and `policy.claimMaySet: [mac]`. Each is sent through NodePrepareResources; the answer must be an error naming the field and the class, and the host must be exactly as before (same checks as above). The same claims are refused at admission in the cluster e2e, where the API server can see the class.",
