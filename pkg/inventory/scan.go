@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -18,6 +17,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/deviceattribute"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 )
@@ -468,9 +468,9 @@ func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) int {
 	}
 	ib := dir.join(names[0])
 	s.optional(d.PCIAddress, ib, "node_guid", func(v string) error {
-		g, err := parseGUID(v)
-		if err == nil && !isZeroGUID(g) {
-			d.NodeGUID = g
+		g, err := hw.ParseGUID(v)
+		if err == nil && !g.IsZero() {
+			d.NodeGUID = g.String()
 		}
 		return err
 	})
@@ -478,9 +478,9 @@ func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) int {
 		return own // RoCE: GIDs are IP based, pkeys meaningless
 	}
 	s.optional(d.PCIAddress, ib, "ports/1/gids/0", func(v string) error {
-		g, err := parsePortGUIDFromGID(v)
-		if err == nil && !isZeroGUID(g) {
-			d.PortGUID = g
+		g, err := hw.GUIDFromGID(v)
+		if err == nil && !g.IsZero() {
+			d.PortGUID = g.String()
 		}
 		return err
 	})
@@ -545,12 +545,12 @@ func (s *scanner) readPKeys(bdf string, dir ref) []string {
 	}
 	sort.Ints(idx)
 	var out []string
-	seen := map[uint16]bool{}
+	seen := map[hw.PKey]bool{}
 	for _, n := range idx {
-		var p uint16
-		if s.optional(bdf, dir, strconv.Itoa(n), func(v string) (err error) { p, err = parsePKey(v); return err }) && p != 0 && !seen[p] {
+		var p hw.PKey
+		if s.optional(bdf, dir, strconv.Itoa(n), func(v string) (err error) { p, err = hw.ParsePKey(v); return err }) && p != 0 && !seen[p] {
 			seen[p] = true
-			out = append(out, formatPKey(p))
+			out = append(out, p.String())
 		}
 	}
 	return out
@@ -770,75 +770,28 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 	}
 	s.readNetdevs(dir, &vf, false)
 	ownRDMA := s.readRDMA(dir, &vf, false)
+	g, hasGUIDs := pc.guids[i]
 	if info, ok := pc.admin[i]; ok {
-		vf.Admin = adminFromVfInfo(info)
-	}
-	if g, ok := pc.guids[i]; ok {
-		vf.NodeGUID = guidString(g.NodeGUID)
-		vf.PortGUID = guidString(g.PortGUID)
-		if vf.Admin != nil {
-			vf.Admin.NodeGUID, vf.Admin.PortGUID = vf.NodeGUID, vf.PortGUID
+		var guids *nlink.VFGUID
+		if hasGUIDs {
+			guids = &g
 		}
+		a := AdminFromVfInfo(info, guids)
+		vf.Admin = &a
+	}
+	if hasGUIDs {
+		// As identity, an unset (all-zero) GUID is no GUID.
+		vf.NodeGUID, vf.PortGUID = setGUID(g.NodeGUID), setGUID(g.PortGUID)
 	}
 	if vf.NodeGUID == "" && vf.LinkType == LinkTypeInfiniBand && ownRDMA > 0 {
 		// The PF did not report it; the VF's own RDMA device knows.
 		s.optional(vfBDF, dir.join("infiniband", vf.RDMADevices[0]), "node_guid", func(v string) error {
-			g, err := parseGUID(v)
-			if err == nil && !isZeroGUID(g) {
-				vf.NodeGUID = g
+			g, err := hw.ParseGUID(v)
+			if err == nil && !g.IsZero() {
+				vf.NodeGUID = g.String()
 			}
 			return err
 		})
 	}
 	return vf, nil
-}
-
-func guidString(hw []byte) string {
-	if len(hw) != 8 {
-		return ""
-	}
-	g := net.HardwareAddr(hw).String()
-	if isZeroGUID(g) {
-		return ""
-	}
-	return g
-}
-
-// adminFromVfInfo turns netlink's VF info into the admin state we keep.
-func adminFromVfInfo(v netlink.VfInfo) *VFAdminState {
-	a := &VFAdminState{
-		VLAN:      v.Vlan,
-		QoS:       v.Qos,
-		SpoofChk:  v.Spoofchk,
-		Trust:     v.Trust != 0,
-		MinTxRate: int(v.MinTxRate),
-		MaxTxRate: int(v.MaxTxRate),
-	}
-	if len(v.Mac) > 0 && !isZeroBytes(v.Mac) {
-		a.MAC = v.Mac.String()
-	}
-	switch v.VlanProto {
-	case 0x8100:
-		a.VLANProto = "802.1q"
-	case 0x88a8:
-		a.VLANProto = "802.1ad"
-	}
-	switch v.LinkState {
-	case netlink.VF_LINK_STATE_AUTO:
-		a.LinkState = "auto"
-	case netlink.VF_LINK_STATE_ENABLE:
-		a.LinkState = "enable"
-	case netlink.VF_LINK_STATE_DISABLE:
-		a.LinkState = "disable"
-	}
-	return a
-}
-
-func isZeroBytes(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
