@@ -14,11 +14,22 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/Mellanox/rdmamap"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
+
+// The sysfs and /dev names below are github.com/Mellanox/rdmamap's. Its
+// lookup functions cannot serve here: they read fixed directories held in
+// package-level variables (one sysfs root per process, changed only by
+// assigning a global, where the driver's tests run many fixture roots at
+// once), and they answer an unreadable directory with an empty list, where
+// the driver must tell "no RDMA device" from "could not read" (the first
+// publishes the device without one, the second leaves the attribute out
+// and logs). So the walk is this package's, over the filesystem-root seam,
+// and the vocabulary is rdmamap's.
 
 // Netns modes of the RDMA subsystem (rdma system set netns ...).
 const (
@@ -51,7 +62,7 @@ func names(dir string) ([]string, error) {
 // of the reader's netns, so a device moved into a pod is not listed on the
 // host.
 func Devices(root, pci string) ([]string, error) {
-	n, err := names(filepath.Join(pciDir(root, pci), "infiniband"))
+	n, err := names(filepath.Join(pciDir(root, pci), rdmamap.RdmaClassName))
 	if err != nil {
 		return nil, fmt.Errorf("list RDMA devices of %s: %w", pci, err)
 	}
@@ -77,7 +88,7 @@ func NetdevBound(root, pci string) ([]string, error) {
 	if len(nds) == 0 {
 		return nil, nil
 	}
-	class := filepath.Join(root, "sys/class/infiniband")
+	class := filepath.Join(root, "sys/class", rdmamap.RdmaClassName)
 	devs, err := names(class)
 	if err != nil {
 		return nil, fmt.Errorf("list RDMA devices in %s: %w", class, err)
@@ -106,7 +117,8 @@ var bdfRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
 // bound to: the rxe parent attribute, else the netdev of port 1's GID 0;
 // "" when it has neither (an InfiniBand port has no netdev).
 func boundNetdev(dir string) string {
-	for _, f := range []string{"parent", "ports/1/gid_attrs/ndevs/0"} {
+	gid0 := filepath.Join(rdmamap.RdmaPortsdir, "1", rdmamap.RdmaGidAttrDir, rdmamap.RdmaGidAttrNdevDir, "0")
+	for _, f := range []string{"parent", gid0} {
 		if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
 			if nd := strings.TrimSpace(string(b)); nd != "" {
 				return nd
@@ -195,12 +207,12 @@ func CharDevices(root, pci string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list verbs devices of %s: %w", pci, err)
 	}
-	out = appendNodes(out, verbs, "uverbs")
+	out = appendNodes(out, verbs, rdmamap.RdmaUverbsFilxPrefix)
 	mad, err := names(filepath.Join(dir, "infiniband_mad"))
 	if err != nil {
 		return nil, fmt.Errorf("list MAD devices of %s: %w", pci, err)
 	}
-	out = appendNodes(out, mad, "umad", "issm")
+	out = appendNodes(out, mad, rdmamap.RdmaUmadFilxPrefix, rdmamap.RdmaIssmFilePrefix)
 	soft, err := NetdevBound(root, pci)
 	if err != nil {
 		return nil, err
@@ -209,7 +221,10 @@ func CharDevices(root, pci string) ([]string, error) {
 		for _, c := range []struct {
 			class    string
 			prefixes []string
-		}{{"infiniband_verbs", []string{"uverbs"}}, {"infiniband_mad", []string{"umad", "issm"}}} {
+		}{
+			{"infiniband_verbs", []string{rdmamap.RdmaUverbsFilxPrefix}},
+			{"infiniband_mad", []string{rdmamap.RdmaUmadFilxPrefix, rdmamap.RdmaIssmFilePrefix}},
+		} {
 			n, err := classNodesOf(root, c.class, soft)
 			if err != nil {
 				return nil, fmt.Errorf("character devices of %v (on %s): %w", soft, pci, err)
