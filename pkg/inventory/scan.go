@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 )
 
@@ -223,7 +223,7 @@ func (s *scanner) classIndex(class, sub string, other func(dir ref, name string)
 		if filepath.Base(t) != n || filepath.Base(parent) != sub {
 			continue
 		}
-		if bdf := filepath.Base(filepath.Dir(parent)); bdfRE.MatchString(bdf) {
+		if bdf := filepath.Base(filepath.Dir(parent)); pcidev.IsBDF(bdf) {
 			idx[bdf] = append(idx[bdf], n) // names come sorted from listDir
 		} else if other != nil {
 			other(dir, n)
@@ -370,16 +370,6 @@ func (s *scanner) optionalLink(bdf string, dir ref, name string) string {
 	return v
 }
 
-// physPortNameRE matches the phys_port_name of switchdev representors
-// ("pf0vf3", "c1pf0vf3", "pf0sf1"), which are not the PF's uplink.
-var physPortNameRE = regexp.MustCompile(`^(c\d+)?pf\d+(vf|sf)\d+$`)
-
-type netdev struct {
-	name    string
-	ifindex int
-	rep     bool
-}
-
 // readNetdevs fills IfName/IfNames/MAC, and for a PF (or a VF whose PF's
 // link type is unknown) LinkType, and for a PF MTU and speed, from
 // <dev>/net/. With several netdevs (switchdev representors, IPoIB child
@@ -396,33 +386,28 @@ func (s *scanner) readNetdevs(devDir ref, d *Device, pf bool) {
 	if len(names) == 0 {
 		return
 	}
-	nds := make([]netdev, len(names))
+	nds := make([]pcidev.Netdev, len(names))
 	for i, n := range names {
-		nds[i] = netdev{name: n}
+		nds[i] = pcidev.Netdev{Name: n}
 		if len(names) > 1 {
+			// Which one is the device's netdev: pcidev's rule.
 			nd := dir.join(n)
-			nds[i].ifindex = int(^uint32(0) >> 1)
 			s.optional(d.PCIAddress, nd, "ifindex", func(v string) error {
 				x, err := parseInt(v)
 				if err == nil {
-					nds[i].ifindex = x
+					nds[i].Ifindex = x
 				}
 				return err
 			})
 			if v, err := readValue(nd.join("phys_port_name")); err == nil {
-				nds[i].rep = physPortNameRE.MatchString(v)
+				nds[i].Representor = pcidev.IsRepresentorPortName(v)
 			}
 		}
 	}
-	sort.SliceStable(nds, func(i, j int) bool {
-		if nds[i].rep != nds[j].rep {
-			return !nds[i].rep
-		}
-		return nds[i].ifindex < nds[j].ifindex
-	})
+	pcidev.SortPrimary(nds)
 	d.IfNames = make([]string, len(nds))
 	for i := range nds {
-		d.IfNames[i] = nds[i].name
+		d.IfNames[i] = nds[i].Name
 	}
 	d.IfName = d.IfNames[0]
 	up := dir.join(d.IfName)
@@ -729,7 +714,7 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 		return Device{}, exclude("unreadable %s: %v", fn, err)
 	}
 	vfBDF := filepath.Base(target)
-	if !bdfRE.MatchString(vfBDF) {
+	if !pcidev.IsBDF(vfBDF) {
 		return Device{}, exclude("%s points to %q, not a PCI device", fn, target)
 	}
 	sibling := target == "../"+vfBDF

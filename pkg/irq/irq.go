@@ -16,13 +16,15 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/cpuset"
+
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 )
 
 // List returns the MSI/MSI-X IRQ numbers of the PCI function, sorted, from
 // <root>/sys/bus/pci/devices/<pci>/msi_irqs/. A function without MSI IRQs
 // (no msi_irqs folder, e.g. unbound or legacy INTx) has none.
 func List(root, pci string) ([]int, error) {
-	dir := filepath.Join(root, "sys/bus/pci/devices", pci, "msi_irqs")
+	dir := filepath.Join(pcidev.Dir(root, pci), "msi_irqs")
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 )
 
 // The sysfs and /dev names below are github.com/Mellanox/rdmamap's. Its
@@ -37,7 +37,7 @@ const (
 	ModeExclusive = "exclusive"
 )
 
-func pciDir(root, pci string) string { return filepath.Join(root, "sys/bus/pci/devices", pci) }
+func pciDir(root, pci string) string { return pcidev.Dir(root, pci) }
 
 func names(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
@@ -108,10 +108,8 @@ func NetdevBound(root, pci string) ([]string, error) {
 
 // pciChild reports whether a class link target is .../<bdf>/<sub>/<name>.
 func pciChild(target string) bool {
-	return bdfRE.MatchString(filepath.Base(filepath.Dir(filepath.Dir(target))))
+	return pcidev.IsBDF(filepath.Base(filepath.Dir(filepath.Dir(target))))
 }
-
-var bdfRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
 
 // boundNetdev returns the netdev an RDMA device (its sysfs folder) is
 // bound to: the rxe parent attribute, else the netdev of port 1's GID 0;

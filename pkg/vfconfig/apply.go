@@ -236,7 +236,7 @@ func (o *vfOp) setGUIDs(ctx context.Context, node, port net.HardwareAddr, revert
 // driver does not support it), the knobs this call already applied are put
 // back to the snapshot's values and the error names the knob, the PF and
 // its driver. After a GUID change the VF's netdev may have a new name; read
-// it with NetdevName.
+// it with pcidev.PrimaryNetdev.
 func Apply(ctx context.Context, h nlink.Handle, root string, dev inventory.Device, snap Snapshot, settings Settings) error {
 	log := klog.FromContext(ctx)
 	if dev.PCIAddress != snap.PCIAddress {

@@ -10,6 +10,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/irq"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 )
 
 func pfVF(pf netlink.Link, vf int) (netlink.VfInfo, bool) {
@@ -80,7 +81,7 @@ func TakeSnapshot(ctx context.Context, h nlink.Handle, root string, dev inventor
 // netdev name, MAC and MTU, and IRQ affinities.
 func snapshotLocal(s Snapshot, root string, dev inventory.Device) (Snapshot, error) {
 	var err error
-	if s.IfName, err = NetdevName(root, dev.PCIAddress); err != nil {
+	if s.IfName, err = pcidev.PrimaryNetdev(root, dev.PCIAddress); err != nil {
 		return Snapshot{}, err
 	}
 	if s.IfName != "" {
