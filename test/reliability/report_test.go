@@ -114,7 +114,10 @@ const notCovered = `## Not covered here
   (the reconnect here is the Synchronize the runtime sends after it).
 - ` + "`prepare-guid-set`" + ` and ` + "`prepare-vfio-bound`" + ` are not reached: the simulated VFs are Ethernet
   veth links; GUID and vfio-pci rollback are covered by driver/ and pkg/vfconfig tests over
-  the fixture sysfs, and by test/vm on a real VF.
+  the fixture sysfs. The same matrix runs on a real igbvf VF in ` + "`make vmtest`" + `
+  (TestCrashMatrixVF: every point but the GUID one, for a netdev claim with VF settings,
+  IPAM and IRQ pinning, and for a vfio-pci claim), checking the VF's kernel state byte for
+  byte; igb has no InfiniBand GUIDs, so ` + "`prepare-guid-set`" + ` runs only over the fixture.
 - A veth dies with its netns where a physical VF returns to the host: the "netns deleted"
   and "reboot" rows move the link back the way the kernel does before deleting the netns.
 - PF passthrough only through the PF DeviceClass is a CEL selector in deployments/base,

@@ -195,8 +195,8 @@ for p in "${order[@]}"; do
 	echo "/lib/modules/$(basename "$dst")" >>"$build/etc/modules.order"
 done
 
-log "building in-VM tests (CGO_ENABLED=0 go test -c -tags vmtest)"
-CGO_ENABLED=0 go test -c -trimpath -tags vmtest -o "$build/bin/vmtests.test" ./test/vm/vmtests ||
+log "building in-VM tests (CGO_ENABLED=0 go test -c -tags vmtest,faultinject)"
+CGO_ENABLED=0 go test -c -trimpath -tags vmtest,faultinject -o "$build/bin/vmtests.test" ./test/vm/vmtests ||
 	die "building the in-VM tests failed"
 install -m 0755 test/vm/init.sh "$build/init"
 # CNI IPAM plugins for the node lifecycle test (Debian's
