@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
 
@@ -44,8 +45,11 @@ func AutoGUID(prefix string, pf, vf *inventory.Device, claimUID string, attempt 
 		if err != nil {
 			return "", fmt.Errorf("guid auto: class guidPrefix: %w", err)
 		}
-		head, _ = net.ParseMAC(padGUID(p))
-		head = head[:len(strings.Split(p, ":"))]
+		g, err := hw.ParseGUID(padGUID(p))
+		if err != nil {
+			return "", fmt.Errorf("guid auto: class guidPrefix %q: %w", p, err)
+		}
+		head = g.HardwareAddr()[:len(strings.Split(p, ":"))]
 	} else {
 		if pf == nil || pf.Kind != inventory.KindPF || pf.PCIAddress != vf.PFPCIAddress {
 			return "", fmt.Errorf("guid auto: PF %s of %s is not in the inventory", vf.PFPCIAddress, vf.Name)
@@ -113,25 +117,11 @@ func pickFree(attempts int, dev *inventory.Device, held map[string]string, candi
 // deviceHolder names a device as the holder of a GUID or MAC it carries.
 func deviceHolder(dev *inventory.Device) string { return "device " + dev.Name }
 
-func parseGUID(s string) (net.HardwareAddr, error) {
-	if s == "" {
-		return nil, fmt.Errorf("empty GUID")
-	}
-	hw, err := net.ParseMAC(strings.TrimSpace(s))
+// parseGUID parses a GUID that must be assignable (not all zeros or ones).
+func parseGUID(s string) (hw.GUID, error) {
+	g, err := hw.ParseGUID(s)
 	if err != nil {
-		return nil, err
+		return hw.GUID{}, err
 	}
-	if len(hw) != 8 {
-		return nil, fmt.Errorf("GUID %q is not 8 bytes", s)
-	}
-	zero := true
-	for _, b := range hw {
-		if b != 0 {
-			zero = false
-		}
-	}
-	if zero {
-		return nil, fmt.Errorf("GUID %q is all zero", s)
-	}
-	return hw, nil
+	return g, g.CheckAssignable()
 }

@@ -24,7 +24,7 @@ func TestAutoGUID(t *testing.T) {
 		{"a class prefix needs no PF GUID", "02", &inventory.Device{Kind: inventory.KindPF, PCIAddress: "0000:3b:00.0"}, vf(0), "02:", ""},
 		{"no pf", "", nil, vf(0), "", "not in the inventory"},
 		{"pf without guid", "", &inventory.Device{Kind: inventory.KindPF, PCIAddress: "0000:3b:00.0"}, vf(0), "", "set policy.guidPrefix"},
-		{"zero guid", "", &inventory.Device{Kind: inventory.KindPF, PCIAddress: "0000:3b:00.0", PortGUID: "00:00:00:00:00:00:00:00"}, vf(0), "", "all zero"},
+		{"zero guid", "", &inventory.Device{Kind: inventory.KindPF, PCIAddress: "0000:3b:00.0", PortGUID: "00:00:00:00:00:00:00:00"}, vf(0), "", "all-zero"},
 		{"a pf", "", pf, pf, "", "not a VF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

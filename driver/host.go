@@ -9,6 +9,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/irq"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
@@ -63,7 +64,7 @@ func (r *realHost) SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid st
 	if err := vfconfig.Apply(ctx, r.h, r.root, inventory.Device{PCIAddress: snap.PCIAddress, Kind: inventory.KindVF}, *snap, vfconfig.Settings{GUID: &guid}); err != nil {
 		return "", err
 	}
-	return vfconfig.NetdevName(r.root, snap.PCIAddress)
+	return pcidev.PrimaryNetdev(r.root, snap.PCIAddress)
 }
 
 func (r *realHost) PKeys(ctx context.Context, snap *vfconfig.Snapshot) ([]string, error) {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/faults"
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
@@ -723,7 +723,7 @@ func (d *Driver) checkPKeyAfterGUID(ctx context.Context, dr *DeviceRecord) error
 	if err := json.Unmarshal(dr.Config, &res); err != nil {
 		return fmt.Errorf("read the recorded config: %w", err)
 	}
-	if res.PKey == 0 || res.PKey&0x7fff == 0x7fff {
+	if res.PKey == 0 || hw.PKey(res.PKey).IsDefault() {
 		return nil
 	}
 	var (
@@ -792,37 +792,33 @@ func checkPKey(want v1alpha1.PKey, pf, dev *inventory.Device) error {
 
 // checkPKeyTable compares a pkey with a port's table (see checkPKey).
 func checkPKeyTable(want v1alpha1.PKey, table []string, device string) error {
-	if want == 0 || want&0x7fff == 0x7fff {
+	w := hw.PKey(want)
+	if w == 0 || w.IsDefault() {
 		return nil
 	}
-	other := ""
-	for _, p := range table {
-		v, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(p), "0x"), 16, 16)
+	var other hw.PKey
+	for _, s := range table {
+		p, err := hw.ParsePKey(s)
 		switch {
 		case err != nil:
-		case v == uint64(want):
+		case p == w:
 			return nil
-		case v&0x7fff == uint64(want)&0x7fff:
-			other = fmt.Sprintf("%#04x", v)
+		case p.Partition() == w.Partition():
+			other = p
 		}
 	}
-	if other != "" {
+	if other != 0 {
 		return fmt.Errorf("pkey %s asks for %s membership but the port's pkey table %v of device %s has the partition as %s (%s membership): ask for %s, or have the subnet manager change the membership",
-			want, membership(uint64(want)), table, device, other, membership(uint64(parseHex(other))), other)
+			w, membership(w), table, device, other, membership(other), other)
 	}
-	return fmt.Errorf("pkey %s is not in the port's pkey table %v of device %s: the subnet manager must add the partition first", want, table, device)
+	return fmt.Errorf("pkey %s is not in the port's pkey table %v of device %s: the subnet manager must add the partition first", w, table, device)
 }
 
-func membership(p uint64) string {
-	if p&0x8000 != 0 {
+func membership(p hw.PKey) string {
+	if p.FullMember() {
 		return "full"
 	}
 	return "limited"
-}
-
-func parseHex(s string) uint64 {
-	v, _ := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 16)
-	return v
 }
 
 // pfOf returns the PF of a VF from the inventory, or nil.

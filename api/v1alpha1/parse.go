@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
+
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 )
 
 // ParseMAC parses an Ethernet MAC address ("0A:1b:2c:3d:4e:5f",
@@ -13,42 +14,20 @@ import (
 // colon separated. It must be 6 bytes, unicast and not all zero. It does
 // not accept "auto"; callers handle that first.
 func ParseMAC(s string) (string, error) {
-	hw, err := net.ParseMAC(s)
+	mac, err := net.ParseMAC(s)
 	if err != nil {
 		return "", errors.New(`not a MAC address; write 6 hex bytes like "02:00:00:00:00:01", or "auto"`)
 	}
-	if len(hw) != 6 {
-		return "", fmt.Errorf("a MAC address has 6 bytes, this has %d", len(hw))
+	if len(mac) != 6 {
+		return "", fmt.Errorf("a MAC address has 6 bytes, this has %d", len(mac))
 	}
-	if allBytes(hw, 0) {
+	if allBytes(mac, 0) {
 		return "", errors.New("the all-zero MAC address cannot be assigned")
 	}
-	if hw[0]&1 != 0 {
+	if mac[0]&1 != 0 {
 		return "", errors.New("a multicast MAC address cannot be assigned (the lowest bit of the first byte must be 0; locally administered unicast addresses start with x2, x6, xa or xe)")
 	}
-	return hw.String(), nil
-}
-
-// ParseGUID parses an InfiniBand GUID: 8 bytes written like
-// "00:11:22:33:44:55:66:77" (also "-" separated or "0011.2233.4455.6677"),
-// and returns it lower-case and colon separated. All-zero and all-ones are
-// refused: the kernel and the subnet manager treat them as "no GUID". It
-// does not accept "auto"; callers handle that first.
-func ParseGUID(s string) (string, error) {
-	hw, err := net.ParseMAC(s)
-	if err != nil {
-		return "", errors.New(`not a GUID; write 8 hex bytes like "02:00:00:00:00:00:00:01", or "auto"`)
-	}
-	if len(hw) != 8 {
-		return "", fmt.Errorf("a GUID has 8 bytes, this has %d", len(hw))
-	}
-	if allBytes(hw, 0) {
-		return "", errors.New("the all-zero GUID is not a valid GUID")
-	}
-	if allBytes(hw, 0xff) {
-		return "", errors.New("the all-ones GUID is not a valid GUID")
-	}
-	return hw.String(), nil
+	return mac.String(), nil
 }
 
 func allBytes(b []byte, v byte) bool {
@@ -60,17 +39,33 @@ func allBytes(b []byte, v byte) bool {
 	return true
 }
 
+// ParseGUID parses an InfiniBand GUID: 8 bytes written like
+// "00:11:22:33:44:55:66:77" (also "-" separated or "0011.2233.4455.6677"),
+// and returns it lower-case and colon separated. All-zero and all-ones are
+// refused: the kernel and the subnet manager treat them as "no GUID". It
+// does not accept "auto"; callers handle that first.
+func ParseGUID(s string) (string, error) {
+	g, err := hw.ParseGUID(s)
+	if err != nil {
+		if b, merr := net.ParseMAC(s); merr == nil {
+			return "", fmt.Errorf("a GUID has 8 bytes, this has %d", len(b))
+		}
+		return "", errors.New(`not a GUID; write 8 hex bytes like "02:00:00:00:00:00:00:01", or "auto"`)
+	}
+	if err := g.CheckAssignable(); err != nil {
+		return "", err
+	}
+	return g.String(), nil
+}
+
 // parsePKeyString parses the string form of a pkey: "0x" and 1 to 4 hex
 // digits. The range is checked by checkPKey.
 func parsePKeyString(s string) (PKey, error) {
-	if len(s) < 3 || len(s) > 6 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X') {
+	p, err := hw.ParsePKey(s)
+	if err != nil || strings.TrimSpace(s) != s {
 		return 0, errors.New(`write a pkey as a hex string with 0x and up to 4 digits ("0x8001") or as a number`)
 	}
-	v, err := strconv.ParseUint(s[2:], 16, 16)
-	if err != nil {
-		return 0, errors.New(`write a pkey as a hex string with 0x and up to 4 digits ("0x8001") or as a number`)
-	}
-	return PKey(v), nil
+	return PKey(p), nil
 }
 
 // checkPKey checks a pkey's range: 0x0001-0xffff, and the 15-bit partition
@@ -79,10 +74,7 @@ func checkPKey(p PKey) error {
 	if p < MinPKey || p > MaxPKey {
 		return fmt.Errorf("a pkey is between 0x0001 and 0xffff (0x7fff and 0xffff mean the default partition)")
 	}
-	if p&0x7fff == 0 {
-		return errors.New("partition number 0 is invalid (0x0000 and 0x8000 are not usable pkeys)")
-	}
-	return nil
+	return hw.PKey(p).Check()
 }
 
 // ParsePKey parses a pkey written as "0x8001" and checks its range.

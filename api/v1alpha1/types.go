@@ -15,6 +15,8 @@ import (
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 )
 
 const (
@@ -69,10 +71,10 @@ const MACAuto = "auto"
 
 // Limits of numeric fields. See docs/config.md for why.
 const (
-	MinMTU       = 68    // the IPv4 minimum; devices may refuse more (the kernel says so at prepare time)
-	MaxMTU       = 65535 // the largest MTU the kernel's netlink API carries for these devices
-	MaxVLAN      = 4094  // 4095 is reserved by 802.1Q
-	MaxVLANQoS   = 7     // 802.1p priority
+	MinMTU       = 68            // the IPv4 minimum; devices may refuse more (the kernel says so at prepare time)
+	MaxMTU       = 65535         // the largest MTU the kernel's netlink API carries for these devices
+	MaxVLAN      = hw.MaxVLAN    // 4095 is reserved by 802.1Q
+	MaxVLANQoS   = hw.MaxVLANQoS // 802.1p priority
 	MaxTxRate    = 1000000
 	MaxIfNameLen = 15 // IFNAMSIZ - 1
 	MinPKey      = 0x0001
@@ -94,8 +96,14 @@ type Config interface {
 // is a number too). The high bit (0x8000) is the full-membership bit.
 type PKey int
 
-// String formats the pkey as "0x8001".
-func (p PKey) String() string { return fmt.Sprintf("%#04x", int(p)) }
+// String formats the pkey as "0x8001" (hw.PKey's form; a value out of
+// the 16-bit range, which validation refuses, as plain hex).
+func (p PKey) String() string {
+	if p < 0 || p > MaxPKey {
+		return fmt.Sprintf("%#x", int(p))
+	}
+	return hw.PKey(p).String()
+}
 
 // Route is one extra route for the device's interface in the pod.
 type Route struct {

@@ -3,14 +3,13 @@ package inventory
 import (
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
-)
 
-var bdfRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
+)
 
 // Validate checks the filter; the error names the bad field and entry.
 func (f Filter) Validate() error {
@@ -30,7 +29,7 @@ func (f Filter) normalized() (Filter, error) {
 	}
 	for i, v := range f.PCIAddresses {
 		a := strings.ToLower(strings.TrimSpace(v))
-		if !bdfRE.MatchString(a) {
+		if !pcidev.IsBDF(a) {
 			return n, fmt.Errorf("filter.pciAddresses[%d]: %q is not a PCI address (dddd:bb:dd.f)", i, v)
 		}
 		n.PCIAddresses = append(n.PCIAddresses, a)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -18,7 +16,9 @@ import (
 	"k8s.io/dynamic-resource-allocation/deviceattribute"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 )
 
@@ -223,7 +223,7 @@ func (s *scanner) classIndex(class, sub string, other func(dir ref, name string)
 		if filepath.Base(t) != n || filepath.Base(parent) != sub {
 			continue
 		}
-		if bdf := filepath.Base(filepath.Dir(parent)); bdfRE.MatchString(bdf) {
+		if bdf := filepath.Base(filepath.Dir(parent)); pcidev.IsBDF(bdf) {
 			idx[bdf] = append(idx[bdf], n) // names come sorted from listDir
 		} else if other != nil {
 			other(dir, n)
@@ -370,16 +370,6 @@ func (s *scanner) optionalLink(bdf string, dir ref, name string) string {
 	return v
 }
 
-// physPortNameRE matches the phys_port_name of switchdev representors
-// ("pf0vf3", "c1pf0vf3", "pf0sf1"), which are not the PF's uplink.
-var physPortNameRE = regexp.MustCompile(`^(c\d+)?pf\d+(vf|sf)\d+$`)
-
-type netdev struct {
-	name    string
-	ifindex int
-	rep     bool
-}
-
 // readNetdevs fills IfName/IfNames/MAC, and for a PF (or a VF whose PF's
 // link type is unknown) LinkType, and for a PF MTU and speed, from
 // <dev>/net/. With several netdevs (switchdev representors, IPoIB child
@@ -396,33 +386,28 @@ func (s *scanner) readNetdevs(devDir ref, d *Device, pf bool) {
 	if len(names) == 0 {
 		return
 	}
-	nds := make([]netdev, len(names))
+	nds := make([]pcidev.Netdev, len(names))
 	for i, n := range names {
-		nds[i] = netdev{name: n}
+		nds[i] = pcidev.Netdev{Name: n}
 		if len(names) > 1 {
+			// Which one is the device's netdev: pcidev's rule.
 			nd := dir.join(n)
-			nds[i].ifindex = int(^uint32(0) >> 1)
 			s.optional(d.PCIAddress, nd, "ifindex", func(v string) error {
 				x, err := parseInt(v)
 				if err == nil {
-					nds[i].ifindex = x
+					nds[i].Ifindex = x
 				}
 				return err
 			})
 			if v, err := readValue(nd.join("phys_port_name")); err == nil {
-				nds[i].rep = physPortNameRE.MatchString(v)
+				nds[i].Representor = pcidev.IsRepresentorPortName(v)
 			}
 		}
 	}
-	sort.SliceStable(nds, func(i, j int) bool {
-		if nds[i].rep != nds[j].rep {
-			return !nds[i].rep
-		}
-		return nds[i].ifindex < nds[j].ifindex
-	})
+	pcidev.SortPrimary(nds)
 	d.IfNames = make([]string, len(nds))
 	for i := range nds {
-		d.IfNames[i] = nds[i].name
+		d.IfNames[i] = nds[i].Name
 	}
 	d.IfName = d.IfNames[0]
 	up := dir.join(d.IfName)
@@ -468,9 +453,9 @@ func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) int {
 	}
 	ib := dir.join(names[0])
 	s.optional(d.PCIAddress, ib, "node_guid", func(v string) error {
-		g, err := parseGUID(v)
-		if err == nil && !isZeroGUID(g) {
-			d.NodeGUID = g
+		g, err := hw.ParseGUID(v)
+		if err == nil && !g.IsZero() {
+			d.NodeGUID = g.String()
 		}
 		return err
 	})
@@ -478,9 +463,9 @@ func (s *scanner) readRDMA(devDir ref, d *Device, pf bool) int {
 		return own // RoCE: GIDs are IP based, pkeys meaningless
 	}
 	s.optional(d.PCIAddress, ib, "ports/1/gids/0", func(v string) error {
-		g, err := parsePortGUIDFromGID(v)
-		if err == nil && !isZeroGUID(g) {
-			d.PortGUID = g
+		g, err := hw.GUIDFromGID(v)
+		if err == nil && !g.IsZero() {
+			d.PortGUID = g.String()
 		}
 		return err
 	})
@@ -545,12 +530,12 @@ func (s *scanner) readPKeys(bdf string, dir ref) []string {
 	}
 	sort.Ints(idx)
 	var out []string
-	seen := map[uint16]bool{}
+	seen := map[hw.PKey]bool{}
 	for _, n := range idx {
-		var p uint16
-		if s.optional(bdf, dir, strconv.Itoa(n), func(v string) (err error) { p, err = parsePKey(v); return err }) && p != 0 && !seen[p] {
+		var p hw.PKey
+		if s.optional(bdf, dir, strconv.Itoa(n), func(v string) (err error) { p, err = hw.ParsePKey(v); return err }) && p != 0 && !seen[p] {
 			seen[p] = true
-			out = append(out, formatPKey(p))
+			out = append(out, p.String())
 		}
 	}
 	return out
@@ -729,7 +714,7 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 		return Device{}, exclude("unreadable %s: %v", fn, err)
 	}
 	vfBDF := filepath.Base(target)
-	if !bdfRE.MatchString(vfBDF) {
+	if !pcidev.IsBDF(vfBDF) {
 		return Device{}, exclude("%s points to %q, not a PCI device", fn, target)
 	}
 	sibling := target == "../"+vfBDF
@@ -770,75 +755,28 @@ func (s *scanner) scanVF(pc *pfContext, i int) (Device, error) {
 	}
 	s.readNetdevs(dir, &vf, false)
 	ownRDMA := s.readRDMA(dir, &vf, false)
+	g, hasGUIDs := pc.guids[i]
 	if info, ok := pc.admin[i]; ok {
-		vf.Admin = adminFromVfInfo(info)
-	}
-	if g, ok := pc.guids[i]; ok {
-		vf.NodeGUID = guidString(g.NodeGUID)
-		vf.PortGUID = guidString(g.PortGUID)
-		if vf.Admin != nil {
-			vf.Admin.NodeGUID, vf.Admin.PortGUID = vf.NodeGUID, vf.PortGUID
+		var guids *nlink.VFGUID
+		if hasGUIDs {
+			guids = &g
 		}
+		a := AdminFromVfInfo(info, guids)
+		vf.Admin = &a
+	}
+	if hasGUIDs {
+		// As identity, an unset (all-zero) GUID is no GUID.
+		vf.NodeGUID, vf.PortGUID = setGUID(g.NodeGUID), setGUID(g.PortGUID)
 	}
 	if vf.NodeGUID == "" && vf.LinkType == LinkTypeInfiniBand && ownRDMA > 0 {
 		// The PF did not report it; the VF's own RDMA device knows.
 		s.optional(vfBDF, dir.join("infiniband", vf.RDMADevices[0]), "node_guid", func(v string) error {
-			g, err := parseGUID(v)
-			if err == nil && !isZeroGUID(g) {
-				vf.NodeGUID = g
+			g, err := hw.ParseGUID(v)
+			if err == nil && !g.IsZero() {
+				vf.NodeGUID = g.String()
 			}
 			return err
 		})
 	}
 	return vf, nil
-}
-
-func guidString(hw []byte) string {
-	if len(hw) != 8 {
-		return ""
-	}
-	g := net.HardwareAddr(hw).String()
-	if isZeroGUID(g) {
-		return ""
-	}
-	return g
-}
-
-// adminFromVfInfo turns netlink's VF info into the admin state we keep.
-func adminFromVfInfo(v netlink.VfInfo) *VFAdminState {
-	a := &VFAdminState{
-		VLAN:      v.Vlan,
-		QoS:       v.Qos,
-		SpoofChk:  v.Spoofchk,
-		Trust:     v.Trust != 0,
-		MinTxRate: int(v.MinTxRate),
-		MaxTxRate: int(v.MaxTxRate),
-	}
-	if len(v.Mac) > 0 && !isZeroBytes(v.Mac) {
-		a.MAC = v.Mac.String()
-	}
-	switch v.VlanProto {
-	case 0x8100:
-		a.VLANProto = "802.1q"
-	case 0x88a8:
-		a.VLANProto = "802.1ad"
-	}
-	switch v.LinkState {
-	case netlink.VF_LINK_STATE_AUTO:
-		a.LinkState = "auto"
-	case netlink.VF_LINK_STATE_ENABLE:
-		a.LinkState = "enable"
-	case netlink.VF_LINK_STATE_DISABLE:
-		a.LinkState = "disable"
-	}
-	return a
-}
-
-func isZeroBytes(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

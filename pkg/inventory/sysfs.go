@@ -205,69 +205,6 @@ func parseHexID(s string) (string, error) {
 	return fmt.Sprintf("%04x", v), nil
 }
 
-// parseGUID parses a GUID as sysfs prints it ("0c42:a103:00ab:cd00") into
-// the canonical form "0c:42:a1:03:00:ab:cd:00".
-func parseGUID(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	parts := strings.Split(s, ":")
-	if len(parts) != 4 {
-		return "", fmt.Errorf("not a GUID (xxxx:xxxx:xxxx:xxxx): %q", clip(s))
-	}
-	return guidFromGroups(parts, s)
-}
-
-// parsePortGUIDFromGID returns the interface ID (low 64 bits) of a GID as
-// sysfs prints it ("fe80:0000:0000:0000:0c42:a103:00ab:cd00"): the port GUID.
-func parsePortGUIDFromGID(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	parts := strings.Split(s, ":")
-	if len(parts) != 8 {
-		return "", fmt.Errorf("not a GID (8 groups of 4 hex digits): %q", clip(s))
-	}
-	return guidFromGroups(parts[4:], s)
-}
-
-func guidFromGroups(groups []string, orig string) (string, error) {
-	var b strings.Builder
-	for i, g := range groups {
-		if len(g) != 4 {
-			return "", fmt.Errorf("GUID group %d is not 4 hex digits: %q", i, clip(orig))
-		}
-		if _, err := strconv.ParseUint(g, 16, 16); err != nil {
-			return "", fmt.Errorf("GUID group %d is not hex: %q", i, clip(orig))
-		}
-		g = strings.ToLower(g)
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(g[0:2])
-		b.WriteByte(':')
-		b.WriteString(g[2:4])
-	}
-	return b.String(), nil
-}
-
-// isZeroGUID reports whether a canonical GUID or MAC is all zeros (unset).
-func isZeroGUID(g string) bool {
-	return strings.Trim(g, "0:") == ""
-}
-
-// parsePKey parses a pkey table entry ("0xffff") into its value.
-func parsePKey(s string) (uint16, error) {
-	s = strings.TrimSpace(s)
-	h, ok := strings.CutPrefix(s, "0x")
-	if !ok || h == "" || len(h) > 4 {
-		return 0, fmt.Errorf("not a pkey (0xNNNN): %q", clip(s))
-	}
-	v, err := strconv.ParseUint(h, 16, 16)
-	if err != nil {
-		return 0, fmt.Errorf("not a pkey (0xNNNN): %q", clip(s))
-	}
-	return uint16(v), nil
-}
-
-func formatPKey(v uint16) string { return fmt.Sprintf("0x%04x", v) }
-
 // parseMAC parses a netdev address (6 bytes Ethernet, 20 bytes IPoIB)
 // into lower-case colon form.
 func parseMAC(s string) (string, error) {

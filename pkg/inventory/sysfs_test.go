@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 )
 
 func TestParsers(t *testing.T) {
@@ -34,17 +35,17 @@ func TestParsers(t *testing.T) {
 		{"hex id too long", func(s string) (any, error) { return parseHexID(s) }, "0x12345", result{nil, false}},
 		{"hex id only 0x", func(s string) (any, error) { return parseHexID(s) }, "0x", result{nil, false}},
 		{"hex id sign", func(s string) (any, error) { return parseHexID(s) }, "0x+1", result{nil, false}},
-		{"guid", func(s string) (any, error) { return parseGUID(s) }, "0C42:a103:00ab:cd00\n", result{"0c:42:a1:03:00:ab:cd:00", true}},
-		{"guid short group", func(s string) (any, error) { return parseGUID(s) }, "0c42:a103:00ab:cd0", result{nil, false}},
-		{"guid 3 groups", func(s string) (any, error) { return parseGUID(s) }, "0c42:a103:00ab", result{nil, false}},
-		{"guid not hex", func(s string) (any, error) { return parseGUID(s) }, "0c42:a103:00ab:cdzz", result{nil, false}},
-		{"guid sign", func(s string) (any, error) { return parseGUID(s) }, "+c42:a103:00ab:cd00", result{nil, false}},
-		{"gid", func(s string) (any, error) { return parsePortGUIDFromGID(s) }, "fe80:0000:0000:0000:0c42:a103:00ab:cd01", result{"0c:42:a1:03:00:ab:cd:01", true}},
-		{"gid compressed", func(s string) (any, error) { return parsePortGUIDFromGID(s) }, "fe80::1", result{nil, false}},
-		{"pkey", func(s string) (any, error) { return parsePKey(s) }, "0xffff\n", result{uint16(0xffff), true}},
-		{"pkey zero", func(s string) (any, error) { return parsePKey(s) }, "0x0000", result{uint16(0), true}},
-		{"pkey no 0x", func(s string) (any, error) { return parsePKey(s) }, "ffff", result{nil, false}},
-		{"pkey too big", func(s string) (any, error) { return parsePKey(s) }, "0x10000", result{nil, false}},
+		{"guid", guidOf, "0C42:a103:00ab:cd00\n", result{"0c:42:a1:03:00:ab:cd:00", true}},
+		{"guid short group", guidOf, "0c42:a103:00ab:cd0", result{nil, false}},
+		{"guid 3 groups", guidOf, "0c42:a103:00ab", result{nil, false}},
+		{"guid not hex", guidOf, "0c42:a103:00ab:cdzz", result{nil, false}},
+		{"guid sign", guidOf, "+c42:a103:00ab:cd00", result{nil, false}},
+		{"gid", gidOf, "fe80:0000:0000:0000:0c42:a103:00ab:cd01", result{"0c:42:a1:03:00:ab:cd:01", true}},
+		{"gid compressed", gidOf, "fe80::1", result{nil, false}},
+		{"pkey", pkeyOf, "0xffff\n", result{hw.PKey(0xffff), true}},
+		{"pkey zero", pkeyOf, "0x0000", result{hw.PKey(0), true}},
+		{"pkey no 0x", pkeyOf, "ffff", result{nil, false}},
+		{"pkey too big", pkeyOf, "0x10000", result{nil, false}},
 		{"mac", func(s string) (any, error) { return parseMAC(s) }, "02:AA:bb:cc:dd:ee\n", result{"02:aa:bb:cc:dd:ee", true}},
 		{"ipoib mac", func(s string) (any, error) { return parseMAC(s) }, "00:00:10:87:fe:80:00:00:00:00:00:00:0c:42:a1:03:00:ab:cd:00", result{"00:00:10:87:fe:80:00:00:00:00:00:00:0c:42:a1:03:00:ab:cd:00", true}},
 		{"mac garbled", func(s string) (any, error) { return parseMAC(s) }, "02:aa", result{nil, false}},
@@ -179,24 +180,15 @@ func FuzzParseSysfsValue(f *testing.F) {
 				t.Errorf("parseHexID(%q) = %q does not round trip", s, id)
 			}
 		}
-		if g, err := parseGUID(s); err == nil {
-			hw, perr := net.ParseMAC(g)
-			if perr != nil || len(hw) != 8 || hw.String() != g {
-				t.Errorf("parseGUID(%q) = %q, not a canonical 8-byte GUID", s, g)
-			}
-			h := strings.ReplaceAll(g, ":", "")
-			if again, err := parseGUID(h[0:4] + ":" + h[4:8] + ":" + h[8:12] + ":" + h[12:16]); err != nil || again != g {
-				t.Errorf("parseGUID(%q) = %q does not round trip", s, g)
+		if g, err := hw.ParseGUID(s); err == nil {
+			h := strings.ReplaceAll(g.String(), ":", "")
+			if again, err := hw.ParseGUID(h[0:4] + ":" + h[4:8] + ":" + h[8:12] + ":" + h[12:16]); err != nil || again != g {
+				t.Errorf("hw.ParseGUID(%q) = %q does not round trip", s, g)
 			}
 		}
-		if g, err := parsePortGUIDFromGID(s); err == nil {
-			if hw, perr := net.ParseMAC(g); perr != nil || len(hw) != 8 {
-				t.Errorf("parsePortGUIDFromGID(%q) = %q, not an 8-byte GUID", s, g)
-			}
-		}
-		if p, err := parsePKey(s); err == nil {
-			if again, err := parsePKey(formatPKey(p)); err != nil || again != p {
-				t.Errorf("parsePKey(%q) = %#x does not round trip", s, p)
+		if p, err := hw.ParsePKey(s); err == nil {
+			if again, err := hw.ParsePKey(p.String()); err != nil || again != p {
+				t.Errorf("hw.ParsePKey(%q) = %s does not round trip", s, p)
 			}
 		}
 		if m, err := parseMAC(s); err == nil {
@@ -215,3 +207,22 @@ func FuzzParseSysfsValue(f *testing.F) {
 		}
 	})
 }
+
+// The GUID and pkey parsers are pkg/hw's; these adapt them to the table.
+func guidOf(s string) (any, error) {
+	g, err := hw.ParseGUID(s)
+	if err != nil {
+		return nil, err
+	}
+	return g.String(), nil
+}
+
+func gidOf(s string) (any, error) {
+	g, err := hw.GUIDFromGID(s)
+	if err != nil {
+		return nil, err
+	}
+	return g.String(), nil
+}
+
+func pkeyOf(s string) (any, error) { return hw.ParsePKey(s) }

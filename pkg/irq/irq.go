@@ -15,13 +15,16 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/cpuset"
+
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 )
 
 // List returns the MSI/MSI-X IRQ numbers of the PCI function, sorted, from
 // <root>/sys/bus/pci/devices/<pci>/msi_irqs/. A function without MSI IRQs
 // (no msi_irqs folder, e.g. unbound or legacy INTx) has none.
 func List(root, pci string) ([]int, error) {
-	dir := filepath.Join(root, "sys/bus/pci/devices", pci, "msi_irqs")
+	dir := filepath.Join(pcidev.Dir(root, pci), "msi_irqs")
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -91,22 +94,25 @@ func PossibleCPUs(root string) (int, error) {
 	if err != nil {
 		return MaxCPUs, fmt.Errorf("count the machine's CPUs from %s: %w", p, err)
 	}
-	return cpus[len(cpus)-1] + 1, nil
+	l := cpus.List()
+	return l[len(l)-1] + 1, nil
 }
 
-// ParseCPUList checks a CPU list ("0-3,8,10-11") and returns its CPUs,
-// sorted and without duplicates. Every CPU must be below limit (the
-// machine's CPU count; 0 or less means MaxCPUs). The ranges are checked
-// and merged before any is expanded, so the work is bounded by the
-// length of s plus limit whatever the list says: "0-4294967295" is an
-// error at once, not four billion steps.
-func ParseCPUList(s string, limit int) ([]int, error) {
+// ParseCPUList checks a CPU list ("0-3,8,10-11") and returns its CPUs.
+// Every CPU must be below limit (the machine's CPU count; 0 or less means
+// MaxCPUs). The ranges are checked and merged before any is expanded, so
+// the work is bounded by the length of s plus limit whatever the list
+// says: "0-4294967295" is an error at once, not four billion steps, and
+// 100,000 copies of "0-8191" cost one pass over 8,192 CPUs. That is why
+// the list is not handed to cpuset.Parse, which expands every range as
+// written; the set it returns is a k8s.io/utils/cpuset.CPUSet.
+func ParseCPUList(s string, limit int) (cpuset.CPUSet, error) {
 	if limit <= 0 || limit > MaxCPUs {
 		limit = MaxCPUs
 	}
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return nil, fmt.Errorf("cpu list is empty")
+		return cpuset.New(), fmt.Errorf("cpu list is empty")
 	}
 	type span struct{ lo, hi int }
 	var spans []span
@@ -114,16 +120,16 @@ func ParseCPUList(s string, limit int) ([]int, error) {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.Atoi(lo)
 		if err != nil || a < 0 {
-			return nil, fmt.Errorf("cpu list %q: bad CPU %q", clip(s), clip(lo))
+			return cpuset.New(), fmt.Errorf("cpu list %q: bad CPU %q", clip(s), clip(lo))
 		}
 		b := a
 		if isRange {
 			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("cpu list %q: bad range %q", clip(s), clip(part))
+				return cpuset.New(), fmt.Errorf("cpu list %q: bad range %q", clip(s), clip(part))
 			}
 		}
 		if b >= limit {
-			return nil, fmt.Errorf("cpu list %q: CPU %d is beyond the machine's CPUs 0-%d", clip(s), b, limit-1)
+			return cpuset.New(), fmt.Errorf("cpu list %q: CPU %d is beyond the machine's CPUs 0-%d", clip(s), b, limit-1)
 		}
 		spans = append(spans, span{a, b})
 	}
@@ -136,7 +142,7 @@ func ParseCPUList(s string, limit int) ([]int, error) {
 		}
 		next = max(next, sp.hi+1)
 	}
-	return cpus, nil
+	return cpuset.New(cpus...), nil
 }
 
 // clip shortens a value quoted in an error.

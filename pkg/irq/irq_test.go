@@ -87,7 +87,7 @@ func TestParseCPUList(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || !reflect.DeepEqual(got, tc.want) {
+		if err != nil || !reflect.DeepEqual(got.List(), tc.want) {
 			t.Errorf("ParseCPUList(%q, %d) = %v, %v; want %v", name, tc.limit, got, err, tc.want)
 		}
 	}

@@ -65,3 +65,35 @@ func NetnsGone(path string) (bool, string, error) {
 	}
 	return false, "", nil
 }
+
+// checkPodNetns refuses, before anything moves, a pod netns path that is
+// not a network namespace (see NetnsGone) or that is the host's own
+// network namespace (hostPath): moving a device "into" the host netns
+// would rename and address it on the node itself.
+func checkPodNetns(path, hostPath string) error {
+	gone, why, err := NetnsGone(path)
+	if err != nil {
+		return err
+	}
+	if gone {
+		err := fmt.Errorf("netns %s is not a network namespace: %s", path, why)
+		var st unix.Stat_t
+		if unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			// An empty file where the runtime bind-mounted the netns: the
+			// mount did not reach the driver's mount namespace.
+			err = fmt.Errorf("%w (is the runtime's netns directory mounted into the driver with HostToContainer propagation?)", err)
+		}
+		return err
+	}
+	var pod, host unix.Stat_t
+	if err := unix.Stat(path, &pod); err != nil {
+		return &os.PathError{Op: "stat netns", Path: path, Err: err}
+	}
+	if err := unix.Stat(hostPath, &host); err != nil {
+		return &os.PathError{Op: "stat host netns", Path: hostPath, Err: err}
+	}
+	if pod.Dev == host.Dev && pod.Ino == host.Ino {
+		return fmt.Errorf("netns %s is the host network namespace (the driver's own): a device is never moved there", path)
+	}
+	return nil
+}

@@ -153,6 +153,9 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 	if !id.Known() {
 		return Original{}, fmt.Errorf("attach %s to %s: identity: none given (PCI address, permanent address or host peer): the link cannot be confirmed to be the device", spec.HostIfName, nsPath)
 	}
+	if err := checkPodNetns(nsPath, a.hostNsPath); err != nil {
+		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
+	}
 	podH, err := a.openPod(nsPath)
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)

@@ -9,16 +9,27 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/Mellanox/rdmamap"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 )
+
+// The sysfs and /dev names below are github.com/Mellanox/rdmamap's. Its
+// lookup functions cannot serve here: they read fixed directories held in
+// package-level variables (one sysfs root per process, changed only by
+// assigning a global, where the driver's tests run many fixture roots at
+// once), and they answer an unreadable directory with an empty list, where
+// the driver must tell "no RDMA device" from "could not read" (the first
+// publishes the device without one, the second leaves the attribute out
+// and logs). So the walk is this package's, over the filesystem-root seam,
+// and the vocabulary is rdmamap's.
 
 // Netns modes of the RDMA subsystem (rdma system set netns ...).
 const (
@@ -26,7 +37,7 @@ const (
 	ModeExclusive = "exclusive"
 )
 
-func pciDir(root, pci string) string { return filepath.Join(root, "sys/bus/pci/devices", pci) }
+func pciDir(root, pci string) string { return pcidev.Dir(root, pci) }
 
 func names(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
@@ -51,7 +62,7 @@ func names(dir string) ([]string, error) {
 // of the reader's netns, so a device moved into a pod is not listed on the
 // host.
 func Devices(root, pci string) ([]string, error) {
-	n, err := names(filepath.Join(pciDir(root, pci), "infiniband"))
+	n, err := names(filepath.Join(pciDir(root, pci), rdmamap.RdmaClassName))
 	if err != nil {
 		return nil, fmt.Errorf("list RDMA devices of %s: %w", pci, err)
 	}
@@ -77,7 +88,7 @@ func NetdevBound(root, pci string) ([]string, error) {
 	if len(nds) == 0 {
 		return nil, nil
 	}
-	class := filepath.Join(root, "sys/class/infiniband")
+	class := filepath.Join(root, "sys/class", rdmamap.RdmaClassName)
 	devs, err := names(class)
 	if err != nil {
 		return nil, fmt.Errorf("list RDMA devices in %s: %w", class, err)
@@ -97,16 +108,15 @@ func NetdevBound(root, pci string) ([]string, error) {
 
 // pciChild reports whether a class link target is .../<bdf>/<sub>/<name>.
 func pciChild(target string) bool {
-	return bdfRE.MatchString(filepath.Base(filepath.Dir(filepath.Dir(target))))
+	return pcidev.IsBDF(filepath.Base(filepath.Dir(filepath.Dir(target))))
 }
-
-var bdfRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
 
 // boundNetdev returns the netdev an RDMA device (its sysfs folder) is
 // bound to: the rxe parent attribute, else the netdev of port 1's GID 0;
 // "" when it has neither (an InfiniBand port has no netdev).
 func boundNetdev(dir string) string {
-	for _, f := range []string{"parent", "ports/1/gid_attrs/ndevs/0"} {
+	gid0 := filepath.Join(rdmamap.RdmaPortsdir, "1", rdmamap.RdmaGidAttrDir, rdmamap.RdmaGidAttrNdevDir, "0")
+	for _, f := range []string{"parent", gid0} {
 		if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
 			if nd := strings.TrimSpace(string(b)); nd != "" {
 				return nd
@@ -195,12 +205,12 @@ func CharDevices(root, pci string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list verbs devices of %s: %w", pci, err)
 	}
-	out = appendNodes(out, verbs, "uverbs")
+	out = appendNodes(out, verbs, rdmamap.RdmaUverbsFilxPrefix)
 	mad, err := names(filepath.Join(dir, "infiniband_mad"))
 	if err != nil {
 		return nil, fmt.Errorf("list MAD devices of %s: %w", pci, err)
 	}
-	out = appendNodes(out, mad, "umad", "issm")
+	out = appendNodes(out, mad, rdmamap.RdmaUmadFilxPrefix, rdmamap.RdmaIssmFilePrefix)
 	soft, err := NetdevBound(root, pci)
 	if err != nil {
 		return nil, err
@@ -209,7 +219,10 @@ func CharDevices(root, pci string) ([]string, error) {
 		for _, c := range []struct {
 			class    string
 			prefixes []string
-		}{{"infiniband_verbs", []string{"uverbs"}}, {"infiniband_mad", []string{"umad", "issm"}}} {
+		}{
+			{"infiniband_verbs", []string{rdmamap.RdmaUverbsFilxPrefix}},
+			{"infiniband_mad", []string{rdmamap.RdmaUmadFilxPrefix, rdmamap.RdmaIssmFilePrefix}},
+		} {
 			n, err := classNodesOf(root, c.class, soft)
 			if err != nil {
 				return nil, fmt.Errorf("character devices of %v (on %s): %w", soft, pci, err)

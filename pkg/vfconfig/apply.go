@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
@@ -60,17 +61,17 @@ func resolve(base inventory.VFAdminState, s Settings) (target, error) {
 	if s.QoS != nil {
 		t.qos = *s.QoS
 	}
-	if t.vlan < 0 || t.vlan > 4095 {
-		return t, fmt.Errorf("vlan %d: want 0..4095", t.vlan)
+	if t.vlan < 0 || t.vlan > hw.MaxVLAN {
+		return t, fmt.Errorf("vlan %d: want 0..%d", t.vlan, hw.MaxVLAN)
 	}
-	if t.qos < 0 || t.qos > 7 {
+	if t.qos < 0 || t.qos > hw.MaxVLANQoS {
 		return t, fmt.Errorf("qos %d: want 0..7", t.qos)
 	}
 	proto := base.VLANProto
 	if s.VLANProto != nil {
 		proto = *s.VLANProto
 	}
-	if t.proto, err = protoNumber(proto); err != nil {
+	if t.proto, err = hw.VLANProtoNumber(proto); err != nil {
 		return t, err
 	}
 	t.spoofChk, t.trust = base.SpoofChk, base.Trust
@@ -87,7 +88,7 @@ func resolve(base inventory.VFAdminState, s Settings) (target, error) {
 	if ls == "" {
 		ls = "auto"
 	}
-	if t.linkState, err = linkStateNumber(ls); err != nil {
+	if t.linkState, err = hw.LinkStateNumber(ls); err != nil {
 		return t, err
 	}
 	t.minRate, t.maxRate = base.MinTxRate, base.MaxTxRate
@@ -111,9 +112,11 @@ func resolve(base inventory.VFAdminState, s Settings) (target, error) {
 		g = *s.GUID
 	}
 	if g != "" {
-		if t.guid, err = net.ParseMAC(g); err != nil || len(t.guid) != 8 {
-			return t, fmt.Errorf("guid %q: want 8 bytes, xx:xx:xx:xx:xx:xx:xx:xx", g)
+		guid, err := hw.ParseGUID(g)
+		if err != nil {
+			return t, fmt.Errorf("guid: %w", err)
 		}
+		t.guid = guid.HardwareAddr()
 	}
 	return t, nil
 }
@@ -197,8 +200,7 @@ func (o *vfOp) setGUID(ctx context.Context, node, port net.HardwareAddr) error {
 
 func (o *vfOp) setGUIDs(ctx context.Context, node, port net.HardwareAddr, revert bool) error {
 	vf := o.snap.VFIndex
-	oldNode, _ := net.ParseMAC(o.snap.Admin.NodeGUID)
-	oldPort, _ := net.ParseMAC(o.snap.Admin.PortGUID)
+	oldNode, oldPort := snapGUID(o.snap.Admin.NodeGUID), snapGUID(o.snap.Admin.PortGUID)
 	if err := o.h.LinkSetVfGUID(o.pf, vf, node, nl.IFLA_VF_IB_NODE_GUID); err != nil {
 		return o.fail("node GUID", err)
 	}
@@ -234,7 +236,7 @@ func (o *vfOp) setGUIDs(ctx context.Context, node, port net.HardwareAddr, revert
 // driver does not support it), the knobs this call already applied are put
 // back to the snapshot's values and the error names the knob, the PF and
 // its driver. After a GUID change the VF's netdev may have a new name; read
-// it with NetdevName.
+// it with pcidev.PrimaryNetdev.
 func Apply(ctx context.Context, h nlink.Handle, root string, dev inventory.Device, snap Snapshot, settings Settings) error {
 	log := klog.FromContext(ctx)
 	if dev.PCIAddress != snap.PCIAddress {
@@ -285,8 +287,7 @@ func (o *vfOp) undo(ctx context.Context, knobs []Knob, before target) error {
 		k := knobs[i]
 		var err error
 		if k == KnobGUID {
-			node, _ := net.ParseMAC(o.snap.Admin.NodeGUID)
-			port, _ := net.ParseMAC(o.snap.Admin.PortGUID)
+			node, port := snapGUID(o.snap.Admin.NodeGUID), snapGUID(o.snap.Admin.PortGUID)
 			err = o.setGUID(ctx, node, port)
 		} else {
 			err = o.set(ctx, k, before)
@@ -345,8 +346,9 @@ func Restore(ctx context.Context, h nlink.Handle, root string, snap Snapshot, ch
 }
 
 func (o *vfOp) restoreGUID(ctx context.Context) error {
-	node, err1 := net.ParseMAC(o.snap.Admin.NodeGUID)
-	port, err2 := net.ParseMAC(o.snap.Admin.PortGUID)
+	nodeG, err1 := hw.ParseGUID(o.snap.Admin.NodeGUID)
+	portG, err2 := hw.ParseGUID(o.snap.Admin.PortGUID)
+	node, port := nodeG.HardwareAddr(), portG.HardwareAddr()
 	if err1 != nil || err2 != nil {
 		return fmt.Errorf("restore GUID of VF %d on %s: snapshot has no valid GUIDs (%q, %q)",
 			o.snap.VFIndex, o.snap.PFName, o.snap.Admin.NodeGUID, o.snap.Admin.PortGUID)
@@ -361,4 +363,14 @@ func (o *vfOp) restoreGUID(ctx context.Context) error {
 		}
 	}
 	return o.setGUID(ctx, node, port)
+}
+
+// snapGUID is a GUID of the snapshot as netlink takes it; nil when the
+// snapshot has none (the setters then fail rather than set garbage).
+func snapGUID(s string) net.HardwareAddr {
+	g, err := hw.ParseGUID(s)
+	if err != nil {
+		return nil
+	}
+	return g.HardwareAddr()
 }

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
@@ -39,7 +40,7 @@ func TestStandardFixture(t *testing.T) {
 				// Not reported (0) means 802.1Q; the kernel takes only
 				// 802.1Q or 802.1ad back, so restore writes 802.1Q.
 				if vfs[i].VlanProto == 0 {
-					vfs[i].VlanProto = protoDot1Q
+					vfs[i].VlanProto = hw.VLANProto8021Q
 				}
 			}
 			out[pf] = vfState{VFs: vfs, GUIDs: g}

@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 )
 
 // pciDir is the sysfs folder of a PCI function under root.
-func pciDir(root, pci string) string {
-	return filepath.Join(root, "sys/bus/pci/devices", pci)
-}
+func pciDir(root, pci string) string { return pcidev.Dir(root, pci) }
 
 func driversDir(root string) string {
 	return filepath.Join(root, "sys/bus/pci/drivers")
@@ -31,28 +30,6 @@ func DriverOf(root, pci string) (string, error) {
 		return "", fmt.Errorf("read driver of %s: %w", pci, err)
 	}
 	return filepath.Base(target), nil
-}
-
-// NetdevName returns the (first, sorted) netdev name of a PCI function from
-// its net/ folder, "" when it has none (unbound, vfio-pci, or moved into
-// another network namespace: sysfs shows the netdevs of the reader's netns).
-func NetdevName(root, pci string) (string, error) {
-	ents, err := os.ReadDir(filepath.Join(pciDir(root, pci), "net"))
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("list netdevs of %s: %w", pci, err)
-	}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		return "", nil
-	}
-	return names[0], nil
 }
 
 func readTrim(path string) (string, error) {
@@ -154,7 +131,7 @@ func Rebind(ctx context.Context, root, pci, driver string, hadNetdev bool) (stri
 	}
 	var name string
 	err := waitFor(ctx, rebindWait, "the netdev of "+pci+" after rebinding "+driver, func() (bool, error) {
-		n, err := NetdevName(root, pci)
+		n, err := pcidev.PrimaryNetdev(root, pci)
 		name = n
 		return n != "", err
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
@@ -59,7 +60,7 @@ func newEnv(t *testing.T, ib, realPF bool) *env {
 	if realPF {
 		attrs.Vfs = []netlink.VfInfo{
 			{ID: 0, Mac: mustMAC("02:00:00:00:00:10"), Spoofchk: true},
-			{ID: 1, Mac: mustMAC("02:00:00:00:00:11"), Vlan: 10, Qos: 1, VlanProto: protoDot1Q, Spoofchk: true, MaxTxRate: 1000},
+			{ID: 1, Mac: mustMAC("02:00:00:00:00:11"), Vlan: 10, Qos: 1, VlanProto: hw.VLANProto8021Q, Spoofchk: true, MaxTxRate: 1000},
 		}
 	}
 	f.AddLink(attrs)
@@ -193,7 +194,7 @@ func TestApplyAndRestore(t *testing.T) {
 				t.Fatal(err)
 			}
 			vf, _ := e.fake.VF(pfIf, 1)
-			want := netlink.VfInfo{ID: 1, Mac: mustMAC("02:aa:bb:cc:dd:01"), Vlan: 100, Qos: 3, VlanProto: protoDot1AD,
+			want := netlink.VfInfo{ID: 1, Mac: mustMAC("02:aa:bb:cc:dd:01"), Vlan: 100, Qos: 3, VlanProto: hw.VLANProto8021AD,
 				Spoofchk: false, Trust: 1, LinkState: 1, MinTxRate: 100, MaxTxRate: 5000}
 			if !reflect.DeepEqual(vf, want) {
 				t.Errorf("VF after Apply\n got %+v\nwant %+v", vf, want)

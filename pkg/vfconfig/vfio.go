@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 )
 
 // VFIODriver is the kernel driver for device passthrough.
@@ -173,7 +174,7 @@ func RestoreNetdev(ctx context.Context, h nlink.Handle, root string, snap Snapsh
 	}
 	var name string
 	if err := waitFor(ctx, rebindWait, "a netdev of "+snap.PCIAddress, func() (bool, error) {
-		n, err := NetdevName(root, snap.PCIAddress)
+		n, err := pcidev.PrimaryNetdev(root, snap.PCIAddress)
 		name = n
 		return n != "", err
 	}); err != nil {

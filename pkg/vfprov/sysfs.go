@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 )
 
 // PF is an SR-IOV capable PCI function as sysfs shows it.
@@ -24,7 +26,7 @@ type PF struct {
 	VFs        []string // VF PCI addresses by index
 }
 
-func devicesDir(root string) string { return filepath.Join(root, "sys/bus/pci/devices") }
+func devicesDir(root string) string { return filepath.Join(root, pcidev.DevicesDir) }
 
 func readTrim(path string) (string, error) {
 	b, err := os.ReadFile(path)

@@ -59,6 +59,8 @@ var tables = []struct{ name, title, intro, header string }{
 		"| failure point | then | crashed | result |\n|---|---|---|---|"},
 	{"runtime", "Runtime and kubelet faults", "Faults from the runtime and kubelet side, same end-state checks.",
 		"| fault | result |\n|---|---|"},
+	{"runtime-input", "Bad input from the runtime", "What the runtime may hand the NRI plugin that it should not, each on a fresh node with one pod's claim prepared. A bad sandbox must be refused (the hook's error fails the sandbox, so no container starts) with an error naming what was wrong, and nothing on the host may change; events that do not fit the pod's life are no-ops. Every row ends with the pod torn down, the claim unprepared and the same end-state checks as above.",
+		"| input | result |\n|---|---|"},
 	{"input", "Bad input", "Each is sent through kubelet's NodePrepareResources; the answer must be an error naming the problem, and the host must be exactly as before (VF admin state, links, drivers, no IPAM allocation, no CDI spec, no attach marker, empty checkpoint).",
 		"| input | result |\n|---|---|"},
 	{"tenant", "Hostile tenant", "A namespace user's claim config (source FromClaim) on a DeviceClass whose config is the admin's: VLAN 100, spoof check on, trust off, and `policy.claimMaySet: [mac]`. Each is sent through NodePrepareResources; the answer must be an error naming the field and the class, and the host must be exactly as before (same checks as above). The same claims are refused at admission in the cluster e2e, where the API server can see the class.",
@@ -112,7 +114,10 @@ const notCovered = `## Not covered here
   (the reconnect here is the Synchronize the runtime sends after it).
 - ` + "`prepare-guid-set`" + ` and ` + "`prepare-vfio-bound`" + ` are not reached: the simulated VFs are Ethernet
   veth links; GUID and vfio-pci rollback are covered by driver/ and pkg/vfconfig tests over
-  the fixture sysfs, and by test/vm on a real VF.
+  the fixture sysfs. The same matrix runs on a real igbvf VF in ` + "`make vmtest`" + `
+  (TestCrashMatrixVF: every point but the GUID one, for a netdev claim with VF settings,
+  IPAM and IRQ pinning, and for a vfio-pci claim), checking the VF's kernel state byte for
+  byte; igb has no InfiniBand GUIDs, so ` + "`prepare-guid-set`" + ` runs only over the fixture.
 - A veth dies with its netns where a physical VF returns to the host: the "netns deleted"
   and "reboot" rows move the link back the way the kernel does before deleting the netns.
 - PF passthrough only through the PF DeviceClass is a CEL selector in deployments/base,

@@ -5,6 +5,7 @@ package vmtests
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -154,14 +155,26 @@ func vfClaim(name, uid string, podUID types.UID, devName, params string) *resour
 
 func startNode(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim, opts ...func(*driver.Config)) *node {
 	t.Helper()
-	// Canceled by a cleanup, after the unprepare cleanup ran (not by a
-	// defer, which would run before any cleanup).
-	ctx, cancel := context.WithCancel(newCtx(t))
 	base, err := os.MkdirTemp("", "lc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
+	return startNodeAt(t, h, claim, base, opts...)
+}
+
+// startNodeAt is startNode with its state, CDI, IPAM and socket dirs
+// under base, which the caller owns: a daemon restarted on the same base
+// finds what the one before it left (the crash matrix).
+func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim, base string, opts ...func(*driver.Config)) *node {
+	t.Helper()
+	// Canceled by a cleanup, after the unprepare cleanup ran (not by a
+	// defer, which would run before any cleanup).
+	ctx, cancel := context.WithCancel(newCtx(t))
+	// A runtime that died with a crashed daemon left its socket.
+	if err := os.Remove(filepath.Join(base, "nri", "nri.sock")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
 	dirs := map[string]string{}
 	for _, d := range []string{"reg", "plug", "state", "cdi", "ipam", "nri"} {
 		dirs[d] = filepath.Join(base, d)
