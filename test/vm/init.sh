@@ -84,6 +84,6 @@ if [ "$VMTEST_IOMMU" = 0 ]; then
 fi
 
 export SRIOV_DRA_VMTEST=1
-/bin/vmtests.test -test.v -test.timeout 7m -test.run "${VMTEST_RUN:-.}"
+/bin/vmtests.test -test.v -test.timeout "${VMTEST_GO_TIMEOUT:-7m}" -test.run "${VMTEST_RUN:-.}"
 rc=$?
 if [ "$rc" = 0 ]; then finish PASS 0; else finish FAIL "$rc"; fi

@@ -214,6 +214,9 @@ done
 {
 	echo "VMTEST_RUN='${run_re//\'/}'"
 	echo "VMTEST_IOMMU=$iommu"
+	# The in-VM test timeout: a minute less than the watchdog, so a hung
+	# test ends with Go's goroutine dump rather than a killed VM.
+	echo "VMTEST_GO_TIMEOUT=$((timeout_s > 120 ? timeout_s - 60 : timeout_s / 2))s"
 } >"$build/etc/vmtest.env"
 
 (cd "$build" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 >"$cache/initrd.gz")
