@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -65,6 +67,36 @@ const (
 // built against Kubernetes 1.36, v1alpha1.
 func MetadataVersions() []schema.GroupVersion {
 	return []schema.GroupVersion{metadatav1beta1.SchemeGroupVersion, metadatav1alpha1.SchemeGroupVersion}
+}
+
+// WriteMetadataFile writes the helper's metadata files and their CDI
+// specs (kubeletplugin.MetadataFileOps): through a temporary file renamed
+// over name, so a runtime creating a container meanwhile reads the old or
+// the new content, never a part. Unlike the helper's default it does not
+// fsync: Prepare would wait for two syncs per request, and the files
+// need not outlive the node's page cache (the CDI dir is a tmpfs, and
+// kubelet prepares a claim again after a reboot, which writes them again).
+func WriteMetadataFile(name string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
 }
 
 // maxMetadataAttributes is the metadata API's limit per device.

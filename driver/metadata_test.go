@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -410,5 +412,42 @@ func TestPodMAC(t *testing.T) {
 				t.Errorf("podMAC = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestWriteMetadataFile: the file is created or replaced whole with the
+// mode asked for, and no temporary file stays, also when the write fails.
+func TestWriteMetadataFile(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "metadata.json")
+	for _, content := range []string{`{"a":1}`, `{"b":2}`} {
+		if err := WriteMetadataFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(name)
+		if err != nil || string(got) != content {
+			t.Fatalf("read back %q, %v; want %q", got, err, content)
+		}
+		if fi, _ := os.Stat(name); fi.Mode().Perm() != 0o644 {
+			t.Errorf("mode %v, want 0644", fi.Mode().Perm())
+		}
+	}
+	err := WriteMetadataFile(filepath.Join(dir, "nodir", "metadata.json"), []byte("x"), 0o644)
+	if err == nil || !strings.Contains(err.Error(), "nodir/metadata.json") {
+		t.Errorf("write into a missing dir: %v, want an error naming the file", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "isdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteMetadataFile(filepath.Join(dir, "isdir"), []byte("x"), 0o644); err == nil {
+		t.Error("renaming over a directory succeeded")
+	}
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"isdir", "metadata.json"}) {
+		t.Errorf("dir holds %v, want only isdir and metadata.json", names)
 	}
 }

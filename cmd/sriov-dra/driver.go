@@ -310,7 +310,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 	}
 	opts = append(opts, deviceMetadataOptions(o)...)
 	if o.deviceMetadata {
-		logger.Info("Device metadata on: containers find their devices' metadata under "+metadata.ContainerDir, "versions", driver.MetadataVersions(), "cdiDir", o.cdiDir)
+		logger.Info("Device metadata on: containers find their devices' metadata under "+metadata.ContainerDir, "versions", metadataVersionNames(), "cdiDir", o.cdiDir)
 	} else {
 		logger.Info("Device metadata off (--device-metadata=false): containers get no metadata file")
 	}
@@ -418,6 +418,14 @@ func runDriver(parent context.Context, o driverOptions) error {
 	return nil
 }
 
+func metadataVersionNames() []string {
+	var out []string
+	for _, gv := range driver.MetadataVersions() {
+		out = append(out, gv.String())
+	}
+	return out
+}
+
 // deviceMetadataOptions turn the kubeletplugin helper's device metadata on
 // (--device-metadata): it writes each prepared request's metadata file
 // below the plugin dir and its CDI spec into the driver's CDI dir, which
@@ -429,6 +437,7 @@ func deviceMetadataOptions(o driverOptions) []kubeletplugin.Option {
 	return []kubeletplugin.Option{
 		kubeletplugin.EnableDeviceMetadata(true, driver.MetadataVersions()),
 		kubeletplugin.CDIDirectory(o.cdiDir),
+		kubeletplugin.MetadataFileOps(kubeletplugin.MetadataFileOperations{WriteFile: driver.WriteMetadataFile}),
 	}
 }
 
