@@ -59,6 +59,7 @@ func TestDeviceMetadata(t *testing.T) {
 		t.Fatalf("metadata path is %s; docs/config.md names another", path)
 	}
 	raw := e.exec(t, "reader", "cat", path)
+	t.Logf("%s in the container:\n%s", path, raw)
 
 	// One object per API version, newest first.
 	var versions []string
@@ -149,6 +150,11 @@ func TestDeviceMetadata(t *testing.T) {
 		if got := attr(name); got != want {
 			t.Errorf("metadata attribute %s = %s, want %s", name, got, want)
 		}
+	}
+	// The shell reading docs/config.md shows, for images without jq.
+	sedRead := `pci=$(sed -n '/"resource.kubernetes.io\/pciBusID"/{n;s/.*"string": "\(.*\)".*/\1/p;q}' "$f"); echo "$pci"`
+	if got := strings.TrimSpace(e.exec(t, "reader", "sh", "-c", "f="+path+"; "+sedRead)); got != pci {
+		t.Errorf("the documented sed reading gives %q, want %q", got, pci)
 	}
 	if env := strings.TrimSpace(e.exec(t, "reader", "sh", "-c", `echo "$SRIOV_DRA_DEV_PCI_ADDRESS"`)); env != pci {
 		t.Errorf("SRIOV_DRA_DEV_PCI_ADDRESS = %q, the metadata says %q", env, pci)
