@@ -20,8 +20,9 @@ import (
 	"k8s.io/dynamic-resource-allocation/devicemetadata"
 )
 
-// Device metadata (KEP-5304): a pod's container reads, from the file the
-// driver gives it, its VF's interface name, IPs and MAC exactly as the
+// Device metadata (KEP-5304): the README's example pod
+// (deployments/examples/ethernet-vf.yaml) reads, from the file the driver
+// gives it at the path the README prints, its VF's interface name, IPs and MAC exactly as the
 // claim's status reports them, and its PCI address as the ResourceSlice
 // publishes it. The file carries the claim's identity and the pod's claim
 // name, in v1beta1 first and v1alpha1 after, and passes the API's
@@ -29,13 +30,10 @@ import (
 func TestDeviceMetadata(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	e.template(t, "vf", vfClass, vfSelector, config("VfConfig", map[string]any{
-		"ifName": "net1",
-		"ipam":   hostLocal("192.168.60.0/24", "192.168.60.20", "192.168.60.29"),
-	}))
-	e.pod(t, "reader", "vf")
-	e.waitRunning(t, "reader", 90*time.Second)
-	claim := e.claimOf(t, "reader")
+	const pod = "ethernet-vf"
+	e.runExample(t, pod)
+	e.waitRunning(t, pod, 90*time.Second)
+	claim := e.claimOf(t, pod)
 	device, _ := allocatedIfName(t, e.cs, claim)
 
 	var st *resourceapi.AllocatedDeviceStatus
@@ -53,12 +51,12 @@ func TestDeviceMetadata(t *testing.T) {
 		return false, nil
 	})
 
-	// The path a pod spec can name: the pod's claim name "net", request "dev".
-	path := metadata.ResourceClaimTemplateFilePath(driverName, "net", "dev")
-	if path != "/var/run/kubernetes.io/dra-device-attributes/resourceclaimtemplates/net/dev/sriov.dra.dev-metadata.json" {
-		t.Fatalf("metadata path is %s; docs/config.md names another", path)
+	// The path the pod spec determines: the pod's claim name "net", request "vf".
+	path := metadata.ResourceClaimTemplateFilePath(driverName, "net", "vf")
+	if path != "/var/run/kubernetes.io/dra-device-attributes/resourceclaimtemplates/net/vf/sriov.dra.dev-metadata.json" {
+		t.Fatalf("metadata path is %s; README.md and docs/config.md name another", path)
 	}
-	raw := e.exec(t, "reader", "cat", path)
+	raw := e.exec(t, pod, "cat", path)
 	t.Logf("%s in the container:\n%s", path, raw)
 
 	// One object per API version, newest first.
@@ -95,8 +93,8 @@ func TestDeviceMetadata(t *testing.T) {
 		t.Errorf("metadata names claim %s/%s (%s) pod claim %v; want %s/%s (%s) pod claim net",
 			md.Namespace, md.Name, md.UID, md.PodClaimName, claim.Namespace, claim.Name, claim.UID)
 	}
-	if len(md.Requests) != 1 || md.Requests[0].Name != "dev" || len(md.Requests[0].Devices) != 1 {
-		t.Fatalf("metadata requests = %+v, want request dev with one device", md.Requests)
+	if len(md.Requests) != 1 || md.Requests[0].Name != "vf" || len(md.Requests[0].Devices) != 1 {
+		t.Fatalf("metadata requests = %+v, want request vf with one device", md.Requests)
 	}
 	got := md.Requests[0].Devices[0]
 	if got.Driver != driverName || got.Pool != nodeName || got.Name != device {
@@ -109,11 +107,11 @@ func TestDeviceMetadata(t *testing.T) {
 		t.Errorf("metadata networkData %+v, claim status networkData %+v", nd, *want)
 	}
 	if nd != nil {
-		mac := strings.TrimSpace(e.exec(t, "reader", "cat", "/sys/class/net/"+nd.InterfaceName+"/address"))
+		mac := strings.TrimSpace(e.exec(t, pod, "cat", "/sys/class/net/"+nd.InterfaceName+"/address"))
 		if !strings.EqualFold(nd.HardwareAddress, mac) || nd.InterfaceName != "net1" {
 			t.Errorf("metadata says %s with MAC %s; the pod's net1 has %s", nd.InterfaceName, nd.HardwareAddress, mac)
 		}
-		if ips := podIPv4(e.exec(t, "reader", "ip", "-o", "-4", "addr", "show"), "net1"); !reflect.DeepEqual(ips, nd.IPs) {
+		if ips := podIPv4(e.exec(t, pod, "ip", "-o", "-4", "addr", "show"), "net1"); !reflect.DeepEqual(ips, nd.IPs) {
 			t.Errorf("metadata IPs %v, the pod's net1 has %v", nd.IPs, ips)
 		}
 	}
@@ -153,21 +151,21 @@ func TestDeviceMetadata(t *testing.T) {
 	}
 	// The shell reading docs/config.md shows, for images without jq.
 	sedRead := `pci=$(sed -n '/"resource.kubernetes.io\/pciBusID"/{n;s/.*"string": "\(.*\)".*/\1/p;q}' "$f"); echo "$pci"`
-	if got := strings.TrimSpace(e.exec(t, "reader", "sh", "-c", "f="+path+"; "+sedRead)); got != pci {
+	if got := strings.TrimSpace(e.exec(t, pod, "sh", "-c", "f="+path+"; "+sedRead)); got != pci {
 		t.Errorf("the documented sed reading gives %q, want %q", got, pci)
 	}
-	if env := strings.TrimSpace(e.exec(t, "reader", "sh", "-c", `echo "$SRIOV_DRA_DEV_PCI_ADDRESS"`)); env != pci {
-		t.Errorf("SRIOV_DRA_DEV_PCI_ADDRESS = %q, the metadata says %q", env, pci)
+	if env := strings.TrimSpace(e.exec(t, pod, "sh", "-c", `echo "$SRIOV_DRA_VF_PCI_ADDRESS"`)); env != pci {
+		t.Errorf("SRIOV_DRA_VF_PCI_ADDRESS = %q, the metadata says %q", env, pci)
 	}
 
 	// The helper's CDI spec for the file goes with the claim.
-	spec := filepath.Join(e.cdiDir, driverName+"_metadata_"+string(claim.UID)+"_dev.json")
+	spec := filepath.Join(e.cdiDir, driverName+"_metadata_"+string(claim.UID)+"_vf.json")
 	if e.cdiDir != "" {
 		if _, err := os.Stat(spec); err != nil {
 			t.Errorf("metadata CDI spec: %v", err)
 		}
 	}
-	e.deletePod(t, "reader")
+	e.deletePod(t, pod)
 	if e.cdiDir != "" {
 		waitFor(t, 30*time.Second, "metadata CDI spec removed", func() (bool, error) {
 			_, err := os.Stat(spec)
