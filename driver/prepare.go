@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -117,7 +116,9 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if rec, ok := d.state.Claim(uid); ok {
 		if rec.Phase == PhasePrepareCompleted {
 			logger.V(3).Info("Claim already prepared; returning the recorded devices")
-			return resultOf(rec), nil
+			out := resultOf(rec)
+			d.withMetadata(ctx, rec, out, nil)
+			return out, nil
 		}
 		// An earlier attempt died half-way: undo what it recorded, then
 		// start over from a clean device.
@@ -131,7 +132,7 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if err != nil || rec == nil {
 		return []kubeletplugin.Device{}, err
 	}
-	prog := &progress{steps: make([]DeviceSteps, len(rec.Devices))}
+	prog := &progress{steps: make([]DeviceSteps, len(rec.Devices)), nodes: map[string]deviceNodes{}}
 	if err := d.apply(ctx, claim, rec, devs, prog); err != nil {
 		// Undo what this attempt ran (the failed step included: it may
 		// have half-happened). The record's intents stay as they are for
@@ -151,13 +152,18 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 		}
 		return nil, err
 	}
-	return resultOf(rec), nil
+	out := resultOf(rec)
+	d.withMetadata(ctx, rec, out, prog.nodes)
+	return out, nil
 }
 
 // progress is what one apply attempt ran (or tried to run).
 type progress struct {
 	steps []DeviceSteps
 	cdi   bool
+	// nodes are the device nodes the CDI spec gives each device, by
+	// device name (for the device metadata).
+	nodes map[string]deviceNodes
 }
 
 // start plans the claim, reserves its devices, snapshots them and records
@@ -309,19 +315,15 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 	}
 	cdiDevs := make([]cdi.Device, 0, len(rec.Devices))
 	for i, dr := range rec.Devices {
-		rdmaChar, group, err := d.cfg.Host.CDIInfo(ctx, &devs[i], dr.Pod.VFIO)
+		nodes, err := d.deviceNodes(ctx, dr, &devs[i])
 		if err != nil {
 			return deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("find device nodes: %w", err))
 		}
-		if !dr.RDMAManagement {
-			// umad sends raw management datagrams to the fabric, issm
-			// claims the subnet manager role: the admin's to give.
-			rdmaChar = slices.DeleteFunc(rdmaChar, rdma.IsManagementDevice)
-		}
+		prog.nodes[dr.Device] = nodes
 		cdev := cdi.Device{
 			Request: dr.Request, Name: dr.Device, PCIAddress: dr.PCIAddress,
 			IfName: dr.Pod.Spec.PodIfName, RDMADevice: dr.Pod.RDMADevice,
-			RDMACharDevices: rdmaChar, VFIOGroup: group,
+			RDMACharDevices: nodes.rdmaChar, VFIOGroup: nodes.vfioGroup,
 			ResourceName: resourceNames[dr.Request],
 		}
 		if m := d.cfg.AttachMarks; m != nil && !dr.Pod.VFIO {
