@@ -125,7 +125,7 @@ func (m *memDevices) Attaching(claimUID, device, netnsPath string, orig netattac
 	}
 	d.NetnsPath, d.Original, d.Attached = netnsPath, &orig, false
 	m.rec.add("rec Attaching %s %s orig=%s", device, netnsPath, orig.IfName)
-	return m.persist()
+	return m.persistUnlessFromKernel(d)
 }
 
 func (m *memDevices) Attached(claimUID, device string, rdmaMoved bool) error {
@@ -140,7 +140,7 @@ func (m *memDevices) Attached(claimUID, device string, rdmaMoved bool) error {
 	}
 	d.Attached, d.RDMAMoved = true, rdmaMoved
 	m.rec.add("rec Attached %s rdma=%v", device, rdmaMoved)
-	return m.persist()
+	return m.persistUnlessFromKernel(d)
 }
 
 func (m *memDevices) Detached(claimUID, device string) error {
@@ -155,7 +155,7 @@ func (m *memDevices) Detached(claimUID, device string) error {
 	}
 	d.NetnsPath, d.Attached, d.RDMAMoved = "", false, false
 	m.rec.add("rec Detached %s", device)
-	return m.persist()
+	return m.persistUnlessFromKernel(d)
 }
 
 func (m *memDevices) device(claimUID, device string) PodDevice {
@@ -398,6 +398,16 @@ func only(calls []string, prefixes ...string) []string {
 }
 
 func writeEmpty(path string) error { return os.WriteFile(path, nil, 0o600) }
+
+// persistUnlessFromKernel persists a change to d, except for a device
+// whose attach state is derived from the kernel: as the driver's state,
+// that stays in memory. The caller holds m.mu.
+func (m *memDevices) persistUnlessFromKernel(d *PodDevice) error {
+	if d.AttachStateFromKernel {
+		return nil
+	}
+	return m.persist()
+}
 
 // persist writes the state to m.file durably: temp file, fsync, rename,
 // directory fsync. The caller holds m.mu.
