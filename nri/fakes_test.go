@@ -252,26 +252,27 @@ func known(id netattach.Identity, what string) error {
 	return nil
 }
 
-func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) error {
+func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) (netattach.Original, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rec.add("host Attach %s %s as %s", spec.HostIfName, netnsPath, spec.PodIfName)
 	if err := h.fail["Attach"]; err != nil {
-		return err
+		return netattach.Original{}, err
 	}
 	if err := known(id, "attach"); err != nil {
-		return err
+		return netattach.Original{}, err
 	}
 	if h.gone[netnsPath] {
-		return fmt.Errorf("netns %s: no such file", netnsPath)
+		return netattach.Original{}, fmt.Errorf("netns %s: no such file", netnsPath)
 	}
 	if h.find(netnsPath, spec.PodIfName) != nil {
-		return nil
+		return netattach.Original{}, nil
 	}
 	l := h.find("", spec.HostIfName)
 	if l == nil {
-		return fmt.Errorf("link %s not found on the host", spec.HostIfName)
+		return netattach.Original{}, fmt.Errorf("link %s not found on the host", spec.HostIfName)
 	}
+	orig := netattach.Original{IfName: l.name, MAC: l.mac, MTU: l.mtu, Identity: id}
 	l.netns, l.name = netnsPath, spec.PodIfName
 	if spec.MTU != 0 {
 		l.mtu = spec.MTU
@@ -279,7 +280,7 @@ func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Sp
 	if spec.MAC != "" {
 		l.mac = spec.MAC
 	}
-	return nil
+	return orig, nil
 }
 
 func (h *fakeHost) InNetns(_ context.Context, netnsPath, podIfName string, id netattach.Identity) (bool, error) {

@@ -628,7 +628,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 			return false, fmt.Errorf("%s: move RDMA device %s into netns %s: %w", devRef(d), d.RDMADevice, netns, err)
 		}
 	}
-	err := p.host.Attach(ctx, netns, d.Spec, id)
+	fresh, err := p.host.Attach(ctx, netns, d.Spec, id)
 	if err != nil && derived {
 		// Neither on the host under its name nor in this netns: after a
 		// restart it may be on the host as the kernel returned it from a
@@ -638,7 +638,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 			err = errors.Join(err, fmt.Errorf("restore it on the host: %w", rerr))
 		} else {
 			logger.Info("Restored the device on the host before attaching it", "firstErr", err)
-			err = p.host.Attach(ctx, netns, d.Spec, id)
+			fresh, err = p.host.Attach(ctx, netns, d.Spec, id)
 		}
 	}
 	if err != nil {
@@ -646,6 +646,16 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	}
 	steps.mark(StepAttach)
 	faults.Point(faults.AttachMoved)
+	if derived && fresh.IfName != "" && fresh != *d.Original {
+		// The netdev changed since Prepare read it (a VF driver adopts
+		// the MAC set through its PF after a reset of its own): the
+		// detach restores it as it was just before the move, as a record
+		// made in the hook would. Kept in memory; after a restart the
+		// one from Prepare is used.
+		if err := p.devs.Attaching(d.ClaimUID, d.Device, netns, fresh); err != nil {
+			return false, fmt.Errorf("%s: record attach start: %w", devRef(d), err)
+		}
+	}
 	if rdma && !ib {
 		if err := p.host.MoveRDMA(ctx, d.RDMADevice, netns); err != nil {
 			return false, fmt.Errorf("%s: move RDMA device %s into netns %s: %w", devRef(d), d.RDMADevice, netns, err)
