@@ -22,7 +22,10 @@ import (
 //	                 Ethernet] -> Attached -> create the device's
 //	                 "attached" marker (pkg/attachmark). Any error
 //	                 detaches what this pod had attached and fails the
-//	                 sandbox.
+//	                 sandbox. With AttachStateFromKernel (the original
+//	                 recorded at Prepare) the records are in memory only
+//	                 and the kernel says where the device is after a
+//	                 restart (locate).
 //	CreateContainer  fail closed: every netdev must be in the pod netns;
 //	                 attach it now if not (the plugin missed RunPodSandbox),
 //	                 else refuse the container. Then, with irqAffinity,
