@@ -95,15 +95,32 @@ func TestAttachIntentAtPrepare(t *testing.T) {
 	if n := countSaves(e.j.take()); n != 0 {
 		t.Errorf("%d checkpoint saves for the attach records of a device whose attach state comes from the kernel, want 0", n)
 	}
+	// The netdev changed since Prepare: the new original is written.
+	changed := *pod.Original
+	changed.MAC = "02:00:5e:00:00:02"
+	if err := st.Attaching("u1", dev, "/proc/9/ns/net", changed); err != nil {
+		t.Fatal(err)
+	}
+	if n := countSaves(e.j.take()); n != 1 {
+		t.Errorf("%d checkpoint saves for a changed original, want 1", n)
+	}
+	if err := st.Detached("u1", dev); err != nil {
+		t.Fatal(err)
+	}
+	if pd := st.ForPod("pod-uid-p1")[0]; pd.Original == nil || pd.Original.MAC != changed.MAC {
+		t.Errorf("after detach the original is %+v, want the changed one", pd.Original)
+	}
+	*pod.Original = changed
 
-	// After a restart the record says nothing of an attach; Unprepare has
-	// the plugin look for the device (and restore it if the kernel
+	// After a restart the record says nothing reliable of an attach (a
+	// netns on disk is a hint, written with the changed original);
+	// Unprepare has the plugin look for the device (and restore it if the kernel
 	// returned it changed) before the VF is restored.
 	if err := st.Attaching("u1", dev, "/proc/9/ns/net", *pod.Original); err != nil {
 		t.Fatal(err)
 	}
 	withOriginalHost(t, e)
-	if pd := e.d.State().ForPod("pod-uid-p1")[0]; pd.NetnsPath != "" || !pd.AttachStateFromKernel {
+	if pd := e.d.State().ForPod("pod-uid-p1")[0]; !pd.AttachStateFromKernel || pd.Original == nil {
 		t.Fatalf("after a restart: %+v", pd)
 	}
 	if err := unprepare(t, e.d, c)["u1"]; err != nil {
@@ -112,7 +129,7 @@ func TestAttachIntentAtPrepare(t *testing.T) {
 	var detach, restore int
 	for i, s := range e.j.take() {
 		switch {
-		case strings.HasPrefix(s, "host.Detach  data0->"):
+		case strings.HasPrefix(s, "host.Detach ") && strings.Contains(s, " data0->"):
 			detach = i + 1
 		case strings.HasPrefix(s, "host.RestoreVF"):
 			restore = i + 1

@@ -869,13 +869,6 @@ func (d *Driver) recordAttachIntent(ctx context.Context, rec *ClaimRecord) {
 			p.Original, p.AttachStateFromKernel = nil, false
 			continue
 		}
-		if dr.Settings.MAC != nil {
-			// The PF holds the VF's MAC: the netdev takes it when the VF
-			// driver next resets (maybe not yet), and cannot change it
-			// itself. A detach from this record leaves the MAC alone;
-			// Unprepare restores the PF's setting.
-			orig.MAC = ""
-		}
 		p.Original, p.AttachStateFromKernel = &orig, true
 	}
 }

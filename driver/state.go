@@ -460,7 +460,7 @@ func (s *State) Delete(uid string) error {
 // updateDevice changes one device record durably; on a failed save the
 // memory is put back as it was. A change to a device whose attach state
 // is derived from the kernel (AttachStateFromKernel: the NRI attach
-// records) is made in memory only.
+// records) that keeps its original is made in memory only.
 func (s *State) updateDevice(claimUID, device string, fn func(*DeviceRecord)) error {
 	s.mu.Lock()
 	rec, ok := s.cp.Claims[claimUID]
@@ -476,10 +476,11 @@ func (s *State) updateDevice(claimUID, device string, fn func(*DeviceRecord)) er
 	next := rec.clone()
 	fn(next.Devices[i])
 	s.cp.Claims[claimUID] = next
-	if next.Devices[i].Pod.AttachStateFromKernel {
+	if p := next.Devices[i].Pod; p.AttachStateFromKernel && sameOriginal(p.Original, rec.Devices[i].Pod.Original) {
 		// The attach state of such a device is derived from the kernel
 		// after a restart: it is not written here (a later save of
-		// another change may carry it, as a hint only).
+		// another change may carry it, as a hint only). A new original
+		// (the netdev changed since Prepare) is written.
 		s.mu.Unlock()
 		return nil
 	}
@@ -492,6 +493,11 @@ func (s *State) updateDevice(claimUID, device string, fn func(*DeviceRecord)) er
 	}, func(err error) error {
 		return fmt.Errorf("checkpoint device %s of claim %s: %w", device, claimUID, err)
 	})
+}
+
+// sameOriginal reports whether a and b record the same original.
+func sameOriginal(a, b *netattach.Original) bool {
+	return a != nil && b != nil && *a == *b
 }
 
 // ForPod implements nri.Devices. Only completed claims are offered: a

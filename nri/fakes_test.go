@@ -123,8 +123,12 @@ func (m *memDevices) Attaching(claimUID, device, netnsPath string, orig netattac
 	if err != nil {
 		return err
 	}
+	same := d.Original != nil && *d.Original == orig
 	d.NetnsPath, d.Original, d.Attached = netnsPath, &orig, false
 	m.rec.add("rec Attaching %s %s orig=%s", device, netnsPath, orig.IfName)
+	if !same {
+		return m.persist()
+	}
 	return m.persistUnlessFromKernel(d)
 }
 
@@ -252,27 +256,26 @@ func known(id netattach.Identity, what string) error {
 	return nil
 }
 
-func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) (netattach.Original, error) {
+func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rec.add("host Attach %s %s as %s", spec.HostIfName, netnsPath, spec.PodIfName)
 	if err := h.fail["Attach"]; err != nil {
-		return netattach.Original{}, err
+		return err
 	}
 	if err := known(id, "attach"); err != nil {
-		return netattach.Original{}, err
+		return err
 	}
 	if h.gone[netnsPath] {
-		return netattach.Original{}, fmt.Errorf("netns %s: no such file", netnsPath)
+		return fmt.Errorf("netns %s: no such file", netnsPath)
 	}
 	if h.find(netnsPath, spec.PodIfName) != nil {
-		return netattach.Original{}, nil
+		return nil
 	}
 	l := h.find("", spec.HostIfName)
 	if l == nil {
-		return netattach.Original{}, fmt.Errorf("link %s not found on the host", spec.HostIfName)
+		return fmt.Errorf("link %s not found on the host", spec.HostIfName)
 	}
-	orig := netattach.Original{IfName: l.name, MAC: l.mac, MTU: l.mtu, Identity: id}
 	l.netns, l.name = netnsPath, spec.PodIfName
 	if spec.MTU != 0 {
 		l.mtu = spec.MTU
@@ -280,7 +283,7 @@ func (h *fakeHost) Attach(_ context.Context, netnsPath string, spec netattach.Sp
 	if spec.MAC != "" {
 		l.mac = spec.MAC
 	}
-	return orig, nil
+	return nil
 }
 
 func (h *fakeHost) InNetns(_ context.Context, netnsPath, podIfName string, id netattach.Identity) (bool, error) {
@@ -402,7 +405,8 @@ func writeEmpty(path string) error { return os.WriteFile(path, nil, 0o600) }
 
 // persistUnlessFromKernel persists a change to d, except for a device
 // whose attach state is derived from the kernel: as the driver's state,
-// that stays in memory. The caller holds m.mu.
+// that stays in memory (unless its original changed). The caller holds
+// m.mu.
 func (m *memDevices) persistUnlessFromKernel(d *PodDevice) error {
 	if d.AttachStateFromKernel {
 		return nil

@@ -76,6 +76,32 @@ func TestFromKernelNoDurableWrite(t *testing.T) {
 	noDurableWrite(t, w)
 }
 
+// A netdev that changed since Prepare read it (a VF driver that adopted
+// the MAC set through its PF after a reset) is recorded durably before
+// the move, and the detach restores it as it was just before the move.
+func TestFromKernelChangedSincePrepare(t *testing.T) {
+	w := fromKernelWorld(t)
+	ctx := context.Background()
+	pod := w.pod("c", 1)
+	d := w.devs.ForPod(pod.Uid)[0]
+	changed := "02:5d:00:00:" + w.id[:2] + ":99"
+	run(t, "ip", "link", "set", "dev", d.Spec.HostIfName, "address", changed)
+	runPlugin(t, w.plugin())
+	if err := w.rt.runPod(ctx, pod); err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	w.checkInPod(pod)
+	if _, err := os.Stat(w.devs.file); err != nil {
+		t.Errorf("a changed original was not written to disk: %v", err)
+	}
+	if err := w.rt.stopPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := linkIn(t, "", d.Spec.HostIfName); l == nil || l.Attrs().HardwareAddr.String() != changed {
+		t.Errorf("after the detach the host netdev is %v, want it back with the MAC it had before the move, %s", l, changed)
+	}
+}
+
 func TestFromKernelRestart(t *testing.T) {
 	ctx := context.Background()
 	// attached returns a world whose pod's device is attached by a plugin

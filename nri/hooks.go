@@ -603,13 +603,23 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	derived := false
 	switch {
 	case d.NetnsPath == "" && fromKernel(d):
-		// The original was recorded durably at Prepare: the netns goes
-		// into memory only, nothing is written inside the runtime's hook.
-		if err := p.devs.Attaching(d.ClaimUID, d.Device, netns, *d.Original); err != nil {
+		// The original was recorded durably at Prepare. Read as it is
+		// now (one RTM_GETLINK): when unchanged, the netns goes into
+		// memory only and nothing is written inside the runtime's hook;
+		// when it changed since (a VF driver adopts the MAC set through
+		// its PF after a reset of its own), Devices records the new one
+		// durably, as the hook did before. Not on the host under its
+		// name: after a restart it may be in this netns already or back
+		// on the host changed; the kernel says (Attach below).
+		orig, err := p.host.ReadOriginal(ctx, d.Spec.HostIfName, d.PCIAddress)
+		if err != nil {
+			orig, derived = *d.Original, true
+		}
+		if err := p.devs.Attaching(d.ClaimUID, d.Device, netns, orig); err != nil {
 			return false, fmt.Errorf("%s: record attach start: %w", devRef(d), err)
 		}
 		faults.Point(faults.AttachRecorded)
-		derived = true
+		d.Original = &orig
 	case d.NetnsPath == "" || d.Original == nil:
 		// Nothing moved yet (or nothing to restore was recorded): record
 		// the original before any change.
@@ -631,7 +641,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 			return false, fmt.Errorf("%s: move RDMA device %s into netns %s: %w", devRef(d), d.RDMADevice, netns, err)
 		}
 	}
-	fresh, err := p.host.Attach(ctx, netns, d.Spec, id)
+	err := p.host.Attach(ctx, netns, d.Spec, id)
 	if err != nil && derived {
 		// Neither on the host under its name nor in this netns: after a
 		// restart it may be on the host as the kernel returned it from a
@@ -641,7 +651,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 			err = errors.Join(err, fmt.Errorf("restore it on the host: %w", rerr))
 		} else {
 			logger.Info("Restored the device on the host before attaching it", "firstErr", err)
-			fresh, err = p.host.Attach(ctx, netns, d.Spec, id)
+			err = p.host.Attach(ctx, netns, d.Spec, id)
 		}
 	}
 	if err != nil {
@@ -649,16 +659,6 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	}
 	steps.mark(StepAttach)
 	faults.Point(faults.AttachMoved)
-	if derived && fresh.IfName != "" && fresh != *d.Original {
-		// The netdev changed since Prepare read it (a VF driver adopts
-		// the MAC set through its PF after a reset of its own): the
-		// detach restores it as it was just before the move, as a record
-		// made in the hook would. Kept in memory; after a restart the
-		// one from Prepare is used.
-		if err := p.devs.Attaching(d.ClaimUID, d.Device, netns, fresh); err != nil {
-			return false, fmt.Errorf("%s: record attach start: %w", devRef(d), err)
-		}
-	}
 	if rdma && !ib {
 		if err := p.host.MoveRDMA(ctx, d.RDMADevice, netns); err != nil {
 			return false, fmt.Errorf("%s: move RDMA device %s into netns %s: %w", devRef(d), d.RDMADevice, netns, err)

@@ -22,9 +22,7 @@ type HostOps interface {
 	// network namespace at netnsPath and configures it as spec says (name,
 	// MTU, MAC, addresses, routes, up). The device already there is
 	// configured in place. A link that is not the device is never moved.
-	// It returns the netdev as it was on the host just before the move
-	// (what Detach must restore), zero when it was in the netns already.
-	Attach(ctx context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) (netattach.Original, error)
+	Attach(ctx context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) error
 	// InNetns reports whether the device id is in the network namespace
 	// at netnsPath (podIfName is where it is looked for first). A netns
 	// that is gone (netattach.NetnsGone) is reported as false without an

@@ -44,8 +44,11 @@ func (o *hostOps) ReadOriginal(ctx context.Context, hostIfName, pciAddress strin
 	return netattach.ReadOriginal(ctx, o.h, hostIfName, pciAddress)
 }
 
-func (o *hostOps) Attach(ctx context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) (netattach.Original, error) {
-	return netattach.Attach(ctx, o.h, netnsPath, spec, id)
+func (o *hostOps) Attach(ctx context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) error {
+	// The Original Attach returns is not used: the plugin recorded one
+	// with ReadOriginal before the first attempt.
+	_, err := netattach.Attach(ctx, o.h, netnsPath, spec, id)
+	return err
 }
 
 func (o *hostOps) InNetns(ctx context.Context, netnsPath, podIfName string, id netattach.Identity) (bool, error) {
