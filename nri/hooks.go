@@ -615,6 +615,9 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 		if err != nil {
 			orig, derived = *d.Original, true
 		}
+		// Whether it was up is Prepare's word: a detach cut short by a
+		// crash leaves it on the host down, before it is up again.
+		orig.Up = d.Original.Up
 		if err := p.devs.Attaching(d.ClaimUID, d.Device, netns, orig); err != nil {
 			return false, fmt.Errorf("%s: record attach start: %w", devRef(d), err)
 		}
