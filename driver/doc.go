@@ -53,6 +53,12 @@
 //     pod netns with name, MTU, MAC, addresses and routes from the record,
 //     and records Attached. State then queues the claim status
 //     (networkData, Ready) for pkg/claimstatus; no API call in the hook.
+//     For a netdev without rdmaIsolation, Prepare already recorded the
+//     original name/MAC/MTU with PrepareCompleted (the intent to attach,
+//     PodDevice.AttachStateFromKernel): Attaching, Attached and Detached
+//     then change memory only, so the hook writes nothing to disk, and
+//     after a restart the attach state is derived from the kernel (the
+//     device found by its identity in a sandbox's netns or on the host).
 //  3. CreateContainer (NRI): fail closed - every device must be in the pod
 //     netns (attached now if the plugin missed RunPodSandbox); with
 //     irqAffinity: container the VF's IRQs are pinned to the container's

@@ -25,6 +25,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
@@ -308,6 +309,8 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		}
 		faults.Point(faults.PrepareIPAMRecorded)
 	}
+
+	d.recordAttachIntent(ctx, rec)
 
 	resourceNames, err := d.extendedResourceNames(ctx, claim, rec.Devices)
 	if err != nil {
@@ -831,4 +834,39 @@ func pfOf(inv *inventory.Inventory, vf *inventory.Device) *inventory.Device {
 		}
 	}
 	return nil
+}
+
+// originalReader is the optional part of Host that reads a netdev as the
+// NRI plugin's detach restores it (netattach.ReadOriginal).
+type originalReader interface {
+	ReadOriginal(ctx context.Context, hostIfName, pciAddress string) (netattach.Original, error)
+}
+
+// recordAttachIntent makes the intent to attach durable before the
+// runtime's hook: for every netdev the NRI plugin moves (no vfio-pci, no
+// RDMA isolation, whose RDMA moves keep their durable records), the
+// netdev as it is now (after the VF settings and GUID) is recorded as
+// what its detach restores, with AttachStateFromKernel. The record goes
+// to disk with PrepareCompleted; the plugin's RunPodSandbox then writes
+// nothing, and after a restart the attach state is derived from the
+// kernel. A netdev that cannot be read now keeps the durable records of
+// the hook.
+func (d *Driver) recordAttachIntent(ctx context.Context, rec *ClaimRecord) {
+	r, ok := d.cfg.Host.(originalReader)
+	if !ok {
+		return
+	}
+	for _, dr := range rec.Devices {
+		p := &dr.Pod
+		if p.VFIO || p.RDMAIsolation || p.Spec.HostIfName == "" || p.NetnsPath != "" {
+			continue
+		}
+		orig, err := r.ReadOriginal(ctx, p.Spec.HostIfName, dr.PCIAddress)
+		if err != nil {
+			klog.FromContext(ctx).V(2).Info("Cannot read the netdev now: its attach will be recorded in the hook", "device", dr.Device, "hostIfName", p.Spec.HostIfName, "err", err)
+			p.Original, p.AttachStateFromKernel = nil, false
+			continue
+		}
+		p.Original, p.AttachStateFromKernel = &orig, true
+	}
 }

@@ -123,9 +123,13 @@ func (m *memDevices) Attaching(claimUID, device, netnsPath string, orig netattac
 	if err != nil {
 		return err
 	}
+	same := d.Original != nil && *d.Original == orig
 	d.NetnsPath, d.Original, d.Attached = netnsPath, &orig, false
 	m.rec.add("rec Attaching %s %s orig=%s", device, netnsPath, orig.IfName)
-	return m.persist()
+	if !same {
+		return m.persist()
+	}
+	return m.persistUnlessFromKernel(d)
 }
 
 func (m *memDevices) Attached(claimUID, device string, rdmaMoved bool) error {
@@ -140,7 +144,7 @@ func (m *memDevices) Attached(claimUID, device string, rdmaMoved bool) error {
 	}
 	d.Attached, d.RDMAMoved = true, rdmaMoved
 	m.rec.add("rec Attached %s rdma=%v", device, rdmaMoved)
-	return m.persist()
+	return m.persistUnlessFromKernel(d)
 }
 
 func (m *memDevices) Detached(claimUID, device string) error {
@@ -155,7 +159,7 @@ func (m *memDevices) Detached(claimUID, device string) error {
 	}
 	d.NetnsPath, d.Attached, d.RDMAMoved = "", false, false
 	m.rec.add("rec Detached %s", device)
-	return m.persist()
+	return m.persistUnlessFromKernel(d)
 }
 
 func (m *memDevices) device(claimUID, device string) PodDevice {
@@ -398,6 +402,17 @@ func only(calls []string, prefixes ...string) []string {
 }
 
 func writeEmpty(path string) error { return os.WriteFile(path, nil, 0o600) }
+
+// persistUnlessFromKernel persists a change to d, except for a device
+// whose attach state is derived from the kernel: as the driver's state,
+// that stays in memory (unless its original changed). The caller holds
+// m.mu.
+func (m *memDevices) persistUnlessFromKernel(d *PodDevice) error {
+	if d.AttachStateFromKernel {
+		return nil
+	}
+	return m.persist()
+}
 
 // persist writes the state to m.file durably: temp file, fsync, rename,
 // directory fsync. The caller holds m.mu.

@@ -54,6 +54,10 @@ type world struct {
 	subnet string
 	// macvlan: the "VFs" are macvlan links instead of veth.
 	macvlan bool
+	// fromKernel: pod records the intent to attach as Prepare does (the
+	// original read from the host, AttachStateFromKernel), so the hooks
+	// write nothing durable.
+	fromKernel bool
 }
 
 func newWorld(t testing.TB) *world {
@@ -108,7 +112,7 @@ func (w *world) pod(name string, n int) *api.PodSandbox {
 			w.t.Fatal(err)
 		}
 		w.t.Cleanup(func() { _ = w.alloc.Release(context.Background(), res) })
-		w.devs.add(uid, PodDevice{
+		pd := PodDevice{
 			ClaimUID: claim, ClaimNamespace: "default", ClaimName: "c-" + name, Request: "nic",
 			Device: dev, PCIAddress: "0000:5d:00." + string(rune('0'+i)), LinkType: inventory.LinkTypeEthernet,
 			Spec: netattach.Spec{
@@ -116,7 +120,15 @@ func (w *world) pod(name string, n int) *api.PodSandbox {
 				MAC:       "02:aa:00:00:" + w.id[:2] + ":" + string("0123456789abcdef"[i%16]) + "1",
 				Addresses: res.Addresses(), Routes: res.Routes,
 			},
-		})
+		}
+		if w.fromKernel {
+			orig, err := w.host.ReadOriginal(ctx, vf, pd.PCIAddress)
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			pd.Original, pd.AttachStateFromKernel = &orig, true
+		}
+		w.devs.add(uid, pd)
 	}
 	return &api.PodSandbox{
 		Id: "sb-" + name + "-" + w.id, Uid: uid, Name: name, Namespace: "default",
