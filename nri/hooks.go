@@ -17,7 +17,8 @@ import (
 // The hooks below are called by the NRI stub. Their order over a pod's
 // life, and what each records through Devices:
 //
-//	RunPodSandbox    for each netdev: Attaching(netns, original) -> [RDMA
+//	RunPodSandbox    for each netdev: hold the netns (netnshold.go) ->
+//	                 Attaching(netns, original) -> [RDMA
 //	                 first for InfiniBand] -> Attach -> [RDMA after for
 //	                 Ethernet] -> Attached -> create the device's
 //	                 "attached" marker (pkg/attachmark). Any error
@@ -29,7 +30,9 @@ import (
 //	                 pin the VF's IRQs to the union of the pod's cpusets.
 //	StopPodSandbox,  for each netdev recorded in this sandbox's netns:
 //	RemovePodSandbox remove its marker -> RDMA back -> netdev back under
-//	                 its original name, MAC and MTU -> Detached. Never
+//	                 its original name, MAC and MTU -> Detached (through
+//	                 the hold if the runtime removed the netns first, as
+//	                 CRI-O does) -> release the hold. Never
 //	                 fails; returns after at most TeardownBudget; what
 //	                 could not finish (netns gone, link not back yet) is
 //	                 retried every RetryInterval.
