@@ -17,7 +17,8 @@ import (
 // The hooks below are called by the NRI stub. Their order over a pod's
 // life, and what each records through Devices:
 //
-//	RunPodSandbox    for each netdev: Attaching(netns, original) -> [RDMA
+//	RunPodSandbox    for each netdev: hold the netns (netnshold.go) ->
+//	                 Attaching(netns, original) -> [RDMA
 //	                 first for InfiniBand] -> Attach -> [RDMA after for
 //	                 Ethernet] -> Attached -> create the device's
 //	                 "attached" marker (pkg/attachmark). Any error
@@ -32,7 +33,9 @@ import (
 //	                 pin the VF's IRQs to the union of the pod's cpusets.
 //	StopPodSandbox,  for each netdev recorded in this sandbox's netns:
 //	RemovePodSandbox remove its marker -> RDMA back -> netdev back under
-//	                 its original name, MAC and MTU -> Detached. Never
+//	                 its original name, MAC and MTU -> Detached (through
+//	                 the hold if the runtime removed the netns first, as
+//	                 CRI-O does) -> release the hold. Never
 //	                 fails; returns after at most TeardownBudget; what
 //	                 could not finish (netns gone, link not back yet) is
 //	                 retried every RetryInterval.
@@ -578,6 +581,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	logger := klog.FromContext(ctx).WithValues("device", d.Device, "claimUID", d.ClaimUID)
 	steps := p.stepTimer()
 	ctx = p.stepContext(ctx)
+	p.holdNetns(ctx, d.PodUID, netns)
 	if d.Attached && d.NetnsPath == netns {
 		in, err := p.host.InNetns(ctx, netns, d.Spec.PodIfName, identity(d))
 		if err == nil && in {
@@ -843,14 +847,15 @@ func (p *Plugin) detachDevice(ctx context.Context, d PodDevice) error {
 	// RDMA may have moved even when the record says not (a crash between
 	// the move and Attached): returning an RDMA device that is on the host
 	// already is a no-op.
+	nsPath := p.reachNetns(ctx, d.NetnsPath)
 	if d.RDMAIsolation && d.RDMADevice != "" {
-		if err := p.host.ReturnRDMA(ctx, d.RDMADevice, d.NetnsPath); err != nil {
+		if err := p.host.ReturnRDMA(ctx, d.RDMADevice, nsPath); err != nil {
 			return fmt.Errorf("%s: return RDMA device %s from netns %s: %w", devRef(d), d.RDMADevice, d.NetnsPath, err)
 		}
 	}
 	orig := *d.Original
 	orig.Identity = identity(d)
-	if err := p.host.Detach(ctx, d.NetnsPath, d.Spec.PodIfName, orig); err != nil {
+	if err := p.host.Detach(ctx, nsPath, d.Spec.PodIfName, orig); err != nil {
 		return fmt.Errorf("%s: return netdev %s from netns %s to the host as %s: %w", devRef(d), d.Spec.PodIfName, d.NetnsPath, d.Original.IfName, err)
 	}
 	faults.Point(faults.DetachMoved)
@@ -858,6 +863,7 @@ func (p *Plugin) detachDevice(ctx context.Context, d PodDevice) error {
 		return fmt.Errorf("%s: record detach: %w", devRef(d), err)
 	}
 	faults.Point(faults.DetachCompleted)
+	p.releaseNetns(ctx, d.PodUID, d.NetnsPath)
 	klog.FromContext(ctx).V(3).Info("Detached", "device", d.Device, "claimUID", d.ClaimUID, "netns", d.NetnsPath, "hostIfName", d.Original.IfName)
 	return nil
 }
@@ -879,6 +885,7 @@ func (p *Plugin) Pending() map[string][]string {
 // RetryPending retries the detaches that could not finish. Run calls it
 // every RetryInterval.
 func (p *Plugin) RetryPending(ctx context.Context) {
+	p.releaseUnusedHolds(ctx)
 	for uid, nss := range p.Pending() {
 		logger := klog.FromContext(ctx).WithValues("podUID", uid)
 		for _, ns := range nss {

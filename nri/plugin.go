@@ -151,6 +151,8 @@ type Plugin struct {
 	locks map[string]*podLock // pod UID -> serialises its hooks
 	// pending: pod UID -> netns path -> when its detach first failed.
 	pending map[string]map[string]time.Time
+	// holds: netns path -> the plugin's own hold of it (netnshold.go).
+	holds map[string]heldNetns
 
 	// Reconciles after Synchronize run in the background (bg), one at a
 	// time (reconcileMu). syncGen counts Synchronize calls; touched maps
@@ -216,6 +218,7 @@ func New(cfg Config, devs Devices, host HostOps) (*Plugin, error) {
 		pods:    map[string]*podInfo{},
 		locks:   map[string]*podLock{},
 		pending: map[string]map[string]time.Time{},
+		holds:   map[string]heldNetns{},
 		touched: map[string]uint64{},
 	}, nil
 }
