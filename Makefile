@@ -54,10 +54,10 @@ bench: ## benchmarks, printed as a table
 vmtest: ## real SR-IOV kernel tests: QEMU with emulated igb NICs
 	bash test/vm/run.sh
 
-e2e: ## real one-node cluster end-to-end tests
+e2e: ## real one-node cluster end-to-end tests (RUNTIME=crio: with CRI-O instead of containerd)
 	bash test/cluster/e2e.sh
 
-demo: ## build and start a one-node cluster with the driver, run example pods, show what they got
+demo: ## build and start a one-node cluster with the driver, run example pods, show what they got (RUNTIME=crio: with CRI-O)
 	bash test/cluster/demo.sh
 
 demo-down: ## tear the demo cluster down

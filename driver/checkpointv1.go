@@ -298,6 +298,7 @@ func podToV1(p nri.PodDevice) cpv1.PodDevice {
 		},
 		LinkType: string(p.LinkType), RDMADevice: p.RDMADevice, RDMAIsolation: p.RDMAIsolation, IRQAffinity: p.IRQAffinity,
 		NetnsPath: p.NetnsPath, Attached: p.Attached, RDMAMoved: p.RDMAMoved,
+		AttachStateFromKernel: p.AttachStateFromKernel,
 	}
 	if o := p.Original; o != nil {
 		out.Original = &cpv1.Original{
@@ -320,6 +321,7 @@ func podFromV1(p cpv1.PodDevice) nri.PodDevice {
 		},
 		LinkType: inventory.LinkType(p.LinkType), RDMADevice: p.RDMADevice, RDMAIsolation: p.RDMAIsolation, IRQAffinity: p.IRQAffinity,
 		NetnsPath: p.NetnsPath, Attached: p.Attached, RDMAMoved: p.RDMAMoved,
+		AttachStateFromKernel: p.AttachStateFromKernel,
 	}
 	if o := p.Original; o != nil {
 		out.Original = &netattach.Original{

@@ -36,9 +36,12 @@
 //     against the port's table of the new GUID), vfio-pci binding;
 //     allocate addresses (CNI IPAM; the result is recorded at once); write
 //     the claim's CDI spec; record PrepareCompleted and return the CDI
-//     device IDs. vfio-pci devices get their claim status now (nothing to
-//     attach). A retry of a completed claim returns the recorded answer
-//     and touches nothing. A failure undoes what this attempt reached, in
+//     device IDs with each device's metadata (metadata.go; the kubelet
+//     plugin helper writes it to a file it mounts into the containers
+//     through a CDI device of its own, and removes both after Unprepare).
+//     vfio-pci devices get their claim status now (nothing to attach). A
+//     retry of a completed claim returns the recorded answer and changes
+//     nothing. A failure undoes what this attempt reached, in
 //     reverse, drops the record, returns an error naming claim, request,
 //     device and config field, and posts a Warning event on the claim. A
 //     PrepareStarted record left by a crash is undone by the next Prepare
@@ -50,6 +53,12 @@
 //     pod netns with name, MTU, MAC, addresses and routes from the record,
 //     and records Attached. State then queues the claim status
 //     (networkData, Ready) for pkg/claimstatus; no API call in the hook.
+//     For a netdev without rdmaIsolation, Prepare already recorded the
+//     original name/MAC/MTU with PrepareCompleted (the intent to attach,
+//     PodDevice.AttachStateFromKernel): Attaching, Attached and Detached
+//     then change memory only, so the hook writes nothing to disk, and
+//     after a restart the attach state is derived from the kernel (the
+//     device found by its identity in a sandbox's netns or on the host).
 //  3. CreateContainer (NRI): fail closed - every device must be in the pod
 //     netns (attached now if the plugin missed RunPodSandbox); with
 //     irqAffinity: container the VF's IRQs are pinned to the container's

@@ -96,6 +96,12 @@ type Config struct {
 	// leaves that variable out.
 	ClassResourceName func(ctx context.Context, class string) (string, error)
 
+	// DeviceMetadata gives each prepared device its metadata (KEP-5304)
+	// in the answer to kubelet, which the kubeletplugin helper writes
+	// into a file in the claim's containers when it is started with
+	// kubeletplugin.EnableDeviceMetadata (see metadata.go).
+	DeviceMetadata bool
+
 	// DropPollInterval is how often the checkpoint is read for the
 	// admin's drop requests (sriov-dra checkpoint drop); 0 means 2s.
 	DropPollInterval time.Duration

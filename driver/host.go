@@ -8,6 +8,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/irq"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/sriov-dra/sriov-dra/pkg/pcidev"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
@@ -95,6 +96,15 @@ func (r *realHost) RestoreDriver(ctx context.Context, snap *vfconfig.Snapshot) e
 
 func (r *realHost) RestoreIRQs(ctx context.Context, snap *vfconfig.Snapshot) error {
 	return irq.Restore(ctx, r.root, snap.IRQAffinity)
+}
+
+// ReadOriginal implements originalReader: the netdev as the NRI plugin's
+// detach restores it. Without an NRI plugin nothing attaches netdevs.
+func (r *realHost) ReadOriginal(ctx context.Context, hostIfName, pciAddress string) (netattach.Original, error) {
+	if r.detach == nil {
+		return netattach.Original{}, errors.New("no NRI plugin: netdevs are not attached")
+	}
+	return netattach.ReadOriginal(ctx, r.h, hostIfName, pciAddress)
 }
 
 func (r *realHost) Detach(ctx context.Context, d nri.PodDevice) error {

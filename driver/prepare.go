@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/hw"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
@@ -117,7 +117,9 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if rec, ok := d.state.Claim(uid); ok {
 		if rec.Phase == PhasePrepareCompleted {
 			logger.V(3).Info("Claim already prepared; returning the recorded devices")
-			return resultOf(rec), nil
+			out := resultOf(rec)
+			d.withMetadata(ctx, rec, out, nil)
+			return out, nil
 		}
 		// An earlier attempt died half-way: undo what it recorded, then
 		// start over from a clean device.
@@ -131,7 +133,7 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if err != nil || rec == nil {
 		return []kubeletplugin.Device{}, err
 	}
-	prog := &progress{steps: make([]DeviceSteps, len(rec.Devices))}
+	prog := &progress{steps: make([]DeviceSteps, len(rec.Devices)), nodes: map[string]deviceNodes{}}
 	if err := d.apply(ctx, claim, rec, devs, prog); err != nil {
 		// Undo what this attempt ran (the failed step included: it may
 		// have half-happened). The record's intents stay as they are for
@@ -151,13 +153,18 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 		}
 		return nil, err
 	}
-	return resultOf(rec), nil
+	out := resultOf(rec)
+	d.withMetadata(ctx, rec, out, prog.nodes)
+	return out, nil
 }
 
 // progress is what one apply attempt ran (or tried to run).
 type progress struct {
 	steps []DeviceSteps
 	cdi   bool
+	// nodes are the device nodes the CDI spec gives each device, by
+	// device name (for the device metadata).
+	nodes map[string]deviceNodes
 }
 
 // start plans the claim, reserves its devices, snapshots them and records
@@ -303,25 +310,23 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		faults.Point(faults.PrepareIPAMRecorded)
 	}
 
+	d.recordAttachIntent(ctx, rec)
+
 	resourceNames, err := d.extendedResourceNames(ctx, claim, rec.Devices)
 	if err != nil {
 		return err
 	}
 	cdiDevs := make([]cdi.Device, 0, len(rec.Devices))
 	for i, dr := range rec.Devices {
-		rdmaChar, group, err := d.cfg.Host.CDIInfo(ctx, &devs[i], dr.Pod.VFIO)
+		nodes, err := d.deviceNodes(ctx, dr, &devs[i])
 		if err != nil {
 			return deviceError(claim, dr.Request, dr.Device, "", fmt.Errorf("find device nodes: %w", err))
 		}
-		if !dr.RDMAManagement {
-			// umad sends raw management datagrams to the fabric, issm
-			// claims the subnet manager role: the admin's to give.
-			rdmaChar = slices.DeleteFunc(rdmaChar, rdma.IsManagementDevice)
-		}
+		prog.nodes[dr.Device] = nodes
 		cdev := cdi.Device{
 			Request: dr.Request, Name: dr.Device, PCIAddress: dr.PCIAddress,
 			IfName: dr.Pod.Spec.PodIfName, RDMADevice: dr.Pod.RDMADevice,
-			RDMACharDevices: rdmaChar, VFIOGroup: group,
+			RDMACharDevices: nodes.rdmaChar, VFIOGroup: nodes.vfioGroup,
 			ResourceName: resourceNames[dr.Request],
 		}
 		if m := d.cfg.AttachMarks; m != nil && !dr.Pod.VFIO {
@@ -829,4 +834,39 @@ func pfOf(inv *inventory.Inventory, vf *inventory.Device) *inventory.Device {
 		}
 	}
 	return nil
+}
+
+// originalReader is the optional part of Host that reads a netdev as the
+// NRI plugin's detach restores it (netattach.ReadOriginal).
+type originalReader interface {
+	ReadOriginal(ctx context.Context, hostIfName, pciAddress string) (netattach.Original, error)
+}
+
+// recordAttachIntent makes the intent to attach durable before the
+// runtime's hook: for every netdev the NRI plugin moves (no vfio-pci, no
+// RDMA isolation, whose RDMA moves keep their durable records), the
+// netdev as it is now (after the VF settings and GUID) is recorded as
+// what its detach restores, with AttachStateFromKernel. The record goes
+// to disk with PrepareCompleted; the plugin's RunPodSandbox then writes
+// nothing, and after a restart the attach state is derived from the
+// kernel. A netdev that cannot be read now keeps the durable records of
+// the hook.
+func (d *Driver) recordAttachIntent(ctx context.Context, rec *ClaimRecord) {
+	r, ok := d.cfg.Host.(originalReader)
+	if !ok {
+		return
+	}
+	for _, dr := range rec.Devices {
+		p := &dr.Pod
+		if p.VFIO || p.RDMAIsolation || p.Spec.HostIfName == "" || p.NetnsPath != "" {
+			continue
+		}
+		orig, err := r.ReadOriginal(ctx, p.Spec.HostIfName, dr.PCIAddress)
+		if err != nil {
+			klog.FromContext(ctx).V(2).Info("Cannot read the netdev now: its attach will be recorded in the hook", "device", dr.Device, "hostIfName", p.Spec.HostIfName, "err", err)
+			p.Original, p.AttachStateFromKernel = nil, false
+			continue
+		}
+		p.Original, p.AttachStateFromKernel = &orig, true
+	}
 }

@@ -452,7 +452,9 @@ func (s *State) Delete(uid string) error {
 }
 
 // updateDevice changes one device record durably; on a failed save the
-// memory is put back as it was.
+// memory is put back as it was. A change to a device whose attach state
+// is derived from the kernel (AttachStateFromKernel: the NRI attach
+// records) that keeps its original is made in memory only.
 func (s *State) updateDevice(claimUID, device string, fn func(*DeviceRecord)) error {
 	s.mu.Lock()
 	rec, ok := s.cp.Claims[claimUID]
@@ -468,6 +470,14 @@ func (s *State) updateDevice(claimUID, device string, fn func(*DeviceRecord)) er
 	next := rec.clone()
 	fn(next.Devices[i])
 	s.cp.Claims[claimUID] = next
+	if p := next.Devices[i].Pod; p.AttachStateFromKernel && sameOriginal(p.Original, rec.Devices[i].Pod.Original) {
+		// The attach state of such a device is derived from the kernel
+		// after a restart: it is not written here (a later save of
+		// another change may carry it, as a hint only). A new original
+		// (the netdev changed since Prepare) is written.
+		s.mu.Unlock()
+		return nil
+	}
 	gen := s.bump()
 	s.mu.Unlock()
 	return s.commit(gen, func() {
@@ -477,6 +487,11 @@ func (s *State) updateDevice(claimUID, device string, fn func(*DeviceRecord)) er
 	}, func(err error) error {
 		return fmt.Errorf("checkpoint device %s of claim %s: %w", device, claimUID, err)
 	})
+}
+
+// sameOriginal reports whether a and b record the same original.
+func sameOriginal(a, b *netattach.Original) bool {
+	return a != nil && b != nil && *a == *b
 }
 
 // ForPod implements nri.Devices. Only completed claims are offered: a
@@ -550,12 +565,17 @@ func (s *State) Attached(claimUID, device string, rdmaMoved bool) error {
 }
 
 // Detached implements nri.Devices.
+// A device whose attach state is derived from the kernel keeps the
+// Original recorded at Prepare: the next sandbox of the pod attaches it
+// from there.
 func (s *State) Detached(claimUID, device string) error {
 	return s.updateDevice(claimUID, device, func(d *DeviceRecord) {
 		d.Pod.NetnsPath = ""
 		d.Pod.Attached = false
 		d.Pod.RDMAMoved = false
-		d.Pod.Original = nil
+		if !d.Pod.AttachStateFromKernel {
+			d.Pod.Original = nil
+		}
 	})
 }
 

@@ -78,7 +78,12 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 	// records Detached, or does nothing when a teardown of the pod got
 	// there first. Here only the markers of devices in no netns are
 	// removed (all of them for a stale record, whose netns are gone).
-	inPod := func(dr *DeviceRecord) bool { return restoreHost && dr.Pod.NetnsPath != "" }
+	// A device whose attach state is derived from the kernel may be in
+	// a pod (or back on the host changed) whatever the record says: the
+	// plugin looks for it.
+	inPod := func(dr *DeviceRecord) bool {
+		return restoreHost && (dr.Pod.NetnsPath != "" || (dr.Pod.AttachStateFromKernel && dr.Pod.Original != nil))
+	}
 	if m := d.cfg.AttachMarks; m != nil {
 		for _, dr := range devs {
 			if dr.Pod.VFIO || inPod(dr) {

@@ -40,11 +40,23 @@ type PodDevice struct {
 	Attached  bool                `json:"attached,omitempty"`
 	Original  *netattach.Original `json:"original,omitempty"` // recorded before the move
 	RDMAMoved bool                `json:"rdmaMoved,omitempty"`
+
+	// AttachStateFromKernel is set at Prepare, together with Original
+	// (read from the host then), for a netdev without RDMA isolation: the
+	// intent to attach is durable before any hook. Attaching, Attached and
+	// Detached then change only the daemon's memory, so RunPodSandbox
+	// writes nothing to disk, and after a restart NetnsPath and Attached
+	// are derived from the kernel: the device found by its identity in
+	// the netns of one of the pod's sandboxes, or on the host. false (the
+	// default, and every record written before the field existed): the
+	// hook records the attach durably, as before.
+	AttachStateFromKernel bool `json:"attachStateFromKernel,omitempty"`
 }
 
 // Devices is what the NRI plugin needs from the node's prepared state. The
 // driver's state implements it over the checkpoint; each record call is
-// durable (checkpointed) before it returns.
+// durable (checkpointed) before it returns, except for a device with
+// AttachStateFromKernel, whose attach state lives in memory only.
 type Devices interface {
 	// ForPod returns the devices prepared for the pod with this UID.
 	ForPod(podUID string) []PodDevice

@@ -123,9 +123,13 @@ func (m *memDevices) Attaching(claimUID, device, netnsPath string, orig netattac
 	if err != nil {
 		return err
 	}
+	same := d.Original != nil && *d.Original == orig
 	d.NetnsPath, d.Original, d.Attached = netnsPath, &orig, false
 	m.rec.add("rec Attaching %s %s orig=%s", device, netnsPath, orig.IfName)
-	return m.persist()
+	if !same {
+		return m.persist()
+	}
+	return m.persistUnlessFromKernel(d)
 }
 
 func (m *memDevices) Attached(claimUID, device string, rdmaMoved bool) error {
@@ -140,7 +144,7 @@ func (m *memDevices) Attached(claimUID, device string, rdmaMoved bool) error {
 	}
 	d.Attached, d.RDMAMoved = true, rdmaMoved
 	m.rec.add("rec Attached %s rdma=%v", device, rdmaMoved)
-	return m.persist()
+	return m.persistUnlessFromKernel(d)
 }
 
 func (m *memDevices) Detached(claimUID, device string) error {
@@ -155,7 +159,7 @@ func (m *memDevices) Detached(claimUID, device string) error {
 	}
 	d.NetnsPath, d.Attached, d.RDMAMoved = "", false, false
 	m.rec.add("rec Detached %s", device)
-	return m.persist()
+	return m.persistUnlessFromKernel(d)
 }
 
 func (m *memDevices) device(claimUID, device string) PodDevice {
@@ -174,7 +178,11 @@ type fakeHost struct {
 	rdma map[string]string    // RDMA device -> netns ("" host)
 	irqs map[string]string    // PCI -> cpus
 	gone map[string]bool      // netns paths that no longer exist
-	fail map[string]error     // method -> error
+	// holds: the paths of open holds -> the netns path each holds.
+	holds    map[string]string
+	holdSeq  int
+	holdFail error
+	fail     map[string]error // method -> error
 	// detachDelay makes Detach slow (a kernel that takes its time).
 	detachDelay time.Duration
 	// detachGate, when set, makes Detach announce itself on
@@ -192,7 +200,7 @@ type fakeLink struct {
 }
 
 func newFakeHost(rec *recorder) *fakeHost {
-	return &fakeHost{rec: rec, link: map[string]*fakeLink{}, rdma: map[string]string{}, irqs: map[string]string{}, gone: map[string]bool{}, fail: map[string]error{}}
+	return &fakeHost{rec: rec, link: map[string]*fakeLink{}, rdma: map[string]string{}, irqs: map[string]string{}, gone: map[string]bool{}, fail: map[string]error{}, holds: map[string]string{}}
 }
 
 func (h *fakeHost) addLink(name, mac string, mtu int) {
@@ -315,6 +323,58 @@ func (h *fakeHost) NetnsGone(path string) (bool, string, error) {
 	return false, "", nil
 }
 
+// holdingHost is the fake host that can hold a netns (NetnsHolder), as
+// the real one can; the plain fakeHost cannot, which keeps the tests of
+// the no-hold path (a runtime path gone with nothing holding the netns)
+// as they are.
+type holdingHost struct{ *fakeHost }
+
+// HoldNetns: a hold keeps the netns alive in the model: a path through
+// it reaches the netns's links even once the runtime's path is gone.
+func (hh holdingHost) HoldNetns(path string) (NetnsHold, error) {
+	h := hh.fakeHost
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rec.add("host HoldNetns %s", path)
+	if h.holdFail != nil {
+		return nil, h.holdFail
+	}
+	if h.gone[path] {
+		return nil, fmt.Errorf("hold netns %s: no such file", path)
+	}
+	h.holdSeq++
+	hp := fmt.Sprintf("/proc/self/fd/%d", 100+h.holdSeq)
+	h.holds[hp] = path
+	return &fakeHold{h: h, path: hp}, nil
+}
+
+type fakeHold struct {
+	h    *fakeHost
+	path string
+}
+
+func (f *fakeHold) Path() string { return f.path }
+
+func (f *fakeHold) Close() error {
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	f.h.rec.add("host CloseHold %s", f.h.holds[f.path])
+	delete(f.h.holds, f.path)
+	return nil
+}
+
+// heldNetns returns the paths of the netns the model has open holds of.
+func (h *fakeHost) heldNetns() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, ns := range h.holds {
+		out = append(out, ns)
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (h *fakeHost) Detach(_ context.Context, netnsPath, podIfName string, orig netattach.Original) error {
 	time.Sleep(h.detachDelay)
 	h.mu.Lock()
@@ -333,8 +393,14 @@ func (h *fakeHost) Detach(_ context.Context, netnsPath, podIfName string, orig n
 	if err := known(orig.Identity, "detach"); err != nil {
 		return err
 	}
+	if ns, ok := h.holds[netnsPath]; ok {
+		// Through a hold: the netns is alive whatever its path.
+		netnsPath = ns
+	} else if h.gone[netnsPath] {
+		netnsPath = "(gone)"
+	}
 	l := h.find(netnsPath, podIfName)
-	if l == nil || h.gone[netnsPath] {
+	if l == nil {
 		// The kernel returned it to the host under its pod name.
 		l = h.find("", podIfName)
 	}
@@ -398,6 +464,17 @@ func only(calls []string, prefixes ...string) []string {
 }
 
 func writeEmpty(path string) error { return os.WriteFile(path, nil, 0o600) }
+
+// persistUnlessFromKernel persists a change to d, except for a device
+// whose attach state is derived from the kernel: as the driver's state,
+// that stays in memory (unless its original changed). The caller holds
+// m.mu.
+func (m *memDevices) persistUnlessFromKernel(d *PodDevice) error {
+	if d.AttachStateFromKernel {
+		return nil
+	}
+	return m.persist()
+}
 
 // persist writes the state to m.file durably: temp file, fsync, rename,
 // directory fsync. The caller holds m.mu.

@@ -17,19 +17,25 @@ import (
 // The hooks below are called by the NRI stub. Their order over a pod's
 // life, and what each records through Devices:
 //
-//	RunPodSandbox    for each netdev: Attaching(netns, original) -> [RDMA
+//	RunPodSandbox    for each netdev: hold the netns (netnshold.go) ->
+//	                 Attaching(netns, original) -> [RDMA
 //	                 first for InfiniBand] -> Attach -> [RDMA after for
 //	                 Ethernet] -> Attached -> create the device's
 //	                 "attached" marker (pkg/attachmark). Any error
 //	                 detaches what this pod had attached and fails the
-//	                 sandbox.
+//	                 sandbox. With AttachStateFromKernel (the original
+//	                 recorded at Prepare) the records are in memory only
+//	                 and the kernel says where the device is after a
+//	                 restart (locate).
 //	CreateContainer  fail closed: every netdev must be in the pod netns;
 //	                 attach it now if not (the plugin missed RunPodSandbox),
 //	                 else refuse the container. Then, with irqAffinity,
 //	                 pin the VF's IRQs to the union of the pod's cpusets.
 //	StopPodSandbox,  for each netdev recorded in this sandbox's netns:
 //	RemovePodSandbox remove its marker -> RDMA back -> netdev back under
-//	                 its original name, MAC and MTU -> Detached. Never
+//	                 its original name, MAC and MTU -> Detached (through
+//	                 the hold if the runtime removed the netns first, as
+//	                 CRI-O does) -> release the hold. Never
 //	                 fails; returns after at most TeardownBudget; what
 //	                 could not finish (netns gone, link not back yet) is
 //	                 retried every RetryInterval.
@@ -430,6 +436,9 @@ func (p *Plugin) syncPod(ctx context.Context, uid string, candidates []*api.PodS
 		return 0, 0, 0 // a hook got the lock first
 	}
 
+	for _, c := range candidates {
+		p.locate(ctx, uid, netnsOf(c))
+	}
 	devs := p.devs.ForPod(uid)
 	pod := p.pickSandbox(candidates, devs)
 	if pod == nil {
@@ -530,10 +539,49 @@ func identity(d PodDevice) netattach.Identity {
 	return netattach.Identity{PCIAddress: d.PCIAddress}
 }
 
+// fromKernel reports whether d's attach state is derived from the kernel
+// (see PodDevice.AttachStateFromKernel) rather than recorded durably.
+func fromKernel(d PodDevice) bool {
+	return d.AttachStateFromKernel && d.Original != nil
+}
+
+// locate derives from the kernel where the pod's devices whose attach
+// state is not recorded durably are (after a restart the daemon's memory
+// holds no netns for them): a device found by its identity in the netns
+// at netns is recorded (in memory) as an attach begun there, which the
+// next attach completes in place and the next detach returns. Devices
+// with a netns in memory are left alone. Caller holds the pod's lock.
+func (p *Plugin) locate(ctx context.Context, uid, netns string) {
+	if netns == "" {
+		return
+	}
+	for _, d := range p.devs.ForPod(uid) {
+		if d.VFIO || d.NetnsPath != "" || !fromKernel(d) {
+			continue
+		}
+		in, err := p.host.InNetns(ctx, netns, d.Spec.PodIfName, identity(d))
+		if err != nil {
+			klog.FromContext(ctx).V(2).Info("Cannot look for the device in a sandbox's netns", "device", d.Device, "claimUID", d.ClaimUID, "netns", netns, "err", err)
+			continue
+		}
+		if !in {
+			continue
+		}
+		if err := p.devs.Attaching(d.ClaimUID, d.Device, netns, *d.Original); err != nil {
+			klog.FromContext(ctx).Error(err, "Recording a device found in a sandbox's netns", "device", d.Device, "claimUID", d.ClaimUID, "netns", netns)
+			continue
+		}
+		klog.FromContext(ctx).Info("Found a device in a sandbox's netns (derived from the kernel after a restart)", "device", d.Device, "claimUID", d.ClaimUID, "netns", netns)
+	}
+}
+
 // attach brings one netdev into netns and records each step. It returns
 // whether it moved anything (false: it was there already).
 func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, error) {
 	logger := klog.FromContext(ctx).WithValues("device", d.Device, "claimUID", d.ClaimUID)
+	steps := p.stepTimer()
+	ctx = p.stepContext(ctx)
+	p.holdNetns(ctx, d.PodUID, netns)
 	if d.Attached && d.NetnsPath == netns {
 		in, err := p.host.InNetns(ctx, netns, d.Spec.PodIfName, identity(d))
 		if err == nil && in {
@@ -555,7 +603,31 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 	if rdma && d.RDMADevice == "" {
 		return false, fmt.Errorf("%s: rdmaIsolation is set but the device has no RDMA device", devRef(d))
 	}
-	if d.NetnsPath == "" || d.Original == nil {
+	// derived: nothing says where the device is; the kernel does.
+	derived := false
+	switch {
+	case d.NetnsPath == "" && fromKernel(d):
+		// The original was recorded durably at Prepare. Read as it is
+		// now (one RTM_GETLINK): when unchanged, the netns goes into
+		// memory only and nothing is written inside the runtime's hook;
+		// when it changed since (a VF driver adopts the MAC set through
+		// its PF after a reset of its own), Devices records the new one
+		// durably, as the hook did before. Not on the host under its
+		// name: after a restart it may be in this netns already or back
+		// on the host changed; the kernel says (Attach below).
+		orig, err := p.host.ReadOriginal(ctx, d.Spec.HostIfName, d.PCIAddress)
+		if err != nil {
+			orig, derived = *d.Original, true
+		}
+		// Whether it was up is Prepare's word: a detach cut short by a
+		// crash leaves it on the host down, before it is up again.
+		orig.Up = d.Original.Up
+		if err := p.devs.Attaching(d.ClaimUID, d.Device, netns, orig); err != nil {
+			return false, fmt.Errorf("%s: record attach start: %w", devRef(d), err)
+		}
+		faults.Point(faults.AttachRecorded)
+		d.Original = &orig
+	case d.NetnsPath == "" || d.Original == nil:
 		// Nothing moved yet (or nothing to restore was recorded): record
 		// the original before any change.
 		orig, err := p.host.ReadOriginal(ctx, d.Spec.HostIfName, d.PCIAddress)
@@ -568,6 +640,7 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 		faults.Point(faults.AttachRecorded)
 		d.Original = &orig
 	}
+	steps.mark(StepRecordAttaching)
 	id := identity(d)
 	ib := d.LinkType == inventory.LinkTypeInfiniBand
 	if rdma && ib {
@@ -575,9 +648,23 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 			return false, fmt.Errorf("%s: move RDMA device %s into netns %s: %w", devRef(d), d.RDMADevice, netns, err)
 		}
 	}
-	if err := p.host.Attach(ctx, netns, d.Spec, id); err != nil {
+	err := p.host.Attach(ctx, netns, d.Spec, id)
+	if err != nil && derived {
+		// Neither on the host under its name nor in this netns: after a
+		// restart it may be on the host as the kernel returned it from a
+		// pod netns that is gone (under its pod name or dev<ifindex>).
+		// Put it back as recorded at Prepare and attach again.
+		if rerr := p.host.Detach(ctx, "", d.Spec.PodIfName, *d.Original); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore it on the host: %w", rerr))
+		} else {
+			logger.Info("Restored the device on the host before attaching it", "firstErr", err)
+			err = p.host.Attach(ctx, netns, d.Spec, id)
+		}
+	}
+	if err != nil {
 		return false, fmt.Errorf("%s: attach netdev %s to netns %s as %s: %w", devRef(d), d.Spec.HostIfName, netns, d.Spec.PodIfName, err)
 	}
+	steps.mark(StepAttach)
 	faults.Point(faults.AttachMoved)
 	if rdma && !ib {
 		if err := p.host.MoveRDMA(ctx, d.RDMADevice, netns); err != nil {
@@ -588,9 +675,11 @@ func (p *Plugin) attach(ctx context.Context, d PodDevice, netns string) (bool, e
 		return false, fmt.Errorf("%s: record attach done: %w", devRef(d), err)
 	}
 	faults.Point(faults.AttachCompleted)
+	steps.mark(StepRecordAttached)
 	if err := p.markAttached(d); err != nil {
 		return false, err
 	}
+	steps.mark(StepMarker)
 	logger.V(3).Info("Attached", "netns", netns, "ifName", d.Spec.PodIfName, "rdma", rdma)
 	return true, nil
 }
@@ -627,6 +716,7 @@ func (p *Plugin) detachGone(ctx context.Context, uid string) error {
 // any netns when netns is ""). When one could not be returned, that netns
 // stays pending for a retry.
 func (p *Plugin) detachPod(ctx context.Context, uid, netns string) error {
+	p.locate(ctx, uid, netns)
 	var errs []error
 	failed := map[string]bool{}
 	for _, d := range p.devs.ForPod(uid) {
@@ -676,7 +766,7 @@ func (p *Plugin) detachPod(ctx context.Context, uid, netns string) error {
 // while another detach of the pod is still running it returns ctx's error
 // (Unprepare is retried).
 func (p *Plugin) DetachDevice(ctx context.Context, d PodDevice) error {
-	if d.VFIO || d.NetnsPath == "" {
+	if d.VFIO || (d.NetnsPath == "" && !fromKernel(d)) {
 		return nil
 	}
 	unlock, err := p.lockPodCtx(ctx, d.PodUID)
@@ -690,11 +780,41 @@ func (p *Plugin) DetachDevice(ctx context.Context, d PodDevice) error {
 		// reach it, so nothing else detaches it; use what the caller has.
 		cur = d
 	}
+	if !cur.VFIO && cur.NetnsPath == "" && fromKernel(cur) {
+		return p.restoreUnlocated(ctx, cur)
+	}
 	if cur.VFIO || cur.NetnsPath == "" {
 		klog.FromContext(ctx).V(3).Info("Device already back on the host", "device", d.Device, "claimUID", d.ClaimUID, "netns", d.NetnsPath)
 		return nil
 	}
 	return p.detachDevice(ctx, cur)
+}
+
+// restoreUnlocated is the detach of a device whose attach state is
+// derived from the kernel when no netns is known for it (after a restart,
+// no sandbox of the pod had it): the marker goes, and the device is put
+// back as recorded at Prepare when it is on the host changed (the kernel
+// returns a physical netdev from a netns that is gone under its pod
+// name). A device on the host as recorded is left as it is; one found
+// nowhere is logged: with no sandbox left to look in, there is nothing
+// more to do for it. Caller holds the pod's lock.
+func (p *Plugin) restoreUnlocated(ctx context.Context, d PodDevice) error {
+	if m := p.marks; m != nil {
+		if err := m.Remove(d.ClaimUID, d.Device); err != nil {
+			return fmt.Errorf("%s: %w", devRef(d), err)
+		}
+	}
+	orig := *d.Original
+	orig.Identity = identity(d)
+	err := p.host.Detach(ctx, "", d.Spec.PodIfName, orig)
+	if errors.Is(err, netattach.ErrNowhere) {
+		klog.FromContext(ctx).Info("Device not on the host and in no known netns: nothing to restore", "device", d.Device, "claimUID", d.ClaimUID, "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: restore netdev %s on the host: %w", devRef(d), orig.IfName, err)
+	}
+	return nil
 }
 
 // recorded returns d's current record among its pod's devices. Caller
@@ -727,14 +847,15 @@ func (p *Plugin) detachDevice(ctx context.Context, d PodDevice) error {
 	// RDMA may have moved even when the record says not (a crash between
 	// the move and Attached): returning an RDMA device that is on the host
 	// already is a no-op.
+	nsPath := p.reachNetns(ctx, d.NetnsPath)
 	if d.RDMAIsolation && d.RDMADevice != "" {
-		if err := p.host.ReturnRDMA(ctx, d.RDMADevice, d.NetnsPath); err != nil {
+		if err := p.host.ReturnRDMA(ctx, d.RDMADevice, nsPath); err != nil {
 			return fmt.Errorf("%s: return RDMA device %s from netns %s: %w", devRef(d), d.RDMADevice, d.NetnsPath, err)
 		}
 	}
 	orig := *d.Original
 	orig.Identity = identity(d)
-	if err := p.host.Detach(ctx, d.NetnsPath, d.Spec.PodIfName, orig); err != nil {
+	if err := p.host.Detach(ctx, nsPath, d.Spec.PodIfName, orig); err != nil {
 		return fmt.Errorf("%s: return netdev %s from netns %s to the host as %s: %w", devRef(d), d.Spec.PodIfName, d.NetnsPath, d.Original.IfName, err)
 	}
 	faults.Point(faults.DetachMoved)
@@ -742,6 +863,7 @@ func (p *Plugin) detachDevice(ctx context.Context, d PodDevice) error {
 		return fmt.Errorf("%s: record detach: %w", devRef(d), err)
 	}
 	faults.Point(faults.DetachCompleted)
+	p.releaseNetns(ctx, d.PodUID, d.NetnsPath)
 	klog.FromContext(ctx).V(3).Info("Detached", "device", d.Device, "claimUID", d.ClaimUID, "netns", d.NetnsPath, "hostIfName", d.Original.IfName)
 	return nil
 }
@@ -763,6 +885,7 @@ func (p *Plugin) Pending() map[string][]string {
 // RetryPending retries the detaches that could not finish. Run calls it
 // every RetryInterval.
 func (p *Plugin) RetryPending(ctx context.Context) {
+	p.releaseUnusedHolds(ctx)
 	for uid, nss := range p.Pending() {
 		logger := klog.FromContext(ctx).WithValues("podUID", uid)
 		for _, ns := range nss {

@@ -54,6 +54,10 @@ type world struct {
 	subnet string
 	// macvlan: the "VFs" are macvlan links instead of veth.
 	macvlan bool
+	// fromKernel: pod records the intent to attach as Prepare does (the
+	// original read from the host, AttachStateFromKernel), so the hooks
+	// write nothing durable.
+	fromKernel bool
 }
 
 func newWorld(t testing.TB) *world {
@@ -108,7 +112,7 @@ func (w *world) pod(name string, n int) *api.PodSandbox {
 			w.t.Fatal(err)
 		}
 		w.t.Cleanup(func() { _ = w.alloc.Release(context.Background(), res) })
-		w.devs.add(uid, PodDevice{
+		pd := PodDevice{
 			ClaimUID: claim, ClaimNamespace: "default", ClaimName: "c-" + name, Request: "nic",
 			Device: dev, PCIAddress: "0000:5d:00." + string(rune('0'+i)), LinkType: inventory.LinkTypeEthernet,
 			Spec: netattach.Spec{
@@ -116,7 +120,15 @@ func (w *world) pod(name string, n int) *api.PodSandbox {
 				MAC:       "02:aa:00:00:" + w.id[:2] + ":" + string("0123456789abcdef"[i%16]) + "1",
 				Addresses: res.Addresses(), Routes: res.Routes,
 			},
-		})
+		}
+		if w.fromKernel {
+			orig, err := w.host.ReadOriginal(ctx, vf, pd.PCIAddress)
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			pd.Original, pd.AttachStateFromKernel = &orig, true
+		}
+		w.devs.add(uid, pd)
 	}
 	return &api.PodSandbox{
 		Id: "sb-" + name + "-" + w.id, Uid: uid, Name: name, Namespace: "default",
@@ -288,44 +300,92 @@ func TestIntegrationPluginRestart(t *testing.T) {
 	})
 }
 
+// withoutHold hides the host operations' NetnsHolder: a plugin that holds
+// no netns, as after a restart between the runtime's removal of the netns
+// and the teardown.
+type withoutHold struct{ HostOps }
+
+// TestIntegrationNetnsGone: CRI-O's order, the runtime removes the pod
+// netns (its bind mount) before StopPodSandbox reaches the plugin.
 func TestIntegrationNetnsGone(t *testing.T) {
-	w := newWorld(t)
-	ctx := context.Background()
-	pod := w.pod("g", 1)
-	p := w.plugin()
-	runPlugin(t, p)
-	if err := w.rt.runPod(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	w.checkInPod(pod)
-	d := w.devs.ForPod(pod.Uid)[0]
+	// The plugin holds the netns from the attach on, so the netdev is
+	// still in it and comes back through the hold at once, restored.
+	t.Run("held by the plugin", func(t *testing.T) {
+		w := newWorld(t)
+		ctx := context.Background()
+		pod := w.pod("h", 1)
+		p := w.plugin()
+		runPlugin(t, p)
+		if err := w.rt.runPod(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		w.checkInPod(pod)
+		path := netnsOf(pod)
+		if got := p.Holds(); !slices.Equal(got, []string{path}) {
+			t.Fatalf("plugin holds %v after the attach, want [%s]", got, path)
+		}
+		run(t, "ip", "netns", "del", filepath.Base(path))
 
-	// The runtime removes the netns before StopPodSandbox (CRI-O's order);
-	// something still holds it, so the kernel has not returned the netdev.
-	path := netnsOf(pod)
-	held, err := netns.GetFromPath(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	run(t, "ip", "netns", "del", filepath.Base(path))
+		if err := w.rt.stopPod(ctx, pod); err != nil {
+			t.Fatalf("StopPodSandbox failed the teardown: %v", err)
+		}
+		waitFor(t, "the detach through the hold", func() bool {
+			d := w.devs.ForPod(pod.Uid)[0]
+			return d.NetnsPath == ""
+		})
+		w.checkOnHost(pod)
+		if got := p.Pending(); len(got) != 0 {
+			t.Errorf("pending %v, want nothing", got)
+		}
+		if got := p.Holds(); len(got) != 0 {
+			t.Errorf("plugin still holds %v after the detach", got)
+		}
+		if err := w.rt.removePod(ctx, pod); err != nil {
+			t.Fatalf("RemovePodSandbox failed the teardown: %v", err)
+		}
+	})
 
-	if err := w.rt.stopPod(ctx, pod); err != nil {
-		t.Fatalf("StopPodSandbox failed the teardown: %v", err)
-	}
-	if err := w.rt.removePod(ctx, pod); err != nil {
-		t.Fatalf("RemovePodSandbox failed the teardown: %v", err)
-	}
-	if got := p.Pending(); len(got[pod.Uid]) != 1 {
-		t.Fatalf("pending %v, want the pod's netns recorded", got)
-	}
+	// Nothing of the plugin's holds it; something else does, so the
+	// kernel has not returned the netdev yet: the detach stays pending
+	// until it has, then finds the device on the host.
+	t.Run("not held by the plugin", func(t *testing.T) {
+		w := newWorld(t)
+		w.host = withoutHold{w.host}
+		ctx := context.Background()
+		pod := w.pod("g", 1)
+		p := w.plugin()
+		runPlugin(t, p)
+		if err := w.rt.runPod(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		w.checkInPod(pod)
+		d := w.devs.ForPod(pod.Uid)[0]
 
-	// The last holder goes: the kernel returns a physical netdev to the
-	// host under its pod name. Do that for the veth "VF".
-	moveToHost(t, held, d.Spec.PodIfName)
+		path := netnsOf(pod)
+		held, err := netns.GetFromPath(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		run(t, "ip", "netns", "del", filepath.Base(path))
 
-	waitFor(t, "the retried detach", func() bool { return len(p.Pending()) == 0 })
-	w.checkOnHost(pod)
+		if err := w.rt.stopPod(ctx, pod); err != nil {
+			t.Fatalf("StopPodSandbox failed the teardown: %v", err)
+		}
+		if err := w.rt.removePod(ctx, pod); err != nil {
+			t.Fatalf("RemovePodSandbox failed the teardown: %v", err)
+		}
+		if got := p.Pending(); len(got[pod.Uid]) != 1 {
+			t.Fatalf("pending %v, want the pod's netns recorded", got)
+		}
+
+		// The last holder goes: the kernel returns a physical netdev to the
+		// host under its pod name. Do that for the veth "VF".
+		moveToHost(t, held, d.Spec.PodIfName)
+
+		waitFor(t, "the retried detach", func() bool { return len(p.Pending()) == 0 })
+		w.checkOnHost(pod)
+	})
 }
 
 // moveToHost moves the link named name from the netns ns to the host netns.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
 
 const (
@@ -65,7 +66,26 @@ type Config struct {
 	// reconcile's, which runs in the background too and reports no error.
 	// It must be fast and safe for concurrent use.
 	ObserveHook func(hook string, took time.Duration, err error)
+	// ObserveAttachStep, when set, is told how long each step of every
+	// attach took: the plugin's own (the Step* constants) and those of
+	// pkg/netattach (netattach.Step*), from the attaching goroutine. For
+	// benchmarks; it must be fast and safe for concurrent use.
+	ObserveAttachStep func(step string, took time.Duration)
 }
+
+// The plugin's own steps of an attach, as ObserveAttachStep reports them.
+const (
+	// StepRecordAttaching records where the device goes (in memory only
+	// for a device whose attach state is derived from the kernel).
+	StepRecordAttaching = "record-attaching"
+	// StepAttach is the whole netattach.Attach (its own steps are
+	// reported too) and, for RDMA isolation, the RDMA move before it.
+	StepAttach = "attach"
+	// StepRecordAttached records the finished attach (likewise).
+	StepRecordAttached = "record-attached"
+	// StepMarker creates the device's "attached" marker.
+	StepMarker = "marker"
+)
 
 // The hooks ObserveHook reports.
 const (
@@ -131,6 +151,8 @@ type Plugin struct {
 	locks map[string]*podLock // pod UID -> serialises its hooks
 	// pending: pod UID -> netns path -> when its detach first failed.
 	pending map[string]map[string]time.Time
+	// holds: netns path -> the plugin's own hold of it (netnshold.go).
+	holds map[string]heldNetns
 
 	// Reconciles after Synchronize run in the background (bg), one at a
 	// time (reconcileMu). syncGen counts Synchronize calls; touched maps
@@ -196,6 +218,7 @@ func New(cfg Config, devs Devices, host HostOps) (*Plugin, error) {
 		pods:    map[string]*podInfo{},
 		locks:   map[string]*podLock{},
 		pending: map[string]map[string]time.Time{},
+		holds:   map[string]heldNetns{},
 		touched: map[string]uint64{},
 	}, nil
 }
@@ -276,6 +299,38 @@ func (p *Plugin) Run(ctx context.Context) error {
 			logger.Info("Lost the connection to the NRI runtime, reconnecting with backoff")
 		}
 	}
+}
+
+// stepTimer times the plugin's steps of one attach for
+// Config.ObserveAttachStep.
+type stepTimer struct {
+	obs  func(string, time.Duration)
+	last time.Time
+}
+
+func (p *Plugin) stepTimer() *stepTimer {
+	if p.cfg.ObserveAttachStep == nil {
+		return &stepTimer{}
+	}
+	return &stepTimer{obs: p.cfg.ObserveAttachStep, last: time.Now()}
+}
+
+// mark reports step as ending now; the next step starts now.
+func (t *stepTimer) mark(step string) {
+	if t.obs == nil {
+		return
+	}
+	now := time.Now()
+	t.obs(step, now.Sub(t.last))
+	t.last = now
+}
+
+// stepContext passes Config.ObserveAttachStep on to pkg/netattach.
+func (p *Plugin) stepContext(ctx context.Context) context.Context {
+	if p.cfg.ObserveAttachStep == nil {
+		return ctx
+	}
+	return netattach.WithStepObserver(ctx, p.cfg.ObserveAttachStep)
 }
 
 // observe reports a hook's latency to Config.ObserveHook.

@@ -217,6 +217,9 @@ func dropReport(rec *driver.ClaimRecord, o checkpointOptions) string {
 				orig = fmt.Sprintf(" (host name %s, MAC %s, MTU %d)", dr.Pod.Original.IfName, dr.Pod.Original.MAC, dr.Pod.Original.MTU)
 			}
 			add("netdev of device %s: recorded in pod network namespace %s as %s: not returned to the host%s", dr.Device, dr.Pod.NetnsPath, dr.Pod.Spec.PodIfName, orig)
+		} else if dr.Pod.AttachStateFromKernel && dr.Pod.Original != nil {
+			o := dr.Pod.Original
+			add("netdev of device %s: its attach is not recorded (derived from the kernel): if it is in a pod network namespace as %s, it is not returned to the host (host name %s, MAC %s, MTU %d)", dr.Device, dr.Pod.Spec.PodIfName, o.IfName, o.MAC, o.MTU)
 		}
 		if dr.Steps.VFSettings {
 			s := dr.Settings

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/dynamic-resource-allocation/api/metadata"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
@@ -51,6 +52,7 @@ type driverOptions struct {
 	nriSocket, nriPluginIndex                        string
 	cniPath, kubeconfig, podUID                      string
 	registrationTimeout, pollInterval                time.Duration
+	deviceMetadata                                   bool
 }
 
 // envOf maps flag names to the environment variables that set them when
@@ -77,6 +79,7 @@ var envOf = map[string]string{
 	"pod-uid":                "POD_UID",
 	"registration-timeout":   "REGISTRATION_TIMEOUT",
 	"poll-interval":          "POLL_INTERVAL",
+	"device-metadata":        "DEVICE_METADATA",
 }
 
 func newDriverCmd() *cobra.Command {
@@ -122,6 +125,7 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.StringVar(&o.podUID, "pod-uid", "", "this pod's UID, enables kubelet plugin rolling updates")
 	f.DurationVar(&o.registrationTimeout, "registration-timeout", 2*time.Minute, "how long to wait for kubelet to register the plugin")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "slow device rescan (sriov_numvfs changes emit no netlink event)")
+	f.BoolVar(&o.deviceMetadata, "device-metadata", true, "give each container a read-only file describing its devices (KEP-5304 device metadata: interface name, MAC, IPs, PCI address, VLAN, GUID, RDMA and vfio device nodes) under "+metadata.ContainerDir+"; the kubelet plugin helper writes it and mounts it through CDI (docs/config.md)")
 	f.VisitAll(func(fl *pflag.Flag) {
 		if env, ok := envOf[fl.Name]; ok {
 			fl.Usage += " [$" + env + "]"
@@ -272,6 +276,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 		HostRoot:     o.hostRoot,
 
 		ClassResourceName: classResourceName(client),
+		DeviceMetadata:    o.deviceMetadata,
 		OnFatal: func(err error) {
 			logger.Error(err, "Fatal error; shutting down")
 			cancel(err)
@@ -302,6 +307,12 @@ func runDriver(parent context.Context, o driverOptions) error {
 	}
 	if o.podUID != "" {
 		opts = append(opts, kubeletplugin.RollingUpdate(types.UID(o.podUID)))
+	}
+	opts = append(opts, deviceMetadataOptions(o)...)
+	if o.deviceMetadata {
+		logger.Info("Device metadata on: containers find their devices' metadata under "+metadata.ContainerDir, "versions", metadataVersionNames(), "cdiDir", o.cdiDir)
+	} else {
+		logger.Info("Device metadata off (--device-metadata=false): containers get no metadata file")
 	}
 	helper, err := kubeletplugin.Start(ctx, d, opts...)
 	if err != nil {
@@ -405,6 +416,29 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return fatal
 	}
 	return nil
+}
+
+func metadataVersionNames() []string {
+	var out []string
+	for _, gv := range driver.MetadataVersions() {
+		out = append(out, gv.String())
+	}
+	return out
+}
+
+// deviceMetadataOptions turn the kubeletplugin helper's device metadata on
+// (--device-metadata): it writes each prepared request's metadata file
+// below the plugin dir and its CDI spec into the driver's CDI dir, which
+// the runtime reads already. Kubernetes needs no feature gate for it.
+func deviceMetadataOptions(o driverOptions) []kubeletplugin.Option {
+	if !o.deviceMetadata {
+		return nil
+	}
+	return []kubeletplugin.Option{
+		kubeletplugin.EnableDeviceMetadata(true, driver.MetadataVersions()),
+		kubeletplugin.CDIDirectory(o.cdiDir),
+		kubeletplugin.MetadataFileOps(kubeletplugin.MetadataFileOperations{WriteFile: driver.WriteMetadataFile}),
+	}
 }
 
 // newMetrics is the daemon's Prometheus registry: the Go and process

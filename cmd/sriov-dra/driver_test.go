@@ -21,6 +21,7 @@ func TestDriverFlagsFromEnv(t *testing.T) {
 	t.Setenv("POLL_INTERVAL", "3s")
 	t.Setenv("DRIVER_NAME", "from-env")
 	t.Setenv("VF_CONFIG", "/etc/sriov-dra/vf-config/config.yaml")
+	t.Setenv("DEVICE_METADATA", "false")
 	if err := cmd.Flags().Parse([]string{"--driver-name=from-flag"}); err != nil {
 		t.Fatal(err)
 	}
@@ -30,9 +31,10 @@ func TestDriverFlagsFromEnv(t *testing.T) {
 	get := func(n string) string { return cmd.Flags().Lookup(n).Value.String() }
 	for flag, want := range map[string]string{
 		"node-name": "n1", "passthrough-pfs": "[ens1f0,0000:af:00.0]", "poll-interval": "3s",
-		"driver-name": "from-flag", // the command line wins
-		"host-root":   "/",
-		"vf-config":   "/etc/sriov-dra/vf-config/config.yaml",
+		"driver-name":     "from-flag", // the command line wins
+		"host-root":       "/",
+		"vf-config":       "/etc/sriov-dra/vf-config/config.yaml",
+		"device-metadata": "false",
 	} {
 		if got := get(flag); got != want {
 			t.Errorf("--%s = %q, want %q", flag, got, want)
@@ -89,6 +91,9 @@ current-context: c
 		cdiDir: filepath.Join(base, "cdi"), attachMarkerDir: filepath.Join(base, "attached"), pluginsDir: filepath.Join(base, "plug"), registryDir: reg,
 		metricsAddr: "127.0.0.1:0", nriSocket: filepath.Join(base, "nri.sock"), nriPluginIndex: "50",
 		cniPath: "/nonexistent", kubeconfig: kc, registrationTimeout: time.Second, pollInterval: time.Second,
+		// On, as by default: the kubelet plugin helper starts with the
+		// metadata versions the driver asks for.
+		deviceMetadata: true,
 	}
 }
 

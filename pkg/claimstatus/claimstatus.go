@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	resourceapi "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -416,6 +417,26 @@ func normalize(d DeviceStatus) (DeviceStatus, error) {
 		return d, fmt.Errorf("device %s: data: not valid JSON", d.Device)
 	}
 	return d, nil
+}
+
+// NetworkData is the networkData a status entry for d carries, checked
+// and in the same canonical form (IPs as CIDRs): nil when d has no
+// network data. Other views of a device's network data (the device
+// metadata in its containers) use it so they never differ from the
+// claim's status.
+func NetworkData(d DeviceStatus) (*resourceapi.NetworkDeviceData, error) {
+	n, err := normalize(d)
+	if err != nil {
+		return nil, err
+	}
+	if n.InterfaceName == "" && len(n.IPs) == 0 && n.HardwareAddress == "" {
+		return nil, nil
+	}
+	nd := &resourceapi.NetworkDeviceData{InterfaceName: n.InterfaceName, HardwareAddress: n.HardwareAddress}
+	if len(n.IPs) > 0 {
+		nd.IPs = n.IPs
+	}
+	return nd, nil
 }
 
 // isUIDMismatch tells a failed UID precondition (the claim was recreated

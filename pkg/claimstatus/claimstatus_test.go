@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -308,5 +309,41 @@ func TestBadInput(t *testing.T) {
 	}
 	if err := w.Clear(ClaimRef{Name: "x"}); err == nil {
 		t.Error("Clear with an incomplete reference succeeded")
+	}
+}
+
+// TestNetworkData: the networkData other views of a device show is the
+// status entry's, checked and canonical; an entry without network data
+// has none.
+func TestNetworkData(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		in      DeviceStatus
+		want    *resourcev1.NetworkDeviceData
+		wantErr string
+	}{
+		{"all fields, IPv6 made canonical", DeviceStatus{Pool: "p", Device: "d", InterfaceName: "net1", IPs: []string{"10.0.0.5/24", "fd00::0a/64"}, HardwareAddress: "02:00:00:00:00:01"},
+			&resourcev1.NetworkDeviceData{InterfaceName: "net1", IPs: []string{"10.0.0.5/24", "fd00::a/64"}, HardwareAddress: "02:00:00:00:00:01"}, ""},
+		{"addresses only (vfio-pci)", DeviceStatus{Pool: "p", Device: "d", IPs: []string{"10.0.0.5/24"}},
+			&resourcev1.NetworkDeviceData{IPs: []string{"10.0.0.5/24"}}, ""},
+		{"nothing", DeviceStatus{Pool: "p", Device: "d", Ready: true}, nil, ""},
+		{"bad address", DeviceStatus{Pool: "p", Device: "d", IPs: []string{"10.0.0.5"}}, nil, `device d: networkData.ips: "10.0.0.5" is not an address in CIDR form`},
+		{"no device", DeviceStatus{Pool: "p", InterfaceName: "net1"}, nil, "pool and device are required"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NetworkData(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("NetworkData: %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("NetworkData = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

@@ -54,7 +54,8 @@ func TestMoveAndRenameInOneRequest(t *testing.T) {
 // BenchmarkAttach measures Attach of a veth into a network namespace:
 // one-request move+rename, MTU, MAC, one address, up, one route, and the
 // gratuitous ARP. Detach runs outside the timer. It reports p50-ms and
-// p99-ms of the per-attach latency.
+// p99-ms of the per-attach latency, and the mean of each step
+// (step-<name>-mean-ms).
 func BenchmarkAttach(b *testing.B) {
 	requireRoot(b)
 	ctx := context.Background()
@@ -67,6 +68,8 @@ func BenchmarkAttach(b *testing.B) {
 	var hostNS nlink.Handle = host
 	id := idOf(b, hostNS, spec.HostIfName)
 	lat := make([]time.Duration, 0, b.N)
+	steps := map[string]time.Duration{}
+	ctx = WithStepObserver(ctx, func(step string, took time.Duration) { steps[step] += took })
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
@@ -88,6 +91,9 @@ func BenchmarkAttach(b *testing.B) {
 	}
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
+	for step, d := range steps {
+		b.ReportMetric(float64(d)/float64(b.N)/float64(time.Millisecond), "step-"+step+"-mean-ms")
+	}
 }
 
 // BenchmarkMoveOnly is the floor under BenchmarkAttach: the kernel's

@@ -73,7 +73,8 @@ func Attach(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spe
 // looks for it on the host — the kernel hands physical netdevs back to the
 // init netns, under their pod name or dev<ifindex> — and restores it
 // there. A device already restored is success; a device found nowhere is
-// an error that changes nothing.
+// an error (ErrNowhere) that changes nothing. netnsPath "" means no pod
+// netns is known: the device is looked for, and restored, on the host only.
 func Detach(ctx context.Context, hostNS nlink.Handle, netnsPath, podIfName string, orig Original) error {
 	return real().detach(ctx, hostNS, netnsPath, podIfName, orig)
 }
@@ -124,6 +125,10 @@ func originalOf(l netlink.Link) Original {
 	return Original{IfName: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, IfIndex: a.Index, Identity: identityOf(l)}
 }
 
+// ErrNowhere is wrapped by Detach's error when the device is neither in
+// the pod netns nor on the host.
+var ErrNowhere = errors.New("device found nowhere")
+
 func isNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return err != nil && (errors.As(err, &nf) || errors.Is(err, unix.ENODEV))
@@ -153,6 +158,8 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 	if !id.Known() {
 		return Original{}, fmt.Errorf("attach %s to %s: identity: none given (PCI address, permanent address or host peer): the link cannot be confirmed to be the device", spec.HostIfName, nsPath)
 	}
+	steps := newStepTimer(ctx)
+	defer steps.mark(StepClose) // runs after the closes deferred below
 	if err := checkPodNetns(nsPath, a.hostNsPath); err != nil {
 		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
 	}
@@ -161,6 +168,7 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
 	}
 	defer podH.Close()
+	steps.mark(StepOpenPodHandle)
 	hs, ps := hostScope(host), podScope(podH, nsPath, a.hostNsPath)
 
 	hl, err := hs.find(id, spec.HostIfName)
@@ -176,7 +184,7 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 			}
 		}
 		log.Info("Netdev already in the pod netns; configuring it in place")
-		return Original{}, configure(ctx, podH, pl, p, nsPath)
+		return Original{}, configure(ctx, podH, pl, p, nsPath, steps)
 	}
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
@@ -196,12 +204,14 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 		return Original{}, fmt.Errorf("attach %s: open netns %s: %w", spec.HostIfName, nsPath, err)
 	}
 	defer nsf.Close()
+	steps.mark(StepFind)
 
 	pl, err := a.move(ctx, hs, ps, hl, int(nsf.Fd()), spec.PodIfName, orig)
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s to %s: %w", spec.HostIfName, nsPath, err)
 	}
-	if err := configure(ctx, podH, pl, p, nsPath); err != nil {
+	steps.mark(StepMove)
+	if err := configure(ctx, podH, pl, p, nsPath, steps); err != nil {
 		uerr := a.returnLink(ctx, hs, ps, pl, orig)
 		if uerr != nil {
 			uerr = fmt.Errorf("undo the move: %w", uerr)
@@ -288,8 +298,8 @@ func (a attacher) move(ctx context.Context, hs, ps scope, hl netlink.Link, fd in
 
 // configure sets the pod-side state of link l: MTU, MAC, addresses, up,
 // routes, announcements. Each step is skipped when already so, which
-// makes a retried attach work.
-func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, nsPath string) error {
+// makes a retried attach work. steps is told when each part ended.
+func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, nsPath string, steps *stepTimer) error {
 	log := klog.FromContext(ctx)
 	a := l.Attrs()
 	if mtu := p.mtuOr(a.MTU); mtu != a.MTU {
@@ -316,6 +326,7 @@ func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, 
 			return fmt.Errorf("set up: %w", err)
 		}
 	}
+	steps.mark(StepLink)
 	for _, r := range p.routes {
 		nr := &netlink.Route{LinkIndex: a.Index, Dst: r.dst, Gw: r.gw, Family: unix.AF_INET}
 		if r.v6 {
@@ -328,6 +339,7 @@ func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, 
 			return fmt.Errorf("add route %s via %v: %w", dstString(r), r.gw, err)
 		}
 	}
+	steps.mark(StepRoutes)
 	if len(ips) > 0 {
 		if a.EncapType != "" && a.EncapType != "ether" {
 			log.V(2).Info("Not announcing addresses on a non-Ethernet link", "encap", a.EncapType)
@@ -335,6 +347,7 @@ func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, 
 			// Peers learn the address on first traffic anyway.
 			log.Error(err, "Could not announce addresses", "link", a.Name)
 		}
+		steps.mark(StepAnnounce)
 	}
 	return nil
 }
@@ -375,6 +388,9 @@ func (a attacher) detach(ctx context.Context, host nlink.Handle, nsPath, podIfNa
 		return fmt.Errorf("detach %s (host name %s) from %s: the record holds no identity for the device (PCI address, permanent address or host peer): refusing to change a link found only by its name", podIfName, orig.IfName, nsPath)
 	}
 	hs := hostScope(host)
+	if nsPath == "" {
+		return a.finishOnHost(ctx, hs, podIfName, orig, "a pod netns (none known)")
+	}
 	gone, why, err := NetnsGone(nsPath)
 	if err != nil {
 		return fmt.Errorf("detach %s: %w", podIfName, err)
@@ -428,7 +444,7 @@ func (a attacher) finishOnHost(ctx context.Context, hs scope, podIfName string, 
 	}
 	l, err := hs.find(orig.Identity, hints...)
 	if errors.Is(err, errNotHere) {
-		return fmt.Errorf("detach: the device %s (host name %s, pod name %s) is in neither %s nor the host netns (every host link checked): nothing changed", orig.Identity, orig.IfName, podIfName, where)
+		return fmt.Errorf("detach: the device %s (host name %s, pod name %s) is in neither %s nor the host netns (every host link checked): nothing changed: %w", orig.Identity, orig.IfName, podIfName, where, ErrNowhere)
 	}
 	if err != nil {
 		return fmt.Errorf("detach %s: %w", podIfName, err)

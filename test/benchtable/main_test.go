@@ -42,3 +42,42 @@ PASS
 		t.Errorf("missing metric should print '-':\n%s", out)
 	}
 }
+
+func TestStepsAndTargets(t *testing.T) {
+	in := `pkg: github.com/sriov-dra/sriov-dra/nri
+BenchmarkRunPodSandbox/host=veth-2   	 100	 21000000 ns/op	 20.1 p99-ms	 0.7 over-move-p99-ms	 0.14 step-announce-mean-ms	 18.0 step-move-mean-ms
+BenchmarkRunPodSandboxConcurrent64/host=veth-2   	 5	 2000000000 ns/op	 2400 p99-ms	 2.05 x-floor
+BenchmarkRunPodSandbox/host=fake-2   	 100	 60000 ns/op	 0.1 p99-ms
+`
+	rows, cols, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cols {
+		if isStep(c) {
+			t.Errorf("step metric %s in the main table's columns %v", c, cols)
+		}
+	}
+	var buf bytes.Buffer
+	if err := writeSteps(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	steps := buf.String()
+	if !strings.Contains(steps, "STEP-ANNOUNCE-MEAN-MS") || !strings.Contains(steps, "18.0") || strings.Contains(steps, "host=fake") || strings.Contains(steps, "Concurrent64") {
+		t.Errorf("steps table: want one row (host=veth) with its two steps:\n%s", steps)
+	}
+	buf.Reset()
+	if err := writeTargets(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("targets table: want a header and two rows:\n%s", buf.String())
+	}
+	if f := strings.Fields(lines[1]); f[len(f)-1] != "yes" || !strings.Contains(lines[1], "over-move-p99-ms") {
+		t.Errorf("0.7 ms over the move is within 1 ms: %q", lines[1])
+	}
+	if f := strings.Fields(lines[2]); f[len(f)-1] != "no" || !strings.Contains(lines[2], "x-floor") {
+		t.Errorf("2.05 x the floor is over 1.2: %q", lines[2])
+	}
+}

@@ -8,7 +8,8 @@
 #
 # Groups: k8s (kube-apiserver, kube-scheduler, kube-controller-manager,
 # kubelet, kubectl), containerd (containerd, ctr, containerd-shim-runc-v2),
-# etcd, debs (runc, CNI plugins and busybox-static from Debian packages).
+# etcd, debs (runc, CNI plugins and busybox-static from Debian packages),
+# crio (crio and pinns; only with RUNTIME=crio, which adds it by default).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -124,6 +125,54 @@ build_etcd() {
 	CGO=0 go_group etcd "$v" "-s -w" "" etcd=go.etcd.io/etcd/server/v3
 }
 
+# CRI-O from its own module (not through a build-only module like the
+# others: CRI-O's go.mod is what its release was tested with, so the build
+# runs in its module directory with that go.mod and go.sum). pinns, the
+# small C helper CRI-O pins pod namespaces with, comes from the same source.
+# CGO_ENABLED=0 and these tags keep the build free of C libraries:
+#   containers_image_openpgp     signature checks in Go (no gpgme/libgpgme-dev)
+#   exclude_graphdriver_btrfs    no btrfs storage driver (needs btrfs headers)
+#   btrfs_noversion              ... nor the btrfs version query (same headers)
+#   exclude_graphdriver_devicemapper  no devicemapper driver (needs libdevmapper)
+# The cluster uses the vfs storage driver, which needs none of them.
+build_crio() {
+	local v=$CRIO_VERSION
+	if stamp_ok crio "$v" && stamp_ok pinns "$v"; then
+		reused+=("crio $v")
+		return 0
+	fi
+	log "build crio, pinns ($v) ..."
+	local start=$SECONDS dir
+	dir=$(cd / && go mod download -json "github.com/cri-o/cri-o@$v" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	[[ -d $dir ]] || die "go mod download github.com/cri-o/cri-o@$v gave no module directory"
+	local out
+	out=$(mktemp -d "$CACHE/build.XXXXXX")
+	(
+		cd "$dir"
+		CGO_ENABLED=0 go build -trimpath \
+			-tags "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper btrfs_noversion" \
+			-ldflags "-s -w" -o "$out/crio" ./cmd/crio &
+		local pid=$! n=0
+		while kill -0 "$pid" 2>/dev/null; do
+			sleep 1
+			if ((++n % 30 == 0)); then
+				log "  ... still building crio (${n} s)"
+			fi
+		done
+		wait "$pid"
+		# The flags of pinns' own Makefile.
+		cc -std=c99 -Os -Wall -Wextra -static -o "$out/pinns" pinns/src/*.c
+		strip -s "$out/pinns"
+	)
+	local name
+	for name in crio pinns; do
+		mv -f "$out/$name" "$CACHE_BIN/$name"
+		echo "$v" >"$CACHE_BIN/$name.version"
+	done
+	rm -rf "$out"
+	log "built crio, pinns in $((SECONDS - start)) s"
+}
+
 # Debian packages: runc (built with seccomp), the CNI plugins for the pod
 # network, busybox-static for the test-pod image, openssl for the PKI.
 build_debs() {
@@ -143,7 +192,10 @@ build_debs() {
 }
 
 groups=("$@")
-((${#groups[@]})) || groups=(debs etcd cni containerd k8s)
+if ((${#groups[@]} == 0)); then
+	groups=(debs etcd cni containerd k8s)
+	[[ $RUNTIME == crio ]] && groups+=(crio)
+fi
 if [[ " ${groups[*]} " == *" k8s "* ]] && ! stamp_ok kubelet "$K8S_VERSION"; then
 	log "cold build: about 15 min on 2 cores (Kubernetes ~10 min, containerd ~2.5 min, etcd ~1 min); warm: seconds"
 fi

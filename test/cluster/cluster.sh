@@ -23,8 +23,6 @@ LOGS=$CLUSTER_DIR/logs
 PIDS=$CLUSTER_DIR/pids
 CTRD_ROOT=$CLUSTER_DIR/containerd/root
 CTRD_STATE=$CLUSTER_DIR/containerd/state
-CTRD_SOCK=$CLUSTER_DIR/containerd/containerd.sock
-NETNS_DIR=$CTRD_STATE/io.containerd.grpc.v1.cri/netns
 CNI_CONF_DIR=$CLUSTER_DIR/cni/net.d
 CDI_DIRS=("$CLUSTER_DIR/cdi" /etc/cdi)
 POD_BRIDGE=sdra-cni0
@@ -33,7 +31,7 @@ API=https://127.0.0.1:6443
 # Sysctls kubelet (and the pod bridge) change on the host; saved at up, restored at down.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
 	kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward)
-COMPONENTS=(etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet)
+COMPONENTS=(etcd kube-apiserver "$RUNTIME" kube-controller-manager kube-scheduler kubelet)
 
 pid_alive() {
 	local f=$PIDS/$1.pid
@@ -213,6 +211,10 @@ state = "$CTRD_STATE"
   plugin_request_timeout = "2s"
 EOF
 
+	if [[ $RUNTIME == crio ]]; then
+		write_crio_config
+	fi
+
 	echo "nameserver 127.0.0.1" >"$CLUSTER_DIR/resolv.conf"
 	cat >"$CLUSTER_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -227,7 +229,7 @@ authentication:
   webhook: {enabled: true}
   x509: {clientCAFile: $PKI/ca.crt}
 authorization: {mode: Webhook}
-containerRuntimeEndpoint: unix://$CTRD_SOCK
+containerRuntimeEndpoint: unix://$RUNTIME_SOCK
 cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
@@ -241,6 +243,83 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.availa
 fileCheckFrequency: 5s
 syncFrequency: 10s
 nodeStatusUpdateFrequency: 5s
+EOF
+}
+
+# CRI-O's config: the same choices as containerd's above (NRI on its own
+# socket, the CDI folders, the pod CNI network, the harness pause image,
+# runc with cgroupfs like kubelet), and every path CRI-O would otherwise
+# keep on the host (/var/lib/crio, /var/run/crio, /var/log/crio, its image
+# store) under $CRIO_DIR. The conmon attach sockets go under $KUBELET_TOP:
+# their paths (folder + 64-character container ID) must fit a unix socket's
+# 107 bytes.
+write_crio_config() {
+	mkdir -p "$CRIO_DIR" "$KUBELET_TOP/crio-attach"
+	# Image signatures: none to check, every image is local.
+	echo '{"default": [{"type": "insecureAcceptAnything"}]}' >"$CRIO_DIR/policy.json"
+	# runc through test/cluster/runcwrap, which drops from the bundle what
+	# this machine does not grant (CAP_SYS_RESOURCE: a privileged
+	# container's capabilities, oom_score_adj below the runtime's own), as
+	# containerd does by itself. CRI-O calls the runtime directly too, not
+	# only through conmon: the runc path goes in this script.
+	(cd "$REPO" && go build -o "$CACHE_BIN/runcwrap" ./test/cluster/runcwrap)
+	cat >"$CRIO_DIR/runc" <<EOF
+#!/bin/sh
+RUNCWRAP_RUNC=$(command -v runc) exec "$CACHE_BIN/runcwrap" "\$@"
+EOF
+	chmod 755 "$CRIO_DIR/runc"
+	cat >"$CRIO_DIR/crio.conf" <<EOF
+[crio]
+root = "$CRIO_DIR/storage"
+runroot = "$CRIO_DIR/storage-run"
+storage_driver = "vfs"
+log_dir = "$CRIO_DIR/pods"
+version_file = "$CRIO_DIR/version"
+version_file_persist = "$CRIO_DIR/version-persist"
+clean_shutdown_file = "$CRIO_DIR/clean.shutdown"
+
+[crio.api]
+listen = "$CRIO_SOCK"
+stream_address = "127.0.0.1"
+stream_port = "0"
+
+[crio.runtime]
+default_runtime = "runc"
+cgroup_manager = "cgroupfs"
+conmon_cgroup = "pod"
+selinux = false
+namespaces_dir = "$CRIO_DIR/ns"
+pinns_path = "$CACHE_BIN/pinns"
+container_exits_dir = "$CRIO_DIR/exits"
+container_attach_socket_dir = "$KUBELET_TOP/crio-attach"
+hooks_dir = []
+irqbalance_config_file = ""
+cdi_spec_dirs = ["${CDI_DIRS[0]}", "${CDI_DIRS[1]}"]
+
+[crio.runtime.runtimes.runc]
+runtime_path = "$CRIO_DIR/runc"
+runtime_type = "oci"
+runtime_root = "$CRIO_DIR/runc-state"
+monitor_path = "$(command -v conmon)"
+monitor_cgroup = "pod"
+
+[crio.image]
+pause_image = "$PAUSE_IMAGE"
+pause_command = "/pause"
+pinned_images = ["$PAUSE_IMAGE"]
+signature_policy = "$CRIO_DIR/policy.json"
+
+[crio.network]
+network_dir = "$CNI_CONF_DIR"
+plugin_dirs = ["$CNI_BIN_DIR"]
+
+[crio.nri]
+enable_nri = true
+nri_listen = "$NRI_SOCK"
+nri_plugin_dir = "$CLUSTER_DIR/nri/plugins"
+nri_plugin_config_dir = "$CLUSTER_DIR/nri/conf.d"
+nri_plugin_registration_timeout = "5s"
+nri_plugin_request_timeout = "2s"
 EOF
 }
 
@@ -271,7 +350,7 @@ import_base_images() {
 }
 
 import_image() {
-	ctr_ images import "$1" >/dev/null
+	image_import "$1"
 }
 
 # ---------------------------------------------------------------- up
@@ -310,7 +389,11 @@ up() {
 	# BUILT=1: the caller ran build.sh already (make demo shows it as a step).
 	[[ -n ${BUILT:-} ]] || bash "$HARNESS/build.sh" >&2
 	mkdir -p "$CLUSTER_DIR" "$LOGS" "$PIDS" "$CLUSTER_DIR/nri/plugins" "$CLUSTER_DIR/nri/conf.d" "$NETNS_DIR"
+	echo "$RUNTIME" >"$CLUSTER_DIR/runtime"
 	save_sysctls
+	if [[ $RUNTIME == crio ]]; then
+		mount_hugetlb_cgroup
+	fi
 	make_pki
 	write_configs
 
@@ -328,8 +411,14 @@ up() {
 		--initial-cluster e2e=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
 		--unsafe-no-fsync --log-level warn
 
-	log "starting containerd (NRI socket $NRI_SOCK)"
-	start containerd "$CACHE_BIN/containerd" --config "$CLUSTER_DIR/containerd/config.toml"
+	if [[ $RUNTIME == crio ]]; then
+		log "starting crio $CRIO_VERSION (NRI socket $NRI_SOCK)"
+		# --config-dir "": only this harness's config, no drop-ins from the host.
+		start crio "$CACHE_BIN/crio" --config "$CRIO_DIR/crio.conf" --config-dir "" --log-level info
+	else
+		log "starting containerd (NRI socket $NRI_SOCK)"
+		start containerd "$CACHE_BIN/containerd" --config "$CLUSTER_DIR/containerd/config.toml"
+	fi
 
 	log "starting kube-apiserver"
 	start kube-apiserver "$CACHE_BIN/kube-apiserver" \
@@ -362,8 +451,13 @@ up() {
 		--authorization-kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
 		--bind-address=127.0.0.1 --leader-elect=false --v=1
 
-	wait_for "containerd socket" 30 ctr_ version ||
-		die "containerd not up; see $LOGS/containerd.log"
+	if [[ $RUNTIME == crio ]]; then
+		wait_for "crio socket" 60 test -S "$CRIO_SOCK" ||
+			die "crio not up; see $LOGS/crio.log"
+	else
+		wait_for "containerd socket" 30 ctr_ version ||
+			die "containerd not up; see $LOGS/containerd.log"
+	fi
 	import_base_images
 
 	log "simulated SR-IOV node: veth pairs + fixture sysfs in $HOST_ROOT"
@@ -430,6 +524,43 @@ kill_shims() {
 	done
 }
 
+# conmons this harness's CRI-O started: their exit folder is ours. The
+# containers they watch are killed with kubelet's cgroups below.
+kill_conmons() {
+	local p
+	for p in /proc/[0-9]*; do
+		[[ $(readlink "$p/exe" 2>/dev/null) == */conmon ]] || continue
+		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$CRIO_DIR/"; then
+			log "killing leftover conmon ${p#/proc/}"
+			kill -KILL "${p#/proc/}" 2>/dev/null || true
+		fi
+	done
+}
+
+# CRI-O sets hugepage limits whenever the kernel lists the hugetlb
+# controller (/proc/cgroups), and runc then fails every container if its
+# cgroup v1 hierarchy is not mounted, as on this machine. Mount it for the
+# cluster's lifetime (down unmounts it).
+mount_hugetlb_cgroup() {
+	local d=/sys/fs/cgroup/hugetlb
+	[[ -d /sys/fs/cgroup/cpu && ! -f /sys/fs/cgroup/cgroup.controllers ]] || return 0 # cgroup v1 only
+	awk '$1 == "hugetlb" && $4 == 1 {f=1} END {exit !f}' /proc/cgroups || return 0
+	mountpoint -q "$d" && return 0
+	grep -qw hugetlb /proc/self/mountinfo && return 0 # mounted elsewhere
+	mkdir -p "$d"
+	mount -t cgroup -o hugetlb cgroup "$d"
+	echo "$d" >"$CLUSTER_DIR/hugetlb.mounted"
+	log "mounted the hugetlb cgroup controller at $d (CRI-O sets hugepage limits)"
+}
+
+unmount_hugetlb_cgroup() {
+	local f=$CLUSTER_DIR/hugetlb.mounted d
+	[[ -f $f ]] || return 0
+	d=$(cat "$f")
+	umount "$d" 2>/dev/null && rmdir "$d" 2>/dev/null || log "cannot unmount $d"
+	rm -f "$f"
+}
+
 # Kills what is left in kubelet's cgroups and removes them, deepest first.
 remove_cgroups() {
 	local base d
@@ -486,14 +617,24 @@ down() {
 	}
 	delete_pods
 	stop kubelet
-	remove_sandboxes
-	stop containerd
-	kill_shims
+	# The runtime the cluster was started with (up records it), whatever
+	# RUNTIME says now: `make demo-down` needs no RUNTIME=.
+	local rt
+	rt=$(cat "$CLUSTER_DIR/runtime" 2>/dev/null) || rt=$RUNTIME
+	if [[ $rt == crio ]]; then
+		stop crio
+		kill_conmons
+	else
+		remove_sandboxes
+		stop containerd
+		kill_shims
+	fi
 	local c
 	for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do
 		stop "$c"
 	done
 	remove_cgroups
+	unmount_hugetlb_cgroup
 	unmount_all
 	delete_links
 	restore_sysctls

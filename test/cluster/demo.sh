@@ -21,7 +21,7 @@ else
 fi
 step() { log "[$1/4] $2"; }
 
-step 1 "binaries (pinned Kubernetes, containerd, etcd; built from source on the first run)"
+step 1 "binaries (pinned Kubernetes, $RUNTIME $RUNTIME_VERSION, etcd; built from source on the first run)"
 bash "$HERE/build.sh"
 step 2 "one-node cluster on 127.0.0.1, node localhost, with a simulated SR-IOV node"
 BUILT=1 bash "$HERE/cluster.sh" up

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The driver on the harness cluster, deployed as in production: its image
-# built without Docker (static binary -> OCI tar -> ctr import), then
+# built without Docker (static binary -> OCI tar -> runtime image store), then
 # `deployments/base` through a kustomize overlay that only points the
 # host paths at the harness folder and the host-root mounts (sys, proc/irq,
 # the boot ID, dev) at the simulated node's.
@@ -14,8 +14,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
 
 OVERLAY=$CLUSTER_DIR/deploy
-NETNS_DIR=$CLUSTER_DIR/containerd/state/io.containerd.grpc.v1.cri/netns
-CTRD_SOCK=$CLUSTER_DIR/containerd/containerd.sock
 
 # image: builds bin/sriov-dra and its image tar, imports it; prints the reference.
 image() {
@@ -25,9 +23,9 @@ image() {
 	# Content-addressed tag: a new binary is a new image, so the DaemonSet rolls.
 	tag=e2e-$(sha256sum "$REPO/bin/sriov-dra" | cut -c1-12)
 	local ref=docker.io/library/sriov-dra:$tag tar=$REPO/bin/sriov-dra-image.tar
-	if ! ctr_ images ls -q | grep -qx "$ref"; then
+	if ! image_present "$ref"; then
 		(cd "$REPO" && go run ./test/ocitar -binary bin/sriov-dra -name "$ref" -out "$tar")
-		ctr_ images import "$tar" >/dev/null
+		image_import "$tar"
 	fi
 	log "driver image $ref ready in $((SECONDS - t0)) s"
 	echo "$tag"

@@ -23,7 +23,7 @@ bash "$HERE/driver.sh" deploy
 wait "$render_pid" || true
 helm_manifest=
 [[ -s $chart ]] && helm_manifest=$chart
-log "cluster and driver ready in $((SECONDS - t0)) s; running the e2e tests"
+log "cluster ($RUNTIME $RUNTIME_VERSION, Kubernetes $K8S_VERSION) and driver ready in $((SECONDS - t0)) s; running the e2e tests"
 
 rc=0
 (

@@ -6,6 +6,7 @@ K8S_VERSION=v1.37.2
 CONTAINERD_VERSION=v2.4.2
 ETCD_VERSION=v3.6.16
 CNI_PLUGINS_VERSION=v1.9.1
+CRIO_VERSION=v1.34.0
 DEBS="runc containernetworking-plugins busybox-static openssl iproute2 iptables"
 
 HARNESS=${HARNESS:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
@@ -15,6 +16,25 @@ CACHE_BIN=$CACHE/bin
 # Everything a running cluster owns lives under one folder.
 CLUSTER_DIR=${CLUSTER_DIR:-$CACHE/cluster}
 CNI_BIN_DIR=/usr/lib/cni
+
+# The container runtime kubelet talks to: containerd (default) or crio
+# (`make e2e RUNTIME=crio`). RUNTIME_VERSION is the pinned version the
+# cluster runs, for whoever records what a run was made with.
+RUNTIME=${RUNTIME:-containerd}
+case $RUNTIME in
+containerd) RUNTIME_VERSION=$CONTAINERD_VERSION ;;
+crio)
+	RUNTIME_VERSION=$CRIO_VERSION
+	# conmon: CRI-O's container monitor. skopeo: puts the harness's OCI
+	# image tars into CRI-O's image store (containers/storage) without a
+	# registry.
+	DEBS+=" conmon skopeo"
+	;;
+*)
+	printf 'RUNTIME=%s: unknown container runtime (containerd or crio)\n' "$RUNTIME" >&2
+	exit 2
+	;;
+esac
 export PATH="$CACHE_BIN:$PATH"
 
 log() { printf '%s [cluster] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -39,6 +59,19 @@ kubectl_() { "$CACHE_BIN/kubectl" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "
 PAUSE_IMAGE=docker.io/library/e2e-pause:1
 TEST_IMAGE=docker.io/library/e2e-busybox:1
 NRI_SOCK=$CLUSTER_DIR/nri/nri.sock
+CTRD_SOCK=$CLUSTER_DIR/containerd/containerd.sock
+CRIO_DIR=$CLUSTER_DIR/crio
+CRIO_SOCK=$CRIO_DIR/crio.sock
+# CRI-O's image store (containers/storage, vfs driver).
+CRIO_STORE="vfs@$CRIO_DIR/storage+$CRIO_DIR/storage-run"
+# Where the runtime keeps the pod network namespaces (the driver mounts it).
+if [[ $RUNTIME == crio ]]; then
+	RUNTIME_SOCK=$CRIO_SOCK
+	NETNS_DIR=$CRIO_DIR/ns/netns
+else
+	RUNTIME_SOCK=$CTRD_SOCK
+	NETNS_DIR=$CLUSTER_DIR/containerd/state/io.containerd.grpc.v1.cri/netns
+fi
 # The simulated SR-IOV node's fixture host root (the driver's HOST_ROOT).
 HOST_ROOT=$CLUSTER_DIR/hostroot
 # Kubelet's root is the one thing outside $CLUSTER_DIR: the DRA plugin's
@@ -51,6 +84,31 @@ SIM_VFS=${SIM_VFS:-4}
 # ctr against the harness containerd, without its cgroup v1 deprecation line.
 ctr_() {
 	"$CACHE_BIN/ctr" --address "$CLUSTER_DIR/containerd/containerd.sock" -n k8s.io "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2)
+}
+
+# image_import TAR: an OCI layout tar (test/ocitar) into the runtime's image
+# store. CRI-O reads containers/storage, which skopeo writes directly.
+image_import() {
+	if [[ $RUNTIME == crio ]]; then
+		skopeo --policy "$CRIO_DIR/policy.json" copy -q "oci-archive:$1" \
+			"containers-storage:[$CRIO_STORE]$(image_name "$1")" >/dev/null
+	else
+		ctr_ images import "$1" >/dev/null
+	fi
+}
+
+# image_present REF: the runtime's image store has REF.
+image_present() {
+	if [[ $RUNTIME == crio ]]; then
+		skopeo --policy "$CRIO_DIR/policy.json" inspect --raw "containers-storage:[$CRIO_STORE]$1" >/dev/null 2>&1
+	else
+		ctr_ images ls -q | grep -qx "$1"
+	fi
+}
+
+# image_name TAR: the name test/ocitar wrote into the tar's index.
+image_name() {
+	tar -xOf "$1" index.json | sed -n 's/.*"io.containerd.image.name":"\([^"]*\)".*/\1/p'
 }
 
 # render_chart OUT: the Helm chart rendered for its default values into OUT.

@@ -246,6 +246,7 @@ func TestChartValues(t *testing.T) {
 			"extraArgs":      []any{"-v=4"},
 			"extraEnv":       []any{map[string]any{"name": "EXTRA", "value": "1"}},
 			"passthroughPFs": []any{"ens5f0", "0000:af:00.1"},
+			"deviceMetadata": false,
 			"metricsPort":    9500,
 			"image":          map[string]any{"repository": "registry.example/sriov-dra", "tag": "v0.1.0"},
 		}, "sriov-dra")
@@ -259,6 +260,7 @@ func TestChartValues(t *testing.T) {
 			`"args":["driver","-v=4"]`, `{"name":"EXTRA","value":"1"}`,
 			`{"name":"METRICS_ADDR","value":"127.0.0.1:9500"}`,
 			`{"name":"PASSTHROUGH_PFS","value":"ens5f0,0000:af:00.1"}`,
+			`{"name":"DEVICE_METADATA","value":"false"}`,
 			`"path":"/srv/host/sys"`, `"path":"/srv/host/proc/irq"`, `"path":"/srv/host/proc/sys/kernel/random"`, `"path":"/srv/host/dev"`,
 			`"image":"registry.example/sriov-dra:v0.1.0"`,
 		} {

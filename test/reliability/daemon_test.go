@@ -312,4 +312,11 @@ func (dm *daemon) checkInPod(t testing.TB, i int) {
 	if vf.Vlan != 100+i || vf.Spoofchk || vf.Trust != 1 {
 		t.Errorf("pod %d: VF %d admin state vlan %d spoofchk %v trust %d, want vlan %d off on", i, i, vf.Vlan, vf.Spoofchk, vf.Trust, 100+i)
 	}
+	// The attach took the production path: intent recorded at Prepare,
+	// nothing durable written in the hook.
+	for _, pd := range dm.d.State().ForPod(n.sandbox(i).Uid) {
+		if !pd.AttachStateFromKernel || pd.Original == nil {
+			t.Errorf("pod %d: device %s has no attach intent from Prepare (flag %v, original %+v)", i, pd.Device, pd.AttachStateFromKernel, pd.Original)
+		}
+	}
 }

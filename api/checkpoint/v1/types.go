@@ -256,6 +256,16 @@ type PodDevice struct {
 	// Original is recorded before the move.
 	Original  *Original `json:"original,omitempty"`
 	RDMAMoved bool      `json:"rdmaMoved,omitempty"`
+	// AttachStateFromKernel (added after the first v1 release): Original
+	// was recorded at Prepare and the NRI hooks keep NetnsPath and
+	// Attached in memory only; after a restart the device is found by its
+	// identity in the pod's netns. Absent means as before: the hooks
+	// recorded both durably. A release that does not know it reads such a
+	// record as a device never attached, so a downgrade by one release
+	// must be done on a node without running pods of this driver (the
+	// VF's PF settings are restored either way; its host netdev name,
+	// MAC and MTU would not be).
+	AttachStateFromKernel bool `json:"attachStateFromKernel,omitempty"`
 }
 
 // AttachSpec is how a netdev must look inside the pod.

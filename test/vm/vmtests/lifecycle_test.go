@@ -380,6 +380,9 @@ func TestNodeLifecycle(t *testing.T) {
 	})
 	if d := n.drv.State().ForPod(string(podUID)); len(d) != 1 || !d[0].Attached || d[0].NetnsPath != nsPath {
 		t.Errorf("recorded after attach: %+v", d)
+	} else if !d[0].AttachStateFromKernel || d[0].Original == nil {
+		// Prepare recorded the intent: the hook wrote nothing to disk.
+		t.Errorf("no attach intent from Prepare: %+v", d[0])
 	}
 
 	// A container on CPU 1: irqAffinity container pins the VF's IRQs there.
