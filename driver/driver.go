@@ -96,6 +96,12 @@ type Config struct {
 	// leaves that variable out.
 	ClassResourceName func(ctx context.Context, class string) (string, error)
 
+	// LostDeviceTimeout is how long Unprepare waits for a device found
+	// nowhere (removed, hot-unplugged) before it releases the rest of the
+	// claim and records the device as lost (driver/lost.go); 0 means
+	// DefaultLostDeviceTimeout.
+	LostDeviceTimeout time.Duration
+
 	// DropPollInterval is how often the checkpoint is read for the
 	// admin's drop requests (sriov-dra checkpoint drop); 0 means 2s.
 	DropPollInterval time.Duration
@@ -130,6 +136,8 @@ type Driver struct {
 	invCond chan struct{}
 
 	rescan chan struct{}
+	// gone: since when claims' devices have been found nowhere.
+	gone goneTracker
 	// prov is touched by the Run loop only (provision).
 	prov provisioner
 }

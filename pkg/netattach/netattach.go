@@ -28,6 +28,12 @@ import (
 // handle in it (nlink.NewHost).
 const HostNetnsPath = "/proc/thread-self/ns/net"
 
+// ErrDeviceGone is wrapped by Detach's error when the device is found
+// nowhere, neither in the pod netns nor on the host (every link checked
+// by identity): removed VF, hot-unplugged NIC. Callers may wait for it to
+// come back, then give up on it (the driver's lost-device release).
+var ErrDeviceGone = errors.New("device gone")
+
 // attacher carries the seams: how a pod-side handle is opened and where
 // the host netns is. The exported functions use the real ones.
 type attacher struct {
@@ -425,7 +431,7 @@ func (a attacher) finishOnHost(ctx context.Context, hs scope, podIfName string, 
 	}
 	l, err := hs.find(orig.Identity, hints...)
 	if errors.Is(err, errNotHere) {
-		return fmt.Errorf("detach: the device %s (host name %s, pod name %s) is in neither %s nor the host netns (every host link checked): nothing changed", orig.Identity, orig.IfName, podIfName, where)
+		return fmt.Errorf("detach: the device %s (host name %s, pod name %s) is in neither %s nor the host netns (every host link checked): nothing changed: %w", orig.Identity, orig.IfName, podIfName, where, ErrDeviceGone)
 	}
 	if err != nil {
 		return fmt.Errorf("detach %s: %w", podIfName, err)
