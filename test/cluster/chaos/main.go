@@ -345,7 +345,7 @@ func (c *chaos) objects(slot, gen int, rng *rand.Rand) (*resourceapi.ResourceCla
 			Containers: []corev1.Container{{
 				Name: "check", Image: c.o.image, ImagePullPolicy: corev1.PullNever,
 				Command:   []string{"sh", "-c", checkScript},
-				Env:       []corev1.EnvVar{{Name: "MTU", Value: strconv.Itoa(mtu)}, {Name: "HOLD", Value: strconv.Itoa(1 + rng.IntN(5))}},
+				Env:       []corev1.EnvVar{{Name: "MTU", Value: strconv.Itoa(mtu)}, {Name: "HOLD", Value: strconv.Itoa(3 + rng.IntN(6))}},
 				Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "net"}}},
 			}},
 			ResourceClaims: []corev1.PodResourceClaim{{Name: "net", ResourceClaimName: &claim.Name}},
@@ -390,6 +390,7 @@ func (c *chaos) slot(ctx context.Context, slot int) {
 func (c *chaos) follow(run context.Context, name string, within time.Duration) {
 	ctx := context.Background()
 	deadline := time.Now().Add(within)
+	var seen claimSeen
 	for time.Now().Before(deadline) {
 		p, err := c.cs.CoreV1().Pods(c.o.namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -400,10 +401,24 @@ func (c *chaos) follow(run context.Context, name string, within time.Duration) {
 		for _, s := range p.Status.ContainerStatuses {
 			started = started || s.State.Running != nil || s.State.Terminated != nil
 		}
+		if started && p.Status.Phase == corev1.PodRunning {
+			// The claim is deallocated once the pod is done: read its
+			// allocation and status while the pod runs.
+			if cl, err := c.cs.ResourceV1().ResourceClaims(c.o.namespace).Get(ctx, name, metav1.GetOptions{}); err == nil {
+				if a := cl.Status.Allocation; a != nil && len(a.Devices.Results) > 0 {
+					seen.device = a.Devices.Results[0].Device
+				}
+				for _, d := range cl.Status.Devices {
+					if d.NetworkData != nil {
+						seen.net = d.NetworkData
+					}
+				}
+			}
+		}
 		switch {
 		case p.Status.Phase == corev1.PodSucceeded:
 			c.podsRun.Add(1)
-			c.verify(p)
+			c.verify(p, seen)
 			return
 		case p.Status.Phase == corev1.PodFailed:
 			c.podsRun.Add(1)
@@ -417,7 +432,7 @@ func (c *chaos) follow(run context.Context, name string, within time.Duration) {
 		case run.Err() != nil && !started:
 			return // still queued at the end of the run
 		}
-		time.Sleep(time.Second)
+		time.Sleep(500 * time.Millisecond)
 	}
 	c.podsRun.Add(1)
 	c.failedOther.Add(1)
@@ -433,9 +448,15 @@ func terminated(p *corev1.Pod) (int32, string) {
 	return -1, "no terminated container: " + p.Status.Message
 }
 
+// claimSeen is the claim as read while its pod ran.
+type claimSeen struct {
+	device string
+	net    *resourceapi.NetworkDeviceData
+}
+
 // verify compares what the pod saw with the allocated device and the
-// claim's status.
-func (c *chaos) verify(p *corev1.Pod) {
+// claim's status, both read while the pod ran.
+func (c *chaos) verify(p *corev1.Pod, seen claimSeen) {
 	msg := ""
 	for _, s := range p.Status.ContainerStatuses {
 		if t := s.State.Terminated; t != nil {
@@ -455,39 +476,21 @@ func (c *chaos) verify(p *corev1.Pod) {
 		c.wrong(fmt.Sprintf("pod %s succeeded without reporting its net1 (termination message %q)", p.Name, msg))
 		return
 	}
-	ctx := context.Background()
-	var claim *resourceapi.ResourceClaim
-	var st *resourceapi.NetworkDeviceData
-	_ = retry(ctx, 15*time.Second, func() error {
-		cl, err := c.cs.ResourceV1().ResourceClaims(c.o.namespace).Get(ctx, p.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		claim = cl
-		for _, d := range cl.Status.Devices {
-			if d.NetworkData != nil {
-				st = d.NetworkData
-				return nil
-			}
-		}
-		return errors.New("no network status yet")
-	})
-	if claim == nil || claim.Status.Allocation == nil || len(claim.Status.Allocation.Devices.Results) == 0 {
-		c.wrong(fmt.Sprintf("pod %s ran but its claim has no allocation", p.Name))
-		return
-	}
-	dev := claim.Status.Allocation.Devices.Results[0].Device
-	if want := c.baseline[dev].MAC; want == "" || !strings.EqualFold(want, mac) {
-		c.wrong(fmt.Sprintf("pod %s saw net1 with MAC %s, but its claim has device %s (MAC %s)", p.Name, mac, dev, want))
-		return
-	}
-	if st == nil {
+	if seen.device == "" {
+		// Finished between two looks: nothing to compare with.
 		c.missing.Add(1)
-	} else {
-		if !strings.EqualFold(st.HardwareAddress, mac) || !sameSet(st.IPs, ips) {
-			c.wrong(fmt.Sprintf("pod %s saw MAC %s IPs %v; the claim's status says MAC %s IPs %v", p.Name, mac, ips, st.HardwareAddress, st.IPs))
-			return
-		}
+		c.podsOK.Add(1)
+		return
+	}
+	if want := c.baseline[seen.device].MAC; want == "" || !strings.EqualFold(want, mac) {
+		c.wrong(fmt.Sprintf("pod %s saw net1 with MAC %s, but its claim has device %s (MAC %s)", p.Name, mac, seen.device, want))
+		return
+	}
+	if st := seen.net; st == nil {
+		c.missing.Add(1)
+	} else if !strings.EqualFold(st.HardwareAddress, mac) || !sameSet(st.IPs, ips) {
+		c.wrong(fmt.Sprintf("pod %s saw MAC %s IPs %v; the claim's status says MAC %s IPs %v", p.Name, mac, ips, st.HardwareAddress, st.IPs))
+		return
 	}
 	c.podsOK.Add(1)
 }
