@@ -38,7 +38,7 @@ func chaosSection() string {
 		"It keeps N pods, more than the simulated node's VFs so that pods queue for devices, created and deleted for T minutes; each pod has its own claim " +
 		"(net1, a random MTU, host-local IPAM) and checks from inside that net1 is there with the claim's MTU and an address of its range (exit 3 otherwise), " +
 		"and the run compares the MAC and addresses it reports with the allocated device and the claim's status (a mismatch is a wrong-device observation). " +
-		"Meanwhile, one at a time, 10-20 s apart, in a seeded random order (every kind once per round): kill -9 of the driver's process, a rolling update of its DaemonSet, " +
+		"Meanwhile, one at a time, 5-15 s apart, in a seeded random order (every kind once per round): kill -9 of the driver's process, a rolling update of its DaemonSet, " +
 		"a restart of the runtime, a restart of kubelet, the API server stopped for 20 s, the checkpoint's file system (a 16 MiB tmpfs) full for 10-25 s. " +
 		"A netdev whose pod netns dies comes back to the host as the kernel returns a physical VF (simnode watch). At the end, with everything deleted: " +
 		"every VF on the host with its name, MAC, MTU, link state, ifindex and driver as before, no IPAM allocation, CDI spec or attach marker, an empty checkpoint, " +

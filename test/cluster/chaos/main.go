@@ -9,7 +9,7 @@
 // inside that net1 is there with the claim's MTU and an address from the
 // claim's IPAM range, fails loudly (exit 3) otherwise, and reports its
 // MAC and addresses; the run compares them with the allocated device's
-// MAC and the claim's status. Faults, one at a time, 10-20 s apart, each
+// MAC and the claim's status. Faults, one at a time, 5-15 s apart, each
 // kind once per shuffled round: kill -9 of the driver's process, a rolling
 // update of its DaemonSet, a restart of the runtime, a restart of kubelet,
 // the API server stopped for 20 s, the checkpoint's file system full for
@@ -633,7 +633,7 @@ func (c *chaos) injectFaults(ctx context.Context) {
 	rng := rand.New(rand.NewPCG(c.o.seed, 0))
 	var round []string
 	for {
-		gap := 10*time.Second + time.Duration(rng.IntN(10_000))*time.Millisecond
+		gap := 5*time.Second + time.Duration(rng.IntN(10_000))*time.Millisecond
 		select {
 		case <-ctx.Done():
 			return
