@@ -47,6 +47,7 @@ rc=0
 	-marker-dir "$CLUSTER_DIR/attached" -image "$TEST_IMAGE" -runtime "${RUNTIME:-containerd}" \
 	-pods "$PODS" -duration "${MINUTES}m" -seed "$SEED" -command "$cmd" -results "$results" || rc=$?
 if [[ -n ${CHAOS_RECORD:-} && -s $results ]]; then
+	mkdir -p "$REPO/test/reliability/testdata"
 	cp "$results" "$REPO/test/reliability/testdata/chaos.json"
 	log "figures written to test/reliability/testdata/chaos.json; regenerate docs/reliability.md (make reliability with SRIOV_DRA_UPDATE_DOCS=1)"
 fi
