@@ -43,8 +43,8 @@ func chaosSection() string {
 		"a restart of the runtime, a restart of kubelet, the API server stopped for 20 s, the checkpoint's file system (a 16 MiB tmpfs) full for 10-25 s. " +
 		"A netdev whose pod netns dies comes back to the host as the kernel returns a physical VF (simnode watch). At the end, with everything deleted: " +
 		"every VF on the host with its name, MAC, MTU, link state, ifindex and driver as before, no IPAM allocation, CDI spec or attach marker, an empty checkpoint, " +
-		"and the driver's RSS not grown by more than half. CI runs the 3-minute form; the figures below are the long form's, written by the run itself " +
-		"(`CHAOS_RECORD=1`).\n\n")
+		"and the driver's RSS not grown by more than half. CI runs the 3-minute form; the documented long form is `CHAOS_MINUTES=30`. The figures below are " +
+		"those of the last recorded run (its duration and command are in the table), written by the run itself (`CHAOS_RECORD=1`).\n\n")
 	raw, err := os.ReadFile(chaosResults)
 	if err != nil {
 		b.WriteString("Not recorded yet: run `CHAOS_RECORD=1 CHAOS_MINUTES=30 make chaos`.\n\n")
@@ -71,7 +71,7 @@ func chaosSection() string {
 		fmt.Fprintf(&b, "%d pods were still waiting for a VF when the run ended; they were deleted and are not counted as run.\n\n", *s.Queued)
 	}
 	if s.StatusMissing > 0 {
-		fmt.Fprintf(&b, "%d pods finished before the driver's claim status (MAC, IPs) reached the API server; their MAC was checked against the allocated device only.\n\n", s.StatusMissing)
+		fmt.Fprintf(&b, "Pods that finished before the driver's claim status (MAC, IPs) reached the API server, so their MAC was checked against the allocated device only: %d.\n\n", s.StatusMissing)
 	}
 	return b.String()
 }
