@@ -13,7 +13,7 @@ LOGCHECK_FLAGS := -check-contextual -check-deprecations
 # Build tags of the tiers that are not in the default build.
 LINT_TAGS := e2e,faultinject,vmtest
 
-.PHONY: help build test unit hosttest reliability lint fmt bench fuzz vmtest e2e demo demo-down image-tar clean
+.PHONY: help build test unit hosttest reliability lint fmt bench fuzz vmtest e2e chaos demo demo-down image-tar clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ vmtest: ## real SR-IOV kernel tests: QEMU with emulated igb NICs
 
 e2e: ## real one-node cluster end-to-end tests (RUNTIME=crio: with CRI-O instead of containerd)
 	bash test/cluster/e2e.sh
+
+chaos: ## churn of pods with VF claims on the cluster while driver, runtime, kubelet, API server and disk fail (CHAOS_MINUTES=3 CHAOS_PODS=24 CHAOS_SEED=)
+	bash test/cluster/chaos.sh
 
 demo: ## build and start a one-node cluster with the driver, run example pods, show what they got (RUNTIME=crio: with CRI-O)
 	bash test/cluster/demo.sh

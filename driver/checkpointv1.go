@@ -30,6 +30,20 @@ func CheckpointToV1(cp *Checkpoint) *cpv1.Checkpoint {
 	for _, r := range cp.DropRequests {
 		out.DropRequests = append(out.DropRequests, cpv1.DropRequest{ClaimUID: r.ClaimUID, By: r.By, At: r.At})
 	}
+	for name, l := range cp.Lost {
+		if out.Lost == nil {
+			out.Lost = make(map[string]*cpv1.LostDevice, len(cp.Lost))
+		}
+		out.Lost[name] = &cpv1.LostDevice{
+			Device: l.Device, PCIAddress: l.PCIAddress,
+			Identity: cpv1.Identity{
+				PCIAddress: l.Identity.PCIAddress, PermAddr: l.Identity.PermAddr,
+				HostPeerIndex: l.Identity.HostPeerIndex, Kind: l.Identity.Kind,
+			},
+			ClaimUID: l.ClaimUID, ClaimNamespace: l.ClaimNamespace, ClaimName: l.ClaimName,
+			Since: l.Since, Reason: l.Reason,
+		}
+	}
 	return out
 }
 
@@ -57,6 +71,23 @@ func CheckpointFromV1(doc *cpv1.Checkpoint) (*Checkpoint, error) {
 	}
 	for _, r := range doc.DropRequests {
 		cp.DropRequests = append(cp.DropRequests, DropRequest{ClaimUID: r.ClaimUID, By: r.By, At: r.At})
+	}
+	for name, l := range doc.Lost {
+		if l == nil {
+			return nil, fmt.Errorf("checkpoint lost device %q is null", name)
+		}
+		if cp.Lost == nil {
+			cp.Lost = make(map[string]*LostDevice, len(doc.Lost))
+		}
+		cp.Lost[name] = &LostDevice{
+			Device: l.Device, PCIAddress: l.PCIAddress,
+			Identity: netattach.Identity{
+				PCIAddress: l.Identity.PCIAddress, PermAddr: l.Identity.PermAddr,
+				HostPeerIndex: l.Identity.HostPeerIndex, Kind: l.Identity.Kind,
+			},
+			ClaimUID: l.ClaimUID, ClaimNamespace: l.ClaimNamespace, ClaimName: l.ClaimName,
+			Since: l.Since, Reason: l.Reason,
+		}
 	}
 	return cp, nil
 }

@@ -101,6 +101,11 @@ type Config struct {
 	// into a file in the claim's containers when it is started with
 	// kubeletplugin.EnableDeviceMetadata (see metadata.go).
 	DeviceMetadata bool
+	// LostDeviceTimeout is how long Unprepare waits for a device found
+	// nowhere (removed, hot-unplugged) before it releases the rest of the
+	// claim and records the device as lost (driver/lost.go); 0 means
+	// DefaultLostDeviceTimeout.
+	LostDeviceTimeout time.Duration
 
 	// DropPollInterval is how often the checkpoint is read for the
 	// admin's drop requests (sriov-dra checkpoint drop); 0 means 2s.
@@ -136,6 +141,8 @@ type Driver struct {
 	invCond chan struct{}
 
 	rescan chan struct{}
+	// gone: since when claims' devices have been found nowhere.
+	gone goneTracker
 	// prov is touched by the Run loop only (provision).
 	prov provisioner
 }

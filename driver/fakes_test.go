@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
@@ -422,6 +423,8 @@ type env struct {
 	// passthrough is Config.PassthroughPFs: by default the fixtures'
 	// SR-IOV-disabled X710 PF (ens5f0), opted in.
 	passthrough []string
+	// lostTimeout is Config.LostDeviceTimeout.
+	lostTimeout time.Duration
 }
 
 const testNode = "node-a"
@@ -455,6 +458,7 @@ func (e *env) config() Config {
 		Store: e.store, Scanner: e.scan, Attributes: inventory.Attributes,
 		Host: e.host, IPAM: e.ipam, CDI: e.cdi, Status: e.status,
 		Netlink: e.fix.Netlink, AttachMarks: e.marks, PassthroughPFs: e.passthrough,
+		LostDeviceTimeout: e.lostTimeout,
 	}
 }
 

@@ -122,6 +122,10 @@ func (d *Driver) deviceHealth() []deviceHealth {
 		}
 	}
 	prepared := d.state.PublishedDevices()
+	lostDevs := map[string]LostDevice{}
+	for _, l := range d.state.LostDevices() {
+		lostDevs[l.Device] = l
+	}
 	for name := range prepared {
 		if _, ok := present[name]; !ok || !slices.Contains(names, name) {
 			names = append(names, name)
@@ -159,7 +163,10 @@ func (d *Driver) deviceHealth() []deviceHealth {
 			h.Health, h.Message, h.taint = kubeletplugin.HealthStatusUnhealthy, v.why, v.taint
 		}
 		dev, ok := present[name]
+		l, isLost := lostDevs[name]
 		switch {
+		case isLost:
+			unhealthy(linkVerdict{fmt.Sprintf("device lost: gone while claim %s/%s held it (released %s), not back with its identity (%s)", l.ClaimNamespace, l.ClaimName, l.Since, l.Identity), TaintLost})
 		case !ok:
 			unhealthy(linkVerdict{"device vanished from the host", TaintVanished})
 		case dev.Kind == inventory.KindVF:

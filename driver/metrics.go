@@ -17,6 +17,9 @@ type Metrics struct {
 	staleReleaseFailures *prometheus.CounterVec
 
 	vfProvisioningPending prometheus.Gauge
+
+	lost      prometheus.Gauge
+	lostTotal prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -59,8 +62,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "sriov_dra", Name: "vf_provisioning_pending",
 			Help: "PFs whose configured VF count (or VF driver) waits because a VF of theirs, or the PF, is prepared.",
 		}),
+		lost: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sriov_dra", Name: "devices_lost",
+			Help: "Devices released while they were gone (removed, hot-unplugged) and not back with the same identity yet; not handed out.",
+		}),
+		lostTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sriov_dra", Name: "devices_lost_total",
+			Help: "Devices that were gone for the lost-device timeout when their claim was unprepared; the claim was released without them.",
+		}),
 	}
-	reg.MustRegister(m.vfProvisioningPending, m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes, m.staleReleasesPending, m.staleReleaseFailures)
+	reg.MustRegister(m.lost, m.lostTotal, m.vfProvisioningPending, m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes, m.staleReleasesPending, m.staleReleaseFailures)
 	return m
 }
 

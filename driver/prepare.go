@@ -474,6 +474,9 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		if owner := d.state.Owner(r.Device); owner != "" && owner != rec.UID {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", fmt.Errorf("device is already prepared for claim %s", owner))
 		}
+		if l, lost := d.state.Lost(r.Device); lost {
+			return nil, nil, deviceError(claim, r.Request, r.Device, "", fmt.Errorf("device was lost (gone while claim %s/%s held it, released %s) and is not back with its identity (%s) yet", l.ClaimNamespace, l.ClaimName, l.Since, l.Identity))
+		}
 		dev, ok := inv.Find(r.Device)
 		if !ok || !publishable[r.Device] {
 			return nil, nil, deviceError(claim, r.Request, r.Device, "", notOffered(inv, r.Device, d.cfg.PassthroughPFs))

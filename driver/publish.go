@@ -88,6 +88,7 @@ func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
 	d.invCond = make(chan struct{})
 	d.invMu.Unlock()
 	d.updateDeviceMetrics()
+	d.reviewLost(ctx, inv)
 	d.logPFRefusals(ctx, prev, inv)
 	return inv, nil
 }

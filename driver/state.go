@@ -49,6 +49,9 @@ type Checkpoint struct {
 	// drops the claim itself (under the claim's lock) and the request
 	// goes from the file with the next save that no longer has the claim.
 	DropRequests []DropRequest `json:"dropRequests,omitempty"`
+	// Lost are devices released while they were gone (driver/lost.go),
+	// by device name: not handed out until they are back.
+	Lost map[string]*LostDevice `json:"lost,omitempty"`
 }
 
 // DropRequest asks the daemon to forget one claim's record without
@@ -321,7 +324,7 @@ func (s *State) commit(gen uint64, revert func(), wrap func(error) error) error 
 		return nil // written by a save that started after our change
 	}
 	s.mu.Lock()
-	snap := &Checkpoint{BootID: s.cp.BootID, Claims: make(map[string]*ClaimRecord, len(s.cp.Claims))}
+	snap := &Checkpoint{BootID: s.cp.BootID, Claims: make(map[string]*ClaimRecord, len(s.cp.Claims)), Lost: s.cp.Lost}
 	for k, v := range s.cp.Claims {
 		snap.Claims[k] = v
 	}

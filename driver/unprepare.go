@@ -94,14 +94,22 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 			}
 		}
 	}
+	// A device gone for LostDeviceTimeout is released as lost (lost.go):
+	// the rest of the claim is undone without it.
+	lost := func(dr *DeviceRecord) bool {
+		l, ok := d.state.Lost(dr.Device)
+		return ok && l.ClaimUID == rec.UID
+	}
 	if restoreHost && len(errs) == 0 {
 		for _, dr := range devs {
-			if dr.Pod.VFIO || !inPod(dr) {
+			if dr.Pod.VFIO || !inPod(dr) || lost(dr) {
 				continue
 			}
 			logger.Info("Returning netdev the runtime did not detach", "device", dr.Device, "netns", dr.Pod.NetnsPath)
 			if err := host.Detach(ctx, dr.podDevice(rec)); err != nil {
-				fail(dr, "detach from pod netns", err)
+				if err := d.detachFailed(ctx, rec, dr, err); err != nil {
+					fail(dr, "detach from pod netns", err)
+				}
 			}
 		}
 	}
@@ -124,6 +132,9 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 	// 3. The device itself, from its snapshot.
 	if restoreHost {
 		for _, dr := range devs {
+			if lost(dr) {
+				continue // nothing of it is left to restore
+			}
 			snap := &dr.Snapshot
 			if dr.Pod.IRQAffinity && len(snap.IRQAffinity) > 0 {
 				if err := host.RestoreIRQs(ctx, snap); err != nil {

@@ -500,13 +500,31 @@ func (p *Plugin) pickSandbox(candidates []*api.PodSandbox, devs []PodDevice) *ap
 		switch {
 		case ns != "" && p.netnsExists(ns):
 			return c
-		case ns == "" && len(c.GetLinux().GetNamespaces()) > 0:
+		case ns == "" && hostNetwork(c, devs):
 			return c // host network: the caller refuses netdevs
 		}
-		// A sandbox listed with no namespaces at all is stopped (the
-		// runtime forgets them then), not a host-network pod.
 	}
 	return nil
+}
+
+// hostNetwork reports whether a sandbox listed without a network
+// namespace is a host-network pod rather than one being torn down. The
+// runtime lists a stopped sandbox with no namespaces at all, and one whose
+// netns it has already torn down without the network entry (containerd
+// drops entries whose netns file is gone), which looks like host network.
+// So it is host network only if the sandbox still runs (it has a PID) and
+// none of the pod's devices was ever attached to a netns of it: a pod
+// does not change between host and own network across its sandboxes.
+func hostNetwork(pod *api.PodSandbox, devs []PodDevice) bool {
+	if len(pod.GetLinux().GetNamespaces()) == 0 || pod.GetPid() == 0 {
+		return false
+	}
+	for _, d := range devs {
+		if !d.VFIO && d.NetnsPath != "" {
+			return false
+		}
+	}
+	return true
 }
 
 func countInNetns(devs []PodDevice) int {
@@ -807,7 +825,7 @@ func (p *Plugin) restoreUnlocated(ctx context.Context, d PodDevice) error {
 	orig := *d.Original
 	orig.Identity = identity(d)
 	err := p.host.Detach(ctx, "", d.Spec.PodIfName, orig)
-	if errors.Is(err, netattach.ErrNowhere) {
+	if errors.Is(err, netattach.ErrDeviceGone) {
 		klog.FromContext(ctx).Info("Device not on the host and in no known netns: nothing to restore", "device", d.Device, "claimUID", d.ClaimUID, "err", err)
 		return nil
 	}

@@ -451,11 +451,14 @@ func TestSynchronize(t *testing.T) {
 	rec := &recorder{}
 	devs, host := newMemDevices(rec), newFakeHost(rec)
 	running, gone, fresh, stopped := ethDevice("1"), ethDevice("2"), ethDevice("3"), ethDevice("4")
+	torn, hostNet := ethDevice("5"), ethDevice("6")
 	devs.add("running", running) // runs, never attached (plugin was down)
 	devs.add("gone", gone)       // attached, pod gone while plugin was down
 	devs.add("fresh", fresh)     // prepared, not started yet
 	devs.add("stopped", stopped) // attached, sandbox stopped while plugin was down
-	for _, d := range []PodDevice{running, gone, fresh, stopped} {
+	devs.add("torn", torn)       // attached, sandbox's netns torn down, sandbox still listed
+	devs.add("hostnet", hostNet) // a host-network pod (its sandbox failed, never attached)
+	for _, d := range []PodDevice{running, gone, fresh, stopped, torn, hostNet} {
 		host.addLink(d.Spec.HostIfName, "02:00:00:00:00:01", 1500)
 	}
 	p, err := New(Config{}, devs, host)
@@ -468,25 +471,38 @@ func TestSynchronize(t *testing.T) {
 	if err := p.RunPodSandbox(ctx, testSandbox("stopped", "sb-stopped", "/run/netns/stopped")); err != nil {
 		t.Fatal(err)
 	}
+	if err := p.RunPodSandbox(ctx, testSandbox("torn", "sb-torn", "/run/netns/torn")); err != nil {
+		t.Fatal(err)
+	}
 	rec.take()
 	// The runtime still lists a stopped sandbox, without namespaces: that
 	// is not a host-network pod, its devices go back to the host.
 	stoppedPod := testSandbox("stopped", "sb-stopped", "")
 	stoppedPod.Linux.Namespaces = nil
+	// A sandbox being torn down is listed with its other namespaces but
+	// without the network one once its netns is gone (containerd drops
+	// it), pause still running: not host network either (the issue's
+	// "Cannot attach: pod ... runs in the host network namespace" after a
+	// restart). A running host-network sandbox looks the same, but its
+	// pod never had a device in a netns: still refused.
+	tornPod := testSandbox("torn", "sb-torn", "")
+	tornPod.Pid = 4321
+	hostNetPod := testSandbox("hostnet", "sb-hostnet", "")
+	hostNetPod.Pid = 4322
 
 	dir := t.TempDir() // netns paths that exist
 	nsRunning := dir + "/running"
 	if err := writeEmpty(nsRunning); err != nil {
 		t.Fatal(err)
 	}
-	pods := []*api.PodSandbox{testSandbox("running", "sb-running", nsRunning), testSandbox("nodevs", "sb-x", dir+"/x"), stoppedPod}
+	pods := []*api.PodSandbox{testSandbox("running", "sb-running", nsRunning), testSandbox("nodevs", "sb-x", dir+"/x"), stoppedPod, tornPod, hostNetPod}
 	ctrs := []*api.Container{testContainer("c1", "sb-running", "1-2")}
 	if _, err := p.Synchronize(ctx, pods, ctrs); err != nil {
 		t.Fatal(err)
 	}
 	p.bg.Wait()
 	got := only(rec.take(), "host Attach", "host Detach")
-	want := []string{"host Detach /run/netns/gone net2 to vf2", "host Detach /run/netns/stopped net4 to vf4", "host Attach vf1 " + nsRunning + " as net1"}
+	want := []string{"host Detach /run/netns/gone net2 to vf2", "host Detach /run/netns/stopped net4 to vf4", "host Detach /run/netns/torn net5 to vf5", "host Attach vf1 " + nsRunning + " as net1"}
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
@@ -509,6 +525,39 @@ func TestSynchronize(t *testing.T) {
 	p.bg.Wait()
 	if got := only(rec.take(), "host Attach", "host Detach"); len(got) != 0 {
 		t.Errorf("second sync: %q, want no moves", got)
+	}
+}
+
+// TestHostNetwork: which sandboxes listed without a network namespace
+// are host-network pods (refused) rather than sandboxes being torn down.
+func TestHostNetwork(t *testing.T) {
+	attached := ethDevice("1")
+	attached.NetnsPath = "/run/netns/a"
+	vfio := ethDevice("2")
+	vfio.VFIO = true
+	for _, tc := range []struct {
+		name string
+		pid  uint32
+		nss  bool
+		devs []PodDevice
+		want bool
+	}{
+		{name: "running, never attached", pid: 10, nss: true, devs: []PodDevice{ethDevice("1")}, want: true},
+		{name: "running, only vfio devices", pid: 10, nss: true, devs: []PodDevice{vfio}, want: true},
+		{name: "running, a device attached to a netns of the pod", pid: 10, nss: true, devs: []PodDevice{attached}},
+		{name: "no PID: stopped", nss: true, devs: []PodDevice{ethDevice("1")}},
+		{name: "no namespaces: stopped", pid: 10, devs: []PodDevice{ethDevice("1")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := testSandbox("u", "sb", "")
+			pod.Pid = tc.pid
+			if !tc.nss {
+				pod.Linux.Namespaces = nil
+			}
+			if got := hostNetwork(pod, tc.devs); got != tc.want {
+				t.Errorf("hostNetwork = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

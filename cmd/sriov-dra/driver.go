@@ -53,6 +53,7 @@ type driverOptions struct {
 	cniPath, kubeconfig, podUID                      string
 	registrationTimeout, pollInterval                time.Duration
 	deviceMetadata                                   bool
+	lostDeviceTimeout                                time.Duration
 }
 
 // envOf maps flag names to the environment variables that set them when
@@ -80,6 +81,7 @@ var envOf = map[string]string{
 	"registration-timeout":   "REGISTRATION_TIMEOUT",
 	"poll-interval":          "POLL_INTERVAL",
 	"device-metadata":        "DEVICE_METADATA",
+	"lost-device-timeout":    "LOST_DEVICE_TIMEOUT",
 }
 
 func newDriverCmd() *cobra.Command {
@@ -126,6 +128,7 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.DurationVar(&o.registrationTimeout, "registration-timeout", 2*time.Minute, "how long to wait for kubelet to register the plugin")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "slow device rescan (sriov_numvfs changes emit no netlink event)")
 	f.BoolVar(&o.deviceMetadata, "device-metadata", true, "give each container a read-only file describing its devices (KEP-5304 device metadata: interface name, MAC, IPs, PCI address, VLAN, GUID, RDMA and vfio device nodes) under "+metadata.ContainerDir+"; the kubelet plugin helper writes it and mounts it through CDI (docs/config.md)")
+	f.DurationVar(&o.lostDeviceTimeout, "lost-device-timeout", driver.DefaultLostDeviceTimeout, "how long a pod's deletion waits for a device that is gone (removed VF, hot-unplug) before the claim is released without it and the device is recorded as lost")
 	f.VisitAll(func(fl *pflag.Flag) {
 		if env, ok := envOf[fl.Name]; ok {
 			fl.Usage += " [$" + env + "]"
@@ -261,19 +264,20 @@ func runDriver(parent context.Context, o driverOptions) error {
 		Scanner: scanFunc(func(ctx context.Context) (*inventory.Inventory, error) {
 			return inventory.Scan(ctx, inventory.Options{Root: o.hostRoot, Netlink: nl, Filter: filter})
 		}),
-		Attributes:   inventory.Attributes,
-		Host:         host,
-		IPAM:         ipam.New(ipam.Config{CNIPath: filepath.SplitList(o.cniPath), DataDir: filepath.Join(o.stateDir, "ipam")}),
-		CDI:          cdi.New(o.cdiDir, o.hostRoot),
-		AttachMarks:  marks,
-		Status:       status,
-		Netlink:      nl,
-		Events:       events,
-		Metrics:      metrics,
-		LinkEvents:   linkEvents,
-		PollInterval: o.pollInterval,
-		VFConfig:     vfSource,
-		HostRoot:     o.hostRoot,
+		Attributes:        inventory.Attributes,
+		Host:              host,
+		IPAM:              ipam.New(ipam.Config{CNIPath: filepath.SplitList(o.cniPath), DataDir: filepath.Join(o.stateDir, "ipam")}),
+		CDI:               cdi.New(o.cdiDir, o.hostRoot),
+		AttachMarks:       marks,
+		Status:            status,
+		Netlink:           nl,
+		Events:            events,
+		Metrics:           metrics,
+		LinkEvents:        linkEvents,
+		PollInterval:      o.pollInterval,
+		LostDeviceTimeout: o.lostDeviceTimeout,
+		VFConfig:          vfSource,
+		HostRoot:          o.hostRoot,
 
 		ClassResourceName: classResourceName(client),
 		DeviceMetadata:    o.deviceMetadata,

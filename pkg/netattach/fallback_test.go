@@ -2,6 +2,7 @@ package netattach
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -91,7 +92,7 @@ func TestDetachFindsDevIfindex(t *testing.T) {
 	// A link that is nowhere is a clear error.
 	missing := Original{IfName: pfx + "zz", MAC: "02:00:00:00:00:99", MTU: 1500, Identity: Identity{PCIAddress: "0000:ff:1f.7"}}
 	err = Detach(ctx, host, nsPath, "net7", missing)
-	if err == nil || !strings.Contains(err.Error(), "PCI 0000:ff:1f.7") || !strings.Contains(err.Error(), "nothing changed") {
+	if !errors.Is(err, ErrDeviceGone) || !strings.Contains(err.Error(), "PCI 0000:ff:1f.7") || !strings.Contains(err.Error(), "nothing changed") {
 		t.Errorf("detach of a missing link: err = %v", err)
 	}
 }

@@ -261,7 +261,7 @@ func TestDetachNetnsGoneLeavesHostNICAlone(t *testing.T) {
 	}
 	deleteNamedNetns(t, podHandle(t, nsPath2), nsPath2)
 	err = Detach(ctx, host, nsPath2, victim, orig2)
-	if err == nil || !strings.Contains(err.Error(), orig.Identity.String()) || !strings.Contains(err.Error(), "gone") || !strings.Contains(err.Error(), "nothing changed") {
+	if !errors.Is(err, ErrDeviceGone) || !strings.Contains(err.Error(), orig.Identity.String()) || !strings.Contains(err.Error(), "gone") || !strings.Contains(err.Error(), "nothing changed") {
 		t.Errorf("detach of a device that is nowhere: err = %v", err)
 	}
 	if got := hostStateOf(t, host, victim); !equalHostState(got, victimBefore) {

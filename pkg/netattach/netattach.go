@@ -28,6 +28,12 @@ import (
 // handle in it (nlink.NewHost).
 const HostNetnsPath = "/proc/thread-self/ns/net"
 
+// ErrDeviceGone is wrapped by Detach's error when the device is found
+// nowhere, neither in the pod netns nor on the host (every link checked
+// by identity): removed VF, hot-unplugged NIC. Callers may wait for it to
+// come back, then give up on it (the driver's lost-device release).
+var ErrDeviceGone = errors.New("device gone")
+
 // attacher carries the seams: how a pod-side handle is opened and where
 // the host netns is. The exported functions use the real ones.
 type attacher struct {
@@ -73,7 +79,7 @@ func Attach(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spe
 // looks for it on the host — the kernel hands physical netdevs back to the
 // init netns, under their pod name or dev<ifindex> — and restores it
 // there. A device already restored is success; a device found nowhere is
-// an error (ErrNowhere) that changes nothing. netnsPath "" means no pod
+// an error (ErrDeviceGone) that changes nothing. netnsPath "" means no pod
 // netns is known: the device is looked for, and restored, on the host only.
 func Detach(ctx context.Context, hostNS nlink.Handle, netnsPath, podIfName string, orig Original) error {
 	return real().detach(ctx, hostNS, netnsPath, podIfName, orig)
@@ -125,9 +131,6 @@ func originalOf(l netlink.Link) Original {
 	return Original{IfName: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, IfIndex: a.Index, Identity: identityOf(l)}
 }
 
-// ErrNowhere is wrapped by Detach's error when the device is neither in
-// the pod netns nor on the host.
-var ErrNowhere = errors.New("device found nowhere")
 
 func isNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
@@ -444,7 +447,7 @@ func (a attacher) finishOnHost(ctx context.Context, hs scope, podIfName string, 
 	}
 	l, err := hs.find(orig.Identity, hints...)
 	if errors.Is(err, errNotHere) {
-		return fmt.Errorf("detach: the device %s (host name %s, pod name %s) is in neither %s nor the host netns (every host link checked): nothing changed: %w", orig.Identity, orig.IfName, podIfName, where, ErrNowhere)
+		return fmt.Errorf("detach: the device %s (host name %s, pod name %s) is in neither %s nor the host netns (every host link checked): nothing changed: %w", orig.Identity, orig.IfName, podIfName, where, ErrDeviceGone)
 	}
 	if err != nil {
 		return fmt.Errorf("detach %s: %w", podIfName, err)

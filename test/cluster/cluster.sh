@@ -463,6 +463,9 @@ up() {
 	log "simulated SR-IOV node: veth pairs + fixture sysfs in $HOST_ROOT"
 	(cd "$REPO" && go build -o "$CACHE_BIN/simnode" ./test/cluster/simnode)
 	"$CACHE_BIN/simnode" -root "$HOST_ROOT" -vfs "$SIM_VFS" up >"$CLUSTER_DIR/simnode.txt"
+	# A netdev whose pod netns dies comes back to the host, as the kernel
+	# returns a physical VF (a bare veth would die with the netns).
+	start simnode-watch "$CACHE_BIN/simnode" -vfs "$SIM_VFS" watch
 	# A bind of the folder onto itself makes it a shared mount point, without
 	# depending on how / is mounted here, should a mount below it ever need
 	# HostToContainer propagation (the runtime allows it only from a shared
@@ -636,6 +639,7 @@ down() {
 	remove_cgroups
 	unmount_hugetlb_cgroup
 	unmount_all
+	stop simnode-watch
 	delete_links
 	restore_sysctls
 	# Keep the last logs for a look after the fact; everything else goes.

@@ -110,7 +110,8 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 		IPAM: ipam.New(ipam.Config{CNIPath: n.cniPath(), DataDir: n.ipamDir()}),
 		CDI:  cdi.New(n.cdiDir(), n.root()), AttachMarks: marks,
 		Status: status, Netlink: pf, PollInterval: time.Hour, Events: events,
-		OnFatal: func(err error) { t.Errorf("daemon fatal error: %v", err) },
+		LostDeviceTimeout: n.LostTimeout,
+		OnFatal:           func(err error) { t.Errorf("daemon fatal error: %v", err) },
 	})
 	if err != nil {
 		cancel()

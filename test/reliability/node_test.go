@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -45,6 +46,8 @@ type node struct {
 	Filter inventory.Filter `json:"filter,omitzero"`
 	// CNIPath replaces cniDir as the daemon's --cni-path when set.
 	CNIPath string `json:"cniPath,omitempty"`
+	// LostTimeout is the daemon's --lost-device-timeout (0: default).
+	LostTimeout time.Duration `json:"lostTimeout,omitempty"`
 }
 
 func (n *node) cniPath() []string {

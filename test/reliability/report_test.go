@@ -97,6 +97,7 @@ func (r *rows) render() []byte {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString(chaosSection())
 	b.WriteString(notCovered)
 	return b.Bytes()
 }

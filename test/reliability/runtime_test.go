@@ -316,6 +316,7 @@ func TestRuntimeFaults(t *testing.T) {
 		})
 	}
 	t.Run("IPAM DEL failing forever across a reboot", ipamDelFailsAcrossReboot)
+	t.Run("VF gone for good while in the pod", vfGoneForGood)
 	t.Run("corrupt checkpoint", func(t *testing.T) { corruptCheckpoint(t, false) })
 	t.Run("truncated checkpoint", func(t *testing.T) { corruptCheckpoint(t, true) })
 	results.complete("runtime")

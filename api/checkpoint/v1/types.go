@@ -39,6 +39,28 @@ type Checkpoint struct {
 	Owner string `json:"owner,omitempty"`
 	// DropRequests are the admin's requests to forget a claim's record.
 	DropRequests []DropRequest `json:"dropRequests,omitempty"`
+	// Lost (added after the first v1 release) are devices released while
+	// they were gone (removed VF, hot-unplug), keyed by device name: not
+	// handed out again until a scan finds them back with the same
+	// identity. A release that does not know it hands such a device out
+	// when it reappears, as before; nothing on the host is left to undo.
+	Lost map[string]*LostDevice `json:"lost,omitempty"`
+}
+
+// LostDevice is a device released while it was gone.
+type LostDevice struct {
+	Device     string `json:"device"`
+	PCIAddress string `json:"pciAddress,omitempty"`
+	// Identity is the netdev's identity when it was attached.
+	Identity Identity `json:"identity"`
+	// The claim that held it.
+	ClaimUID       string `json:"claimUID"`
+	ClaimNamespace string `json:"claimNamespace"`
+	ClaimName      string `json:"claimName"`
+	// Since is when it was released as lost (RFC 3339).
+	Since string `json:"since"`
+	// Reason is the detach error that gave up on it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // DropRequest asks the daemon to forget one claim record, undoing nothing.

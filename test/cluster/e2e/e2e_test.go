@@ -307,9 +307,10 @@ func TestDriverRestart(t *testing.T) {
 	}
 
 	// Delete only once the new driver is up: a pod deleted while no NRI
-	// plugin listens loses its netns with the netdev inside, and a veth
-	// standing in for a VF dies with it (a real VF would come back to the
-	// host, where Unprepare finds it; the vmtest bed covers that).
+	// plugin listens loses its netns with the netdev inside; the simulated
+	// node then brings it back as the kernel does a VF (simnode watch) and
+	// Unprepare finds it there, which make chaos covers; here the detach
+	// from a live netns is the path under test.
 	e.waitDriverReady(t)
 	e.deletePod(t, "running")
 	e.deletePod(t, "creating")

@@ -11,6 +11,9 @@
 //	simnode -root DIR up      # create links + fixture, print the inventory
 //	simnode -root DIR down    # delete the links and the fixture
 //	simnode -root DIR show    # the inventory the driver will see
+//	simnode watch             # until SIGTERM: a netdev whose netns dies
+//	                          # comes back to the host, as the kernel does
+//	                          # for a physical device (watch.go)
 package main
 
 import (
@@ -21,7 +24,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/vishvananda/netlink"
@@ -78,8 +83,8 @@ func main() {
 	root := flag.String("root", "", "fixture host root to write (required)")
 	vfs := flag.Int("vfs", 4, "number of VFs of the Ethernet PF")
 	flag.Parse()
-	if *root == "" || flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: simnode -root DIR [-vfs N] up|down|show")
+	if (*root == "" && flag.Arg(0) != "watch") || flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: simnode -root DIR [-vfs N] up|down|show, simnode [-vfs N] watch")
 		os.Exit(2)
 	}
 	var err error
@@ -90,6 +95,10 @@ func main() {
 		err = down(*root, *vfs)
 	case "show":
 		err = show(*root)
+	case "watch":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		err = watch(ctx, *vfs)
+		stop()
 	default:
 		err = fmt.Errorf("unknown command %q", flag.Arg(0))
 	}
