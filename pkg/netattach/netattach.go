@@ -131,7 +131,6 @@ func originalOf(l netlink.Link) Original {
 	return Original{IfName: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, IfIndex: a.Index, Identity: identityOf(l)}
 }
 
-
 func isNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return err != nil && (errors.As(err, &nf) || errors.Is(err, unix.ENODEV))
