@@ -13,6 +13,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
 
@@ -59,7 +60,12 @@ func BuildResources(pool string, devs []inventory.Device, prepared map[string]in
 
 // scan runs the inventory scan and keeps the result.
 func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
-	inv, err := d.cfg.Scanner.Scan(ctx)
+	return d.scanWith(ctx, d.cfg.Scanner.Scan)
+}
+
+// scanWith runs a scan (full, or of some PFs) and keeps the result.
+func (d *Driver) scanWith(ctx context.Context, scan func(context.Context) (*inventory.Inventory, error)) (*inventory.Inventory, error) {
+	inv, err := scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("scan devices: %w", err)
 	}
@@ -76,7 +82,7 @@ func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
 				return nil, ctx.Err()
 			case <-time.After(vanishConfirmDelay):
 			}
-			if inv, err = d.cfg.Scanner.Scan(ctx); err != nil {
+			if inv, err = scan(ctx); err != nil {
 				return nil, fmt.Errorf("scan devices: %w", err)
 			}
 		}
@@ -175,9 +181,12 @@ func (d *Driver) TriggerRescan() {
 	}
 }
 
-// Run publishes the pool and keeps it current until ctx is done: it
-// rescans on link events and prepare/unprepare (debounced), and on a slow
-// poll, and publishes only what changed.
+// Run publishes the pool and keeps it current until ctx is done, and
+// publishes only what changed. It rescans, debounced: the PFs device
+// events concern (Config.DeviceEvents: uevents, link events), everything
+// on prepare/unprepare, on Config.LinkEvents, when the VF config file
+// changed and after lost events; and everything on the slow poll (the
+// safety net).
 //
 // In the background it also retries pending releases of records from
 // before a reboot (with backoff) and applies the admin's drop requests.
@@ -207,11 +216,39 @@ func (d *Driver) Run(ctx context.Context, pub Publisher) error {
 		}
 		wait.UntilWithContext(bgCtx, d.applyDropRequests, poll)
 	}()
-	poll := time.NewTicker(d.cfg.PollInterval)
+	logger := klog.FromContext(ctx)
+	var devEvents <-chan hwevents.Event
+	pollEvery := d.cfg.PollInterval
+	if src := d.cfg.DeviceEvents; src != nil {
+		ch, err := src.Subscribe(ctx)
+		if err != nil {
+			pollEvery = min(pollEvery, pollWithoutEvents)
+			logger.Error(err, "No device events; rescanning everything on a fast poll instead", "interval", pollEvery)
+		}
+		devEvents = ch
+	}
+	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
+	var cfgCheck <-chan time.Time
+	if d.cfg.VFConfig != nil {
+		t := time.NewTicker(d.cfg.ConfigCheckInterval)
+		defer t.Stop()
+		cfgCheck = t.C
+	}
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
-	pending := false
+	// What the pending rescan covers: everything, or the PCI functions
+	// and netdevs the device events named.
+	var (
+		pending, full bool
+		pcis, ifNames = map[string]bool{}, map[string]bool{}
+	)
+	schedule := func() {
+		if !pending {
+			pending = true
+			debounce.Reset(d.cfg.Debounce)
+		}
+	}
 	linkEvents := d.cfg.LinkEvents
 	for {
 		select {
@@ -222,22 +259,95 @@ func (d *Driver) Run(ctx context.Context, pub Publisher) error {
 				linkEvents = nil
 				continue
 			}
-			if !pending {
-				pending = true
-				debounce.Reset(d.cfg.Debounce)
+			full = true
+			schedule()
+		case ev, ok := <-devEvents:
+			if !ok {
+				devEvents = nil
+				if pollEvery > pollWithoutEvents {
+					pollEvery = pollWithoutEvents
+					poll.Reset(pollEvery)
+					logger.Info("Device events ended; rescanning everything on a fast poll instead", "interval", pollEvery)
+				}
+				continue
 			}
+			switch {
+			case ev.Resync:
+				full = true
+			case ev.PCIAddress != "":
+				pcis[ev.PCIAddress] = true
+			}
+			if ev.IfName != "" {
+				ifNames[ev.IfName] = true
+			}
+			schedule()
 		case <-d.rescan:
-			if !pending {
-				pending = true
-				debounce.Reset(d.cfg.Debounce)
+			full = true
+			schedule()
+		case <-cfgCheck:
+			if d.cfg.VFConfig.Changed() {
+				full = true
+				schedule()
 			}
 		case <-poll.C:
 			d.rescanAndPublish(ctx, pub)
 		case <-debounce.C:
 			pending = false
-			d.rescanAndPublish(ctx, pub)
+			if full {
+				d.rescanAndPublish(ctx, pub)
+			} else {
+				d.rescanPFsAndPublish(ctx, pub, keys(pcis), keys(ifNames))
+			}
+			full = false
+			clear(pcis)
+			clear(ifNames)
 		}
 	}
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// rescanPFsAndPublish rescans the PFs that events about the given PCI
+// functions and netdevs concern, and publishes what changed. Events that
+// concern no PF (a veth, a NIC without SR-IOV) cost no scan at all.
+func (d *Driver) rescanPFsAndPublish(ctx context.Context, pub Publisher, pcis, ifNames []string) {
+	ps, ok := d.cfg.Scanner.(PFScanner)
+	prev := d.inventory()
+	if !ok || prev == nil {
+		d.rescanAndPublish(ctx, pub)
+		return
+	}
+	logger := klog.FromContext(ctx)
+	// VF provisioning plans every PF it selects (a NIC that appeared may
+	// be one); when it changed VFs it has scanned everything already.
+	if scanned, err := d.provision(ctx); scanned {
+		if err != nil {
+			logger.Error(err, "Rescan failed; keeping the last published devices")
+			return
+		}
+		d.publishOrRetry(ctx, pub)
+		return
+	}
+	pfs := ps.AffectedPFs(prev, pcis, ifNames)
+	if len(pfs) == 0 {
+		logger.V(4).Info("Device events concern no SR-IOV PF; nothing to rescan", "pci", pcis, "ifNames", ifNames)
+		return
+	}
+	logger.V(2).Info("Rescanning the PFs device events concern", "pfs", pfs, "pci", pcis, "ifNames", ifNames)
+	if _, err := d.scanWith(ctx, func(ctx context.Context) (*inventory.Inventory, error) {
+		return ps.ScanPFs(ctx, d.inventory(), pfs)
+	}); err != nil {
+		logger.Error(err, "Rescan failed; keeping the last published devices")
+		return
+	}
+	d.publishOrRetry(ctx, pub)
 }
 
 func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher) {
@@ -252,9 +362,14 @@ func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher) {
 		logger.Error(err, "Rescan failed; keeping the last published devices")
 		return
 	}
+	d.publishOrRetry(ctx, pub)
+}
+
+// publishOrRetry publishes; on failure it forgets the last publication so
+// that the next scan retries.
+func (d *Driver) publishOrRetry(ctx context.Context, pub Publisher) {
 	if _, err := d.publish(ctx, pub); err != nil {
-		logger.Error(err, "Publishing failed; retrying on the next scan")
-		// Forget the last publication so the next scan retries.
+		klog.FromContext(ctx).Error(err, "Publishing failed; retrying on the next scan")
 		d.invMu.Lock()
 		d.published = nil
 		d.invMu.Unlock()

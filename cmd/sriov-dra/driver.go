@@ -33,6 +33,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
+	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
@@ -51,6 +52,7 @@ type driverOptions struct {
 	nriSocket, nriPluginIndex                        string
 	cniPath, kubeconfig, podUID                      string
 	registrationTimeout, pollInterval                time.Duration
+	resyncInterval                                   time.Duration
 }
 
 // envOf maps flag names to the environment variables that set them when
@@ -77,6 +79,7 @@ var envOf = map[string]string{
 	"pod-uid":                "POD_UID",
 	"registration-timeout":   "REGISTRATION_TIMEOUT",
 	"poll-interval":          "POLL_INTERVAL",
+	"resync-interval":        "RESYNC_INTERVAL",
 }
 
 func newDriverCmd() *cobra.Command {
@@ -121,7 +124,9 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (empty: in-cluster config)")
 	f.StringVar(&o.podUID, "pod-uid", "", "this pod's UID, enables kubelet plugin rolling updates")
 	f.DurationVar(&o.registrationTimeout, "registration-timeout", 2*time.Minute, "how long to wait for kubelet to register the plugin")
-	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "slow device rescan (sriov_numvfs changes emit no netlink event)")
+	f.DurationVar(&o.resyncInterval, "resync-interval", driver.DefaultResyncInterval, "full device rescan, a safety net: device changes (uevents, link events) rescan their PF when they happen")
+	f.DurationVar(&o.pollInterval, "poll-interval", 0, "deprecated: the old every-second rescan; when set, it is the full rescan interval instead of --resync-interval")
+	_ = f.MarkDeprecated("poll-interval", "devices are rescanned when the kernel reports a change; use --resync-interval (default 1m) for the safety-net full rescan")
 	f.VisitAll(func(fl *pflag.Flag) {
 		if env, ok := envOf[fl.Name]; ok {
 			fl.Usage += " [$" + env + "]"
@@ -242,9 +247,10 @@ func runDriver(parent context.Context, o driverOptions) error {
 	status := claimstatus.New(client, claimstatus.Options{DriverName: o.driverName})
 	events, stopEvents := driver.NewEventRecorder(ctx, client, o.driverName, o.nodeName)
 	defer stopEvents()
-	linkEvents, err := driver.SubscribeLinkEvents(ctx)
-	if err != nil {
-		logger.Error(err, "No link events; relying on the slow poll")
+	resync := o.resyncInterval
+	if o.pollInterval > 0 {
+		logger.Info("--poll-interval (POLL_INTERVAL) is deprecated: devices are rescanned on kernel events; using it as --resync-interval", "interval", o.pollInterval)
+		resync = o.pollInterval
 	}
 
 	var plugin *nri.Plugin
@@ -253,10 +259,8 @@ func runDriver(parent context.Context, o driverOptions) error {
 	})
 	d, err := driver.New(ctx, driver.Config{
 		NodeName: o.nodeName, DriverName: o.driverName, PassthroughPFs: o.passthroughPFs, BootID: bootID,
-		Store: store,
-		Scanner: scanFunc(func(ctx context.Context) (*inventory.Inventory, error) {
-			return inventory.Scan(ctx, inventory.Options{Root: o.hostRoot, Netlink: nl, Filter: filter})
-		}),
+		Store:        store,
+		Scanner:      inventory.Scanner{Options: inventory.Options{Root: o.hostRoot, Netlink: nl, Filter: filter}},
 		Attributes:   inventory.Attributes,
 		Host:         host,
 		IPAM:         ipam.New(ipam.Config{CNIPath: filepath.SplitList(o.cniPath), DataDir: filepath.Join(o.stateDir, "ipam")}),
@@ -266,8 +270,8 @@ func runDriver(parent context.Context, o driverOptions) error {
 		Netlink:      nl,
 		Events:       events,
 		Metrics:      metrics,
-		LinkEvents:   linkEvents,
-		PollInterval: o.pollInterval,
+		DeviceEvents: hwevents.Kernel{Links: true},
+		PollInterval: resync,
 		VFConfig:     vfSource,
 		HostRoot:     o.hostRoot,
 
@@ -425,11 +429,6 @@ func metricsHandler(reg *prometheus.Registry) http.Handler {
 func nriConfig(o driverOptions, marks *attachmark.Marks, hooks *driver.NRIHookMetrics) nri.Config {
 	return nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks, ObserveHook: hooks.Observe}
 }
-
-// scanFunc adapts a function to driver.Scanner.
-type scanFunc func(ctx context.Context) (*inventory.Inventory, error)
-
-func (f scanFunc) Scan(ctx context.Context) (*inventory.Inventory, error) { return f(ctx) }
 
 // classResourceName reads a DeviceClass's extended resource name: its
 // spec.extendedResourceName, or the name Kubernetes gives a class without
