@@ -53,6 +53,7 @@ type driverOptions struct {
 	cniPath, kubeconfig, podUID                      string
 	registrationTimeout, pollInterval                time.Duration
 	resyncInterval                                   time.Duration
+	memoryLimit                                      string
 }
 
 // envOf maps flag names to the environment variables that set them when
@@ -80,6 +81,7 @@ var envOf = map[string]string{
 	"registration-timeout":   "REGISTRATION_TIMEOUT",
 	"poll-interval":          "POLL_INTERVAL",
 	"resync-interval":        "RESYNC_INTERVAL",
+	"memory-limit":           "MEMORY_LIMIT",
 }
 
 func newDriverCmd() *cobra.Command {
@@ -127,6 +129,7 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.DurationVar(&o.resyncInterval, "resync-interval", driver.DefaultResyncInterval, "full device rescan, a safety net: device changes (uevents, link events) rescan their PF when they happen")
 	f.DurationVar(&o.pollInterval, "poll-interval", 0, "deprecated: the old every-second rescan; when set, it is the full rescan interval instead of --resync-interval")
 	_ = f.MarkDeprecated("poll-interval", "devices are rescanned when the kernel reports a change; use --resync-interval (default 1m) for the safety-net full rescan")
+	f.StringVar(&o.memoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity, from the downward API): the Go runtime's soft limit is set to 80% of it, unless GOMEMLIMIT is set (empty: none)")
 	f.VisitAll(func(fl *pflag.Flag) {
 		if env, ok := envOf[fl.Name]; ok {
 			fl.Usage += " [$" + env + "]"
@@ -247,6 +250,11 @@ func runDriver(parent context.Context, o driverOptions) error {
 	status := claimstatus.New(client, claimstatus.Options{DriverName: o.driverName})
 	events, stopEvents := driver.NewEventRecorder(ctx, client, o.driverName, o.nodeName)
 	defer stopEvents()
+	if soft, err := setMemoryLimit(o.memoryLimit); err != nil {
+		return exitError{code: 2, err: err}
+	} else if soft > 0 {
+		logger.V(2).Info("Go memory limit set", "bytes", soft, "containerLimit", o.memoryLimit)
+	}
 	resync := o.resyncInterval
 	if o.pollInterval > 0 {
 		logger.Info("--poll-interval (POLL_INTERVAL) is deprecated: devices are rescanned on kernel events; using it as --resync-interval", "interval", o.pollInterval)
