@@ -48,7 +48,7 @@ func (c *countingScanner) counts() (int, int) {
 }
 
 // TestNumVFsChangeByUevents: with the kernel's uevents and link events as
-// the device event source and the full rescan at its 1-minute default, a
+// the device event source and no full rescan meanwhile, a
 // sriov_numvfs write on a real igb PF is in the ResourceSlice within 1 s
 // of the write returning, through rescans of that PF only. The first PF
 // is not touched; the second gets its VF count back at the end.
@@ -69,7 +69,9 @@ func TestNumVFsChangeByUevents(t *testing.T) {
 	claim := vfClaim("uevents", "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b", types.UID("1a2b3c4d-0000-4e5f-8a7b-9c0d1e2f3a4c"),
 		inventory.DeviceName(pf.VFs[0].PCI), `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig"}`)
 	n := startNode(t, h, claim, func(c *driver.Config) {
-		c.Scanner, c.DeviceEvents = sc, hwevents.Kernel{Links: true}
+		// No full rescan in the test's time (the default is 1 min): the
+		// events alone must carry every change.
+		c.Scanner, c.DeviceEvents, c.PollInterval = sc, hwevents.Kernel{Links: true}, time.Hour
 	})
 	n.published(inventory.DeviceName(pf.VFs[0].PCI))
 
