@@ -297,6 +297,14 @@ current-context: c
 		b.Fatal(err)
 	}
 	defer logFile.Close()
+	if keep := os.Getenv("FOOTPRINT_LOG"); keep != "" {
+		// The daemon's log, kept for a look after the run.
+		defer func() {
+			if b, err := os.ReadFile(logFile.Name()); err == nil {
+				_ = os.WriteFile(keep, b, 0o644)
+			}
+		}()
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 15 * time.Second
@@ -407,12 +415,16 @@ current-context: c
 		fail("%d of %d claims not prepared, first: %s", len(errs), len(claims), errs[0])
 	}
 	time.Sleep(2 * time.Second)
-	st, err := procStatus(cmd.Process.Pid, "VmRSS", "VmHWM")
+	st, err := procStatus(cmd.Process.Pid, "VmRSS", "VmHWM", "RssAnon", "RssFile")
 	if err != nil {
 		fail("read the daemon's memory: %v", err)
 	}
 	b.ReportMetric(float64(st["VmRSS"])/1024, "rss-MiB")
 	b.ReportMetric(float64(st["VmHWM"])/1024, "peak-rss-MiB")
+	// Anonymous memory (heap, stacks) and file pages (the binary's text
+	// and data) of the RSS.
+	b.ReportMetric(float64(st["RssAnon"])/1024, "anon-MiB")
+	b.ReportMetric(float64(st["RssFile"])/1024, "file-MiB")
 	b.ReportMetric(float64(published()), "devices")
 	b.ReportMetric(float64(len(claims)), "claims")
 	b.ReportMetric(prepTime.Seconds()*1000/float64(len(claims)), "prepare-ms/claim")
