@@ -70,13 +70,20 @@ func BenchmarkIdleDaemon(b *testing.B) {
 	b.ResetTimer()
 	start, cpu0 := time.Now(), processCPU(b)
 	// The window runs until the first safety-net rescan is over (its
-	// ticker started with Run), so the figure includes its cost.
-	deadline := start.Add(window + 5*time.Second)
-	for {
-		time.Sleep(100 * time.Millisecond)
-		full, _ := e.scan.counts()
-		if (full > full0 && time.Since(start) >= window) || time.Now().After(deadline) {
-			break
+	// ticker started with Run; a finished scan closes the channel), so
+	// the figure includes its whole cost.
+	scanned := d.inventoryChanged()
+	deadline := start.Add(window + 30*time.Second)
+	for done := false; !done; {
+		select {
+		case <-scanned:
+			scanned = nil
+			done = time.Since(start) >= window
+		case <-time.After(100 * time.Millisecond):
+			done = scanned == nil && time.Since(start) >= window
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("no full rescan within %v", window+30*time.Second)
 		}
 	}
 	wall, cpu := time.Since(start), processCPU(b)-cpu0
