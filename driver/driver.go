@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -136,9 +137,10 @@ type Driver struct {
 	claimMu    sync.Mutex
 	claimLocks map[string]*claimLock
 
-	invMu     sync.Mutex
-	inv       *inventory.Inventory
-	published *resourceslice.DriverResources
+	invMu sync.Mutex
+	inv   *inventory.Inventory
+	// published is the digest of the last publication (poolDigest).
+	published *[sha256.Size]byte
 	// publishedTaints are the health taints of the last publication.
 	publishedTaints map[string][]resourceapi.DeviceTaint
 	// taintsDroppedLogged is set once the API server was seen dropping

@@ -2,13 +2,14 @@ package driver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
@@ -135,6 +136,16 @@ func (d *Driver) inventoryChanged() <-chan struct{} {
 	return d.invCond
 }
 
+// poolDigest is the SHA-256 of the pool's JSON encoding (maps are
+// encoded with sorted keys, so equal pools give equal digests).
+func poolDigest(res resourceslice.DriverResources) ([sha256.Size]byte, error) {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return [sha256.Size]byte{}, fmt.Errorf("encode the pool to compare it with the last publication: %w", err)
+	}
+	return sha256.Sum256(b), nil
+}
+
 // publish publishes the current pool when it differs from the last
 // publication. It reports whether it wrote.
 func (d *Driver) publish(ctx context.Context, pub Publisher) (bool, error) {
@@ -145,29 +156,34 @@ func (d *Driver) publish(ctx context.Context, pub Publisher) (bool, error) {
 	}
 	taints := d.healthTaints()
 	res := BuildResources(d.cfg.NodeName, devs, d.state.PublishedDevices(), d.cfg.Attributes, taints)
+	// The last publication is remembered by a digest, not a copy: the
+	// publisher keeps (and may update) what it is given, and a second
+	// copy of a thousand devices' attributes is megabytes of heap.
+	sum, err := poolDigest(res)
+	if err != nil {
+		return false, err
+	}
+	n := 0
+	for _, s := range res.Pools[d.cfg.NodeName].Slices {
+		n += len(s.Devices)
+	}
 	d.invMu.Lock()
-	same := d.published != nil && apiequality.Semantic.DeepEqual(*d.published, res)
+	same := d.published != nil && *d.published == sum
 	prevTaints := d.publishedTaints
 	d.invMu.Unlock()
 	if same {
 		return false, nil
 	}
-	// The publisher keeps (and may update) what it is given: it gets its
-	// own copy, so that the comparison above stays with what was built.
-	if err := pub.PublishResources(ctx, *res.DeepCopy()); err != nil {
+	if err := pub.PublishResources(ctx, res); err != nil {
 		return false, fmt.Errorf("publish ResourceSlices of pool %s: %w", d.cfg.NodeName, err)
 	}
 	d.invMu.Lock()
-	d.published = &res
+	d.published = &sum
 	d.publishedTaints = taints
 	d.invMu.Unlock()
 	logTaintChanges(ctx, prevTaints, taints)
 	if m := d.cfg.Metrics; m != nil {
 		m.publishes.Inc()
-	}
-	n := 0
-	for _, s := range res.Pools[d.cfg.NodeName].Slices {
-		n += len(s.Devices)
 	}
 	klog.FromContext(ctx).V(2).Info("Published devices", "pool", d.cfg.NodeName, "devices", n)
 	return true, nil
