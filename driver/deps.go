@@ -23,6 +23,19 @@ type Scanner interface {
 	Scan(ctx context.Context) (*inventory.Inventory, error)
 }
 
+// PFScanner is a Scanner that can also rescan part of the node: the PFs
+// that device events concern (inventory.Scanner). Without it every event
+// costs a full scan.
+type PFScanner interface {
+	Scanner
+	// AffectedPFs maps the PCI functions and netdevs events named to the
+	// PFs to rescan; none when the events concern no SR-IOV device.
+	AffectedPFs(prev *inventory.Inventory, pciAddresses, ifNames []string) []string
+	// ScanPFs rescans those PFs and returns prev with their devices
+	// replaced.
+	ScanPFs(ctx context.Context, prev *inventory.Inventory, pfs []string) (*inventory.Inventory, error)
+}
+
 // AttributesFunc gives the ResourceSlice attributes of a device
 // (pkg/inventory's Attributes).
 type AttributesFunc func(dev inventory.Device) map[resourceapi.QualifiedName]resourceapi.DeviceAttribute

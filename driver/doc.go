@@ -102,9 +102,12 @@
 // (inventory.DeviceName), at most 128 per ResourceSlice, an empty pool
 // published as one empty slice. A prepared device stays published with
 // the attributes it had before it was prepared (its MAC, VLAN or netdev
-// may have changed or moved into a pod). The inventory is rescanned on
-// netlink link events (debounced) and on a slow poll (sriov_numvfs
-// changes emit no event); the pool is published only when it differs.
+// may have changed or moved into a pod). Device events (kernel uevents:
+// PCI functions added or removed, drivers bound or unbound, netdevs added,
+// removed or renamed; rtnetlink link events) rescan the PFs they concern,
+// debounced; events about other devices cost nothing. A full rescan runs
+// on prepare/unprepare and once a minute as a safety net. The pool is
+// published only when it differs, so an idle node makes no API writes.
 //
 // # Concurrency
 //

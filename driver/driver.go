@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
+	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
@@ -58,11 +60,21 @@ type Config struct {
 	// Metrics, nil for none.
 	Metrics *Metrics
 
-	// LinkEvents, when set, delivers a value on every host link change.
+	// LinkEvents, when set, delivers a value on every host link change;
+	// each burst costs a full rescan. DeviceEvents supersedes it.
 	LinkEvents <-chan struct{}
-	// PollInterval is the slow rescan (sriov_numvfs changes emit no
-	// netlink event); 0 means 1s.
+	// DeviceEvents, when set, is subscribed to by Run: a burst of events
+	// rescans the PFs they concern (all of them with a PFScanner that
+	// cannot tell, or after lost events) and events about other devices
+	// cost nothing. When the subscription fails Run polls every second.
+	DeviceEvents hwevents.Source
+	// PollInterval is the full rescan: the safety net with DeviceEvents
+	// (0 means 60s), the only way to see a sriov_numvfs change without
+	// them (0 means 1s).
 	PollInterval time.Duration
+	// ConfigCheckInterval is how often the VFConfig file is checked for a
+	// change (one stat); 0 means 1s.
+	ConfigCheckInterval time.Duration
 	// Debounce collects bursts of events into one rescan; 0 means 200ms.
 	Debounce time.Duration
 	// HealthResend is how often health is re-sent when nothing changed;
@@ -112,6 +124,15 @@ type Config struct {
 	DropPollInterval time.Duration
 }
 
+// DefaultResyncInterval is the full rescan with device events: a safety
+// net for changes no event announces (a PF's addresses and routes, which
+// only matter for PF passthrough).
+const DefaultResyncInterval = time.Minute
+
+// pollWithoutEvents is the full rescan when the device event
+// subscription failed.
+const pollWithoutEvents = time.Second
+
 // Driver is the node daemon's DRA side: a kubeletplugin.DRAPlugin over
 // the checkpointed State, which also serves the NRI plugin.
 type Driver struct {
@@ -127,9 +148,10 @@ type Driver struct {
 	claimMu    sync.Mutex
 	claimLocks map[string]*claimLock
 
-	invMu     sync.Mutex
-	inv       *inventory.Inventory
-	published *resourceslice.DriverResources
+	invMu sync.Mutex
+	inv   *inventory.Inventory
+	// published is the digest of the last publication (poolDigest).
+	published *[sha256.Size]byte
 	// publishedTaints are the health taints of the last publication.
 	publishedTaints map[string][]resourceapi.DeviceTaint
 	// taintsDroppedLogged is set once the API server was seen dropping
@@ -180,6 +202,12 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
+		if cfg.DeviceEvents != nil {
+			cfg.PollInterval = DefaultResyncInterval
+		}
+	}
+	if cfg.ConfigCheckInterval <= 0 {
+		cfg.ConfigCheckInterval = time.Second
 	}
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = 200 * time.Millisecond

@@ -17,6 +17,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
+	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
@@ -343,21 +344,71 @@ func sortStrings(s []string) []string {
 	return s
 }
 
-// swapScanner scans a sysfs fixture whose root can be swapped.
+// swapScanner scans a sysfs fixture whose root can be swapped; it counts
+// full and partial scans.
 type swapScanner struct {
-	mu   sync.Mutex
-	host *sysfstest.Host
-	err  error
+	mu            sync.Mutex
+	host          *sysfstest.Host
+	err           error
+	full, partial int
+	partialPFs    [][]string
+}
+
+var _ PFScanner = (*swapScanner)(nil)
+
+func (s *swapScanner) inner() (inventory.Scanner, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return inventory.Scanner{Options: inventory.Options{Root: s.host.Root, Netlink: s.host.Netlink}}, s.err
 }
 
 func (s *swapScanner) Scan(ctx context.Context) (*inventory.Inventory, error) {
-	s.mu.Lock()
-	h, err := s.host, s.err
-	s.mu.Unlock()
+	sc, err := s.inner()
 	if err != nil {
 		return nil, err
 	}
-	return inventory.Scan(ctx, inventory.Options{Root: h.Root, Netlink: h.Netlink})
+	s.mu.Lock()
+	s.full++
+	s.mu.Unlock()
+	return sc.Scan(ctx)
+}
+
+func (s *swapScanner) AffectedPFs(prev *inventory.Inventory, pcis, ifNames []string) []string {
+	sc, _ := s.inner()
+	return sc.AffectedPFs(prev, pcis, ifNames)
+}
+
+func (s *swapScanner) ScanPFs(ctx context.Context, prev *inventory.Inventory, pfs []string) (*inventory.Inventory, error) {
+	sc, err := s.inner()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.partial++
+	s.partialPFs = append(s.partialPFs, pfs)
+	s.mu.Unlock()
+	return sc.ScanPFs(ctx, prev, pfs)
+}
+
+// counts returns the number of full and partial scans so far.
+func (s *swapScanner) counts() (full, partial int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.full, s.partial
+}
+
+// fakeEvents is a hwevents.Source tests send events through; err makes
+// the subscription fail.
+type fakeEvents struct {
+	ch  chan hwevents.Event
+	err error
+}
+
+func (f *fakeEvents) Subscribe(context.Context) (<-chan hwevents.Event, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f.ch, nil
 }
 
 func (s *swapScanner) set(h *sysfstest.Host) {

@@ -2,17 +2,19 @@ package driver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
 
@@ -59,7 +61,12 @@ func BuildResources(pool string, devs []inventory.Device, prepared map[string]in
 
 // scan runs the inventory scan and keeps the result.
 func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
-	inv, err := d.cfg.Scanner.Scan(ctx)
+	return d.scanWith(ctx, d.cfg.Scanner.Scan)
+}
+
+// scanWith runs a scan (full, or of some PFs) and keeps the result.
+func (d *Driver) scanWith(ctx context.Context, scan func(context.Context) (*inventory.Inventory, error)) (*inventory.Inventory, error) {
+	inv, err := scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("scan devices: %w", err)
 	}
@@ -76,7 +83,7 @@ func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
 				return nil, ctx.Err()
 			case <-time.After(vanishConfirmDelay):
 			}
-			if inv, err = d.cfg.Scanner.Scan(ctx); err != nil {
+			if inv, err = scan(ctx); err != nil {
 				return nil, fmt.Errorf("scan devices: %w", err)
 			}
 		}
@@ -130,6 +137,16 @@ func (d *Driver) inventoryChanged() <-chan struct{} {
 	return d.invCond
 }
 
+// poolDigest is the SHA-256 of the pool's JSON encoding (maps are
+// encoded with sorted keys, so equal pools give equal digests).
+func poolDigest(res resourceslice.DriverResources) ([sha256.Size]byte, error) {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return [sha256.Size]byte{}, fmt.Errorf("encode the pool to compare it with the last publication: %w", err)
+	}
+	return sha256.Sum256(b), nil
+}
+
 // publish publishes the current pool when it differs from the last
 // publication. It reports whether it wrote.
 func (d *Driver) publish(ctx context.Context, pub Publisher) (bool, error) {
@@ -140,29 +157,34 @@ func (d *Driver) publish(ctx context.Context, pub Publisher) (bool, error) {
 	}
 	taints := d.healthTaints()
 	res := BuildResources(d.cfg.NodeName, devs, d.state.PublishedDevices(), d.cfg.Attributes, taints)
+	// The last publication is remembered by a digest, not a copy: the
+	// publisher keeps (and may update) what it is given, and a second
+	// copy of a thousand devices' attributes is megabytes of heap.
+	sum, err := poolDigest(res)
+	if err != nil {
+		return false, err
+	}
+	n := 0
+	for _, s := range res.Pools[d.cfg.NodeName].Slices {
+		n += len(s.Devices)
+	}
 	d.invMu.Lock()
-	same := d.published != nil && apiequality.Semantic.DeepEqual(*d.published, res)
+	same := d.published != nil && *d.published == sum
 	prevTaints := d.publishedTaints
 	d.invMu.Unlock()
 	if same {
 		return false, nil
 	}
-	// The publisher keeps (and may update) what it is given: it gets its
-	// own copy, so that the comparison above stays with what was built.
-	if err := pub.PublishResources(ctx, *res.DeepCopy()); err != nil {
+	if err := pub.PublishResources(ctx, res); err != nil {
 		return false, fmt.Errorf("publish ResourceSlices of pool %s: %w", d.cfg.NodeName, err)
 	}
 	d.invMu.Lock()
-	d.published = &res
+	d.published = &sum
 	d.publishedTaints = taints
 	d.invMu.Unlock()
 	logTaintChanges(ctx, prevTaints, taints)
 	if m := d.cfg.Metrics; m != nil {
 		m.publishes.Inc()
-	}
-	n := 0
-	for _, s := range res.Pools[d.cfg.NodeName].Slices {
-		n += len(s.Devices)
 	}
 	klog.FromContext(ctx).V(2).Info("Published devices", "pool", d.cfg.NodeName, "devices", n)
 	return true, nil
@@ -176,9 +198,12 @@ func (d *Driver) TriggerRescan() {
 	}
 }
 
-// Run publishes the pool and keeps it current until ctx is done: it
-// rescans on link events and prepare/unprepare (debounced), and on a slow
-// poll, and publishes only what changed.
+// Run publishes the pool and keeps it current until ctx is done, and
+// publishes only what changed. It rescans, debounced: the PFs device
+// events concern (Config.DeviceEvents: uevents, link events), everything
+// on prepare/unprepare, on Config.LinkEvents, when the VF config file
+// changed and after lost events; and everything on the slow poll (the
+// safety net).
 //
 // In the background it also retries pending releases of records from
 // before a reboot (with backoff) and applies the admin's drop requests.
@@ -208,11 +233,39 @@ func (d *Driver) Run(ctx context.Context, pub Publisher) error {
 		}
 		wait.UntilWithContext(bgCtx, d.applyDropRequests, poll)
 	}()
-	poll := time.NewTicker(d.cfg.PollInterval)
+	logger := klog.FromContext(ctx)
+	var devEvents <-chan hwevents.Event
+	pollEvery := d.cfg.PollInterval
+	if src := d.cfg.DeviceEvents; src != nil {
+		ch, err := src.Subscribe(ctx)
+		if err != nil {
+			pollEvery = min(pollEvery, pollWithoutEvents)
+			logger.Error(err, "No device events; rescanning everything on a fast poll instead", "interval", pollEvery)
+		}
+		devEvents = ch
+	}
+	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
+	var cfgCheck <-chan time.Time
+	if d.cfg.VFConfig != nil {
+		t := time.NewTicker(d.cfg.ConfigCheckInterval)
+		defer t.Stop()
+		cfgCheck = t.C
+	}
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
-	pending := false
+	// What the pending rescan covers: everything, or the PCI functions
+	// and netdevs the device events named.
+	var (
+		pending, full bool
+		pcis, ifNames = map[string]bool{}, map[string]bool{}
+	)
+	schedule := func() {
+		if !pending {
+			pending = true
+			debounce.Reset(d.cfg.Debounce)
+		}
+	}
 	linkEvents := d.cfg.LinkEvents
 	for {
 		select {
@@ -223,22 +276,95 @@ func (d *Driver) Run(ctx context.Context, pub Publisher) error {
 				linkEvents = nil
 				continue
 			}
-			if !pending {
-				pending = true
-				debounce.Reset(d.cfg.Debounce)
+			full = true
+			schedule()
+		case ev, ok := <-devEvents:
+			if !ok {
+				devEvents = nil
+				if pollEvery > pollWithoutEvents {
+					pollEvery = pollWithoutEvents
+					poll.Reset(pollEvery)
+					logger.Info("Device events ended; rescanning everything on a fast poll instead", "interval", pollEvery)
+				}
+				continue
 			}
+			switch {
+			case ev.Resync:
+				full = true
+			case ev.PCIAddress != "":
+				pcis[ev.PCIAddress] = true
+			}
+			if ev.IfName != "" {
+				ifNames[ev.IfName] = true
+			}
+			schedule()
 		case <-d.rescan:
-			if !pending {
-				pending = true
-				debounce.Reset(d.cfg.Debounce)
+			full = true
+			schedule()
+		case <-cfgCheck:
+			if d.cfg.VFConfig.Changed() {
+				full = true
+				schedule()
 			}
 		case <-poll.C:
 			d.rescanAndPublish(ctx, pub)
 		case <-debounce.C:
 			pending = false
-			d.rescanAndPublish(ctx, pub)
+			if full {
+				d.rescanAndPublish(ctx, pub)
+			} else {
+				d.rescanPFsAndPublish(ctx, pub, keys(pcis), keys(ifNames))
+			}
+			full = false
+			clear(pcis)
+			clear(ifNames)
 		}
 	}
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// rescanPFsAndPublish rescans the PFs that events about the given PCI
+// functions and netdevs concern, and publishes what changed. Events that
+// concern no PF (a veth, a NIC without SR-IOV) cost no scan at all.
+func (d *Driver) rescanPFsAndPublish(ctx context.Context, pub Publisher, pcis, ifNames []string) {
+	ps, ok := d.cfg.Scanner.(PFScanner)
+	prev := d.inventory()
+	if !ok || prev == nil {
+		d.rescanAndPublish(ctx, pub)
+		return
+	}
+	logger := klog.FromContext(ctx)
+	// VF provisioning plans every PF it selects (a NIC that appeared may
+	// be one); when it changed VFs it has scanned everything already.
+	if scanned, err := d.provision(ctx); scanned {
+		if err != nil {
+			logger.Error(err, "Rescan failed; keeping the last published devices")
+			return
+		}
+		d.publishOrRetry(ctx, pub)
+		return
+	}
+	pfs := ps.AffectedPFs(prev, pcis, ifNames)
+	if len(pfs) == 0 {
+		logger.V(4).Info("Device events concern no SR-IOV PF; nothing to rescan", "pci", pcis, "ifNames", ifNames)
+		return
+	}
+	logger.V(2).Info("Rescanning the PFs device events concern", "pfs", pfs, "pci", pcis, "ifNames", ifNames)
+	if _, err := d.scanWith(ctx, func(ctx context.Context) (*inventory.Inventory, error) {
+		return ps.ScanPFs(ctx, d.inventory(), pfs)
+	}); err != nil {
+		logger.Error(err, "Rescan failed; keeping the last published devices")
+		return
+	}
+	d.publishOrRetry(ctx, pub)
 }
 
 func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher) {
@@ -253,9 +379,14 @@ func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher) {
 		logger.Error(err, "Rescan failed; keeping the last published devices")
 		return
 	}
+	d.publishOrRetry(ctx, pub)
+}
+
+// publishOrRetry publishes; on failure it forgets the last publication so
+// that the next scan retries.
+func (d *Driver) publishOrRetry(ctx context.Context, pub Publisher) {
 	if _, err := d.publish(ctx, pub); err != nil {
-		logger.Error(err, "Publishing failed; retrying on the next scan")
-		// Forget the last publication so the next scan retries.
+		klog.FromContext(ctx).Error(err, "Publishing failed; retrying on the next scan")
 		d.invMu.Lock()
 		d.published = nil
 		d.invMu.Unlock()

@@ -34,6 +34,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
+	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
@@ -54,6 +55,8 @@ type driverOptions struct {
 	registrationTimeout, pollInterval                time.Duration
 	deviceMetadata                                   bool
 	lostDeviceTimeout                                time.Duration
+	resyncInterval                                   time.Duration
+	memoryLimit                                      string
 }
 
 // envOf maps flag names to the environment variables that set them when
@@ -82,6 +85,8 @@ var envOf = map[string]string{
 	"poll-interval":          "POLL_INTERVAL",
 	"device-metadata":        "DEVICE_METADATA",
 	"lost-device-timeout":    "LOST_DEVICE_TIMEOUT",
+	"resync-interval":        "RESYNC_INTERVAL",
+	"memory-limit":           "MEMORY_LIMIT",
 }
 
 func newDriverCmd() *cobra.Command {
@@ -126,7 +131,10 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (empty: in-cluster config)")
 	f.StringVar(&o.podUID, "pod-uid", "", "this pod's UID, enables kubelet plugin rolling updates")
 	f.DurationVar(&o.registrationTimeout, "registration-timeout", 2*time.Minute, "how long to wait for kubelet to register the plugin")
-	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "slow device rescan (sriov_numvfs changes emit no netlink event)")
+	f.DurationVar(&o.resyncInterval, "resync-interval", driver.DefaultResyncInterval, "full device rescan, a safety net: device changes (uevents, link events) rescan their PF when they happen")
+	f.DurationVar(&o.pollInterval, "poll-interval", 0, "deprecated: the old every-second rescan; when set, it is the full rescan interval instead of --resync-interval")
+	_ = f.MarkDeprecated("poll-interval", "devices are rescanned when the kernel reports a change; use --resync-interval (default 1m) for the safety-net full rescan")
+	f.StringVar(&o.memoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity, from the downward API): the Go runtime's soft limit is set to 80% of it, unless GOMEMLIMIT is set (empty: none)")
 	f.BoolVar(&o.deviceMetadata, "device-metadata", true, "give each container a read-only file describing its devices (KEP-5304 device metadata: interface name, MAC, IPs, PCI address, VLAN, GUID, RDMA and vfio device nodes) under "+metadata.ContainerDir+"; the kubelet plugin helper writes it and mounts it through CDI (docs/config.md)")
 	f.DurationVar(&o.lostDeviceTimeout, "lost-device-timeout", driver.DefaultLostDeviceTimeout, "how long a pod's deletion waits for a device that is gone (removed VF, hot-unplug) before the claim is released without it and the device is recorded as lost")
 	f.VisitAll(func(fl *pflag.Flag) {
@@ -249,9 +257,15 @@ func runDriver(parent context.Context, o driverOptions) error {
 	status := claimstatus.New(client, claimstatus.Options{DriverName: o.driverName})
 	events, stopEvents := driver.NewEventRecorder(ctx, client, o.driverName, o.nodeName)
 	defer stopEvents()
-	linkEvents, err := driver.SubscribeLinkEvents(ctx)
-	if err != nil {
-		logger.Error(err, "No link events; relying on the slow poll")
+	if soft, err := setMemoryLimit(o.memoryLimit); err != nil {
+		return exitError{code: 2, err: err}
+	} else if soft > 0 {
+		logger.V(2).Info("Go memory limit set", "bytes", soft, "containerLimit", o.memoryLimit)
+	}
+	resync := o.resyncInterval
+	if o.pollInterval > 0 {
+		logger.Info("--poll-interval (POLL_INTERVAL) is deprecated: devices are rescanned on kernel events; using it as --resync-interval", "interval", o.pollInterval)
+		resync = o.pollInterval
 	}
 
 	var plugin *nri.Plugin
@@ -260,10 +274,8 @@ func runDriver(parent context.Context, o driverOptions) error {
 	})
 	d, err := driver.New(ctx, driver.Config{
 		NodeName: o.nodeName, DriverName: o.driverName, PassthroughPFs: o.passthroughPFs, BootID: bootID,
-		Store: store,
-		Scanner: scanFunc(func(ctx context.Context) (*inventory.Inventory, error) {
-			return inventory.Scan(ctx, inventory.Options{Root: o.hostRoot, Netlink: nl, Filter: filter})
-		}),
+		Store:             store,
+		Scanner:           inventory.Scanner{Options: inventory.Options{Root: o.hostRoot, Netlink: nl, Filter: filter}},
 		Attributes:        inventory.Attributes,
 		Host:              host,
 		IPAM:              ipam.New(ipam.Config{CNIPath: filepath.SplitList(o.cniPath), DataDir: filepath.Join(o.stateDir, "ipam")}),
@@ -273,8 +285,8 @@ func runDriver(parent context.Context, o driverOptions) error {
 		Netlink:           nl,
 		Events:            events,
 		Metrics:           metrics,
-		LinkEvents:        linkEvents,
-		PollInterval:      o.pollInterval,
+		DeviceEvents:      hwevents.Kernel{Links: true},
+		PollInterval:      resync,
 		LostDeviceTimeout: o.lostDeviceTimeout,
 		VFConfig:          vfSource,
 		HostRoot:          o.hostRoot,
@@ -463,11 +475,6 @@ func metricsHandler(reg *prometheus.Registry) http.Handler {
 func nriConfig(o driverOptions, marks *attachmark.Marks, hooks *driver.NRIHookMetrics) nri.Config {
 	return nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks, ObserveHook: hooks.Observe}
 }
-
-// scanFunc adapts a function to driver.Scanner.
-type scanFunc func(ctx context.Context) (*inventory.Inventory, error)
-
-func (f scanFunc) Scan(ctx context.Context) (*inventory.Inventory, error) { return f(ctx) }
 
 // classResourceName reads a DeviceClass's extended resource name: its
 // spec.extendedResourceName, or the name Kubernetes gives a class without

@@ -18,7 +18,8 @@ func TestDriverFlagsFromEnv(t *testing.T) {
 	cmd := newDriverCmd()
 	t.Setenv("NODE_NAME", "n1")
 	t.Setenv("PASSTHROUGH_PFS", "ens1f0,0000:af:00.0")
-	t.Setenv("POLL_INTERVAL", "3s")
+	t.Setenv("POLL_INTERVAL", "3s") // deprecated, still read
+	t.Setenv("RESYNC_INTERVAL", "5m")
 	t.Setenv("DRIVER_NAME", "from-env")
 	t.Setenv("VF_CONFIG", "/etc/sriov-dra/vf-config/config.yaml")
 	t.Setenv("DEVICE_METADATA", "false")
@@ -30,7 +31,7 @@ func TestDriverFlagsFromEnv(t *testing.T) {
 	}
 	get := func(n string) string { return cmd.Flags().Lookup(n).Value.String() }
 	for flag, want := range map[string]string{
-		"node-name": "n1", "passthrough-pfs": "[ens1f0,0000:af:00.0]", "poll-interval": "3s",
+		"node-name": "n1", "passthrough-pfs": "[ens1f0,0000:af:00.0]", "poll-interval": "3s", "resync-interval": "5m0s",
 		"driver-name":     "from-flag", // the command line wins
 		"host-root":       "/",
 		"vf-config":       "/etc/sriov-dra/vf-config/config.yaml",
@@ -90,7 +91,7 @@ current-context: c
 		nodeName: "n1", driverName: "sriov.dra.dev", hostRoot: h.Root, stateDir: filepath.Join(base, "state"),
 		cdiDir: filepath.Join(base, "cdi"), attachMarkerDir: filepath.Join(base, "attached"), pluginsDir: filepath.Join(base, "plug"), registryDir: reg,
 		metricsAddr: "127.0.0.1:0", nriSocket: filepath.Join(base, "nri.sock"), nriPluginIndex: "50",
-		cniPath: "/nonexistent", kubeconfig: kc, registrationTimeout: time.Second, pollInterval: time.Second,
+		cniPath: "/nonexistent", kubeconfig: kc, registrationTimeout: time.Second, resyncInterval: time.Second,
 		// On, as by default: the kubelet plugin helper starts with the
 		// metadata versions the driver asks for.
 		deviceMetadata: true,

@@ -227,7 +227,7 @@ func driverArgs(o driverOptions) []string {
 		"--kubelet-plugins-dir=" + o.pluginsDir, "--kubelet-registry-dir=" + o.registryDir,
 		"--metrics-addr=" + o.metricsAddr, "--nri-socket=" + o.nriSocket, "--nri-plugin-index=" + o.nriPluginIndex,
 		"--cni-path=" + o.cniPath, "--kubeconfig=" + o.kubeconfig,
-		"--registration-timeout=" + o.registrationTimeout.String(), "--poll-interval=" + o.pollInterval.String(),
+		"--registration-timeout=" + o.registrationTimeout.String(), "--resync-interval=" + o.resyncInterval.String(),
 	}
 }
 

@@ -56,24 +56,10 @@ const NoteNoSRIOV = "no PF with sriov_totalvfs found"
 // reason (Inventory.Excluded); unreadable optional attributes are left
 // empty. It fails only on bad options or an unreadable PCI device list.
 func Scan(ctx context.Context, opts Options) (*Inventory, error) {
-	if opts.Netlink == nil {
-		return nil, errors.New("inventory scan: Options.Netlink is nil")
-	}
-	filter, err := opts.Filter.normalized()
+	s, filter, err := newScanner(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	root := opts.Root
-	if root == "" {
-		root = "/"
-	}
-	s := &scanner{
-		sys:   filepath.Join(root, "sys"),
-		nl:    opts.Netlink,
-		log:   klog.FromContext(ctx),
-		allow: opts.AllowDefaultRoutePF,
-	}
-	s.pcieRootFS = deviceattribute.WithFSFromRoot(s.sys)
 	busDir := filepath.Join(s.sys, "bus", "pci", "devices")
 	bus, done := openDir(busDir)
 	all, err := listDir(bus)
@@ -146,6 +132,29 @@ func Scan(ctx context.Context, opts Options) (*Inventory, error) {
 	}
 	s.log.V(2).Info("Inventory scanned", "pfs", len(pfs), "devices", len(inv.Devices), "filteredOut", found-len(inv.Devices), "excluded", len(inv.Excluded))
 	return inv, nil
+}
+
+// newScanner checks the options and sets up one scan.
+func newScanner(ctx context.Context, opts Options) (*scanner, Filter, error) {
+	if opts.Netlink == nil {
+		return nil, Filter{}, errors.New("inventory scan: Options.Netlink is nil")
+	}
+	f, err := opts.Filter.normalized()
+	if err != nil {
+		return nil, Filter{}, err
+	}
+	root := opts.Root
+	if root == "" {
+		root = "/"
+	}
+	s := &scanner{
+		sys:   filepath.Join(root, "sys"),
+		nl:    opts.Netlink,
+		log:   klog.FromContext(ctx),
+		allow: opts.AllowDefaultRoutePF,
+	}
+	s.pcieRootFS = deviceattribute.WithFSFromRoot(s.sys)
+	return s, f, nil
 }
 
 // findPFs returns the devices with sriov_totalvfs. VFs always sort after

@@ -201,6 +201,17 @@ func (s *Source) Path() string { return s.path }
 // Config is the last good config, nil when none.
 func (s *Source) Config() *NodeConfig { return s.cfg }
 
+// Changed reports whether the file looks different from when it was last
+// read (appeared, went away, another size or modification time), with
+// one stat and without reading it: what a frequent check can afford.
+func (s *Source) Changed() bool {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return s.present || !errors.Is(err, os.ErrNotExist)
+	}
+	return !s.present || !fi.ModTime().Equal(s.modTime) || fi.Size() != s.size
+}
+
 // Refresh re-reads the file when it changed. It reports whether the config
 // changed; on a bad file it keeps the last good config and returns the
 // error (once per change of the file). A removed file means no config.

@@ -270,16 +270,22 @@ func TestSource(t *testing.T) {
 	if err != nil || s.Config() != nil {
 		t.Fatalf("missing file: %v, %+v; want no config, no error", err, s.Config())
 	}
+	if s.Changed() {
+		t.Error("Changed with the file still missing")
+	}
 	good := "apiVersion: sriov.dra.dev/v1alpha1\nkind: NodeConfig\npfs:\n- interfaceName: eth1\n  numVfs: 3\n"
 	if err := os.WriteFile(p, []byte(good), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if !s.Changed() {
+		t.Error("file created, Changed false")
 	}
 	changed, c, err := s.Refresh()
 	if err != nil || !changed || c == nil || *c.PFs[0].NumVFs != 3 {
 		t.Fatalf("new file: %v %+v %v", changed, c, err)
 	}
-	if changed, _, err := s.Refresh(); changed || err != nil {
-		t.Fatalf("unchanged file reported changed=%v err=%v", changed, err)
+	if changed, _, err := s.Refresh(); changed || err != nil || s.Changed() {
+		t.Fatalf("unchanged file reported changed=%v (Changed %v) err=%v", changed, s.Changed(), err)
 	}
 	bad := strings.Replace(good, "numVfs: 3", "numVfs: 3\n  extra: 1", 1)
 	if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
@@ -291,6 +297,9 @@ func TestSource(t *testing.T) {
 	}
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
+	}
+	if !s.Changed() {
+		t.Error("file removed, Changed false")
 	}
 	if changed, c, err := s.Refresh(); !changed || c != nil || err != nil {
 		t.Fatalf("removed file: changed=%v cfg=%+v err=%v", changed, c, err)

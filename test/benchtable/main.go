@@ -47,7 +47,7 @@ func parse(r io.Reader) ([]row, []string, error) {
 	if err := sc.Err(); err != nil {
 		return nil, nil, fmt.Errorf("read benchmark output: %w", err)
 	}
-	order := []string{"ns/op", "p50-ms", "p99-ms", "claims/s", "B/op", "allocs/op"}
+	order := []string{"ns/op", "p50-ms", "p99-ms", "claims/s", "core-pct", "rss-MiB", "B/op", "allocs/op"}
 	var cols []string
 	for _, u := range order {
 		if units[u] {

@@ -81,3 +81,30 @@ BenchmarkRunPodSandbox/host=fake-2   	 100	 60000 ns/op	 0.1 p99-ms
 		t.Errorf("2.05 x the floor is over 1.2: %q", lines[2])
 	}
 }
+
+// The idle-CPU and footprint benchmarks' headline metrics come right
+// after the latency and throughput ones, before their other metrics.
+func TestIdleAndFootprintColumns(t *testing.T) {
+	in := `pkg: github.com/sriov-dra/sriov-dra/driver
+BenchmarkIdleDaemon-2   	       1	60231131123 ns/op	         0 api-writes	         0.2445 core-pct	       147.0 cpu-ms
+pkg: github.com/sriov-dra/sriov-dra/cmd/sriov-dra
+BenchmarkDaemonFootprint-2   	       1	50226092686 ns/op	        54.98 anon-MiB	       104.4 rss-MiB
+`
+	rows, cols, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "ns/op,core-pct,rss-MiB,anon-MiB,api-writes,cpu-ms"
+	if got := strings.Join(cols, ","); got != want {
+		t.Fatalf("cols = %s, want %s", got, want)
+	}
+	var buf bytes.Buffer
+	if err := write(&buf, rows, cols); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"BenchmarkIdleDaemon-2", "0.2445", "BenchmarkDaemonFootprint-2", "104.4"} {
+		if !strings.Contains(buf.String(), w) {
+			t.Errorf("table lacks %q:\n%s", w, buf.String())
+		}
+	}
+}

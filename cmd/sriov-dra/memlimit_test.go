@@ -1,0 +1,47 @@
+package main
+
+import (
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestSetMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	for _, tc := range []struct {
+		name, limit, gomemlimit string
+		want                    int64
+		err                     string
+	}{
+		{name: "bytes from the downward API", limit: "268435456", want: 214748364},
+		{name: "a quantity", limit: "100Mi", want: 83886080},
+		{name: "none", limit: ""},
+		{name: "GOMEMLIMIT wins", limit: "100Mi", gomemlimit: "50MiB"},
+		{name: "garbage", limit: "lots", err: `--memory-limit "lots"`},
+		{name: "zero", limit: "0", err: "positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("GOMEMLIMIT", tc.gomemlimit)
+			debug.SetMemoryLimit(prev)
+			got, err := setMemoryLimit(tc.limit)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("setMemoryLimit(%q) = %v, want an error with %q", tc.limit, err, tc.err)
+				}
+				if cur := debug.SetMemoryLimit(-1); cur != prev {
+					t.Errorf("limit changed to %d on bad input", cur)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("setMemoryLimit(%q) = %d, %v; want %d", tc.limit, got, err, tc.want)
+			}
+			if tc.want != 0 {
+				if cur := debug.SetMemoryLimit(-1); cur != tc.want {
+					t.Errorf("runtime limit %d, want %d", cur, tc.want)
+				}
+			}
+		})
+	}
+}
