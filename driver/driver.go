@@ -243,8 +243,9 @@ func (d *Driver) lockClaim(uid string) func() {
 	return d.claimLocks.Lock(uid)
 }
 
-// forEach runs f for every index concurrently and waits.
-func forEach(n int, f func(i int)) {
+// inParallel runs f for every index 0..n-1, each in its own goroutine
+// (n == 1 runs inline), and waits for all of them.
+func inParallel(n int, f func(i int)) {
 	if n == 1 {
 		f(0)
 		return

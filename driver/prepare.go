@@ -34,7 +34,7 @@ import (
 // prepared on its own: one claim's failure does not fail the others.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	results := make([]kubeletplugin.PrepareResult, len(claims))
-	forEach(len(claims), func(i int) {
+	inParallel(len(claims), func(i int) {
 		claim := claims[i]
 		start := time.Now()
 		logger := klog.LoggerWithValues(klog.FromContext(ctx), "claim", klog.KObj(claim), "claimUID", claim.UID)

@@ -18,7 +18,7 @@ import (
 // from the checkpoint alone; an unknown claim is already unprepared.
 func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
 	errs := make([]error, len(claims))
-	forEach(len(claims), func(i int) {
+	inParallel(len(claims), func(i int) {
 		c := claims[i]
 		start := time.Now()
 		logger := klog.LoggerWithValues(klog.FromContext(ctx), "claim", c.NamespacedName, "claimUID", c.UID)
