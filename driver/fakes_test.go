@@ -345,7 +345,7 @@ func sortStrings(s []string) []string {
 // swapScanner scans a sysfs fixture whose root can be swapped.
 type swapScanner struct {
 	mu   sync.Mutex
-	host *sysfstest.Host
+	host *sysfstest.Fixture
 	err  error
 }
 
@@ -359,7 +359,7 @@ func (s *swapScanner) Scan(ctx context.Context) (*inventory.Inventory, error) {
 	return inventory.Scan(ctx, inventory.Options{Root: h.Root, Netlink: h.Netlink})
 }
 
-func (s *swapScanner) set(h *sysfstest.Host) {
+func (s *swapScanner) set(h *sysfstest.Fixture) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.host = h
@@ -414,7 +414,7 @@ type env struct {
 	cdi    *fakeCDI
 	status *fakeStatus
 	store  Store
-	fix    *sysfstest.Host
+	fix    *sysfstest.Fixture
 	scan   *swapScanner
 	d      *Driver
 	bootID string
