@@ -137,9 +137,7 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 				}
 			}
 			if dr.Steps.VFSettings {
-				vf := dr.Settings
-				vf.GUID = nil
-				if err := host.RestoreVF(ctx, snap, vf); err != nil {
+				if err := host.RestoreVF(ctx, snap, dr.Settings); err != nil {
 					fail(dr, "restore VF settings", err)
 				}
 			}
