@@ -142,7 +142,7 @@ func deviceToV1(d *DeviceRecord) *cpv1.Device {
 	out := &cpv1.Device{
 		Request: d.Request, Pool: d.Pool, Device: d.Device, PCIAddress: d.PCIAddress, Kind: string(d.Kind),
 		Config:   d.Config,
-		Settings: settingsToV1(d.Settings),
+		Settings: settingsToV1(d.Settings, d.GUID),
 		Driver:   d.Driver,
 		Snapshot: snapshotToV1(d.Snapshot),
 		Steps: cpv1.DeviceSteps{
@@ -167,6 +167,7 @@ func deviceFromV1(d *cpv1.Device) *DeviceRecord {
 		Request: d.Request, Pool: d.Pool, Device: d.Device, PCIAddress: d.PCIAddress, Kind: inventory.Kind(d.Kind),
 		Config:   d.Config,
 		Settings: settingsFromV1(d.Settings),
+		GUID:     d.Settings.GUID,
 		Driver:   d.Driver,
 		Snapshot: snapshotFromV1(d.Snapshot),
 		Steps: DeviceSteps{
@@ -186,17 +187,20 @@ func deviceFromV1(d *cpv1.Device) *DeviceRecord {
 	return out
 }
 
-func settingsToV1(s vfconfig.Settings) cpv1.VFSettings {
+// settingsToV1 writes the VF knobs and the device's GUID: v1 keeps the
+// GUID among the settings, the runtime record beside them.
+func settingsToV1(s vfconfig.Settings, guid *string) cpv1.VFSettings {
 	return cpv1.VFSettings{
 		MAC: s.MAC, VLAN: s.VLAN, QoS: s.QoS, VLANProto: s.VLANProto, SpoofChk: s.SpoofChk, Trust: s.Trust,
-		LinkState: s.LinkState, MinTxRate: s.MinTxRate, MaxTxRate: s.MaxTxRate, GUID: s.GUID,
+		LinkState: s.LinkState, MinTxRate: s.MinTxRate, MaxTxRate: s.MaxTxRate, GUID: guid,
 	}
 }
 
+// settingsFromV1 reads the VF knobs; the GUID is deviceFromV1's.
 func settingsFromV1(s cpv1.VFSettings) vfconfig.Settings {
 	return vfconfig.Settings{
 		MAC: s.MAC, VLAN: s.VLAN, QoS: s.QoS, VLANProto: s.VLANProto, SpoofChk: s.SpoofChk, Trust: s.Trust,
-		LinkState: s.LinkState, MinTxRate: s.MinTxRate, MaxTxRate: s.MaxTxRate, GUID: s.GUID,
+		LinkState: s.LinkState, MinTxRate: s.MinTxRate, MaxTxRate: s.MaxTxRate,
 	}
 }
 

@@ -47,7 +47,7 @@ type AttributesFunc func(dev inventory.Device) map[resourceapi.QualifiedName]res
 type Host interface {
 	// Snapshot records the device's state before any change.
 	Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error)
-	// ApplyVF sets the VF knobs (all but GUID) through the PF.
+	// ApplyVF sets the VF knobs through the PF (the GUID is SetGUID's).
 	ApplyVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error
 	// RestoreVF puts the knobs of s (and always the MAC) back as in snap.
 	RestoreVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error

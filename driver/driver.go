@@ -22,6 +22,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/internal/keyedmutex"
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -143,10 +144,9 @@ type Driver struct {
 	// check and the "prepare started" record must not interleave. The
 	// slow part (host changes, IPAM, CDI) runs outside it, per claim.
 	planMu sync.Mutex
-	// claimMu serializes the work on one claim (a kubelet retry racing
+	// claimLocks serializes the work on one claim (a kubelet retry racing
 	// the first attempt, Unprepare racing Prepare).
-	claimMu    sync.Mutex
-	claimLocks map[string]*claimLock
+	claimLocks keyedmutex.Mutex
 
 	invMu sync.Mutex
 	inv   *inventory.Inventory
@@ -219,7 +219,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load checkpoint: %w", err)
 	}
-	d := &Driver{cfg: cfg, state: state, rescan: make(chan struct{}, 1), prov: provisioner{said: map[string]string{}}, invCond: make(chan struct{}), claimLocks: map[string]*claimLock{}}
+	d := &Driver{cfg: cfg, state: state, rescan: make(chan struct{}, 1), prov: provisioner{said: map[string]string{}}, invCond: make(chan struct{})}
 	state.SetOnAttached(d.claimAttached)
 	d.applyDropRequests(ctx)
 	if err := d.releaseStale(ctx); err != nil {
@@ -279,34 +279,14 @@ func NewEventRecorder(ctx context.Context, client kubernetes.Interface, driverNa
 	return b.NewRecorder(scheme.Scheme, driverName+"/"+nodeName), b.Shutdown
 }
 
-type claimLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
 // lockClaim locks the claim's work and returns the unlock.
 func (d *Driver) lockClaim(uid string) func() {
-	d.claimMu.Lock()
-	l := d.claimLocks[uid]
-	if l == nil {
-		l = &claimLock{}
-		d.claimLocks[uid] = l
-	}
-	l.refs++
-	d.claimMu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		d.claimMu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(d.claimLocks, uid)
-		}
-		d.claimMu.Unlock()
-	}
+	return d.claimLocks.Lock(uid)
 }
 
-// forEach runs f for every index concurrently and waits.
-func forEach(n int, f func(i int)) {
+// inParallel runs f for every index 0..n-1, each in its own goroutine
+// (n == 1 runs inline), and waits for all of them.
+func inParallel(n int, f func(i int)) {
 	if n == 1 {
 		f(0)
 		return

@@ -348,7 +348,7 @@ func sortStrings(s []string) []string {
 // full and partial scans.
 type swapScanner struct {
 	mu            sync.Mutex
-	host          *sysfstest.Host
+	host          *sysfstest.Fixture
 	err           error
 	full, partial int
 	partialPFs    [][]string
@@ -411,7 +411,7 @@ func (f *fakeEvents) Subscribe(context.Context) (<-chan hwevents.Event, error) {
 	return f.ch, nil
 }
 
-func (s *swapScanner) set(h *sysfstest.Host) {
+func (s *swapScanner) set(h *sysfstest.Fixture) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.host = h
@@ -466,7 +466,7 @@ type env struct {
 	cdi    *fakeCDI
 	status *fakeStatus
 	store  Store
-	fix    *sysfstest.Host
+	fix    *sysfstest.Fixture
 	scan   *swapScanner
 	d      *Driver
 	bootID string

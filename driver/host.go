@@ -52,17 +52,15 @@ func (r *realHost) Snapshot(ctx context.Context, dev *inventory.Device) (vfconfi
 }
 
 func (r *realHost) ApplyVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error {
-	s.GUID = nil
-	return vfconfig.Apply(ctx, r.h, r.root, inventory.Device{PCIAddress: snap.PCIAddress, Kind: inventory.KindVF}, *snap, s)
+	return vfconfig.Apply(ctx, r.h, r.root, *snap, s)
 }
 
 func (r *realHost) RestoreVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error {
-	s.GUID = nil
 	return vfconfig.Restore(ctx, r.h, r.root, *snap, s.Knobs())
 }
 
 func (r *realHost) SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) (string, error) {
-	if err := vfconfig.Apply(ctx, r.h, r.root, inventory.Device{PCIAddress: snap.PCIAddress, Kind: inventory.KindVF}, *snap, vfconfig.Settings{GUID: &guid}); err != nil {
+	if err := vfconfig.SetGUID(ctx, r.h, r.root, *snap, guid); err != nil {
 		return "", err
 	}
 	return pcidev.PrimaryNetdev(r.root, snap.PCIAddress)

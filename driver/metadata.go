@@ -224,7 +224,7 @@ func deviceMetadata(dr *DeviceRecord, attrs map[resourceapi.QualifiedName]resour
 			delete(m, string(inventory.AttrVLAN))
 		}
 	}
-	if g := dr.Settings.GUID; g != nil {
+	if g := dr.GUID; g != nil {
 		set(inventory.AttrGUID, *g)
 	}
 	vfio := dr.Pod.VFIO

@@ -137,7 +137,7 @@ func TestDeviceMetadata(t *testing.T) {
 	}, {
 		name: "InfiniBand VF: the claim's GUID, the RDMA character devices",
 		dr: netdev(func(dr *DeviceRecord) {
-			dr.Settings.GUID = strPtr("0c:42:a1:03:00:ab:cd:99")
+			dr.GUID = strPtr("0c:42:a1:03:00:ab:cd:99")
 			dr.IPAM = nil
 		}),
 		attrs: published(map[resourceapi.QualifiedName]string{inventory.AttrGUID: "0c:42:a1:03:00:ab:cd:10", inventory.AttrRDMADevice: "mlx5_1"}),
@@ -315,7 +315,7 @@ func TestPrepareGivesDeviceMetadata(t *testing.T) {
 				return attrString(a)
 			}
 			rec, _ := d.state.Claim("u1")
-			guid := *rec.Devices[0].Settings.GUID
+			guid := *rec.Devices[0].GUID
 			if got := attrStr(ib, "guid"); got != guid {
 				t.Errorf("ib guid = %s, want the claim's %s", got, guid)
 			}

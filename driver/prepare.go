@@ -34,7 +34,7 @@ import (
 // prepared on its own: one claim's failure does not fail the others.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	results := make([]kubeletplugin.PrepareResult, len(claims))
-	forEach(len(claims), func(i int) {
+	inParallel(len(claims), func(i int) {
 		claim := claims[i]
 		start := time.Now()
 		logger := klog.LoggerWithValues(klog.FromContext(ctx), "claim", klog.KObj(claim), "claimUID", claim.UID)
@@ -233,16 +233,14 @@ func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, re
 		ran := &prog.steps[i]
 		if dr.Steps.VFSettings {
 			ran.VFSettings = true
-			s := dr.Settings
-			s.GUID = nil
-			if err := host.ApplyVF(ctx, &dr.Snapshot, s); err != nil {
-				return deviceError(claim, dr.Request, dr.Device, settingsFields(s), err)
+			if err := host.ApplyVF(ctx, &dr.Snapshot, dr.Settings); err != nil {
+				return deviceError(claim, dr.Request, dr.Device, settingsFields(dr.Settings), err)
 			}
 			faults.Point(faults.PrepareVFApplied)
 		}
 		if dr.Steps.GUID {
 			ran.GUID = true
-			name, err := host.SetGUID(ctx, &dr.Snapshot, *dr.Settings.GUID)
+			name, err := host.SetGUID(ctx, &dr.Snapshot, *dr.GUID)
 			if err != nil {
 				return deviceError(claim, dr.Request, dr.Device, "guid", err)
 			}
@@ -397,7 +395,6 @@ func settingsFields(s vfconfig.Settings) string {
 }
 
 func hasVFSettings(s vfconfig.Settings) bool {
-	s.GUID = nil
 	return s != (vfconfig.Settings{})
 }
 
@@ -578,12 +575,13 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 		}
 		if dev.Kind == inventory.KindVF {
 			dr.Settings = settings.VF(res)
+			dr.GUID = settings.GUID(res)
 			if res.GUID == v1alpha1.GUIDAuto {
 				g, err := pickAutoGUID(res.GUIDPrefix, pfOf(inv, &dev), &dev, rec.UID, guids)
 				if err != nil {
 					return nil, nil, deviceError(claim, r.Request, r.Device, "guid", err)
 				}
-				dr.Settings.GUID = &g
+				dr.GUID = &g
 			}
 			if res.MAC == v1alpha1.MACAuto {
 				m, err := pickAutoMAC(&dev, rec.UID, macs)
@@ -603,15 +601,15 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 				}
 				macs[m] = fmt.Sprintf("request %q of this claim", r.Request)
 			}
-			if dr.Settings.GUID != nil {
-				g := strings.ToLower(*dr.Settings.GUID)
+			if dr.GUID != nil {
+				g := strings.ToLower(*dr.GUID)
 				if holder, held := guids[g]; held && holder != "device "+dev.Name {
 					return nil, nil, deviceError(claim, r.Request, r.Device, "guid", fmt.Errorf("GUID %s is held by %s", g, holder))
 				}
 				guids[g] = "claim " + rec.UID
 			}
 			dr.Steps.VFSettings = hasVFSettings(dr.Settings)
-			dr.Steps.GUID = dr.Settings.GUID != nil
+			dr.Steps.GUID = dr.GUID != nil
 		}
 		// The pkey table is the port GUID's: with a GUID change ahead,
 		// apply checks the table the port has after it.
@@ -759,10 +757,10 @@ func (d *Driver) checkPKeyAfterGUID(ctx context.Context, dr *DeviceRecord) error
 }
 
 func guidOf(dr *DeviceRecord) string {
-	if dr.Settings.GUID == nil {
+	if dr.GUID == nil {
 		return ""
 	}
-	return *dr.Settings.GUID
+	return *dr.GUID
 }
 
 // checkPKeyLink refuses a pkey on a device that is not InfiniBand.

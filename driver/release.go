@@ -64,7 +64,7 @@ func (d *Driver) releasePending(ctx context.Context, timeout time.Duration) int 
 		}
 	}
 	if len(uids) > 0 {
-		forEach(len(uids), func(i int) { d.releaseOne(ctx, uids[i], timeout) })
+		inParallel(len(uids), func(i int) { d.releaseOne(ctx, uids[i], timeout) })
 	}
 	d.updateStaleMetric()
 	return d.state.staleCount()

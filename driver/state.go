@@ -123,6 +123,9 @@ type DeviceRecord struct {
 	Config json.RawMessage `json:"config,omitempty"`
 	// Settings are the VF knobs Prepare applies through the PF.
 	Settings vfconfig.Settings `json:"settings"`
+	// GUID is the IB node and port GUID Prepare sets (a step of its own,
+	// with a rebind); nil leaves the VF's GUIDs as they are.
+	GUID *string `json:"guid,omitempty"`
 	// Driver is the driver the device must be bound to ("" or
 	// "netdevice": leave the vendor driver; "vfio-pci").
 	Driver string `json:"driver,omitempty"`
@@ -653,7 +656,7 @@ func (s *State) podRecords(podUID, except string) []*ClaimRecord {
 // heldGUIDs maps every GUID set by a claim other than except to
 // "claim <uid>".
 func (s *State) heldGUIDs(except string) map[string]string {
-	return s.held(except, func(d *DeviceRecord) *string { return d.Settings.GUID },
+	return s.held(except, func(d *DeviceRecord) *string { return d.GUID },
 		func(uid string, _ *ClaimRecord) string { return "claim " + uid })
 }
 

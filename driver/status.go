@@ -37,8 +37,8 @@ func deviceStatus(dr *DeviceRecord) claimstatus.DeviceStatus {
 	if dr.Pod.VFIO {
 		st.Message = "vfio-pci: the addresses are for the application to configure"
 	}
-	if dr.Settings.GUID != nil {
-		st.Data, _ = json.Marshal(map[string]string{"guid": *dr.Settings.GUID})
+	if dr.GUID != nil {
+		st.Data, _ = json.Marshal(map[string]string{"guid": *dr.GUID})
 	}
 	return st
 }

@@ -18,7 +18,7 @@ import (
 // from the checkpoint alone; an unknown claim is already unprepared.
 func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
 	errs := make([]error, len(claims))
-	forEach(len(claims), func(i int) {
+	inParallel(len(claims), func(i int) {
 		c := claims[i]
 		start := time.Now()
 		logger := klog.LoggerWithValues(klog.FromContext(ctx), "claim", c.NamespacedName, "claimUID", c.UID)
@@ -153,9 +153,7 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 				}
 			}
 			if dr.Steps.VFSettings {
-				vf := dr.Settings
-				vf.GUID = nil
-				if err := host.RestoreVF(ctx, snap, vf); err != nil {
+				if err := host.RestoreVF(ctx, snap, dr.Settings); err != nil {
 					fail(dr, "restore VF settings", err)
 				}
 			}

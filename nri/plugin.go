@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/internal/keyedmutex"
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
@@ -146,9 +147,13 @@ type Plugin struct {
 	// marks is cfg.AttachMarks (nil when unset).
 	marks markSet
 
-	mu    sync.Mutex
-	pods  map[string]*podInfo // pod UID -> what the runtime told us
-	locks map[string]*podLock // pod UID -> serialises its hooks
+	mu   sync.Mutex
+	pods map[string]*podInfo // pod UID -> what the runtime told us
+	// podLocks (pod UID) is held by whatever changes one pod's devices:
+	// its hooks, its background teardown, RetryPending, the reconcile and
+	// the driver's DetachDevice. Callers with a deadline can give up
+	// waiting (lockPodCtx).
+	podLocks keyedmutex.Mutex
 	// pending: pod UID -> netns path -> when its detach first failed.
 	pending map[string]map[string]time.Time
 	// holds: netns path -> the plugin's own hold of it (netnshold.go).
@@ -176,15 +181,6 @@ type podInfo struct {
 	netns     string
 	// cpus maps container ID to its cpuset ("" for none).
 	cpus map[string]string
-}
-
-// podLock is held by whatever changes one pod's devices: its hooks, its
-// background teardown, RetryPending, the reconcile and the driver's
-// DetachDevice. It is a one-slot channel so a caller with a deadline can
-// give up waiting (lockPodCtx).
-type podLock struct {
-	ch   chan struct{}
-	refs int
 }
 
 // markSet is what the plugin does with attach markers (attachmark.Marks);
@@ -216,7 +212,6 @@ func New(cfg Config, devs Devices, host HostOps) (*Plugin, error) {
 		host:    host,
 		marks:   marks,
 		pods:    map[string]*podInfo{},
-		locks:   map[string]*podLock{},
 		pending: map[string]map[string]time.Time{},
 		holds:   map[string]heldNetns{},
 		touched: map[string]uint64{},
@@ -352,40 +347,13 @@ func (p *Plugin) retryLoop(ctx context.Context) {
 // lockPod serialises the hooks of one pod; hooks of different pods run in
 // parallel. It returns the unlock function.
 func (p *Plugin) lockPod(uid string) func() {
-	unlock, _ := p.lockPodCtx(context.Background(), uid)
-	return unlock
+	return p.podLocks.Lock(uid)
 }
 
 // lockPodCtx is lockPod for callers with a deadline: when ctx ends first
 // it returns ctx's error and holds nothing.
 func (p *Plugin) lockPodCtx(ctx context.Context, uid string) (func(), error) {
-	p.mu.Lock()
-	l := p.locks[uid]
-	if l == nil {
-		l = &podLock{ch: make(chan struct{}, 1)}
-		p.locks[uid] = l
-	}
-	l.refs++
-	p.mu.Unlock()
-
-	release := func() {
-		p.mu.Lock()
-		l.refs--
-		if l.refs == 0 {
-			delete(p.locks, uid)
-		}
-		p.mu.Unlock()
-	}
-	select {
-	case l.ch <- struct{}{}:
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
-	return func() {
-		<-l.ch
-		release()
-	}, nil
+	return p.podLocks.LockContext(ctx, uid)
 }
 
 // nriLogger sends the NRI stub's log lines to klog.

@@ -223,12 +223,11 @@ func dropReport(rec *driver.ClaimRecord, o checkpointOptions) string {
 		}
 		if dr.Steps.VFSettings {
 			s := dr.Settings
-			s.GUID = nil
 			add("VF settings of device %s (VF %d of PF %s): %s: not restored (before: MAC %s, VLAN %d, spoof check %v, trust %v)",
 				dr.Device, snap.VFIndex, snap.PFName, compactJSON(mustMarshal(s)), snap.Admin.MAC, snap.Admin.VLAN, snap.Admin.SpoofChk, snap.Admin.Trust)
 		}
-		if dr.Steps.GUID && dr.Settings.GUID != nil {
-			add("GUID of device %s: %s: not restored", dr.Device, *dr.Settings.GUID)
+		if dr.Steps.GUID && dr.GUID != nil {
+			add("GUID of device %s: %s: not restored", dr.Device, *dr.GUID)
 		}
 		if dr.Steps.VFIO {
 			add("driver of device %s: bound to vfio-pci: not rebound to %q", dr.Device, snap.Driver)

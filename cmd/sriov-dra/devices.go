@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	v1alpha1 "github.com/sriov-dra/sriov-dra/api/v1alpha1"
+	"github.com/sriov-dra/sriov-dra/internal/cliout"
 	"github.com/sriov-dra/sriov-dra/pkg/devicesview"
 )
 
@@ -61,10 +62,8 @@ Installed as "kubectl-sriov" on PATH (a symlink to or copy of this binary),
   kubectl sriov --node worker-3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch output {
-			case devicesview.FormatTable, devicesview.FormatJSON, devicesview.FormatYAML:
-			default:
-				return exitError{code: 2, err: fmt.Errorf("--output %q: want table, json or yaml", output)}
+			if err := cliout.Check(output); err != nil {
+				return exitError{code: 2, err: err}
 			}
 			client, err := newClient(kubeconfig, kubeContext)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/internal/cliout"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
@@ -41,10 +42,8 @@ the desired and the actual VF count ("differs": the driver changes it once no
 VF of that PF is prepared).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch output {
-			case inventory.FormatTable, inventory.FormatJSON, inventory.FormatYAML:
-			default:
-				return exitError{code: 2, err: fmt.Errorf("--output %q: want table, json or yaml", output)}
+			if err := cliout.Check(output); err != nil {
+				return exitError{code: 2, err: err}
 			}
 			var filter inventory.Filter
 			if filterFile != "" {

@@ -53,6 +53,8 @@ import (
 	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
 	"tags.cncf.io/container-device-interface/pkg/parser"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/sriov-dra/sriov-dra/internal/atomicfile"
 )
 
 const (
@@ -376,9 +378,9 @@ func SanitizeEnv(s string) string {
 	return string(b)
 }
 
-// writeAtomic writes spec to path: temp file (mode 0644) in the same dir,
-// fsync, validate by reading it back with the CDI library, rename, fsync
-// the dir. The temp name does not end in .json, so runtimes scanning the
+// writeAtomic writes spec to path with atomicfile.Write: temp file (mode
+// 0644) in the same dir, fsync, validate by reading it back with the CDI
+// library, rename, fsync the dir. The temp name does not end in .json, so runtimes scanning the
 // dir never read a partial spec.
 func (w *Writer) writeAtomic(path string, spec *cdispec.Spec) (err error) {
 	if err := os.MkdirAll(w.dir, 0o755); err != nil {
@@ -388,46 +390,30 @@ func (w *Writer) writeAtomic(path string, spec *cdispec.Spec) (err error) {
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}
-	f, err := os.CreateTemp(w.dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	err = atomicfile.Write(path, data, atomicfile.Options{
+		TempPattern: "." + filepath.Base(path) + ".tmp-*",
+		Mode:        specMode,
+		// Validate exactly the bytes runtimes will read.
+		Check: func(tmp string) error { _, err := cdiapi.ReadSpec(tmp, 0); return err },
+	})
+	var ae *atomicfile.Error
+	if err == nil || !errors.As(err, &ae) {
+		return err
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(specMode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	switch ae.Step {
+	case atomicfile.StepSync:
+		return fmt.Errorf("fsync %s: %w", ae.Temp, ae.Err)
+	case atomicfile.StepCheck:
+		return fmt.Errorf("invalid CDI spec: %w", ae.Err)
+	case atomicfile.StepSyncDir:
+		return fmt.Errorf("fsync CDI dir %s: %w", w.dir, ae.Err)
+	default:
+		return fmt.Errorf("write %s: %w", path, ae.Err)
 	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// Validate exactly the bytes runtimes will read.
-	if _, err = cdiapi.ReadSpec(tmp, 0); err != nil {
-		return fmt.Errorf("invalid CDI spec: %w", err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(w.dir)
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync CDI dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("fsync CDI dir %s: %w", dir, err)
 	}
 	return nil

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/sriov-dra/sriov-dra/internal/atomicfile"
 )
 
 // FormatVersion is the version of the envelope this package writes.
@@ -327,39 +329,19 @@ func (s *Store[T]) write(v T) (err error) {
 	if err != nil {
 		return fmt.Errorf("encode checkpoint %s: %w", s.path, err)
 	}
-	f, err := os.CreateTemp(s.dir, filepath.Base(s.path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write checkpoint %s: %w", s.path, err)
+	err = atomicfile.Write(s.path, b, atomicfile.Options{TempPattern: filepath.Base(s.path) + ".tmp-*", Mode: 0o600})
+	var ae *atomicfile.Error
+	if err == nil || !errors.As(err, &ae) {
+		return err
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return fmt.Errorf("write checkpoint %s: %w", s.path, err)
+	switch ae.Step {
+	case atomicfile.StepSync:
+		return fmt.Errorf("fsync checkpoint %s: %w", ae.Temp, ae.Err)
+	case atomicfile.StepRename:
+		return fmt.Errorf("replace checkpoint %s: %w", s.path, ae.Err)
+	case atomicfile.StepSyncDir:
+		return fmt.Errorf("fsync checkpoint dir %s: %w", s.dir, ae.Err)
+	default:
+		return fmt.Errorf("write checkpoint %s: %w", s.path, ae.Err)
 	}
-	if _, err = f.Write(b); err != nil {
-		return fmt.Errorf("write checkpoint %s: %w", s.path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("fsync checkpoint %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write checkpoint %s: %w", s.path, err)
-	}
-	if err = os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("replace checkpoint %s: %w", s.path, err)
-	}
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("fsync checkpoint dir %s: %w", s.dir, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("fsync checkpoint dir %s: %w", s.dir, err)
-	}
-	return nil
 }

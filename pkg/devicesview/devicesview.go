@@ -6,7 +6,6 @@ package devicesview
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -18,16 +17,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
+	"github.com/sriov-dra/sriov-dra/internal/cliout"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
 
 // Output formats of Write.
 const (
-	FormatTable = "table"
-	FormatJSON  = "json"
-	FormatYAML  = "yaml"
+	FormatTable = cliout.Table
+	FormatJSON  = cliout.JSON
+	FormatYAML  = cliout.YAML
 )
 
 // listPageSize bounds one List call; large clusters are read in pages.
@@ -273,26 +272,7 @@ func fromAttributes(driver string, attrs map[resourceapi.QualifiedName]resourcea
 
 // Write prints the view as a table, JSON or YAML.
 func (v *View) Write(w io.Writer, format string) error {
-	switch format {
-	case FormatJSON:
-		b, err := json.MarshalIndent(v, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
-	case FormatYAML:
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	case FormatTable:
-		return v.writeTable(w)
-	default:
-		return fmt.Errorf("output format %q: want table, json or yaml", format)
-	}
+	return cliout.Write(w, format, "devices", v, v.writeTable)
 }
 
 func (v *View) writeTable(w io.Writer) error {

@@ -22,16 +22,16 @@ func TestScanBrokenSysfs(t *testing.T) {
 		pf  = "0000:02:00.0" // IGB, 7 VFs
 		vf2 = "0000:02:00.3"
 	)
-	write := func(rel, content string) func(t *testing.T, h *sysfstest.Host) {
-		return func(t *testing.T, h *sysfstest.Host) {
+	write := func(rel, content string) func(t *testing.T, h *sysfstest.Fixture) {
+		return func(t *testing.T, h *sysfstest.Fixture) {
 			t.Helper()
 			if err := os.WriteFile(filepath.Join(h.Root, "sys", rel), []byte(content), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	remove := func(rel string) func(t *testing.T, h *sysfstest.Host) {
-		return func(t *testing.T, h *sysfstest.Host) {
+	remove := func(rel string) func(t *testing.T, h *sysfstest.Fixture) {
+		return func(t *testing.T, h *sysfstest.Fixture) {
 			t.Helper()
 			if err := os.RemoveAll(filepath.Join(h.Root, "sys", rel)); err != nil {
 				t.Fatal(err)
@@ -39,8 +39,8 @@ func TestScanBrokenSysfs(t *testing.T) {
 		}
 	}
 	// dirInstead replaces a file by a directory: open works, read fails (EISDIR).
-	dirInstead := func(rel string) func(t *testing.T, h *sysfstest.Host) {
-		return func(t *testing.T, h *sysfstest.Host) {
+	dirInstead := func(rel string) func(t *testing.T, h *sysfstest.Fixture) {
+		return func(t *testing.T, h *sysfstest.Fixture) {
 			t.Helper()
 			remove(rel)(t, h)
 			if err := os.Mkdir(filepath.Join(h.Root, "sys", rel), 0o755); err != nil {
@@ -58,7 +58,7 @@ func TestScanBrokenSysfs(t *testing.T) {
 	}
 	cases := []struct {
 		name   string
-		break_ func(t *testing.T, h *sysfstest.Host)
+		break_ func(t *testing.T, h *sysfstest.Fixture)
 		want   want
 	}{
 		{"PF vendor missing", remove(pfDir + "/vendor"), want{devices: 1, excluded: pf, reason: "missing vendor; its VFs are not scanned"}},
@@ -75,11 +75,11 @@ func TestScanBrokenSysfs(t *testing.T) {
 		// them), with the file and value in the reason.
 		{"PF sriov_numvfs 2000000000 with sriov_totalvfs 7", write(pfDir+"/sriov_numvfs", "2000000000\n"), want{devices: 1, excluded: pf, reason: "garbled sriov_numvfs: 2000000000 is more than sriov_totalvfs 7; the PF and its VFs are not scanned"}},
 		{"PF sriov_numvfs 8 with sriov_totalvfs 7", write(pfDir+"/sriov_numvfs", "8\n"), want{devices: 1, excluded: pf, reason: "garbled sriov_numvfs: 8 is more than sriov_totalvfs 7"}},
-		{"PF sriov_totalvfs and sriov_numvfs 2000000000", func(t *testing.T, h *sysfstest.Host) {
+		{"PF sriov_totalvfs and sriov_numvfs 2000000000", func(t *testing.T, h *sysfstest.Fixture) {
 			write(pfDir+"/sriov_totalvfs", "2000000000\n")(t, h)
 			write(pfDir+"/sriov_numvfs", "2000000000\n")(t, h)
 		}, want{devices: 1, excluded: pf, reason: "garbled sriov_totalvfs: 2000000000 is more than an SR-IOV PF can have (65535)"}},
-		{"PF sriov_numvfs garbled: virtfn links counted up to sriov_totalvfs", func(t *testing.T, h *sysfstest.Host) {
+		{"PF sriov_numvfs garbled: virtfn links counted up to sriov_totalvfs", func(t *testing.T, h *sysfstest.Fixture) {
 			write(pfDir+"/sriov_totalvfs", "3\n")(t, h)
 			write(pfDir+"/sriov_numvfs", "many\n")(t, h)
 		}, want{devices: 5, check: func(t *testing.T, inv *inventory.Inventory) {
@@ -112,7 +112,7 @@ func TestScanBrokenSysfs(t *testing.T) {
 				t.Errorf("speed %d, want left out", d.SpeedMbps)
 			}
 		}}},
-		{"PF net folder unreadable: netdev attributes left out", func(t *testing.T, h *sysfstest.Host) {
+		{"PF net folder unreadable: netdev attributes left out", func(t *testing.T, h *sysfstest.Fixture) {
 			remove(pfDir+"/net")(t, h)
 			write(pfDir+"/net", "x")(t, h)
 		}, want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
@@ -120,14 +120,14 @@ func TestScanBrokenSysfs(t *testing.T) {
 				t.Errorf("ifName %q mac %q mtu %d, want the name from /sys/class/net and nothing else", d.IfName, d.MAC, d.MTU)
 			}
 		}}},
-		{"no /sys/class: netdevs and RDMA devices from the device folders", func(t *testing.T, h *sysfstest.Host) {
+		{"no /sys/class: netdevs and RDMA devices from the device folders", func(t *testing.T, h *sysfstest.Fixture) {
 			remove("class")(t, h)
 		}, want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
 			if d := mustFind(t, inv, vf2); d.IfName != "enp2s0f0v2" || d.MAC == "" {
 				t.Errorf("VF ifName %q mac %q", d.IfName, d.MAC)
 			}
 		}}},
-		{"no /sys/class, PF net is not a directory", func(t *testing.T, h *sysfstest.Host) {
+		{"no /sys/class, PF net is not a directory", func(t *testing.T, h *sysfstest.Fixture) {
 			remove("class")(t, h)
 			remove(pfDir+"/net")(t, h)
 			write(pfDir+"/net", "x")(t, h)
@@ -136,7 +136,7 @@ func TestScanBrokenSysfs(t *testing.T) {
 				t.Errorf("ifName %q, want none", d.IfName)
 			}
 		}}},
-		{"class/net entries that are not PCI netdevs are ignored", func(t *testing.T, h *sysfstest.Host) {
+		{"class/net entries that are not PCI netdevs are ignored", func(t *testing.T, h *sysfstest.Fixture) {
 			for name, target := range map[string]string{
 				"lo":    "../../devices/virtual/net/lo",
 				"weird": "../../devices/pci0000:00/0000:00:01.0/0000:02:00.1/nets/weird",
@@ -152,7 +152,7 @@ func TestScanBrokenSysfs(t *testing.T) {
 				t.Errorf("VF 0 ifNames %v", d.IfNames)
 			}
 		}}},
-		{"PF driver link dangling still names the driver", func(t *testing.T, h *sysfstest.Host) {
+		{"PF driver link dangling still names the driver", func(t *testing.T, h *sysfstest.Fixture) {
 			remove("bus/pci/drivers/igb")(t, h)
 		}, want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
 			if d := mustFind(t, inv, pf); d.Driver != "igb" {
@@ -164,7 +164,7 @@ func TestScanBrokenSysfs(t *testing.T) {
 				t.Errorf("driver %q, want none", d.Driver)
 			}
 		}}},
-		{"PF removed before the scan", func(t *testing.T, h *sysfstest.Host) {
+		{"PF removed before the scan", func(t *testing.T, h *sysfstest.Fixture) {
 			remove(strings.TrimPrefix(h.DevicePath(pf), h.Root+"/sys/"))(t, h)
 		}, want{devices: 1}},
 		{"sriov_vf_device missing: VF IDs from the VFs", remove(pfDir + "/sriov_vf_device"), want{devices: 9, check: func(t *testing.T, inv *inventory.Inventory) {
@@ -172,7 +172,7 @@ func TestScanBrokenSysfs(t *testing.T) {
 				t.Errorf("VF device %q, want 1520", d.DeviceID)
 			}
 		}}},
-		{"sriov_vf_device missing and VF device garbled", func(t *testing.T, h *sysfstest.Host) {
+		{"sriov_vf_device missing and VF device garbled", func(t *testing.T, h *sysfstest.Fixture) {
 			remove(pfDir+"/sriov_vf_device")(t, h)
 			write(vfDir+"/device", "0x\n")(t, h)
 		}, want{devices: 8, excluded: vf2, reason: "garbled device"}},
@@ -181,14 +181,14 @@ func TestScanBrokenSysfs(t *testing.T) {
 				t.Errorf("numa %d ifName %q, want unknown NUMA and the rest", d.NUMANode, d.IfName)
 			}
 		}}},
-		{"VF directory gone, virtfn link dangling", func(t *testing.T, h *sysfstest.Host) {
+		{"VF directory gone, virtfn link dangling", func(t *testing.T, h *sysfstest.Fixture) {
 			remove(strings.TrimPrefix(h.DevicePath(vf2), h.Root+"/sys/"))(t, h)
 		}, want{devices: 8, excluded: vf2, reason: "disappeared"}},
-		{"VF gone with its virtfn link", func(t *testing.T, h *sysfstest.Host) {
+		{"VF gone with its virtfn link", func(t *testing.T, h *sysfstest.Fixture) {
 			remove(strings.TrimPrefix(h.DevicePath(vf2), h.Root+"/sys/"))(t, h)
 			remove(pfDir+"/virtfn2")(t, h)
 		}, want{devices: 8, excluded: pf, reason: "VF 2: virtfn2: device disappeared"}},
-		{"virtfn link to garbage", func(t *testing.T, h *sysfstest.Host) {
+		{"virtfn link to garbage", func(t *testing.T, h *sysfstest.Fixture) {
 			remove(pfDir+"/virtfn2")(t, h)
 			if err := os.Symlink("../not-a-device", filepath.Join(h.Root, "sys", pfDir, "virtfn2")); err != nil {
 				t.Fatal(err)
@@ -233,7 +233,7 @@ func TestScanBrokenSysfs(t *testing.T) {
 
 func TestScanBrokenInfiniBand(t *testing.T) {
 	const pf = "0000:3b:00.0"
-	ib := func(h *sysfstest.Host) string { return filepath.Join(h.DevicePath(pf), "infiniband", "mlx5_0") }
+	ib := func(h *sysfstest.Fixture) string { return filepath.Join(h.DevicePath(pf), "infiniband", "mlx5_0") }
 	cases := []struct {
 		name   string
 		break_ func(t *testing.T, dir string)

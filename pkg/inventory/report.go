@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -9,7 +8,8 @@ import (
 	"text/tabwriter"
 
 	resourceapi "k8s.io/api/resource/v1"
-	"sigs.k8s.io/yaml"
+
+	"github.com/sriov-dra/sriov-dra/internal/cliout"
 )
 
 // ReportDevice is one device as `sriov-dra inventory` shows it.
@@ -48,9 +48,9 @@ type ProvisioningRow struct {
 
 // Output formats of Report.Write.
 const (
-	FormatTable = "table"
-	FormatJSON  = "json"
-	FormatYAML  = "yaml"
+	FormatTable = cliout.Table
+	FormatJSON  = cliout.JSON
+	FormatYAML  = cliout.YAML
 )
 
 // NewReport pairs every device with its attributes, whether
@@ -71,25 +71,10 @@ func NewReport(inv *Inventory, passthroughPFs []string) Report {
 
 // Write prints the report as a table, JSON or YAML.
 func (r Report) Write(w io.Writer, format string) error {
-	switch format {
-	case FormatJSON:
-		b, err := json.MarshalIndent(r, "", "  ")
-		if err != nil {
-			return fmt.Errorf("encode inventory as JSON: %w", err)
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
-	case FormatYAML:
-		b, err := yaml.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode inventory as YAML: %w", err)
-		}
-		_, err = w.Write(b)
-		return err
-	case FormatTable, "":
-		return r.writeTable(w)
+	if format == "" {
+		format = FormatTable
 	}
-	return fmt.Errorf("output format %q: want %s, %s or %s", format, FormatTable, FormatJSON, FormatYAML)
+	return cliout.Write(w, format, "inventory", r, r.writeTable)
 }
 
 func (r Report) writeTable(w io.Writer) error {

@@ -21,7 +21,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
-func scan(t *testing.T, h *sysfstest.Host, mod func(*inventory.Options)) *inventory.Inventory {
+func scan(t *testing.T, h *sysfstest.Fixture, mod func(*inventory.Options)) *inventory.Inventory {
 	t.Helper()
 	opts := inventory.Options{Root: h.Root, Netlink: h.Netlink}
 	if mod != nil {
@@ -435,7 +435,7 @@ func TestScanDefaultRoute(t *testing.T) {
 	cases := []struct {
 		name       string
 		pf         sysfstest.PF
-		setup      func(t *testing.T, h *sysfstest.Host)
+		setup      func(t *testing.T, h *sysfstest.Fixture)
 		allow      bool
 		wantPF     bool
 		wantReason string
@@ -444,35 +444,35 @@ func TestScanDefaultRoute(t *testing.T) {
 		{name: "default route on the PF", pf: withRoute(sysfstest.SRIOVDisabled()), wantReason: "default route"},
 		{name: "allowed", pf: withRoute(sysfstest.SRIOVDisabled()), allow: true, wantPF: true},
 		{name: "default route on a VLAN of the PF", pf: sysfstest.SRIOVDisabled(), wantReason: "default route",
-			setup: func(t *testing.T, h *sysfstest.Host) {
+			setup: func(t *testing.T, h *sysfstest.Fixture) {
 				pf, _ := h.Netlink.Link("ens5f0")
 				v := h.Netlink.AddLink(netlink.LinkAttrs{Name: "ens5f0.100", ParentIndex: pf.Attrs().Index})
 				h.Netlink.AddRoute(defaultRoute(v.Attrs().Index))
 			}},
 		{name: "PF enslaved to the default-route bond", pf: sysfstest.SRIOVDisabled(), wantReason: "through its master",
-			setup: func(t *testing.T, h *sysfstest.Host) {
+			setup: func(t *testing.T, h *sysfstest.Fixture) {
 				b := h.Netlink.AddLink(netlink.LinkAttrs{Name: "bond0"})
 				relink(t, h.Netlink, "ens5f0", func(a *netlink.LinkAttrs) { a.MasterIndex = b.Attrs().Index })
 				h.Netlink.AddRoute(defaultRoute(b.Attrs().Index))
 			}},
 		{name: "ECMP default route with the PF as one next hop", pf: sysfstest.SRIOVDisabled(), wantReason: "default route",
-			setup: func(t *testing.T, h *sysfstest.Host) {
+			setup: func(t *testing.T, h *sysfstest.Fixture) {
 				pf, _ := h.Netlink.Link("ens5f0")
 				r := defaultRoute(0)
 				r.MultiPath = []*netlink.NexthopInfo{{LinkIndex: 999}, {LinkIndex: pf.Attrs().Index}}
 				h.Netlink.AddRoute(r)
 			}},
 		{name: "non-default route on the PF", pf: sysfstest.SRIOVDisabled(), wantPF: true,
-			setup: func(t *testing.T, h *sysfstest.Host) {
+			setup: func(t *testing.T, h *sysfstest.Fixture) {
 				pf, _ := h.Netlink.Link("ens5f0")
 				h.Netlink.AddRoute(netlink.Route{LinkIndex: pf.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4(10, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}})
 			}},
 		{name: "routes unreadable", pf: sysfstest.SRIOVDisabled(), wantReason: "cannot tell",
-			setup: func(t *testing.T, h *sysfstest.Host) {
+			setup: func(t *testing.T, h *sysfstest.Fixture) {
 				h.Netlink.FailMethod("RouteListFiltered", "", unix.EPERM)
 			}},
 		{name: "routes unreadable, allowed", pf: sysfstest.SRIOVDisabled(), allow: true, wantPF: true,
-			setup: func(t *testing.T, h *sysfstest.Host) {
+			setup: func(t *testing.T, h *sysfstest.Fixture) {
 				h.Netlink.FailMethod("RouteListFiltered", "", unix.EPERM)
 			}},
 		{name: "VFs of the default-route PF stay", pf: withRoute(sysfstest.IGB()), wantReason: "default route"},
@@ -480,16 +480,16 @@ func TestScanDefaultRoute(t *testing.T) {
 		// the scan sees the whole table, not a partial one, and a PF is
 		// not excluded because one dump raced a route change.
 		{name: "route dump interrupted, then whole: PF without default route listed", pf: sysfstest.SRIOVDisabled(), wantPF: true,
-			setup: func(t *testing.T, h *sysfstest.Host) {
+			setup: func(t *testing.T, h *sysfstest.Fixture) {
 				h.Netlink.AddRoute(netlink.Route{LinkIndex: 999, Dst: &net.IPNet{IP: net.IPv4(10, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}})
 				h.Netlink.InterruptDumps("RouteListFiltered", nlink.DumpTries-1)
 			}},
 		{name: "route dump interrupted, then whole: default route still seen", pf: withRoute(sysfstest.SRIOVDisabled()), wantReason: "default route",
-			setup: func(t *testing.T, h *sysfstest.Host) {
+			setup: func(t *testing.T, h *sysfstest.Fixture) {
 				h.Netlink.InterruptDumps("RouteListFiltered", nlink.DumpTries-1)
 			}},
 		{name: "route dump interrupted on every try", pf: sysfstest.SRIOVDisabled(), wantReason: "interrupted by concurrent changes",
-			setup: func(t *testing.T, h *sysfstest.Host) {
+			setup: func(t *testing.T, h *sysfstest.Fixture) {
 				h.Netlink.InterruptDumps("RouteListFiltered", nlink.DumpTries)
 			}},
 	}
@@ -638,8 +638,8 @@ func TestScanNetdevBoundRDMA(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		soft []sysfstest.SoftRDMA
-		mod  func(t *testing.T, h *sysfstest.Host) // after the fixture is built
-		want map[string][]string                   // IfName of a device -> RDMA devices added to it
+		mod  func(t *testing.T, h *sysfstest.Fixture) // after the fixture is built
+		want map[string][]string                      // IfName of a device -> RDMA devices added to it
 	}{
 		{name: "none"},
 		{
@@ -655,7 +655,7 @@ func TestScanNetdevBoundRDMA(t *testing.T) {
 		{
 			name: "rxe whose parent attribute is gone: GID 0's netdev still maps it",
 			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v4"}},
-			mod: func(t *testing.T, h *sysfstest.Host) {
+			mod: func(t *testing.T, h *sysfstest.Fixture) {
 				removeAll(t, h.SysPath("devices/virtual/infiniband/rxe0/parent"))
 			},
 			want: map[string][]string{"ens2f0v4": {"rxe0"}},
@@ -684,7 +684,7 @@ func TestScanNetdevBoundRDMA(t *testing.T) {
 		{
 			name: "no parent and no GID netdev: not mapped",
 			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v6"}},
-			mod: func(t *testing.T, h *sysfstest.Host) {
+			mod: func(t *testing.T, h *sysfstest.Fixture) {
 				removeAll(t, h.SysPath("devices/virtual/infiniband/rxe0/parent"))
 				removeAll(t, h.SysPath("devices/virtual/infiniband/rxe0/ports/1/gid_attrs"))
 			},

@@ -49,7 +49,9 @@ func openAt(nsPath string) (nlink.Handle, error) {
 	return h, nil
 }
 
-func real() attacher { return attacher{openPod: openAt, hostNsPath: HostNetnsPath} }
+// kernelAttacher is the attacher of Attach and Detach: pod netns handles
+// opened for real, the host netns at HostNetnsPath (tests build their own).
+func kernelAttacher() attacher { return attacher{openPod: openAt, hostNsPath: HostNetnsPath} }
 
 // Attach moves the host netdev spec.HostIfName, which must be the device
 // id (see Identity), into the network namespace at netnsPath as
@@ -66,7 +68,7 @@ func real() attacher { return attacher{openPod: openAt, hostNsPath: HostNetnsPat
 // configured in place and the returned Original is zero: keep the one
 // recorded before the first attempt (ReadOriginal).
 func Attach(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spec, id Identity) (Original, error) {
-	return real().attach(ctx, hostNS, netnsPath, spec, id)
+	return kernelAttacher().attach(ctx, hostNS, netnsPath, spec, id)
 }
 
 // Detach returns the device orig.Identity from the netns at netnsPath to
@@ -82,7 +84,7 @@ func Attach(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spe
 // an error (ErrDeviceGone) that changes nothing. netnsPath "" means no pod
 // netns is known: the device is looked for, and restored, on the host only.
 func Detach(ctx context.Context, hostNS nlink.Handle, netnsPath, podIfName string, orig Original) error {
-	return real().detach(ctx, hostNS, netnsPath, podIfName, orig)
+	return kernelAttacher().detach(ctx, hostNS, netnsPath, podIfName, orig)
 }
 
 // ReadOriginal reads what Detach will need to restore the host netdev,

@@ -144,7 +144,7 @@ func TestNetdevBound(t *testing.T) {
 		name string
 		pfs  []sysfstest.PF
 		soft []sysfstest.SoftRDMA
-		mod  func(t *testing.T, h *sysfstest.Host)
+		mod  func(t *testing.T, h *sysfstest.Fixture)
 		vf   [2]int // PF, VF index of the function asked about
 		devs []string
 		char []string
@@ -171,7 +171,7 @@ func TestNetdevBound(t *testing.T) {
 			name: "two on one VF, with a MAD device",
 			pfs:  []sysfstest.PF{e810},
 			soft: []sysfstest.SoftRDMA{{Name: "rxe_b", Netdev: "ens2f0v1"}, {Name: "siw_a", Netdev: "ens2f0v1", Type: sysfstest.SoftRDMASIW}},
-			mod: func(t *testing.T, h *sysfstest.Host) {
+			mod: func(t *testing.T, h *sysfstest.Fixture) {
 				mad := h.SysPath("devices/virtual/infiniband_mad/umad0")
 				mkdirs(t, "/", mad)
 				if err := os.WriteFile(filepath.Join(mad, "ibdev"), []byte("rxe_b\n"), 0o644); err != nil {
@@ -204,7 +204,7 @@ func TestNetdevBound(t *testing.T) {
 			name: "rxe without parent attribute: GID 0's netdev",
 			pfs:  []sysfstest.PF{e810},
 			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v2"}},
-			mod: func(t *testing.T, h *sysfstest.Host) {
+			mod: func(t *testing.T, h *sysfstest.Fixture) {
 				if err := os.Remove(h.SysPath("devices/virtual/infiniband/rxe0/parent")); err != nil {
 					t.Fatal(err)
 				}
@@ -217,7 +217,7 @@ func TestNetdevBound(t *testing.T) {
 			name: "neither parent nor GID netdev",
 			pfs:  []sysfstest.PF{e810},
 			soft: []sysfstest.SoftRDMA{{Name: "rxe0", Netdev: "ens2f0v2"}},
-			mod: func(t *testing.T, h *sysfstest.Host) {
+			mod: func(t *testing.T, h *sysfstest.Fixture) {
 				for _, f := range []string{"parent", "ports/1/gid_attrs/ndevs/0"} {
 					if err := os.Remove(h.SysPath("devices/virtual/infiniband/rxe0", f)); err != nil {
 						t.Fatal(err)

@@ -35,7 +35,6 @@ type target struct {
 	linkState uint32
 	minRate   int
 	maxRate   int
-	guid      net.HardwareAddr
 }
 
 // resolve validates settings and merges them over base (the snapshot's
@@ -107,17 +106,6 @@ func resolve(base inventory.VFAdminState, s Settings) (target, error) {
 	if t.maxRate != 0 && t.minRate > t.maxRate {
 		return t, fmt.Errorf("minTxRate %d is above maxTxRate %d", t.minRate, t.maxRate)
 	}
-	g := base.NodeGUID
-	if s.GUID != nil {
-		g = *s.GUID
-	}
-	if g != "" {
-		guid, err := hw.ParseGUID(g)
-		if err != nil {
-			return t, fmt.Errorf("guid: %w", err)
-		}
-		t.guid = guid.HardwareAddr()
-	}
 	return t, nil
 }
 
@@ -182,8 +170,6 @@ func (o *vfOp) set(ctx context.Context, k Knob, t target) error {
 		if err := o.h.LinkSetVfRate(o.pf, vf, t.minRate, t.maxRate); err != nil {
 			return o.fail("min/max tx rate", err)
 		}
-	case KnobGUID:
-		return o.setGUID(ctx, t.guid, t.guid)
 	default:
 		return fmt.Errorf("unknown knob %q", k)
 	}
@@ -235,48 +221,77 @@ func (o *vfOp) setGUIDs(ctx context.Context, node, port net.HardwareAddr, revert
 // changes, naming the field. If a knob fails (EOPNOTSUPP / EINVAL: the PF
 // driver does not support it), the knobs this call already applied are put
 // back to the snapshot's values and the error names the knob, the PF and
-// its driver. After a GUID change the VF's netdev may have a new name; read
-// it with pcidev.PrimaryNetdev.
-func Apply(ctx context.Context, h nlink.Handle, root string, dev inventory.Device, snap Snapshot, settings Settings) error {
+// its driver. The GUID is not a knob of Apply: SetGUID sets it.
+func Apply(ctx context.Context, h nlink.Handle, root string, snap Snapshot, settings Settings) error {
 	log := klog.FromContext(ctx)
-	if dev.PCIAddress != snap.PCIAddress {
-		return fmt.Errorf("apply settings to %s: snapshot is of %s", dev.PCIAddress, snap.PCIAddress)
-	}
 	knobs := settings.Knobs()
 	if len(knobs) == 0 {
 		return nil
 	}
 	t, err := resolve(snap.Admin, settings)
 	if err != nil {
-		return fmt.Errorf("VF settings of %s: %w", dev.PCIAddress, err)
+		return fmt.Errorf("VF settings of %s: %w", snap.PCIAddress, err)
 	}
-	if snap.VFIndex < 0 {
-		return fmt.Errorf("VF settings %v of %s: it is a whole PF, VF settings do not apply", knobs, dev.PCIAddress)
-	}
-	if !snap.AdminKnown { // every knob goes through the PF
-		return fmt.Errorf("VF settings %v of %s: PF %s reports no VF info for VF %d (not a real SR-IOV PF?), so nothing can be set through it",
-			knobs, dev.PCIAddress, snap.PFName, snap.VFIndex)
-	}
-	if settings.GUID != nil && (snap.Admin.NodeGUID == "" || snap.Admin.PortGUID == "") {
-		return fmt.Errorf("guid of %s: PF %s (driver %s) does not report the VF's current GUIDs, so they could not be restored; refusing to change them",
-			dev.PCIAddress, snap.PFName, snap.PFDriver)
+	o, err := openVF(h, root, snap, fmt.Sprintf("VF settings %v", knobs))
+	if err != nil {
+		return err
 	}
 	before, err := resolve(snap.Admin, Settings{})
 	if err != nil {
-		return fmt.Errorf("snapshot of %s: %w", dev.PCIAddress, err)
+		return fmt.Errorf("snapshot of %s: %w", snap.PCIAddress, err)
 	}
-	pf, err := h.LinkByName(snap.PFName)
-	if err != nil {
-		return fmt.Errorf("apply VF settings to VF %d of %s: get PF link: %w", snap.VFIndex, snap.PFName, err)
-	}
-	o := &vfOp{h: h, pf: pf, snap: snap, root: root, ifName: snap.IfName}
 	for i, k := range knobs {
 		if err := o.set(ctx, k, t); err != nil {
 			undo := o.undo(ctx, knobs[:i], before)
 			return errors.Join(err, undo)
 		}
 	}
-	log.V(2).Info("Applied VF settings", "pci", dev.PCIAddress, "pf", snap.PFName, "vf", snap.VFIndex, "knobs", knobs)
+	log.V(2).Info("Applied VF settings", "pci", snap.PCIAddress, "pf", snap.PFName, "vf", snap.VFIndex, "knobs", knobs)
+	return nil
+}
+
+// openVF checks that what can be changed through the PF is known for the
+// VF of snap and returns the operation over its PF link; what names the
+// change in the errors.
+func openVF(h nlink.Handle, root string, snap Snapshot, what string) (*vfOp, error) {
+	if snap.VFIndex < 0 {
+		return nil, fmt.Errorf("%s of %s: it is a whole PF, VF settings do not apply", what, snap.PCIAddress)
+	}
+	if !snap.AdminKnown { // every knob goes through the PF
+		return nil, fmt.Errorf("%s of %s: PF %s reports no VF info for VF %d (not a real SR-IOV PF?), so nothing can be set through it",
+			what, snap.PCIAddress, snap.PFName, snap.VFIndex)
+	}
+	pf, err := h.LinkByName(snap.PFName)
+	if err != nil {
+		return nil, fmt.Errorf("apply %s to VF %d of %s: get PF link: %w", what, snap.VFIndex, snap.PFName, err)
+	}
+	return &vfOp{h: h, pf: pf, snap: snap, root: root, ifName: snap.IfName}, nil
+}
+
+// SetGUID sets the VF's IB node and port GUID to guid (canonical
+// "xx:..:xx") through its PF and rebinds the VF driver so the VF takes
+// it; a failure puts the snapshot's GUIDs back. It is refused before
+// anything changes when guid is not an assignable GUID or when the PF
+// does not report the VF's current GUIDs (they could not be restored).
+// After it the VF's netdev may have a new name; read it with
+// pcidev.PrimaryNetdev. Restore with KnobGUID undoes it.
+func SetGUID(ctx context.Context, h nlink.Handle, root string, snap Snapshot, guid string) error {
+	g, err := hw.ParseGUID(guid)
+	if err != nil {
+		return fmt.Errorf("VF settings of %s: guid: %w", snap.PCIAddress, err)
+	}
+	o, err := openVF(h, root, snap, "guid")
+	if err != nil {
+		return err
+	}
+	if snap.Admin.NodeGUID == "" || snap.Admin.PortGUID == "" {
+		return fmt.Errorf("guid of %s: PF %s (driver %s) does not report the VF's current GUIDs, so they could not be restored; refusing to change them",
+			snap.PCIAddress, snap.PFName, snap.PFDriver)
+	}
+	if err := o.setGUID(ctx, g.HardwareAddr(), g.HardwareAddr()); err != nil {
+		return err
+	}
+	klog.FromContext(ctx).V(2).Info("Set VF GUID", "pci", snap.PCIAddress, "pf", snap.PFName, "vf", snap.VFIndex, "guid", g.String())
 	return nil
 }
 
@@ -285,14 +300,7 @@ func (o *vfOp) undo(ctx context.Context, knobs []Knob, before target) error {
 	var errs []error
 	for i := len(knobs) - 1; i >= 0; i-- {
 		k := knobs[i]
-		var err error
-		if k == KnobGUID {
-			node, port := snapGUID(o.snap.Admin.NodeGUID), snapGUID(o.snap.Admin.PortGUID)
-			err = o.setGUID(ctx, node, port)
-		} else {
-			err = o.set(ctx, k, before)
-		}
-		if err != nil {
+		if err := o.set(ctx, k, before); err != nil {
 			errs = append(errs, fmt.Errorf("undo: %w", err))
 		}
 	}

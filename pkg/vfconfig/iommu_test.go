@@ -14,7 +14,7 @@ func TestCheckVFIOIsolation(t *testing.T) {
 	// IGB: PF 0000:02:00.0, VFs 0000:02:00.1 to .7, each in its own IOMMU
 	// group unless the case puts several in one.
 	const pf = "0000:02:00.0"
-	write := func(h *sysfstest.Host, rel, content string) {
+	write := func(h *sysfstest.Fixture, rel, content string) {
 		t.Helper()
 		p := filepath.Join(h.Root, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -24,34 +24,34 @@ func TestCheckVFIOIsolation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	group := func(h *sysfstest.Host, vf int) string {
+	group := func(h *sysfstest.Fixture, vf int) string {
 		return filepath.Join("sys/kernel/iommu_groups", strconv.Itoa(h.Topology.PFs[0].VFs[vf].IOMMUGroup))
 	}
 	cases := []struct {
 		name  string
 		share []int // VF indexes put in one IOMMU group with VF 0
-		setup func(t *testing.T, h *sysfstest.Host, vf0 string)
+		setup func(t *testing.T, h *sysfstest.Fixture, vf0 string)
 		want  string // part of the error; "" = allowed
 	}{
 		{name: "own group", want: ""},
-		{name: "own group, no-IOMMU mode off", setup: func(t *testing.T, h *sysfstest.Host, _ string) {
+		{name: "own group, no-IOMMU mode off", setup: func(t *testing.T, h *sysfstest.Fixture, _ string) {
 			write(h, noIOMMUParam, "N\n")
 		}},
 		{name: "group shared with a sibling VF", share: []int{1}, want: "also holds 0000:02:00.2: a container given /dev/vfio/"},
 		{name: "group shared with three VFs", share: []int{1, 2, 3}, want: "also holds 0000:02:00.2, 0000:02:00.3, 0000:02:00.4"},
-		{name: "group shared with a bridge", setup: func(t *testing.T, h *sysfstest.Host, vf0 string) {
+		{name: "group shared with a bridge", setup: func(t *testing.T, h *sysfstest.Fixture, vf0 string) {
 			g := filepath.Join(h.Root, group(h, 0), "devices", "0000:00:1c.0")
 			if err := os.Symlink("../../../devices/pci0000:00/0000:00:1c.0", g); err != nil {
 				t.Fatal(err)
 			}
 		}, want: "also holds 0000:00:1c.0"},
-		{name: "no-IOMMU module parameter", setup: func(t *testing.T, h *sysfstest.Host, _ string) {
+		{name: "no-IOMMU module parameter", setup: func(t *testing.T, h *sysfstest.Fixture, _ string) {
 			write(h, noIOMMUParam, "Y\n")
 		}, want: "unsafe no-IOMMU mode (sys/module/vfio/parameters/enable_unsafe_noiommu_mode is Y)"},
-		{name: "no-IOMMU group name", setup: func(t *testing.T, h *sysfstest.Host, _ string) {
+		{name: "no-IOMMU group name", setup: func(t *testing.T, h *sysfstest.Fixture, _ string) {
 			write(h, filepath.Join(group(h, 0), "name"), "vfio-noiommu\n")
 		}, want: "vfio no-IOMMU group (name vfio-noiommu)"},
-		{name: "no-IOMMU group link", setup: func(t *testing.T, h *sysfstest.Host, vf0 string) {
+		{name: "no-IOMMU group link", setup: func(t *testing.T, h *sysfstest.Fixture, vf0 string) {
 			l := filepath.Join(h.DevicePath(vf0), "iommu_group")
 			if err := os.Remove(l); err != nil {
 				t.Fatal(err)
@@ -60,12 +60,12 @@ func TestCheckVFIOIsolation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, want: "IOMMU group noiommu-3 is a vfio no-IOMMU group"},
-		{name: "no IOMMU group at all", setup: func(t *testing.T, h *sysfstest.Host, vf0 string) {
+		{name: "no IOMMU group at all", setup: func(t *testing.T, h *sysfstest.Fixture, vf0 string) {
 			if err := os.Remove(filepath.Join(h.DevicePath(vf0), "iommu_group")); err != nil {
 				t.Fatal(err)
 			}
 		}, want: "has no IOMMU group (the IOMMU is off"},
-		{name: "group lists other devices but not this one", setup: func(t *testing.T, h *sysfstest.Host, vf0 string) {
+		{name: "group lists other devices but not this one", setup: func(t *testing.T, h *sysfstest.Fixture, vf0 string) {
 			if err := os.Remove(filepath.Join(h.Root, group(h, 0), "devices", vf0)); err != nil {
 				t.Fatal(err)
 			}

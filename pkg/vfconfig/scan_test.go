@@ -64,18 +64,25 @@ func TestStandardFixture(t *testing.T) {
 		if dev.Admin != nil && !reflect.DeepEqual(snap.Admin, *dev.Admin) {
 			t.Errorf("%s: snapshot admin %+v, inventory admin %+v", dev.Name, snap.Admin, *dev.Admin)
 		}
-		s := allSettings(false)
-		if dev.LinkType == inventory.LinkTypeInfiniBand && snap.Admin.NodeGUID != "" {
-			s.GUID = ptr("02:00:00:00:00:00:aa:01")
+		s := allSettings()
+		knobs := s.Knobs()
+		ib := dev.LinkType == inventory.LinkTypeInfiniBand && snap.Admin.NodeGUID != ""
+		if ib {
+			knobs = append(knobs, KnobGUID)
 			chars, err := rdma.CharDevices(h.Root, dev.PCIAddress)
 			if err != nil || len(chars) == 0 {
 				t.Errorf("%s: RDMA char devices %v, %v", dev.Name, chars, err)
 			}
 		}
-		if err := Apply(ctx, h.Netlink, h.Root, dev, snap, s); err != nil {
+		if err := Apply(ctx, h.Netlink, h.Root, snap, s); err != nil {
 			t.Fatalf("%s: apply: %v", dev.Name, err)
 		}
-		if err := Restore(ctx, h.Netlink, h.Root, snap, s.Knobs()); err != nil {
+		if ib {
+			if err := SetGUID(ctx, h.Netlink, h.Root, snap, testGUID); err != nil {
+				t.Fatalf("%s: set GUID: %v", dev.Name, err)
+			}
+		}
+		if err := Restore(ctx, h.Netlink, h.Root, snap, knobs); err != nil {
 			t.Fatalf("%s: restore: %v", dev.Name, err)
 		}
 	}

@@ -4,8 +4,9 @@ package vfconfig
 
 import "github.com/sriov-dra/sriov-dra/pkg/inventory"
 
-// Settings are the VF knobs to apply through the PF. A nil field is left
-// as it is.
+// Settings are the VF knobs Apply sets through the PF. A nil field is left
+// as it is. The IB GUID is not among them: it needs a driver rebind and
+// has its own step (SetGUID).
 type Settings struct {
 	MAC       *string `json:"mac,omitempty"`
 	VLAN      *int    `json:"vlan,omitempty"`
@@ -16,9 +17,6 @@ type Settings struct {
 	LinkState *string `json:"linkState,omitempty"` // "auto" | "enable" | "disable"
 	MinTxRate *int    `json:"minTxRate,omitempty"` // Mbps
 	MaxTxRate *int    `json:"maxTxRate,omitempty"` // Mbps
-	// GUID sets the VF's IB node and port GUID (canonical "xx:..:xx"),
-	// followed by a driver unbind/rebind so the VF takes it.
-	GUID *string `json:"guid,omitempty"`
 }
 
 // Snapshot is a VF's state before any change: plain data, checkpointed.
@@ -41,9 +39,10 @@ type Snapshot struct {
 	IRQAffinity map[int]string `json:"irqAffinity,omitempty"`
 }
 
-// Knob names one thing Apply can change through the PF; Restore takes the
-// knobs that were changed. VLAN covers vlan, qos and proto; Rate covers
-// min and max rate; GUID covers node and port GUID and the rebind.
+// Knob names one thing Apply (or, for KnobGUID, SetGUID) can change
+// through the PF; Restore takes the knobs that were changed. VLAN covers
+// vlan, qos and proto; Rate covers min and max rate; GUID covers node and
+// port GUID and the rebind.
 type Knob string
 
 const (
@@ -77,9 +76,6 @@ func (s Settings) Knobs() []Knob {
 	}
 	if s.MinTxRate != nil || s.MaxTxRate != nil {
 		out = append(out, KnobRate)
-	}
-	if s.GUID != nil {
-		out = append(out, KnobGUID)
 	}
 	return out
 }

@@ -167,16 +167,27 @@ func TestTakeSnapshotErrors(t *testing.T) {
 	}
 }
 
-func allSettings(ib bool) Settings {
-	s := Settings{
+func allSettings() Settings {
+	return Settings{
 		MAC: ptr("02:aa:bb:cc:dd:01"), VLAN: ptr(100), QoS: ptr(3), VLANProto: ptr("802.1ad"),
 		SpoofChk: ptr(false), Trust: ptr(true), LinkState: ptr("enable"),
 		MinTxRate: ptr(100), MaxTxRate: ptr(5000),
 	}
-	if ib {
-		s.GUID = ptr("02:00:00:00:00:00:aa:01")
+}
+
+const testGUID = "02:00:00:00:00:00:aa:01"
+
+// applyAll applies allSettings and, on an IB VF, sets testGUID; it returns
+// the knobs to restore.
+func applyAll(ctx context.Context, e *env, snap Snapshot, ib bool) ([]Knob, error) {
+	s := allSettings()
+	if err := Apply(ctx, e.fake, e.fx.root, snap, s); err != nil {
+		return nil, err
 	}
-	return s
+	if !ib {
+		return s.Knobs(), nil
+	}
+	return append(s.Knobs(), KnobGUID), SetGUID(ctx, e.fake, e.fx.root, snap, testGUID)
 }
 
 func TestApplyAndRestore(t *testing.T) {
@@ -189,8 +200,8 @@ func TestApplyAndRestore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := allSettings(ib)
-			if err := Apply(ctx, e.fake, e.fx.root, e.dev, snap, s); err != nil {
+			knobs, err := applyAll(ctx, e, snap, ib)
+			if err != nil {
 				t.Fatal(err)
 			}
 			vf, _ := e.fake.VF(pfIf, 1)
@@ -213,7 +224,7 @@ func TestApplyAndRestore(t *testing.T) {
 			}
 			for i := 0; i < 2; i++ {
 				e.fake.ResetCalls()
-				if err := Restore(ctx, e.fake, e.fx.root, snap, s.Knobs()); err != nil {
+				if err := Restore(ctx, e.fake, e.fx.root, snap, knobs); err != nil {
 					t.Fatalf("restore #%d: %v", i+1, err)
 				}
 				if got := e.state(t); !reflect.DeepEqual(got, before) {
@@ -275,7 +286,7 @@ func TestApplyRollsBackAtEveryCall(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.fake.ResetCalls()
-		if err := Apply(ctx, e.fake, e.fx.root, e.dev, snap, allSettings(ib)); err != nil {
+		if err := Apply(ctx, e.fake, e.fx.root, snap, allSettings()); err != nil {
 			t.Fatal(err)
 		}
 		calls := e.fake.Calls()
@@ -291,7 +302,7 @@ func TestApplyRollsBackAtEveryCall(t *testing.T) {
 					}
 					e.fake.FailWith(failAt(0, nil)) // reset counter
 					e.fake.FailWith(failAt(i, fe))
-					err = Apply(ctx, e.fake, e.fx.root, e.dev, snap, allSettings(ib))
+					err = Apply(ctx, e.fake, e.fx.root, snap, allSettings())
 					if !errors.Is(err, fe) {
 						t.Fatalf("failing call %d (%s): err = %v", i, c, err)
 					}
@@ -331,7 +342,6 @@ func TestApplyBadInputChangesNothing(t *testing.T) {
 		{Settings{MinTxRate: ptr(-5)}, "minTxRate"},
 		{Settings{MaxTxRate: ptr(-5)}, "maxTxRate"},
 		{Settings{MinTxRate: ptr(500), MaxTxRate: ptr(100)}, "minTxRate"},
-		{Settings{Trust: ptr(true), GUID: ptr("00:11")}, "guid"},
 	} {
 		e := newEnv(t, true, true)
 		snap, err := TakeSnapshot(ctx, e.fake, e.fx.root, e.dev)
@@ -339,7 +349,7 @@ func TestApplyBadInputChangesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.fake.ResetCalls()
-		err = Apply(ctx, e.fake, e.fx.root, e.dev, snap, tc.s)
+		err = Apply(ctx, e.fake, e.fx.root, snap, tc.s)
 		if err == nil || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("settings %v: err = %v, want one naming %q", tc.s.Knobs(), err, tc.field)
 		}
@@ -367,7 +377,7 @@ func TestApplyMACBusy(t *testing.T) {
 			}
 			return nil
 		})
-		err = Apply(ctx, e.fake, e.fx.root, e.dev, snap, Settings{MAC: ptr("02:aa:bb:cc:dd:01")})
+		err = Apply(ctx, e.fake, e.fx.root, snap, Settings{MAC: ptr("02:aa:bb:cc:dd:01")})
 		if tc.wantErr != (err != nil) || (err != nil && !errors.Is(err, unix.EBUSY)) {
 			t.Errorf("%d busy answers: err = %v, want error %v", tc.busy, err, tc.wantErr)
 		}
@@ -389,11 +399,11 @@ func TestSimulatedPF(t *testing.T) {
 		t.Fatal("AdminKnown on a PF without VF info")
 	}
 	e.fake.ResetCalls()
-	err = Apply(ctx, e.fake, e.fx.root, e.dev, snap, Settings{VLAN: ptr(5)})
+	err = Apply(ctx, e.fake, e.fx.root, snap, Settings{VLAN: ptr(5)})
 	if err == nil || !strings.Contains(err.Error(), "reports no VF info") {
 		t.Errorf("Apply on simulated PF: err = %v", err)
 	}
-	if err := Apply(ctx, e.fake, e.fx.root, e.dev, snap, Settings{}); err != nil {
+	if err := Apply(ctx, e.fake, e.fx.root, snap, Settings{}); err != nil {
 		t.Errorf("Apply of nothing: %v", err)
 	}
 	if err := Restore(ctx, e.fake, e.fx.root, snap, []Knob{KnobVLAN, KnobMAC}); err != nil {
@@ -412,7 +422,7 @@ func TestApplyGUIDRefusedWhenUnrestorable(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.fake.ResetCalls()
-	err = Apply(ctx, e.fake, e.fx.root, e.dev, snap, Settings{GUID: ptr("02:00:00:00:00:00:aa:01")})
+	err = SetGUID(ctx, e.fake, e.fx.root, snap, testGUID)
 	if err == nil || !strings.Contains(err.Error(), "guid") {
 		t.Errorf("err = %v", err)
 	}
@@ -462,7 +472,7 @@ func TestApplyGUIDRebindFailureRevertsGUIDs(t *testing.T) {
 	if err := removeAll(e.fx.path("sys/bus/pci/drivers/mlx5_core/unbind")); err != nil {
 		t.Fatal(err)
 	}
-	err = Apply(ctx, e.fake, e.fx.root, e.dev, snap, Settings{Trust: ptr(true), GUID: ptr("02:00:00:00:00:00:aa:01")})
+	err = SetGUID(ctx, e.fake, e.fx.root, snap, testGUID)
 	if err == nil || !strings.Contains(err.Error(), "rebind") {
 		t.Fatalf("err = %v, want a rebind failure", err)
 	}
@@ -491,7 +501,7 @@ func TestSnapshotOfWholePF(t *testing.T) {
 	if c := e.fake.Calls(); len(c) != 0 {
 		t.Errorf("snapshot of a PF made netlink calls %v", c)
 	}
-	if err := Apply(ctx, e.fake, e.fx.root, pf, snap, Settings{Trust: ptr(true)}); err == nil || !strings.Contains(err.Error(), "whole PF") {
+	if err := Apply(ctx, e.fake, e.fx.root, snap, Settings{Trust: ptr(true)}); err == nil || !strings.Contains(err.Error(), "whole PF") {
 		t.Errorf("Apply on a PF: err = %v", err)
 	}
 	if err := Restore(ctx, e.fake, e.fx.root, snap, nil); err != nil {
@@ -513,14 +523,14 @@ func TestRestoreFailureAtEveryCallThenRetry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Apply(ctx, e.fake, e.fx.root, e.dev, snap, allSettings(true)); err != nil {
+		if _, err := applyAll(ctx, e, snap, true); err != nil {
 			t.Fatal(err)
 		}
 		e.fake.ResetCalls()
 		return e, before, snap
 	}
 	e, _, snap := setup(t)
-	if err := Restore(ctx, e.fake, e.fx.root, snap, allSettings(true).Knobs()); err != nil {
+	if err := Restore(ctx, e.fake, e.fx.root, snap, append(allSettings().Knobs(), KnobGUID)); err != nil {
 		t.Fatal(err)
 	}
 	calls := e.fake.Calls()
@@ -528,15 +538,73 @@ func TestRestoreFailureAtEveryCallThenRetry(t *testing.T) {
 		t.Run(fmt.Sprintf("%d-%s", i, c.Method), func(t *testing.T) {
 			e, before, snap := setup(t)
 			e.fake.FailWith(failAt(i, unix.EIO))
-			if err := Restore(ctx, e.fake, e.fx.root, snap, allSettings(true).Knobs()); !errors.Is(err, unix.EIO) {
+			if err := Restore(ctx, e.fake, e.fx.root, snap, append(allSettings().Knobs(), KnobGUID)); !errors.Is(err, unix.EIO) {
 				t.Errorf("failing call %d (%s): err = %v", i, c, err)
 			}
 			e.fake.FailWith(nil)
-			if err := Restore(ctx, e.fake, e.fx.root, snap, allSettings(true).Knobs()); err != nil {
+			if err := Restore(ctx, e.fake, e.fx.root, snap, append(allSettings().Knobs(), KnobGUID)); err != nil {
 				t.Fatalf("retry: %v", err)
 			}
 			if got := e.state(t); !reflect.DeepEqual(got, before) {
 				t.Errorf("failing call %d (%s) then retry\n got %+v\nwant %+v", i, c, got, before)
+			}
+		})
+	}
+}
+
+func TestSetGUIDBadInputChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	for _, g := range []string{"00:11", "zz", "", "02:00:00:00:00:00:aa"} {
+		e := newEnv(t, true, true)
+		snap, err := TakeSnapshot(ctx, e.fake, e.fx.root, e.dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.fake.ResetCalls()
+		if err := SetGUID(ctx, e.fake, e.fx.root, snap, g); err == nil || !strings.Contains(err.Error(), "guid") {
+			t.Errorf("SetGUID(%q): err = %v, want one naming guid", g, err)
+		}
+		if c := e.fake.Calls(); len(c) != 0 {
+			t.Errorf("SetGUID(%q): bad input made calls %v", g, c)
+		}
+		if b := e.k.bindLog(); len(b) != 0 {
+			t.Errorf("SetGUID(%q): bad input rebound %v", g, b)
+		}
+	}
+}
+
+// TestSetGUIDRollsBackAtEveryCall fails each netlink call of SetGUID in
+// turn: the VF keeps the snapshot's GUIDs.
+func TestSetGUIDRollsBackAtEveryCall(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, true, true)
+	snap, err := TakeSnapshot(ctx, e.fake, e.fx.root, e.dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fake.ResetCalls()
+	if err := SetGUID(ctx, e.fake, e.fx.root, snap, testGUID); err != nil {
+		t.Fatal(err)
+	}
+	calls := e.fake.Calls()
+	if len(calls) == 0 {
+		t.Fatal("SetGUID made no netlink calls")
+	}
+	for i, c := range calls {
+		t.Run(fmt.Sprintf("%d-%s", i, c.Method), func(t *testing.T) {
+			e := newEnv(t, true, true)
+			before := e.state(t)
+			snap, err := TakeSnapshot(ctx, e.fake, e.fx.root, e.dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.fake.FailWith(failAt(i, unix.EIO))
+			if err := SetGUID(ctx, e.fake, e.fx.root, snap, testGUID); !errors.Is(err, unix.EIO) {
+				t.Fatalf("failing call %d (%s): err = %v", i, c, err)
+			}
+			e.fake.FailWith(nil)
+			if got := e.state(t); !reflect.DeepEqual(got, before) {
+				t.Errorf("failing call %d (%s) left the VF changed\n got %+v\nwant %+v", i, c, got, before)
 			}
 		})
 	}

@@ -61,7 +61,7 @@ func n(i int) *int { return &i }
 
 // fixture: IGB 0000:02:00.0 enp2s0f0 (8086:1521, 7 of 7 VFs) and
 // SRIOVDisabled 0000:af:00.0 ens5f0 (8086:1572, 0 of 64 VFs).
-func fixture(t *testing.T) (*sysfstest.Host, []PF) {
+func fixture(t *testing.T) (*sysfstest.Fixture, []PF) {
 	t.Helper()
 	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB(), sysfstest.SRIOVDisabled()}})
 	pfs, err := ScanPFs(h.Root)

@@ -188,7 +188,7 @@ func makeVeth(t testing.TB, name, mac string) int {
 // fake returns a fresh sysfstest netlink fake for the node's topology
 // (the PF with its VFs' initial admin state); pfHandle then applies the
 // persisted state.
-func (n *node) fakePF() (*sysfstest.Host, error) {
+func (n *node) fakePF() (*sysfstest.Fixture, error) {
 	tmp, err := os.MkdirTemp(n.Dir, "fake")
 	if err != nil {
 		return nil, err

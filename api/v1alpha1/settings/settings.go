@@ -11,10 +11,10 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
-// VF returns the VF settings to apply through the PF. A GUID of
-// v1alpha1.GUIDAuto or a MAC of v1alpha1.MACAuto is not copied: the
-// driver picks the value and sets Settings.GUID or Settings.MAC itself.
-// The result shares no memory with r.
+// VF returns the VF settings to apply through the PF. A MAC of
+// v1alpha1.MACAuto is not copied: the driver picks the value and sets
+// Settings.MAC itself. The GUID is not a VF setting (see GUID). The result
+// shares no memory with r.
 func VF(r *v1alpha1.Resolved) vfconfig.Settings {
 	s := vfconfig.Settings{
 		VLAN:      clone(r.VLAN),
@@ -29,10 +29,16 @@ func VF(r *v1alpha1.Resolved) vfconfig.Settings {
 	if r.MAC != "" && r.MAC != v1alpha1.MACAuto {
 		s.MAC = new(r.MAC)
 	}
-	if r.GUID != "" && r.GUID != v1alpha1.GUIDAuto {
-		s.GUID = new(r.GUID)
-	}
 	return s
+}
+
+// GUID returns the IB GUID to set on the VF, nil for none. A GUID of
+// v1alpha1.GUIDAuto is not returned: the driver picks the value itself.
+func GUID(r *v1alpha1.Resolved) *string {
+	if r.GUID == "" || r.GUID == v1alpha1.GUIDAuto {
+		return nil
+	}
+	return new(r.GUID)
 }
 
 // NetSpec returns how the device's netdev must look in the pod. podIfName

@@ -40,7 +40,6 @@ func TestFromConfigToAppliedValues(t *testing.T) {
 	wantVF := vfconfig.Settings{
 		MAC: new("02:aa:00:00:00:01"), VLAN: new(100), QoS: new(5), VLANProto: new("802.1ad"),
 		SpoofChk: new(false), Trust: new(true), LinkState: new("enable"), MinTxRate: new(100), MaxTxRate: new(1000),
-		GUID: new("00:11:22:33:44:55:66:77"),
 	}
 	gotVF := VF(r)
 	if !reflect.DeepEqual(gotVF, wantVF) {
@@ -53,6 +52,10 @@ func TestFromConfigToAppliedValues(t *testing.T) {
 		if v.Field(i).IsNil() {
 			t.Errorf("vfconfig.Settings.%s is not carried from the config", v.Type().Field(i).Name)
 		}
+	}
+
+	if g := GUID(r); g == nil || *g != "00:11:22:33:44:55:66:77" {
+		t.Errorf("GUID = %v, want 00:11:22:33:44:55:66:77", g)
 	}
 
 	wantSpec := netattach.Spec{HostIfName: "enp59s0f0v2", PodIfName: "data0", MTU: 9000, MAC: "02:aa:00:00:00:01",
@@ -121,4 +124,35 @@ func TestNetSpecLeavesAutoMACToTheDriver(t *testing.T) {
 	if got := NetSpec(r, "ens2f0v1", "net1"); got.MAC != "" {
 		t.Errorf("NetSpec MAC = %q, want none (the driver sets the MAC it picks)", got.MAC)
 	}
+}
+
+func TestGUID(t *testing.T) {
+	tests := []struct {
+		name   string
+		params string
+		want   *string
+	}{
+		{"unset", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig"}`, nil},
+		{"auto is the driver's to pick", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","guid":"auto"}`, nil},
+		{"given, canonical", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","guid":"02:AA:00:00:00:00:00:01"}`, new("02:aa:00:00:00:00:00:01")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := resolve(t, tt.params)
+			got := GUID(r)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("GUID = %s, want %s", strOrNil(got), strOrNil(tt.want))
+			}
+			if got != nil && got == &r.GUID {
+				t.Error("GUID shares memory with the resolved config")
+			}
+		})
+	}
+}
+
+func strOrNil(p *string) string {
+	if p == nil {
+		return "nil"
+	}
+	return *p
 }

@@ -12,7 +12,7 @@
 // Write does the same outside a test (any directory). Everything the caller
 // leaves zero gets a deterministic default (VF PCI addresses, ifindexes,
 // IOMMU groups, IRQs, MACs), and the filled-in topology is returned in
-// Host.Topology so tests can compare against it.
+// Fixture.Topology so tests can compare against it.
 package sysfstest
 
 import (
@@ -118,20 +118,21 @@ type VF struct {
 	NodeGUID, PortGUID string
 }
 
-// Host is a built fixture.
-type Host struct {
+// Fixture is a built fixture: a fake host filesystem root and the fake
+// netlink that goes with it (not a host of any kind the driver talks to).
+type Fixture struct {
 	Root     string          // pass as inventory.Options.Root
 	Netlink  *nlinktest.Fake // PF and VF netdev links, VF GUIDs, eswitch, RDMA, routes
 	Topology Topology        // the topology with every default filled in
 }
 
 // SysPath returns a path under <Root>/sys, e.g. h.SysPath("bus/pci/devices", bdf).
-func (h *Host) SysPath(elem ...string) string {
+func (h *Fixture) SysPath(elem ...string) string {
 	return filepath.Join(append([]string{h.Root, "sys"}, elem...)...)
 }
 
 // DevicePath is the real directory of a PCI device under <Root>/sys/devices.
-func (h *Host) DevicePath(bdf string) string {
+func (h *Fixture) DevicePath(bdf string) string {
 	for _, pf := range h.Topology.PFs {
 		if pf.PCIAddress == bdf {
 			return filepath.Join(h.Root, "sys", devicesRel(pf, bdf))
@@ -146,7 +147,7 @@ func (h *Host) DevicePath(bdf string) string {
 }
 
 // New builds the topology under t.TempDir() and fails the test on error.
-func New(t testing.TB, topo Topology) *Host {
+func New(t testing.TB, topo Topology) *Fixture {
 	t.Helper()
 	h, err := Write(t.TempDir(), topo)
 	if err != nil {
@@ -189,7 +190,7 @@ func (pf PF) WithVFNames(names ...string) PF {
 //	dev/infiniband/{uverbsN,rdma_cm}
 //
 // (@ = symlink). Files the kernel makes writable are plain files here.
-func Write(root string, topo Topology) (*Host, error) {
+func Write(root string, topo Topology) (*Fixture, error) {
 	b := &builder{root: root, fake: nlinktest.New(), ifindex: 10, group: 20, irq: 100}
 	out := Topology{PFs: make([]PF, len(topo.PFs))}
 	seen := map[string]bool{}
@@ -221,7 +222,7 @@ func Write(root string, topo Topology) (*Host, error) {
 		}
 		out.SoftRDMA = append(out.SoftRDMA, sr)
 	}
-	return &Host{Root: root, Netlink: b.fake, Topology: out}, nil
+	return &Fixture{Root: root, Netlink: b.fake, Topology: out}, nil
 }
 
 type builder struct {

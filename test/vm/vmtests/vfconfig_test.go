@@ -44,7 +44,7 @@ func TestVFSettings(t *testing.T) {
 			t.Errorf("restore at cleanup: %v", err)
 		}
 	})
-	if err := vfconfig.Apply(ctx, h, "/", dev, snap, s); err != nil {
+	if err := vfconfig.Apply(ctx, h, "/", snap, s); err != nil {
 		t.Fatalf("apply %v: %v", s.Knobs(), err)
 	}
 	got := readRaw(t, h, pf, vf.Index).Admin
@@ -114,7 +114,7 @@ func TestUnsupportedKnobs(t *testing.T) {
 				t.Fatalf("snapshot: %v", err)
 			}
 			t.Cleanup(func() { _ = vfconfig.Restore(ctx, h, "/", snap, tc.s.Knobs()) })
-			err = vfconfig.Apply(ctx, h, "/", dev, snap, tc.s)
+			err = vfconfig.Apply(ctx, h, "/", snap, tc.s)
 			if err == nil {
 				t.Fatalf("apply %v on igb succeeded, want an error", tc.s.Knobs())
 			}

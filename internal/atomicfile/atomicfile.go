@@ -1,0 +1,118 @@
+// Package atomicfile replaces a file so that a reader of its name sees
+// either the old content or the new one in full, never a part, and the
+// new content survives a power loss once Write returns nil: a temp file in
+// the same directory is written, fsynced, renamed over the name, and the
+// directory is fsynced.
+package atomicfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Options says how Write names and checks the temp file.
+type Options struct {
+	// TempPattern is the os.CreateTemp pattern of the temp file, created
+	// in the target's directory. It must not match what readers of the
+	// directory pick up (a ".json" suffix for CDI specs, say).
+	TempPattern string
+	// Mode is the file's permission bits.
+	Mode os.FileMode
+	// Check, when set, is called with the temp file's path after it was
+	// written and fsynced and before the rename: an error leaves the
+	// target as it was.
+	Check func(tmp string) error
+}
+
+// Step names where Write failed.
+type Step string
+
+const (
+	StepCreate  Step = "create"  // creating the temp file
+	StepWrite   Step = "write"   // chmod, write or close of the temp file
+	StepSync    Step = "fsync"   // fsync of the temp file
+	StepCheck   Step = "check"   // Options.Check refused the temp file
+	StepRename  Step = "rename"  // renaming the temp file over the target
+	StepSyncDir Step = "syncdir" // opening or fsyncing the directory
+)
+
+// Error is a failed Write: Step says where, Temp is the temp file's path
+// (removed again unless Step is StepSyncDir, when the new content is in
+// place but may not be durable), Err the cause. Callers word it for their
+// own file.
+type Error struct {
+	Step Step
+	Temp string
+	Dir  string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	switch e.Step {
+	case StepSyncDir:
+		return fmt.Sprintf("fsync dir %s: %v", e.Dir, e.Err)
+	case StepCheck:
+		return fmt.Sprintf("check %s: %v", e.Temp, e.Err)
+	}
+	return fmt.Sprintf("%s %s: %v", e.Step, e.Temp, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Write replaces path with data as the package comment says. On an error
+// before the rename the target is unchanged and the temp file removed;
+// the error is an *Error.
+func Write(path string, data []byte, opts Options) (err error) {
+	dir := filepath.Dir(path)
+	fail := func(step Step, tmp string, cause error) error {
+		return &Error{Step: step, Temp: tmp, Dir: dir, Err: cause}
+	}
+	f, err := os.CreateTemp(dir, opts.TempPattern)
+	if err != nil {
+		return fail(StepCreate, "", err)
+	}
+	tmp := f.Name()
+	renamed := false
+	defer func() {
+		if err != nil && !renamed {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(opts.Mode); err != nil {
+		return fail(StepWrite, tmp, err)
+	}
+	if _, err = f.Write(data); err != nil {
+		return fail(StepWrite, tmp, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fail(StepSync, tmp, err)
+	}
+	if err = f.Close(); err != nil {
+		return fail(StepWrite, tmp, err)
+	}
+	if opts.Check != nil {
+		if err = opts.Check(tmp); err != nil {
+			return fail(StepCheck, tmp, err)
+		}
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fail(StepRename, tmp, err)
+	}
+	renamed = true
+	if err = SyncDir(dir); err != nil {
+		return fail(StepSyncDir, tmp, err)
+	}
+	return nil
+}
+
+// SyncDir fsyncs a directory, so a rename or create in it is durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
