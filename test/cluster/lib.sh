@@ -8,6 +8,13 @@ K8S_DEFAULT_VERSION=v1.37.2
 CONTAINERD_DEFAULT_VERSION=v2.4.2
 K8S_VERSION=${K8S_VERSION:-$K8S_DEFAULT_VERSION}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-$CONTAINERD_DEFAULT_VERSION}
+# The container runtime kubelet talks to. Only containerd here; a harness
+# with another runtime accepts it in RUNTIME (make e2e-matrix passes it).
+RUNTIME=${RUNTIME:-containerd}
+if [[ $RUNTIME != containerd ]]; then
+	printf 'RUNTIME=%s: this harness runs containerd only\n' "$RUNTIME" >&2
+	exit 2
+fi
 ETCD_VERSION=v3.6.16
 CNI_PLUGINS_VERSION=v1.9.1
 DEBS="runc containernetworking-plugins busybox-static openssl iproute2 iptables"
