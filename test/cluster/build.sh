@@ -220,8 +220,9 @@ reused=()
 for g in "${groups[@]}"; do
 	"build_$g"
 done
+where=$(printf '%s\n' "$CACHE_BIN" "$K8S_BIN" "$CONTAINERD_BIN" | sort -u | paste -sd' ')
 if ((${#reused[@]} == ${#groups[@]})); then
-	log "binaries ready in $CACHE_BIN (all cached: $(IFS=,; echo "${reused[*]}" | sed 's/,/, /g'))"
+	log "binaries ready in $where (all cached: $(IFS=,; echo "${reused[*]}" | sed 's/,/, /g'))"
 else
-	log "binaries ready in $CACHE_BIN ($((SECONDS - total)) s)"
+	log "binaries ready in $where ($((SECONDS - total)) s)"
 fi
