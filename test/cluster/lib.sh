@@ -31,7 +31,8 @@ K8S_BIN=$CACHE_BIN CONTAINERD_BIN=$CACHE_BIN
 # Everything a running cluster owns lives under one folder.
 CLUSTER_DIR=${CLUSTER_DIR:-$CACHE/cluster}
 CNI_BIN_DIR=/usr/lib/cni
-export PATH="$K8S_BIN:$CONTAINERD_BIN:$CACHE_BIN:$PATH"
+# containerd starts the shim it finds first in PATH: its own version's.
+export PATH="$CONTAINERD_BIN:$K8S_BIN:$CACHE_BIN:$PATH"
 
 log() { printf '%s [cluster] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
