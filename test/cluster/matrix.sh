@@ -28,6 +28,20 @@ containerd:$CONTAINERD_DEFAULT_VERSION:$K8S_DEFAULT_VERSION containerd:$CONTAINE
 crio:-:$K8S_DEFAULT_VERSION"
 MATRIX=${MATRIX:-$DEFAULT_MATRIX}
 
+# record_start_failure RC START RUNTIME VERSION K8S: a run that failed
+# before the tests (the cluster or the driver did not come up) wrote no
+# record; write a failed one, with the harness's last error as its note.
+record_start_failure() {
+	local rc=$1 start=$2 runtime=$3 rtv=$4 k8s=$5 rec why
+	((rc != 0)) && [[ $rtv != - ]] || return 0
+	[[ $runtime == crio ]] && runtime=cri-o
+	rec=$REPO/test/cluster/results/$runtime-${rtv}_k8s-$k8s.json
+	[[ -f $rec && $(stat -c %Y "$rec") -ge $start ]] && return 0
+	why=$(grep -o 'ERROR: .*' "$CACHE/matrix-run.log" | tail -1)
+	(cd "$REPO" && go run ./test/cluster/testedwith record -log /dev/null -rc "$rc" -runtime "$runtime" \
+		-runtime-version "$rtv" -k8s-version "$k8s" -note "did not start: ${why#ERROR: } (test/cluster/.cache/last-logs)")
+}
+
 summary=()
 failed=0
 for combo in $MATRIX; do
@@ -57,7 +71,9 @@ for combo in $MATRIX; do
 	lock=()
 	[[ -n ${CLUSTER_LOCK:-} ]] && lock=(flock "$CLUSTER_LOCK")
 	rc=0
-	"${lock[@]}" env "${vars[@]}" BUILT=1 bash "$HERE/e2e.sh" || rc=$?
+	start=$(date +%s)
+	"${lock[@]}" env "${vars[@]}" BUILT=1 bash "$HERE/e2e.sh" 2>&1 | tee "$CACHE/matrix-run.log" || rc=$?
+	record_start_failure "$rc" "$start" "$runtime" "$rtv" "$k8s"
 	summary+=("$name: $([[ $rc == 0 ]] && echo passed || echo "FAILED (rc $rc)") (build ${tb} s, e2e $((SECONDS - t0 - tb)) s)")
 	((rc == 0)) || failed=1
 done
