@@ -278,7 +278,8 @@ state = "$CTRD_STATE"
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ["$CNI_BIN_DIR"]
+    # containerd 2.0 reads bin_dir, 2.1 and newer bin_dirs.
+    $([[ $CONTAINERD_VERSION == v2.0.* ]] && echo "bin_dir = \"$CNI_BIN_DIR\"" || echo "bin_dirs = [\"$CNI_BIN_DIR\"]")
     conf_dir = "$CNI_CONF_DIR"
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
