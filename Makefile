@@ -13,10 +13,10 @@ LOGCHECK_FLAGS := -check-contextual -check-deprecations
 # Build tags of the tiers that are not in the default build.
 LINT_TAGS := e2e,faultinject,vmtest
 
-.PHONY: help build test unit hosttest reliability lint fmt bench fuzz vmtest e2e chaos demo demo-down image-tar clean
+.PHONY: help build test unit hosttest reliability lint fmt bench fuzz vmtest e2e e2e-matrix tested-with chaos demo demo-down image-tar clean
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/sriov-dra (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sriov-dra
@@ -33,6 +33,7 @@ lint: ## gofmt, go vet, logcheck (contextual logging; also over the e2e, faultin
 	$(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
 	GOFLAGS="$$($(GO) env GOFLAGS) -tags=$(LINT_TAGS)" $(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
 	$(GO) test -count=1 -run '^TestNoRawDumpsOutsideNlink$$' ./pkg/nlink/ # netlink dumps only through pkg/nlink (retried when interrupted)
+	$(GO) run ./test/cluster/testedwith check # the "Tested with" tables match test/cluster/results
 
 fmt: ## gofmt -w
 	gofmt -w $$(git ls-files '*.go')
@@ -54,8 +55,14 @@ bench: ## benchmarks, printed as a table
 vmtest: ## real SR-IOV kernel tests: QEMU with emulated igb NICs
 	bash test/vm/run.sh
 
-e2e: ## real one-node cluster end-to-end tests (RUNTIME=crio: with CRI-O instead of containerd)
+e2e: ## real one-node cluster end-to-end tests (RUNTIME=crio: with CRI-O; K8S_VERSION=, CONTAINERD_VERSION= pick other versions)
 	bash test/cluster/e2e.sh
+
+e2e-matrix: ## the e2e suite on every documented runtime/Kubernetes combination; writes test/cluster/results and the tables
+	bash test/cluster/matrix.sh
+
+tested-with: ## regenerate the "Tested with" tables of README.md and docs/install.md from test/cluster/results
+	$(GO) run ./test/cluster/testedwith render
 
 chaos: ## churn of pods with VF claims on the cluster while driver, runtime, kubelet, API server and disk fail (CHAOS_MINUTES=3 CHAOS_PODS=24 CHAOS_SEED=)
 	bash test/cluster/chaos.sh

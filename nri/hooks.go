@@ -102,6 +102,23 @@ func (p *Plugin) remember(pod *api.PodSandbox) *podInfo {
 	return info
 }
 
+// sandboxNetns is the sandbox's network namespace: the one it reports, or
+// the one the same sandbox (by ID) reported while it ran. containerd 1.7
+// reads a sandbox's namespaces from its task, which is gone by the time it
+// sends StopPodSandbox, so that request has none while the netns still
+// exists (containerd deletes it right after, with any netdev still in it).
+func (p *Plugin) sandboxNetns(pod *api.PodSandbox) string {
+	if ns := netnsOf(pod); ns != "" {
+		return ns
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if info := p.pods[pod.GetUid()]; info != nil && info.sandboxID == pod.GetId() {
+		return info.netns
+	}
+	return ""
+}
+
 func (p *Plugin) forget(uid string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -317,10 +334,11 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, hook string)
 		// Only what is in this sandbox's netns: kubelet removes an old
 		// sandbox of a pod after it started a new one. A sandbox reported
 		// without a network namespace (a stopped one: containerd lists
-		// them without namespaces) returns only devices recorded in a
-		// netns that is gone, never those of a newer sandbox's live netns.
+		// them without namespaces) and not seen running by this plugin
+		// returns only devices recorded in a netns that is gone, never
+		// those of a newer sandbox's live netns.
 		var err error
-		if ns := netnsOf(pod); ns != "" {
+		if ns := p.sandboxNetns(pod); ns != "" {
 			err = p.detachPod(ctx, uid, ns)
 		} else {
 			err = p.detachGone(ctx, uid)

@@ -729,3 +729,44 @@ func TestRemoveStoppedSandboxKeepsNewSandboxDevice(t *testing.T) {
 		t.Errorf("device of a gone netns not returned: %+v", d)
 	}
 }
+
+// containerd 1.7 sends StopPodSandbox without namespaces (they come from
+// the sandbox task, gone by then) while the netns still exists, and deletes
+// the netns right after: the plugin detaches from the netns the same
+// sandbox reported when it ran. A sandbox it did not see run (another ID)
+// still gets nothing from a live netns.
+func TestStopWithoutNamespacesUsesTheSandboxsNetns(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, ethDevice("1"))
+	live := t.TempDir() + "/netns" // exists until the runtime deletes it
+	if err := writeEmpty(live); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.RunPodSandbox(ctx, testSandbox(testPod, "sb-1", live)); err != nil {
+		t.Fatal(err)
+	}
+	f.rec.take()
+
+	other := testSandbox(testPod, "sb-other", "")
+	other.Linux.Namespaces = nil
+	if err := f.p.StopPodSandbox(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	f.p.bg.Wait()
+	if got := only(f.rec.take(), "host Detach"); len(got) != 0 {
+		t.Errorf("stopping another sandbox detached %q from the live netns", got)
+	}
+
+	stopping := testSandbox(testPod, "sb-1", "")
+	stopping.Linux.Namespaces = nil
+	if err := f.p.StopPodSandbox(ctx, stopping); err != nil {
+		t.Fatal(err)
+	}
+	f.p.bg.Wait()
+	if got, want := only(f.rec.take(), "host Detach"), []string{"host Detach " + live + " net1 to vf1"}; !slices.Equal(got, want) {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+	if d := f.devs.device("claim-1", "pci-0000-3b-02-1"); d.NetnsPath != "" {
+		t.Errorf("device record after StopPodSandbox: %+v, want it back on the host", d)
+	}
+}

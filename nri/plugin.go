@@ -171,6 +171,8 @@ type Plugin struct {
 
 	connected atomic.Bool
 	syncs     atomic.Int64 // reconciles finished
+
+	runtime atomic.Pointer[runtimeInfo] // named in Configure
 }
 
 // podInfo is what the runtime told us about a pod sandbox.

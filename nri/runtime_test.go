@@ -29,6 +29,9 @@ type testRuntime struct {
 	socket string // where plugins connect
 	inner  string // the adaptation's socket when proxied
 	dir    string
+	// name and version the runtime gives plugins in Configure;
+	// "" means test-runtime 0.0.1.
+	name, version string
 
 	// proxy, when set, stands between plugins and the adaptation so that
 	// stop can cut the connections as the death of a runtime process
@@ -75,7 +78,11 @@ func (rt *testRuntime) start(t testing.TB) {
 	if rt.inner != "" {
 		socket = rt.inner
 	}
-	r, err := adaptation.New("test-runtime", "0.0.1", rt.sync, rt.update,
+	name, version := "test-runtime", "0.0.1"
+	if rt.name != "" {
+		name, version = rt.name, rt.version
+	}
+	r, err := adaptation.New(name, version, rt.sync, rt.update,
 		adaptation.WithPluginPath(filepath.Join(rt.dir, "plugins")),
 		adaptation.WithPluginConfigPath(filepath.Join(rt.dir, "conf.d")),
 		adaptation.WithSocketPath(socket),

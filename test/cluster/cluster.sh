@@ -33,6 +33,36 @@ SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
 	kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward)
 COMPONENTS=(etcd kube-apiserver "$RUNTIME" kube-controller-manager kube-scheduler kubelet)
 
+# FEATURE_GATES (e.g. "DRADeviceTaints=true,DRAExtendedResource=true") are
+# passed to the Kubernetes components that offer them: a component refuses a
+# gate its version does not know, so each gate is checked against the
+# component's --help (alpha and beta gates; a GA gate is on anyway) and left
+# out, with a log line, where it is not offered. The e2e tests that need a
+# missing feature skip and say so.
+FEATURE_GATES=${FEATURE_GATES:-}
+
+# gates_for BINARY: the --feature-gates value of FEATURE_GATES that BINARY offers.
+gates_for() {
+	local bin=$1 help g out=()
+	[[ -n $FEATURE_GATES ]] || return 0
+	help=$("$bin" --help 2>&1 || true)
+	for g in ${FEATURE_GATES//,/ }; do
+		if grep -qE "^[[:space:]]+(kube:)?${g%%=*}=true\|false" <<<"$help"; then
+			out+=("$g")
+		else
+			log "$(basename "$bin") $K8S_VERSION does not offer feature gate ${g%%=*} (unknown, or GA and on): not set"
+		fi
+	done
+	(IFS=,; echo "${out[*]}")
+}
+
+# gate_flag BINARY: the --feature-gates flag for BINARY, or nothing.
+gate_flag() {
+	local g
+	g=$(gates_for "$1")
+	[[ -z $g ]] || echo "--feature-gates=$g"
+}
+
 pid_alive() {
 	local f=$PIDS/$1.pid
 	[[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
@@ -133,6 +163,55 @@ EOF
 
 # ---------------------------------------------------------------- configs
 
+# containerd_config_v2: the same containerd settings as write_configs' in
+# the version 2 format of containerd 1.7 (one CRI plugin; NRI and CDI
+# disabled unless enabled here).
+containerd_config_v2() {
+	cat <<EOF
+version = 2
+root = "$CTRD_ROOT"
+state = "$CTRD_STATE"
+
+[grpc]
+  address = "$CTRD_SOCK"
+
+[ttrpc]
+  address = "$CTRD_SOCK.ttrpc"
+
+[debug]
+  address = "$CTRD_SOCK.debug"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  sandbox_image = "$PAUSE_IMAGE"
+  enable_cdi = true
+  cdi_spec_dirs = ["${CDI_DIRS[0]}", "${CDI_DIRS[1]}"]
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$CNI_BIN_DIR"
+    conf_dir = "$CNI_CONF_DIR"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "$(command -v runc)"
+        SystemdCgroup = false
+
+[plugins."io.containerd.nri.v1.nri"]
+  disable = false
+  socket_path = "$NRI_SOCK"
+  plugin_path = "$CLUSTER_DIR/nri/plugins"
+  plugin_config_path = "$CLUSTER_DIR/nri/conf.d"
+  plugin_registration_timeout = "5s"
+  plugin_request_timeout = "2s"
+EOF
+}
+
 write_configs() {
 	kubeconfig admin admin
 	kubeconfig kubelet kubelet
@@ -163,7 +242,12 @@ write_configs() {
 }
 EOF
 
-	cat >"$CLUSTER_DIR/containerd/config.toml" <<EOF
+	# containerd 1.x reads the version 2 format only (and keeps NRI and CDI
+	# off unless its config turns them on).
+	if [[ $CONTAINERD_VERSION == v1.* ]]; then
+		containerd_config_v2 >"$CLUSTER_DIR/containerd/config.toml"
+	else
+		cat >"$CLUSTER_DIR/containerd/config.toml" <<EOF
 version = 3
 root = "$CTRD_ROOT"
 state = "$CTRD_STATE"
@@ -192,7 +276,8 @@ state = "$CTRD_STATE"
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ["$CNI_BIN_DIR"]
+    # containerd 2.0 reads bin_dir, 2.1 and newer bin_dirs.
+    $([[ $CONTAINERD_VERSION == v2.0.* ]] && echo "bin_dir = \"$CNI_BIN_DIR\"" || echo "bin_dirs = [\"$CNI_BIN_DIR\"]")
     conf_dir = "$CNI_CONF_DIR"
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
@@ -210,6 +295,7 @@ state = "$CTRD_STATE"
   plugin_registration_timeout = "5s"
   plugin_request_timeout = "2s"
 EOF
+	fi
 
 	if [[ $RUNTIME == crio ]]; then
 		write_crio_config
@@ -417,11 +503,12 @@ up() {
 		start crio "$CACHE_BIN/crio" --config "$CRIO_DIR/crio.conf" --config-dir "" --log-level info
 	else
 		log "starting containerd (NRI socket $NRI_SOCK)"
-		start containerd "$CACHE_BIN/containerd" --config "$CLUSTER_DIR/containerd/config.toml"
+		start containerd "$CONTAINERD_BIN/containerd" --config "$CLUSTER_DIR/containerd/config.toml"
 	fi
 
 	log "starting kube-apiserver"
-	start kube-apiserver "$CACHE_BIN/kube-apiserver" \
+	# shellcheck disable=SC2046 # gate_flag prints one word or none
+	start kube-apiserver "$K8S_BIN/kube-apiserver" $(gate_flag "$K8S_BIN/kube-apiserver") \
 		--etcd-servers=http://127.0.0.1:2379 \
 		--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port=6443 \
 		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
@@ -438,14 +525,16 @@ up() {
 	wait_for "kube-apiserver /readyz" 90 api_ready || die "kube-apiserver not ready; see $LOGS/kube-apiserver.log"
 	log "kube-apiserver ready after $((SECONDS - t0)) s"
 
-	start kube-controller-manager "$CACHE_BIN/kube-controller-manager" \
+	# shellcheck disable=SC2046
+	start kube-controller-manager "$K8S_BIN/kube-controller-manager" $(gate_flag "$K8S_BIN/kube-controller-manager") \
 		--kubeconfig="$CLUSTER_DIR/controller-manager.kubeconfig" \
 		--authentication-kubeconfig="$CLUSTER_DIR/controller-manager.kubeconfig" \
 		--authorization-kubeconfig="$CLUSTER_DIR/controller-manager.kubeconfig" \
 		--bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials \
 		--service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
 		--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" --v=1
-	start kube-scheduler "$CACHE_BIN/kube-scheduler" \
+	# shellcheck disable=SC2046
+	start kube-scheduler "$K8S_BIN/kube-scheduler" $(gate_flag "$K8S_BIN/kube-scheduler") \
 		--kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
 		--authentication-kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
 		--authorization-kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
@@ -476,7 +565,8 @@ up() {
 	fi
 
 	log "starting kubelet"
-	start kubelet "$CACHE_BIN/kubelet" --config="$CLUSTER_DIR/kubelet.yaml" \
+	# shellcheck disable=SC2046
+	start kubelet "$K8S_BIN/kubelet" $(gate_flag "$K8S_BIN/kubelet") --config="$CLUSTER_DIR/kubelet.yaml" \
 		--kubeconfig="$CLUSTER_DIR/kubelet.kubeconfig" --root-dir="$KUBELET_ROOT" \
 		--cert-dir="$KUBELET_ROOT/pki" --hostname-override=localhost --v=2
 	wait_for "node localhost Ready" 90 node_ready || die "node not Ready; see $LOGS/kubelet.log"
@@ -520,7 +610,7 @@ kill_shims() {
 	local p exe
 	for p in /proc/[0-9]*; do
 		exe=$(readlink "$p/exe" 2>/dev/null) || continue
-		if [[ $exe == "$CACHE_BIN/containerd-shim-runc-v2" ]]; then
+		if [[ $exe == "$CONTAINERD_BIN/containerd-shim-runc-v2" ]]; then
 			log "killing leftover shim ${p#/proc/}"
 			kill -KILL "${p#/proc/}" 2>/dev/null || true
 		fi

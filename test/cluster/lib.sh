@@ -1,9 +1,13 @@
 # Shared settings and helpers of the cluster harness; sourced, not run.
 # shellcheck shell=bash
 
-# Pinned versions.
-K8S_VERSION=v1.37.2
-CONTAINERD_VERSION=v2.4.2
+# Pinned versions. Kubernetes and containerd can be overridden
+# (`make e2e K8S_VERSION=v1.34.4 CONTAINERD_VERSION=v1.7.35`, see
+# `make e2e-matrix`); the defaults are what CI runs.
+K8S_DEFAULT_VERSION=v1.37.2
+CONTAINERD_DEFAULT_VERSION=v2.4.2
+K8S_VERSION=${K8S_VERSION:-$K8S_DEFAULT_VERSION}
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-$CONTAINERD_DEFAULT_VERSION}
 ETCD_VERSION=v3.6.16
 CNI_PLUGINS_VERSION=v1.9.1
 CRIO_VERSION=v1.34.0
@@ -13,6 +17,11 @@ HARNESS=${HARNESS:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 REPO=$(cd "$HARNESS/../.." && pwd)
 CACHE=$HARNESS/.cache
 CACHE_BIN=$CACHE/bin
+# The pinned versions' binaries are in $CACHE_BIN, any other version's in a
+# folder of its own, so switching versions back and forth rebuilds nothing.
+K8S_BIN=$CACHE_BIN CONTAINERD_BIN=$CACHE_BIN
+[[ $K8S_VERSION == "$K8S_DEFAULT_VERSION" ]] || K8S_BIN=$CACHE/k8s-$K8S_VERSION/bin
+[[ $CONTAINERD_VERSION == "$CONTAINERD_DEFAULT_VERSION" ]] || CONTAINERD_BIN=$CACHE/containerd-$CONTAINERD_VERSION/bin
 # Everything a running cluster owns lives under one folder.
 CLUSTER_DIR=${CLUSTER_DIR:-$CACHE/cluster}
 CNI_BIN_DIR=/usr/lib/cni
@@ -35,7 +44,8 @@ crio)
 	exit 2
 	;;
 esac
-export PATH="$CACHE_BIN:$PATH"
+# containerd starts the shim it finds first in PATH: its own version's.
+export PATH="$CONTAINERD_BIN:$K8S_BIN:$CACHE_BIN:$PATH"
 
 log() { printf '%s [cluster] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -53,7 +63,7 @@ wait_for() {
 	done
 }
 
-kubectl_() { "$CACHE_BIN/kubectl" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "$@"; }
+kubectl_() { "$K8S_BIN/kubectl" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "$@"; }
 
 # Images the harness builds and imports (imagePullPolicy: Never everywhere).
 PAUSE_IMAGE=docker.io/library/e2e-pause:1
@@ -83,7 +93,7 @@ SIM_VFS=${SIM_VFS:-4}
 
 # ctr against the harness containerd, without its cgroup v1 deprecation line.
 ctr_() {
-	"$CACHE_BIN/ctr" --address "$CLUSTER_DIR/containerd/containerd.sock" -n k8s.io "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2)
+	"$CONTAINERD_BIN/ctr" --address "$CLUSTER_DIR/containerd/containerd.sock" -n k8s.io "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2)
 }
 
 # image_import TAR: an OCI layout tar (test/ocitar) into the runtime's image

@@ -24,6 +24,7 @@ import (
 // address. Deleting the pod returns the VF to the host.
 func TestExtendedResourcePod(t *testing.T) {
 	e := setup(t)
+	requireFeature(t, e, "DRAExtendedResource", "pods that ask for a VF through resources.limits (extended resources)")
 	ctx := context.Background()
 	const pod = "device-plugin-resource"
 	e.runExample(t, pod)

@@ -76,6 +76,7 @@ func allVFTaints(t *testing.T, e *env, want string, timeout time.Duration) {
 // awaited gone) even when the test fails, so later tests see a healthy PF.
 func TestHealthTaint(t *testing.T) {
 	e := setup(t)
+	requireFeature(t, e, "DRADeviceTaints", "health taints on ResourceSlice devices")
 	ctx := context.Background()
 	allVFTaints(t, e, "", 30*time.Second)
 
