@@ -44,8 +44,13 @@ func vfGoneForGood(t *testing.T) {
 			return "", err
 		}
 		dm.checkInPod(t, 0)
-		// The VF goes: its netns dies and takes the veth (and its host
-		// peer) along.
+		// The VF goes (hot-unplug): the link is deleted in the pod, which
+		// takes its host peer along, and the netns is deleted. (Deleting
+		// the netns alone would not do: the driver holds a pod's netns
+		// open until its devices are detached, for CRI-O's teardown order.)
+		if err := deleteLinkIn(n.netnsPath(0), "net1"); err != nil {
+			return "", fmt.Errorf("unplug the VF: %w", err)
+		}
 		if err := netns.DeleteNamed(n.netnsName(0)); err != nil {
 			return "", fmt.Errorf("delete netns: %w", err)
 		}
@@ -148,3 +153,22 @@ func lostEvent(ctx context.Context, dm *daemon, device string) bool {
 }
 
 var _ = driver.DefaultLostDeviceTimeout
+
+// deleteLinkIn deletes the link name in the netns at path.
+func deleteLinkIn(path, name string) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return h.LinkDel(l)
+}
