@@ -199,7 +199,7 @@ func stepErrors(err error) []*stepError {
 	var walk func(error)
 	walk = func(err error) {
 		var se *stepError
-		switch x := err.(type) {
+		switch x := err.(type) { //nolint:errorlint // walks the tree of joined errors itself, errors.As takes only the first match
 		case interface{ Unwrap() []error }:
 			for _, e := range x.Unwrap() {
 				walk(e)

@@ -148,7 +148,7 @@ func applyEnv(fs *pflag.FlagSet) error {
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("Kubernetes client config: %w", err)
+		return nil, fmt.Errorf("client config for the Kubernetes API: %w", err)
 	}
 	cfg.UserAgent = "sriov-dra-driver/" + version
 	return kubernetes.NewForConfig(cfg)
