@@ -93,10 +93,6 @@ func TestVFProvisioning(t *testing.T) {
 		}
 	}
 	setCfg(orig)
-	src, err := vfprov.NewSource(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var reg prometheus.Gatherer // the daemon's, once it runs
 	pending := func() float64 {
 		mfs, err := reg.Gather()
@@ -221,6 +217,11 @@ func TestVFProvisioning(t *testing.T) {
 		t.Errorf("numVfs %d above the limit: sriov_numvfs became %d", total+1, got)
 	}
 	onHost, err := vfprov.ScanPFs("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The config as it is now (the daemon reads the file on its own).
+	src, err := vfprov.NewSource(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
