@@ -12,6 +12,9 @@ LOGCHECK ?= $(GO) run sigs.k8s.io/logtools/logcheck@v0.11.0
 LOGCHECK_FLAGS := -check-contextual -check-deprecations
 # Build tags of the tiers that are not in the default build.
 LINT_TAGS := e2e,faultinject,vmtest
+# golangci-lint (.golangci.yaml), built once per version into .cache/bin.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := .cache/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 
 .PHONY: help build test unit hosttest reliability lint fmt bench fuzz vmtest e2e e2e-matrix tested-with chaos demo demo-down image-tar clean
 
@@ -27,13 +30,17 @@ test: lint ## unit + host-kernel tests with -race (host-kernel tests need root; 
 	$(MAKE) fuzz
 	$(MAKE) -C test/helm test
 
-lint: ## gofmt, go vet, logcheck (contextual logging; also over the e2e, faultinject and vmtest files)
+lint: $(GOLANGCI_LINT) ## gofmt, go mod tidy, golangci-lint (.golangci.yaml: vet, errcheck, errorlint, gocritic, staticcheck, unused, misspell, netlink dumps only through pkg/nlink), logcheck; the default build and the e2e, faultinject and vmtest files
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff
+	$(GOLANGCI_LINT) run --build-tags $(LINT_TAGS) $(PKGS)
+	$(GOLANGCI_LINT) run ./pkg/faults/ # its one !faultinject file
 	$(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
 	GOFLAGS="$$($(GO) env GOFLAGS) -tags=$(LINT_TAGS)" $(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
-	$(GO) test -count=1 -run '^TestNoRawDumpsOutsideNlink$$' ./pkg/nlink/ # netlink dumps only through pkg/nlink (retried when interrupted)
 	$(GO) run ./test/cluster/testedwith check # the "Tested with" tables match test/cluster/results
+
+$(GOLANGCI_LINT):
+	GOBIN=$(abspath $(dir $@)) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 fmt: ## gofmt -w
 	gofmt -w $$(git ls-files '*.go')

@@ -40,8 +40,8 @@ type PFScanner interface {
 // (pkg/inventory's Attributes).
 type AttributesFunc func(dev inventory.Device) map[resourceapi.QualifiedName]resourceapi.DeviceAttribute
 
-// Host changes devices and undoes the changes (pkg/vfconfig,
-// pkg/netattach, pkg/irq, pkg/rdma). Every method takes the snapshot taken
+// Host changes devices and undoes the changes (pkg/vfconfig, pkg/irq,
+// pkg/rdma); moving a netdev out of a pod is the Detacher's. Every method takes the snapshot taken
 // before the first change, so the restore methods work from a checkpoint
 // alone.
 type Host interface {
@@ -66,11 +66,6 @@ type Host interface {
 	RestoreDriver(ctx context.Context, snap *vfconfig.Snapshot) error
 	// RestoreIRQs restores the IRQ affinities of snap.
 	RestoreIRQs(ctx context.Context, snap *vfconfig.Snapshot) error
-	// Detach returns a device's netdev (and RDMA device) from a pod netns
-	// to the host under its original name, MAC and MTU; a netns that is
-	// gone means the kernel already returned the link, which Detach then
-	// finds on the host.
-	Detach(ctx context.Context, d nri.PodDevice) error
 	// CheckVFIO reports whether vfio-pci would give a container this
 	// device alone (an IOMMU in use, an IOMMU group of its own); it
 	// changes nothing.
@@ -78,6 +73,17 @@ type Host interface {
 	// CDIInfo reports what the CDI spec needs from the host: the RDMA
 	// character devices, or the vfio IOMMU group.
 	CDIInfo(ctx context.Context, dev *inventory.Device, vfio bool) (rdmaCharDevices []string, vfioGroup string, err error)
+}
+
+// Detacher returns a device's netdev (and RDMA device) from a pod netns to
+// the host under its original name, MAC and MTU, and records it detached.
+// The NRI plugin (nri.Plugin) is its one implementation: it owns every
+// detach, whether a runtime hook, its retries or Unprepare asks, so a
+// device is detached and recorded once. A netns that is gone means the
+// kernel already returned the link, which DetachDevice then finds on the
+// host; a device no longer recorded in a netns is left alone.
+type Detacher interface {
+	DetachDevice(ctx context.Context, d nri.PodDevice) error
 }
 
 // IPAM allocates and releases addresses (pkg/ipam).

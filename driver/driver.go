@@ -41,13 +41,20 @@ type Config struct {
 	// BootID is the node's current boot ID.
 	BootID string
 
-	Store      Store
+	// State is the checkpointed state (NewState over the Store). It is
+	// made before the driver because the NRI plugin, the Detacher, serves
+	// the same State.
+	State      *State
 	Scanner    Scanner
 	Attributes AttributesFunc
 	Host       Host
-	IPAM       IPAM
-	CDI        CDI
-	Status     ClaimStatus
+	// Detacher returns netdevs the runtime never took out of a pod netns
+	// (Unprepare of a pod whose sandbox was not stopped); nil refuses
+	// those Unprepares with an error.
+	Detacher Detacher
+	IPAM     IPAM
+	CDI      CDI
+	Status   ClaimStatus
 	// AttachMarks, when set, makes every netdevice-mode device's CDI spec
 	// bind-mount its "attached" marker (which the NRI plugin creates after
 	// the attach), so no container starts before its netdev is in the pod
@@ -171,12 +178,12 @@ type Driver struct {
 
 var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
 
-// New loads the checkpoint, drops the records the admin asked to drop,
-// releases entries of an earlier boot (a release that fails stays pending
-// and is retried by Run: it never stops the daemon), removes CDI specs
-// and attach markers no record refers to, and scans the devices once. A
-// checkpoint that cannot be read is an error: the driver does not touch
-// devices it cannot account for.
+// New takes over the loaded checkpoint (cfg.State; NewState refuses one
+// it cannot read, so the driver never touches devices it cannot account
+// for), drops the records the admin asked to drop, releases entries of an
+// earlier boot (a release that fails stays pending and is retried by Run:
+// it never stops the daemon), removes CDI specs and attach markers no
+// record refers to, and scans the devices once.
 func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.NodeName == "" {
 		return nil, errors.New("node name is required")
@@ -185,8 +192,8 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, errors.New("driver name is required")
 	}
 	switch {
-	case cfg.Store == nil:
-		return nil, errors.New("driver config: Store is required")
+	case cfg.State == nil:
+		return nil, errors.New("driver config: State is required")
 	case cfg.Scanner == nil:
 		return nil, errors.New("driver config: Scanner is required")
 	case cfg.Attributes == nil:
@@ -215,10 +222,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.HealthResend <= 0 {
 		cfg.HealthResend = 10 * time.Second
 	}
-	state, err := NewState(cfg.Store, cfg.BootID)
-	if err != nil {
-		return nil, fmt.Errorf("load checkpoint: %w", err)
-	}
+	state := cfg.State
 	d := &Driver{cfg: cfg, state: state, rescan: make(chan struct{}, 1), prov: provisioner{said: map[string]string{}}, invCond: make(chan struct{})}
 	state.SetOnAttached(d.claimAttached)
 	d.applyDropRequests(ctx)

@@ -80,8 +80,9 @@ type fakeHost struct {
 	// pkeys are the port pkey tables PKeys reports, by PCI address (the
 	// table after SetGUID); a device without an entry has no table.
 	pkeys map[string][]string
-	// marks, when set, makes Detach remove the device's attach marker
-	// first, as the NRI plugin's DetachDevice (production's Detach) does.
+	// marks, when set, makes DetachDevice remove the device's attach
+	// marker first, as the NRI plugin's DetachDevice (production's
+	// Detacher) does. fakeHost is the tests' Detacher too.
 	marks *attachmark.Marks
 }
 
@@ -126,7 +127,7 @@ func (h *fakeHost) RestoreDriver(_ context.Context, s *vfconfig.Snapshot) error 
 func (h *fakeHost) RestoreIRQs(_ context.Context, s *vfconfig.Snapshot) error {
 	return h.j.add("host.RestoreIRQs %s", s.PCIAddress)
 }
-func (h *fakeHost) Detach(_ context.Context, d nri.PodDevice) error {
+func (h *fakeHost) DetachDevice(_ context.Context, d nri.PodDevice) error {
 	if h.marks != nil {
 		if err := h.marks.Remove(d.ClaimUID, d.Device); err != nil {
 			return fmt.Errorf("device %s: remove attach marker: %w", d.Device, err)
@@ -503,11 +504,18 @@ func (e *env) restart() {
 	e.j.take()
 }
 
+// config is the driver's config over the fakes, with the state loaded
+// from the store as the daemon loads it.
 func (e *env) config() Config {
+	e.t.Helper()
+	st, err := NewState(e.store, e.bootID)
+	if err != nil {
+		e.t.Fatalf("load checkpoint: %v", err)
+	}
 	return Config{
 		NodeName: testNode, DriverName: "sriov.dra.dev", BootID: e.bootID,
-		Store: e.store, Scanner: e.scan, Attributes: inventory.Attributes,
-		Host: e.host, IPAM: e.ipam, CDI: e.cdi, Status: e.status,
+		State: st, Scanner: e.scan, Attributes: inventory.Attributes,
+		Host: e.host, Detacher: e.host, IPAM: e.ipam, CDI: e.cdi, Status: e.status,
 		Netlink: e.fix.Netlink, AttachMarks: e.marks, PassthroughPFs: e.passthrough,
 		LostDeviceTimeout: e.lostTimeout,
 	}

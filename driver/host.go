@@ -2,10 +2,8 @@ package driver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/irq"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
@@ -16,18 +14,15 @@ import (
 )
 
 // NewHost returns the production Host: pkg/vfconfig changes VFs, pkg/irq
-// restores IRQ affinities, pkg/rdma finds RDMA character devices, and
-// detach is the NRI plugin's DetachDevice (RDMA device first, then the
-// netdev). root is the host filesystem root, h a netlink handle in the
-// host netns.
-func NewHost(root string, h nlink.Handle, detach func(context.Context, nri.PodDevice) error) Host {
-	return &realHost{root: root, h: h, detach: detach}
+// restores IRQ affinities, pkg/rdma finds RDMA character devices. root is
+// the host filesystem root, h a netlink handle in the host netns.
+func NewHost(root string, h nlink.Handle) Host {
+	return &realHost{root: root, h: h}
 }
 
 type realHost struct {
-	root   string
-	h      nlink.Handle
-	detach func(context.Context, nri.PodDevice) error
+	root string
+	h    nlink.Handle
 }
 
 func (r *realHost) Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
@@ -97,19 +92,9 @@ func (r *realHost) RestoreIRQs(ctx context.Context, snap *vfconfig.Snapshot) err
 }
 
 // ReadOriginal implements originalReader: the netdev as the NRI plugin's
-// detach restores it. Without an NRI plugin nothing attaches netdevs.
+// detach restores it.
 func (r *realHost) ReadOriginal(ctx context.Context, hostIfName, pciAddress string) (netattach.Original, error) {
-	if r.detach == nil {
-		return netattach.Original{}, errors.New("no NRI plugin: netdevs are not attached")
-	}
 	return netattach.ReadOriginal(ctx, r.h, hostIfName, pciAddress)
-}
-
-func (r *realHost) Detach(ctx context.Context, d nri.PodDevice) error {
-	if r.detach == nil {
-		return errors.New("no NRI plugin to detach the device with")
-	}
-	return r.detach(ctx, d)
 }
 
 func (r *realHost) CheckVFIO(_ context.Context, dev *inventory.Device) error {

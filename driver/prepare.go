@@ -149,6 +149,7 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 		}
 		cur.Steps.CDI = prog.cdi
 		if uerr := d.undo(ctx, cur, true); uerr != nil {
+			//nolint:errorlint // the Prepare error is the cause callers match; the rollback failure is told, not matched (its step errors are Unprepare's)
 			return nil, fmt.Errorf("%w; rolling back also failed (the claim stays recorded and is undone at Unprepare): %v", err, uerr)
 		}
 		return nil, err

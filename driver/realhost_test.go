@@ -21,7 +21,7 @@ import (
 func TestPrepareUnprepareWithRealHostOps(t *testing.T) {
 	e := newEnv(t, sysfstest.Standard())
 	cfg := e.config()
-	cfg.Host = NewHost(e.fix.Root, e.fix.Netlink, nil)
+	cfg.Host = NewHost(e.fix.Root, e.fix.Netlink)
 	d, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestRealHostRefusesPFInUseAtPrepare(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, sysfstest.Standard()) // ens5f0 listed, unused at the scan
 			cfg := e.config()
-			cfg.Host = NewHost(e.fix.Root, e.fix.Netlink, nil)
+			cfg.Host = NewHost(e.fix.Root, e.fix.Netlink)
 			d, err := New(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)

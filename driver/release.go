@@ -132,7 +132,7 @@ func (d *Driver) retryStaleReleases(ctx context.Context) {
 // what stays behind. The claim's lock keeps it from racing a kubelet call
 // or a release of the same claim.
 func (d *Driver) applyDropRequests(ctx context.Context) {
-	src, ok := d.cfg.Store.(dropRequester)
+	src, ok := d.state.store.(dropRequester)
 	if !ok {
 		return
 	}

@@ -84,10 +84,10 @@ func TestCorruptCheckpointIsAnErrorNamingTheFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.j.take()
-			_, err := New(context.Background(), e.config())
+			_, err := NewState(e.store, e.bootID)
 			var ce *checkpoint.CorruptError
 			if err == nil || !errors.As(err, &ce) || !strings.Contains(err.Error(), path) {
-				t.Fatalf("New = %v, want a corrupt-checkpoint error naming %s", err, path)
+				t.Fatalf("NewState = %v, want a corrupt-checkpoint error naming %s", err, path)
 			}
 			if steps := e.j.take(); len(steps) != 0 {
 				t.Errorf("touched devices it cannot account for: %v", steps)

@@ -73,7 +73,7 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 	// 1. The "attached" markers first (no container of the pod may start
 	// from now on), then the netdev back from the pod, if the runtime
 	// never returned it. A netdev recorded in a pod netns has one owner
-	// for its detach, the NRI plugin (host.Detach is its DetachDevice):
+	// for its detach, the NRI plugin (the Detacher):
 	// under the pod's lock it removes the marker, returns the netdev and
 	// records Detached, or does nothing when a teardown of the pod got
 	// there first. Here only the markers of devices in no netns are
@@ -106,7 +106,11 @@ func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) e
 				continue
 			}
 			logger.Info("Returning netdev the runtime did not detach", "device", dr.Device, "netns", dr.Pod.NetnsPath)
-			if err := host.Detach(ctx, dr.podDevice(rec)); err != nil {
+			if d.cfg.Detacher == nil {
+				fail(dr, "detach from pod netns", errors.New("no NRI plugin to detach the device with"))
+				continue
+			}
+			if err := d.cfg.Detacher.DetachDevice(ctx, dr.podDevice(rec)); err != nil {
 				if err := d.detachFailed(ctx, rec, dr, err); err != nil {
 					fail(dr, "detach from pod netns", err)
 				}
@@ -209,7 +213,7 @@ func stepErrors(err error) []*stepError {
 	var walk func(error)
 	walk = func(err error) {
 		var se *stepError
-		switch x := err.(type) {
+		switch x := err.(type) { //nolint:errorlint // walks the tree of joined errors itself, errors.As takes only the first match
 		case interface{ Unwrap() []error }:
 			for _, e := range x.Unwrap() {
 				walk(e)

@@ -28,7 +28,7 @@ func AssignIfNames(devs []PodNetdev) ([]string, error) {
 		}
 		name := *d.IfName
 		if err := CheckIfName(name); err != nil {
-			return nil, fmt.Errorf("ifName %q of device %s (claim %s, request %s): %v", name, d.Device, d.Claim, d.Request, err)
+			return nil, fmt.Errorf("ifName %q of device %s (claim %s, request %s): %w", name, d.Device, d.Claim, d.Request, err)
 		}
 		if j, dup := taken[name]; dup {
 			o := devs[j]

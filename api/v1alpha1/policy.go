@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -302,7 +303,7 @@ func checkJSONKeys(p *field.Path, raw []byte) field.ErrorList {
 		_, err = dec.Token() // the closing delimiter
 		return err
 	}
-	if err := walk(p); err != nil && err != io.EOF {
+	if err := walk(p); err != nil && !errors.Is(err, io.EOF) {
 		return field.ErrorList{field.Invalid(p, omit, "not valid JSON: "+err.Error())}
 	}
 	return errs

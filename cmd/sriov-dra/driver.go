@@ -4,41 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	resourceapi "k8s.io/api/resource/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/dynamic-resource-allocation/api/metadata"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/daemon"
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
-	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
-	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
-	"github.com/sriov-dra/sriov-dra/pkg/nlink"
-	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
 )
 
 // driverOptions are the daemon's flags; each is mirrored by the
@@ -177,7 +164,7 @@ func applyEnv(fs *pflag.FlagSet) error {
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("Kubernetes client config: %w", err)
+		return nil, fmt.Errorf("client config for the Kubernetes API: %w", err)
 	}
 	cfg.UserAgent = "sriov-dra-driver/" + version
 	return kubernetes.NewForConfig(cfg)
@@ -185,25 +172,8 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 
 // runDriver runs the daemon until SIGTERM/SIGINT or a fatal error.
 func runDriver(parent context.Context, o driverOptions) error {
-	// root is canceled with a cause only by a fatal error; SIGTERM and
-	// SIGINT end sigCtx for a graceful shutdown.
-	root, cancel := context.WithCancelCause(parent)
-	defer cancel(nil)
-	sigCtx, stopSignals := signal.NotifyContext(root, syscall.SIGTERM, os.Interrupt)
+	ctx, stopSignals := signal.NotifyContext(parent, syscall.SIGTERM, os.Interrupt)
 	defer stopSignals()
-	logger := klog.Background().WithValues("node", o.nodeName, "driver", o.driverName)
-	ctx := klog.NewContext(sigCtx, logger)
-	if o.pluginsDir == "" {
-		o.pluginsDir = filepath.Join(kubeletplugin.KubeletPluginsDir, o.driverName)
-	}
-
-	sockets := driver.PluginSockets(o.registryDir, o.pluginsDir, o.driverName, types.UID(o.podUID))
-	if err := os.MkdirAll(o.pluginsDir, 0o700); err != nil {
-		return fmt.Errorf("create kubelet plugin dir: %w", err)
-	}
-	if err := sockets.Check(); err != nil {
-		return err
-	}
 	var filter inventory.Filter
 	if o.deviceFilter != "" {
 		f, err := inventory.LoadFilter(o.deviceFilter)
@@ -212,282 +182,48 @@ func runDriver(parent context.Context, o driverOptions) error {
 		}
 		filter = f
 	}
-	var vfSource *vfprov.Source
-	if o.vfConfig != "" {
-		src, err := vfprov.NewSource(o.vfConfig)
-		if err != nil {
-			return fmt.Errorf("--vf-config: %w", err)
-		}
-		if src.Config() == nil {
-			logger.Info("VF config file not there; provisioning starts when it appears", "vfConfig", o.vfConfig)
-		}
-		vfSource = src
-	}
-	marks, err := attachmark.New(o.attachMarkerDir, o.attachMarkerHostDir)
-	if err != nil {
-		return fmt.Errorf("--attach-marker-dir: %w", err)
-	}
 	client, err := kubeClient(o.kubeconfig)
 	if err != nil {
 		return err
 	}
-	nl, err := nlink.NewHost()
-	if err != nil {
-		return err
-	}
-	defer nl.Close()
-	// During a rolling update the old daemon runs on for a while: this one
-	// takes the checkpoint over at load, and once the old one finds its
-	// writes refused it leaves the runtime (NRI) to this one.
-	nriCtx, stopNRI := context.WithCancel(ctx)
-	defer stopNRI()
-	owner := o.podUID
-	if owner == "" {
-		owner = fmt.Sprintf("pid-%d-%d", os.Getpid(), time.Now().UnixNano())
-	}
-	store, bootID, err := driver.NewOwnedFileStore(o.stateDir, o.hostRoot, owner, func(err error) {
-		logger.Error(err, "Another sriov-dra daemon took over this node's state (rolling update): leaving the NRI runtime to it; kubelet already calls the new daemon")
-		stopNRI()
-	})
-	if err != nil {
-		return fmt.Errorf("open checkpoint: %w", err)
-	}
-
-	reg, metrics, hookMetrics := newMetrics()
-	status := claimstatus.New(client, claimstatus.Options{DriverName: o.driverName})
-	events, stopEvents := driver.NewEventRecorder(ctx, client, o.driverName, o.nodeName)
-	defer stopEvents()
+	logger := klog.FromContext(ctx)
 	if soft, err := setMemoryLimit(o.memoryLimit); err != nil {
 		return exitError{code: 2, err: err}
 	} else if soft > 0 {
 		logger.V(2).Info("Go memory limit set", "bytes", soft, "containerLimit", o.memoryLimit)
 	}
-	resync := o.resyncInterval
 	if o.pollInterval > 0 {
 		logger.Info("--poll-interval (POLL_INTERVAL) is deprecated: devices are rescanned on kernel events; using it as --resync-interval", "interval", o.pollInterval)
-		resync = o.pollInterval
 	}
-
-	var plugin *nri.Plugin
-	host := driver.NewHost(o.hostRoot, nl, func(ctx context.Context, d nri.PodDevice) error {
-		return plugin.DetachDevice(ctx, d)
-	})
-	d, err := driver.New(ctx, driver.Config{
-		NodeName: o.nodeName, DriverName: o.driverName, PassthroughPFs: o.passthroughPFs, BootID: bootID,
-		Store:             store,
-		Scanner:           inventory.Scanner{Options: inventory.Options{Root: o.hostRoot, Netlink: nl, Filter: filter}},
-		Attributes:        inventory.Attributes,
-		Host:              host,
-		IPAM:              ipam.New(ipam.Config{CNIPath: filepath.SplitList(o.cniPath), DataDir: filepath.Join(o.stateDir, "ipam")}),
-		CDI:               cdi.New(o.cdiDir, o.hostRoot),
-		AttachMarks:       marks,
-		Status:            status,
-		Netlink:           nl,
-		Events:            events,
-		Metrics:           metrics,
-		DeviceEvents:      hwevents.Kernel{Links: true},
-		PollInterval:      resync,
-		LostDeviceTimeout: o.lostDeviceTimeout,
-		VFConfig:          vfSource,
-		HostRoot:          o.hostRoot,
-
-		ClassResourceName: classResourceName(client),
-		DeviceMetadata:    o.deviceMetadata,
-		OnFatal: func(err error) {
-			logger.Error(err, "Fatal error; shutting down")
-			cancel(err)
-		},
-	})
+	d, err := daemon.New(ctx, daemonConfig(o, filter, client))
 	if err != nil {
 		return err
 	}
-	nriHost, err := nri.NewHostOps(nri.HostConfig{Root: o.hostRoot, Host: nl})
-	if err != nil {
-		return err
-	}
-	plugin, err = nri.New(nriConfig(o, marks, hookMetrics), d.State(), nriHost)
-	if err != nil {
-		return err
-	}
-
-	registration := driver.NewRegistration()
-	opts := []kubeletplugin.Option{
-		kubeletplugin.KubeClient(client), kubeletplugin.NodeName(o.nodeName), kubeletplugin.DriverName(o.driverName),
-		kubeletplugin.RegistrarDirectoryPath(o.registryDir), kubeletplugin.PluginDataDirectoryPath(o.pluginsDir),
-		kubeletplugin.GRPCInterceptor(registration.Interceptor()),
-		// The driver locks per claim and shares checkpoint fsyncs between
-		// concurrent claims, so kubelet's calls need not wait for each
-		// other. With rolling updates two daemons overlap: keep the
-		// helper's cross-process serialization then.
-		kubeletplugin.Serialize(o.podUID != ""),
-	}
-	if o.podUID != "" {
-		opts = append(opts, kubeletplugin.RollingUpdate(types.UID(o.podUID)))
-	}
-	opts = append(opts, deviceMetadataOptions(o)...)
-	if o.deviceMetadata {
-		logger.Info("Device metadata on: containers find their devices' metadata under "+metadata.ContainerDir, "versions", metadataVersionNames(), "cdiDir", o.cdiDir)
-	} else {
-		logger.Info("Device metadata off (--device-metadata=false): containers get no metadata file")
-	}
-	helper, err := kubeletplugin.Start(ctx, d, opts...)
-	if err != nil {
-		return fmt.Errorf("start kubelet plugin: %w", err)
-	}
-
-	var wg sync.WaitGroup
-	run := func(name string, f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil && ctx.Err() == nil {
-				logger.Error(err, "Component failed; shutting down", "component", name)
-				cancel(fmt.Errorf("%s: %w", name, err))
-			}
-		}()
-	}
-	run("resourceslices", func() error { return d.Run(ctx, helper) })
-	run("nri", func() error { return plugin.Run(nriCtx) })
-	run("checkpoint owner", func() error {
-		// Notice a take-over even when this daemon has nothing to write.
-		wait.UntilWithContext(nriCtx, func(context.Context) {
-			if err := store.CheckOwner(); err != nil {
-				var sup *driver.SupersededError
-				if !errors.As(err, &sup) {
-					logger.V(2).Info("Cannot read the checkpoint's owner", "err", err)
-				}
-			}
-		}, 2*time.Second)
-		return nil
-	})
-	run("claim status", func() error { status.Run(ctx, 2); return nil })
-	run("registration", func() error { return registration.Wait(ctx, o.registrationTimeout, sockets) })
-
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", metricsHandler(reg))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !registration.Registered() {
-			http.Error(w, "not registered with kubelet yet", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintf(w, "ok\nnri connected: %v\n", plugin.Connected())
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	serve := func(what string, ln net.Listener) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error(err, "HTTP server failed", "listener", what)
-			}
-		}()
-	}
-	if o.healthSocket != "" {
-		ln, err := listenUnix(o.healthSocket)
-		if err != nil {
-			helper.Stop()
-			return fmt.Errorf("--health-socket: %w", err)
-		}
-		serve(o.healthSocket, ln)
-	}
-	if o.metricsAddr != "" {
-		ln, err := net.Listen("tcp", o.metricsAddr)
-		switch {
-		case err == nil:
-			serve(o.metricsAddr, ln)
-		case errors.Is(err, syscall.EADDRINUSE):
-			// With host networking the daemon this one replaces in a
-			// rolling update holds the port until it exits.
-			logger.Info("Metrics address in use (by the daemon being replaced?); retrying every 2 s", "addr", o.metricsAddr)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = wait.PollUntilContextCancel(ctx, 2*time.Second, false, func(context.Context) (bool, error) {
-					ln, err := net.Listen("tcp", o.metricsAddr)
-					if err != nil {
-						return false, nil
-					}
-					logger.Info("Serving metrics", "addr", o.metricsAddr)
-					serve(o.metricsAddr, ln)
-					return true, nil
-				})
-			}()
-		default:
-			helper.Stop()
-			return fmt.Errorf("--metrics-addr: %w", err)
-		}
-	}
-	logger.Info("Driver running", "registrationSocket", sockets.Registrar, "pluginSocket", sockets.Plugin, "bootID", bootID)
-
-	<-ctx.Done()
-	fatal := context.Cause(root)
-	logger.Info("Shutting down", "fatal", fatal)
-	helper.Stop()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = srv.Shutdown(sctx)
-	scancel()
-	cancel(nil)
-	wg.Wait()
-	if fatal != nil && !errors.Is(fatal, context.Canceled) {
-		return fatal
-	}
-	return nil
+	return d.Run(ctx)
 }
 
-func metadataVersionNames() []string {
-	var out []string
-	for _, gv := range driver.MetadataVersions() {
-		out = append(out, gv.String())
-	}
-	return out
-}
-
-// deviceMetadataOptions turn the kubeletplugin helper's device metadata on
-// (--device-metadata): it writes each prepared request's metadata file
-// below the plugin dir and its CDI spec into the driver's CDI dir, which
-// the runtime reads already. Kubernetes needs no feature gate for it.
-func deviceMetadataOptions(o driverOptions) []kubeletplugin.Option {
-	if !o.deviceMetadata {
-		return nil
-	}
-	return []kubeletplugin.Option{
-		kubeletplugin.EnableDeviceMetadata(true, driver.MetadataVersions()),
-		kubeletplugin.CDIDirectory(o.cdiDir),
-		kubeletplugin.MetadataFileOps(kubeletplugin.MetadataFileOperations{WriteFile: driver.WriteMetadataFile}),
+// daemonConfig is the daemon's configuration from the flags.
+func daemonConfig(o driverOptions, filter inventory.Filter, client kubernetes.Interface) daemon.Config {
+	return daemon.Config{
+		NodeName: o.nodeName, DriverName: o.driverName, HostRoot: o.hostRoot,
+		StateDir: o.stateDir, CDIDir: o.cdiDir,
+		AttachMarkerDir: o.attachMarkerDir, AttachMarkerHostDir: o.attachMarkerHostDir,
+		KubeletPluginsDir: o.pluginsDir, KubeletRegistryDir: o.registryDir,
+		Filter: filter, VFConfig: o.vfConfig, PassthroughPFs: o.passthroughPFs,
+		CNIPath: filepath.SplitList(o.cniPath),
+		NRI:     nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex},
+		PodUID:  o.podUID, RegistrationTimeout: o.registrationTimeout, PollInterval: resyncInterval(o),
+		MetricsAddr: o.metricsAddr, HealthSocket: o.healthSocket,
+		LostDeviceTimeout: o.lostDeviceTimeout, DeviceMetadata: o.deviceMetadata,
+		Client: client,
 	}
 }
 
-// newMetrics is the daemon's Prometheus registry: the Go and process
-// collectors, the driver's metrics and the NRI hooks'.
-func newMetrics() (*prometheus.Registry, *driver.Metrics, *driver.NRIHookMetrics) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg, driver.NewMetrics(reg), driver.NewNRIHookMetrics(reg)
-}
-
-// metricsHandler serves reg at /metrics.
-func metricsHandler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
-}
-
-// nriConfig is the NRI plugin's configuration; the hooks' latencies and
-// failures go to hooks.
-func nriConfig(o driverOptions, marks *attachmark.Marks, hooks *driver.NRIHookMetrics) nri.Config {
-	return nri.Config{SocketPath: o.nriSocket, PluginIndex: o.nriPluginIndex, AttachMarks: marks, ObserveHook: hooks.Observe}
-}
-
-// classResourceName reads a DeviceClass's extended resource name: its
-// spec.extendedResourceName, or the name Kubernetes gives a class without
-// one (deviceclass.resource.kubernetes.io/<class>).
-func classResourceName(client kubernetes.Interface) func(ctx context.Context, class string) (string, error) {
-	return func(ctx context.Context, class string) (string, error) {
-		dc, err := client.ResourceV1().DeviceClasses().Get(ctx, class, metav1.GetOptions{})
-		if err != nil {
-			return "", fmt.Errorf("get DeviceClass %s: %w", class, err)
-		}
-		if n := dc.Spec.ExtendedResourceName; n != nil && *n != "" {
-			return *n, nil
-		}
-		return resourceapi.ResourceDeviceClassPrefix + class, nil
+// resyncInterval is the full rescan: --resync-interval, or the deprecated
+// --poll-interval when that is set.
+func resyncInterval(o driverOptions) time.Duration {
+	if o.pollInterval > 0 {
+		return o.pollInterval
 	}
+	return o.resyncInterval
 }

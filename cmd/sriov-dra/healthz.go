@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,31 +18,6 @@ import (
 // update each daemon's probe reaches that daemon (with host networking a
 // TCP port would be shared by the old and the new one).
 const DefaultHealthSocket = "/run/sriov-dra/health.sock"
-
-// listenUnix listens on a unix socket at path, owner-only, replacing a
-// stale socket file left by an earlier run of the same container.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, err
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
-}
 
 func newHealthzCmd() *cobra.Command {
 	var socket string

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sriov-dra/sriov-dra/daemon"
 )
 
 func TestHealthzOverSocket(t *testing.T) {
@@ -17,7 +19,7 @@ func TestHealthzOverSocket(t *testing.T) {
 	// A socket left behind by a crashed earlier run of the container is
 	// replaced.
 	for range 2 {
-		ln, err := listenUnix(path)
+		ln, err := daemon.ListenUnix(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +35,7 @@ func TestHealthzOverSocket(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ln, err := listenUnix(path)
+	ln, err := daemon.ListenUnix(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +71,7 @@ func TestHealthzOverSocket(t *testing.T) {
 	if err := os.WriteFile(plain, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := listenUnix(plain); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := daemon.ListenUnix(plain); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("listen over a regular file: %v", err)
 	}
 }

@@ -159,7 +159,7 @@ func (w *Writer) SpecPath(claimUID string) string {
 // was.
 func (w *Writer) Write(ctx context.Context, claimUID string, devs []Device) ([]string, error) {
 	if err := parser.ValidateDeviceName(claimUID); err != nil || claimUID == "" {
-		return nil, fmt.Errorf("CDI spec for claim %q: claim UID: not usable in a CDI device name: %v", claimUID, err)
+		return nil, fmt.Errorf("CDI spec for claim %q: claim UID: not usable in a CDI device name: %w", claimUID, err)
 	}
 	if len(devs) == 0 {
 		return nil, fmt.Errorf("CDI spec for claim %s: no devices", claimUID)
@@ -294,7 +294,7 @@ func (w *Writer) build(claimUID string, devs []Device) (*cdispec.Spec, error) {
 		}
 		spec.Devices = append(spec.Devices, cdispec.Device{Name: name, ContainerEdits: edits})
 	}
-	v, err := cdiapi.MinimumRequiredVersion(spec)
+	v, err := cdispec.MinimumRequiredVersion(spec)
 	if err != nil {
 		return nil, fmt.Errorf("CDI version: %w", err)
 	}

@@ -42,7 +42,9 @@ func setBootID(t testing.TB, root, bootID string) {
 	if err := os.WriteFile(p, []byte(bootID+"\n"), 0o444); err != nil && !os.IsPermission(err) {
 		t.Fatal(err)
 	}
-	os.Chmod(p, 0o644)
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(p, []byte(bootID+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func TestUpdateSavesOnlyOnSuccess(t *testing.T) {
 		c.Claims["u2"] = entry{}
 		return boom
 	})
-	if err != boom {
+	if err != boom { //nolint:errorlint // the very error fn returned, not one wrapping it
 		t.Fatalf("Update error = %v, want fn's error as is", err)
 	}
 	after, _ := os.ReadFile(s.Path())
@@ -295,7 +297,9 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := filepath.Join(t.TempDir(), "f")
-	os.WriteFile(file, nil, 0o600)
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name, dir, file, root, want string
 	}{
@@ -322,8 +326,11 @@ func TestLeftoverTempFilesRemoved(t *testing.T) {
 	dir := t.TempDir()
 	left := filepath.Join(dir, "state.json.tmp-12345")
 	other := filepath.Join(dir, "other.json.tmp-1")
-	os.WriteFile(left, []byte("half"), 0o600)
-	os.WriteFile(other, []byte("x"), 0o600)
+	for _, f := range []string{left, other} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	open(t, dir, root)
 	if _, err := os.Stat(left); !os.IsNotExist(err) {
 		t.Errorf("leftover temp file still there: %v", err)

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -32,7 +33,7 @@ func FuzzLoad(f *testing.F) {
 		}
 		v, info, err := s.Load()
 		if err != nil {
-			if _, ok := err.(*CorruptError); !ok {
+			if ce := (*CorruptError)(nil); !errors.As(err, &ce) {
 				t.Fatalf("Load error %v is not a *CorruptError", err)
 			}
 			return

@@ -260,12 +260,16 @@ func TestTransitionTimeKeptWhileReadyUnchanged(t *testing.T) {
 	first := w.state[ref.UID].since["d"]
 	now = now.Add(time.Hour)
 	d.IPs = []string{"10.0.0.1/8"}
-	w.SetDevice(ref, d)
+	if err := w.SetDevice(ref, d); err != nil {
+		t.Fatal(err)
+	}
 	if got := w.state[ref.UID].since["d"]; !got.Equal(&first) {
 		t.Errorf("transition time moved without a Ready change: %v -> %v", first, got)
 	}
 	d.Ready = false
-	w.SetDevice(ref, d)
+	if err := w.SetDevice(ref, d); err != nil {
+		t.Fatal(err)
+	}
 	if got := w.state[ref.UID].since["d"]; got.Equal(&first) {
 		t.Errorf("transition time did not move on a Ready change")
 	}

@@ -121,3 +121,18 @@ func ParseUevent(msg []byte) (Event, bool) {
 	}
 	return ev, true
 }
+
+// Quiet is a Source that never reports an event: for a simulated host,
+// whose devices the kernel does not announce (the full rescan is then the
+// only one).
+type Quiet struct{}
+
+// Subscribe implements Source.
+func (Quiet) Subscribe(ctx context.Context) (<-chan Event, error) {
+	ch := make(chan Event)
+	go func() {
+		<-ctx.Done()
+		close(ch)
+	}()
+	return ch, nil
+}

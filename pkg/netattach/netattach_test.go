@@ -374,7 +374,7 @@ func TestAnnounceOnAttach(t *testing.T) {
 	t.Cleanup(func() { _ = Detach(ctx, host, nsPath, "net1", orig) })
 	sawARP, sawNA := false, false
 	buf := make([]byte, 2048)
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !(sawARP && sawNA); {
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && (!sawARP || !sawNA); {
 		n, from, err := unix.Recvfrom(fd, buf, 0)
 		if err != nil {
 			continue

@@ -25,7 +25,7 @@ const DumpTries = 5
 // Every dump the driver makes goes through here (Real's dump methods, and
 // the fake's, which can be told to interrupt); code outside this package
 // calls the Handle methods, never the library's dump functions (enforced by
-// TestNoRawDumpsOutsideNlink).
+// forbidigo, .golangci.yaml).
 func RetryDump[T any](what string, dump func() (T, error)) (T, error) {
 	var zero T
 	for try := 1; ; try++ {

@@ -316,7 +316,7 @@ func TestApplyRollsBackAtEveryCall(t *testing.T) {
 								t.Errorf("error %q does not name %q", err, want)
 							}
 						}
-						if fe != unix.EIO && !strings.Contains(err.Error(), "does not support") {
+						if !errors.Is(fe, unix.EIO) && !strings.Contains(err.Error(), "does not support") {
 							t.Errorf("error %q does not say the knob is unsupported", err)
 						}
 					}

@@ -188,8 +188,13 @@ func TestApplyWrites(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				f.WriteString(strconv.Itoa(pf.NumVFs))
-				f.Close()
+				_, err = f.WriteString(strconv.Itoa(pf.NumVFs))
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
 			var writes []int
 			for _, st := range Plan(h.Root, tc.cfg, pfs, nil) {
@@ -231,7 +236,9 @@ func TestApplyBindsVFDriver(t *testing.T) {
 					drv := strings.TrimSpace(string(ov))
 					link := filepath.Join(dev(vf), "driver")
 					os.Remove(link)
-					os.Symlink(filepath.Join("../../../bus/pci/drivers", drv), link)
+					if err := os.Symlink(filepath.Join("../../../bus/pci/drivers", drv), link); err != nil {
+						t.Errorf("bind %s to %s: %v", vf, drv, err)
+					}
 				}
 			}
 			time.Sleep(2 * time.Millisecond)

@@ -247,7 +247,7 @@ func buildLayer(entries []Entry, mtime time.Time) ([]byte, error) {
 		if kinds != 1 {
 			return nil, fmt.Errorf("entry %q: want exactly one of a source file, a link target or a directory", e.Path)
 		}
-		if prev, dup := byPath[rel]; dup && !(prev.Dir && e.Dir) {
+		if prev, dup := byPath[rel]; dup && (!prev.Dir || !e.Dir) {
 			return nil, fmt.Errorf("entry %q: path given twice", e.Path)
 		}
 		byPath[rel] = item{Entry: e, rel: rel}

@@ -104,7 +104,7 @@ func TestConcurrentPods(t *testing.T) {
 	// The time varies from run to run: it goes to the log, not the table.
 	t.Log(result)
 	if !t.Failed() {
-		result = fmt.Sprintf("no error, no device/MAC/address/CDI ID shared, every interface as configured, host as before")
+		result = "no error, no device/MAC/address/CDI ID shared, every interface as configured, host as before"
 	}
 	results.add("concurrency", "64", fmt.Sprintf("%d pods prepared (kubelet gRPC) and attached (RunPodSandbox) at once, then torn down at once, -race", pods), result)
 	results.complete("concurrency")

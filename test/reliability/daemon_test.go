@@ -18,27 +18,24 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	sriovdaemon "github.com/sriov-dra/sriov-dra/daemon"
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/nri"
-	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
-	"github.com/sriov-dra/sriov-dra/pkg/cdi"
-	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 )
 
-// daemon is the node daemon wired as `sriov-dra driver` wires it
-// (cmd/sriov-dra/driver.go), over the simulated node and a fake API
-// server: driver.New, the NRI plugin on the driver's state, and the
-// kubelet plugin serving the real registration and DRA gRPC sockets.
+// daemon is the node daemon as `sriov-dra driver` runs it (daemon.New and
+// Run: the owned checkpoint, attach markers, metrics, the NRI plugin as
+// the driver's Detacher, the kubelet plugin serving the real registration
+// and DRA gRPC sockets), over the simulated node and a fake API server.
 type daemon struct {
 	n      *node
+	dm     *sriovdaemon.Daemon
 	d      *driver.Driver
 	plugin *nri.Plugin
 	pf     *pfHandle
@@ -46,10 +43,6 @@ type daemon struct {
 	kube   drapb.DRAPluginClient
 	stop   func()
 }
-
-type scanFunc func(ctx context.Context) (*inventory.Inventory, error)
-
-func (f scanFunc) Scan(ctx context.Context) (*inventory.Inventory, error) { return f(ctx) }
 
 // logCtx is a context with a logger that does not flood the test output
 // (the crash child's output is read on failure only).
@@ -70,7 +63,7 @@ func newAPI(claims ...*resourceapi.ResourceClaim) *fake.Clientset {
 	return fake.NewClientset(objs...)
 }
 
-// startDaemon starts the daemon; an error from driver.New is returned
+// startDaemon starts the daemon; an error from daemon.New is returned
 // (a daemon that refuses to start), others fail the test.
 func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 	t.Helper()
@@ -85,78 +78,52 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 		cancel()
 		t.Fatal(err)
 	}
-	store, bootID, err := driver.NewFileStore(n.stateDir(), n.root())
-	if err != nil {
-		cancel()
-		pf.Close()
-		return nil, err
-	}
-	marks, err := attachmark.New(n.markDir(), "")
-	if err != nil {
-		cancel()
-		pf.Close()
+	regDir, plugDir := filepath.Join(n.Dir, "reg"), filepath.Join(n.Dir, "plug")
+	if err := os.MkdirAll(regDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	var plugin *nri.Plugin
-	host := driver.NewHost(n.root(), pf, func(ctx context.Context, d nri.PodDevice) error { return plugin.DetachDevice(ctx, d) })
-	status := claimstatus.New(cs, claimstatus.Options{DriverName: driverName})
-	events, stopEvents := driver.NewEventRecorder(ctx, cs, driverName, nodeName)
-	d, err := driver.New(ctx, driver.Config{
-		NodeName: nodeName, DriverName: driverName, BootID: bootID, Store: store,
-		Scanner: scanFunc(func(ctx context.Context) (*inventory.Inventory, error) {
-			return inventory.Scan(ctx, inventory.Options{Root: n.root(), Netlink: pf, Filter: n.Filter})
-		}),
-		Attributes: inventory.Attributes, Host: host,
-		IPAM: ipam.New(ipam.Config{CNIPath: n.cniPath(), DataDir: n.ipamDir()}),
-		CDI:  cdi.New(n.cdiDir(), n.root()), AttachMarks: marks,
-		Status: status, Netlink: pf, PollInterval: time.Hour, Events: events,
+	dm, err := sriovdaemon.New(ctx, sriovdaemon.Config{
+		NodeName: nodeName, DriverName: driverName, HostRoot: n.root(),
+		StateDir: n.stateDir(), CDIDir: n.cdiDir(), AttachMarkerDir: n.markDir(),
+		KubeletPluginsDir: plugDir, KubeletRegistryDir: regDir,
+		Filter: n.Filter, CNIPath: n.cniPath(),
+		NRI:          nri.Config{SocketPath: filepath.Join(n.Dir, "nri.sock"), RetryInterval: 50 * time.Millisecond, TeardownBudget: 5 * time.Second},
+		PollInterval: time.Hour,
+		Client:       cs,
+		Netlink:      pf,
+		// The simulated host's devices are not the test machine's: no
+		// device events, the slow rescan is the only one.
+		DeviceEvents:      hwevents.Quiet{},
 		LostDeviceTimeout: n.LostTimeout,
-		OnFatal:           func(err error) { t.Errorf("daemon fatal error: %v", err) },
 	})
 	if err != nil {
 		cancel()
-		stopEvents()
 		pf.Close()
 		return nil, err
 	}
-	nriHost, err := nri.NewHostOps(nri.HostConfig{Root: n.root(), Host: pf})
-	if err != nil {
-		t.Fatal(err)
+	done := make(chan error, 1)
+	go func() { done <- dm.Run(ctx) }()
+	select {
+	case <-dm.Ready():
+	case err := <-done:
+		cancel()
+		pf.Close()
+		t.Fatalf("daemon ended before it served: %v", err)
 	}
-	plugin, err = nri.New(nri.Config{SocketPath: filepath.Join(n.Dir, "nri.sock"), RetryInterval: 50 * time.Millisecond, TeardownBudget: 5 * time.Second, AttachMarks: marks}, d.State(), nriHost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	regDir, plugDir := filepath.Join(n.Dir, "reg"), filepath.Join(n.Dir, "plug")
-	for _, dir := range []string{regDir, plugDir} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	helper, err := kubeletplugin.Start(ctx, d,
-		kubeletplugin.KubeClient(cs), kubeletplugin.NodeName(nodeName), kubeletplugin.DriverName(driverName),
-		kubeletplugin.RegistrarDirectoryPath(regDir), kubeletplugin.PluginDataDirectoryPath(plugDir))
-	if err != nil {
-		t.Fatalf("start kubelet plugin: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = d.Run(ctx, helper) }()
-	go func() { defer wg.Done(); status.Run(ctx, 2) }()
-	dm := &daemon{n: n, d: d, plugin: plugin, pf: pf, cs: cs}
+	d := &daemon{n: n, dm: dm, d: dm.Driver(), plugin: dm.NRI(), pf: pf, cs: cs}
 	var once sync.Once
-	dm.stop = func() {
+	d.stop = func() {
 		once.Do(func() {
 			cancel()
-			helper.Stop()
-			wg.Wait()
-			stopEvents()
+			if err := <-done; err != nil {
+				t.Errorf("daemon: %v", err)
+			}
 			pf.Close()
 		})
 	}
-	t.Cleanup(dm.stop)
-	dm.kube = registerKubelet(t, ctx, filepath.Join(regDir, driverName+"-reg.sock"))
-	return dm, nil
+	t.Cleanup(d.stop)
+	d.kube = registerKubelet(t, ctx, dm.Sockets().Registrar)
+	return d, nil
 }
 
 // registerKubelet is kubelet's plugin watcher: GetInfo and

@@ -105,9 +105,10 @@ func (r *rows) render() []byte {
 // notCovered is said plainly at the end of the document.
 const notCovered = `## Not covered here
 
-- The crashing daemon is this test binary wired exactly as ` + "`sriov-dra driver`" + ` wires the driver, the
-  NRI plugin, the claim status writer, the event recorder and the kubelet plugin
-  (cmd/sriov-dra/driver.go), not the ` + "`sriov-dra`" + ` binary itself: the binary needs a real API
+- The crashing daemon is this test binary running the daemon ` + "`sriov-dra driver`" + ` runs, built by
+  the same constructor (daemon.New: owned checkpoint, attach markers, metrics, the NRI plugin,
+  the claim status writer, the event recorder and the kubelet plugin), not the ` + "`sriov-dra`" + `
+  binary itself: the binary needs a real API
   server and a PF that can hold VF settings, neither of which this machine has. The exit is
   real (os.Exit(137) in a separate process, no deferred call runs).
 - The runtime side calls the NRI plugin's hooks in process (RunPodSandbox, StopPodSandbox,

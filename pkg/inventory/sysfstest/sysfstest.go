@@ -577,11 +577,11 @@ func (b *builder) writeSoftRDMA(sr SoftRDMA) (SoftRDMA, error) {
 	}
 	switch {
 	case sr.Name == "" || strings.ContainsAny(sr.Name, "/ "):
-		return sr, fmt.Errorf("Name %q is not an RDMA device name", sr.Name)
+		return sr, fmt.Errorf("soft RDMA device: Name %q is not an RDMA device name", sr.Name)
 	case sr.Netdev == "" || strings.ContainsAny(sr.Netdev, "/ "):
-		return sr, fmt.Errorf("Netdev %q is not a netdev name", sr.Netdev)
+		return sr, fmt.Errorf("soft RDMA device %s: Netdev %q is not a netdev name", sr.Name, sr.Netdev)
 	case sr.Type != SoftRDMARXE && sr.Type != SoftRDMASIW:
-		return sr, fmt.Errorf("Type %q is neither %q nor %q", sr.Type, SoftRDMARXE, SoftRDMASIW)
+		return sr, fmt.Errorf("soft RDMA device %s: Type %q is neither %q nor %q", sr.Name, sr.Type, SoftRDMARXE, SoftRDMASIW)
 	}
 	ib := filepath.Join("sys/devices/virtual/infiniband", sr.Name)
 	if _, err := os.Lstat(filepath.Join(b.root, "sys/class/infiniband", sr.Name)); err == nil {

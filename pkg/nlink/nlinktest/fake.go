@@ -608,7 +608,7 @@ func (f *Fake) routeListFilteredOnce(family int, filter *netlink.Route, mask uin
 			if !isMainTable(r.Table) {
 				continue
 			}
-		case filter.Table != unix.RT_TABLE_UNSPEC && r.Table != filter.Table && !(isMainTable(r.Table) && isMainTable(filter.Table)):
+		case filter.Table != unix.RT_TABLE_UNSPEC && r.Table != filter.Table && (!isMainTable(r.Table) || !isMainTable(filter.Table)):
 			continue
 		}
 		if filter != nil && mask&netlink.RT_FILTER_OIF != 0 && r.LinkIndex != filter.LinkIndex {

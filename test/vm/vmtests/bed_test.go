@@ -16,8 +16,6 @@ import (
 // The VM's test bed, read straight from sysfs (independently of
 // pkg/inventory, so the inventory test has something to compare with).
 
-const sysfsRoot = "/"
-
 type bedVF struct {
 	PCI    string
 	Index  int

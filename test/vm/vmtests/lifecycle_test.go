@@ -24,18 +24,16 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
+	"github.com/sriov-dra/sriov-dra/daemon"
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/nri"
-	"github.com/sriov-dra/sriov-dra/pkg/cdi"
-	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
+	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/irq"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
@@ -45,13 +43,6 @@ const (
 	driverName = "sriov.dra.dev"
 	nodeName   = "vm"
 )
-
-// scanner adapts inventory.Scan to driver.Scanner.
-type scanner struct{ h nlink.Handle }
-
-func (s scanner) Scan(ctx context.Context) (*inventory.Inventory, error) {
-	return inventory.Scan(ctx, inventory.Options{Root: "/", Netlink: s.h, AllowDefaultRoutePF: true})
-}
 
 // nriRuntime is the runtime side of NRI in process: the real adaptation,
 // with the pod list a runtime keeps for Synchronize.
@@ -118,19 +109,22 @@ func grpcConn(t *testing.T, path string) *grpc.ClientConn {
 	return c
 }
 
-// node is the node daemon wired as production wires it, over the real
-// host, with kubelet's and the runtime's sides played by the test: a
-// client-go fake as API server, a gRPC client on the DRA plugin's socket,
-// and the NRI adaptation in process.
+// node is the node daemon as production builds it (daemon.New and Run:
+// the owned checkpoint, attach markers, metrics, the NRI plugin as the
+// driver's Detacher) over the real host, with kubelet's and the runtime's
+// sides played by the test: a client-go fake as API server, a gRPC
+// client on the DRA plugin's socket, and the NRI adaptation in process.
 type node struct {
-	t      *testing.T
-	ctx    context.Context
-	cs     *fake.Clientset
-	drv    *driver.Driver
-	plugin *nri.Plugin
-	rt     *nriRuntime
-	dra    drapb.DRAPluginClient
-	cdiDir string
+	t       *testing.T
+	ctx     context.Context
+	cs      *fake.Clientset
+	dm      *daemon.Daemon
+	drv     *driver.Driver
+	plugin  *nri.Plugin
+	rt      *nriRuntime
+	dra     drapb.DRAPluginClient
+	cdiDir  string
+	markDir string
 }
 
 // vfClaim is a claim whose config comes from its DeviceClass (the
@@ -153,7 +147,7 @@ func vfClaim(name, uid string, podUID types.UID, devName, params string) *resour
 	}
 }
 
-func startNode(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim, opts ...func(*driver.Config)) *node {
+func startNode(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim, opts ...func(*daemon.Config)) *node {
 	t.Helper()
 	base, err := os.MkdirTemp("", "lc")
 	if err != nil {
@@ -166,7 +160,7 @@ func startNode(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim, o
 // startNodeAt is startNode with its state, CDI, IPAM and socket dirs
 // under base, which the caller owns: a daemon restarted on the same base
 // finds what the one before it left (the crash matrix).
-func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim, base string, opts ...func(*driver.Config)) *node {
+func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim, base string, opts ...func(*daemon.Config)) *node {
 	t.Helper()
 	// Canceled by a cleanup, after the unprepare cleanup ran (not by a
 	// defer, which would run before any cleanup).
@@ -176,64 +170,53 @@ func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim,
 		t.Fatal(err)
 	}
 	dirs := map[string]string{}
-	for _, d := range []string{"reg", "plug", "state", "cdi", "ipam", "nri"} {
+	for _, d := range []string{"reg", "plug", "state", "cdi", "attached", "nri"} {
 		dirs[d] = filepath.Join(base, d)
 		if err := os.MkdirAll(dirs[d], 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
 	k8sNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, UID: "3c9d8e7f-0000-4000-8000-00000000a0b1"}}
-	n := &node{t: t, ctx: ctx, cs: fake.NewClientset(claim, k8sNode), cdiDir: dirs["cdi"]}
+	n := &node{t: t, ctx: ctx, cs: fake.NewClientset(claim, k8sNode), cdiDir: dirs["cdi"], markDir: dirs["attached"]}
 
-	store, bootID, err := driver.NewFileStore(dirs["state"], "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	status := claimstatus.New(n.cs, claimstatus.Options{DriverName: driverName})
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	wg.Go(func() { status.Run(ctx, 1) })
-	detach := func(ctx context.Context, d nri.PodDevice) error { return n.plugin.DetachDevice(ctx, d) }
-	cfg := driver.Config{
-		NodeName: nodeName, DriverName: driverName, BootID: bootID,
-		Store: store, Scanner: scanner{h}, Attributes: inventory.Attributes,
-		Host:    driver.NewHost("/", h, detach),
-		IPAM:    ipam.New(ipam.Config{CNIPath: []string{"/opt/cni/bin"}, DataDir: dirs["ipam"]}),
-		CDI:     cdi.New(dirs["cdi"], "/"),
-		Status:  status,
-		Netlink: h,
+	var nriSock string
+	n.rt, nriSock = startRuntime(t, dirs["nri"])
+	cfg := daemon.Config{
+		NodeName: nodeName, DriverName: driverName, HostRoot: "/",
+		StateDir: dirs["state"], CDIDir: dirs["cdi"], AttachMarkerDir: dirs["attached"],
+		KubeletPluginsDir: dirs["plug"], KubeletRegistryDir: dirs["reg"],
+		CNIPath: []string{"/opt/cni/bin"},
+		NRI:     nri.Config{SocketPath: nriSock, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
+		Client:  n.cs, Netlink: h,
+		// The VM's NICs carry its default route.
+		AllowDefaultRoutePF: true,
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	n.drv, err = driver.New(ctx, cfg)
+	var err error
+	n.dm, err = daemon.New(ctx, cfg)
 	if err != nil {
-		t.Fatalf("driver: %v", err)
+		t.Fatalf("daemon: %v", err)
 	}
-	hostOps, err := nri.NewHostOps(nri.HostConfig{Root: "/", Host: h})
-	if err != nil {
-		t.Fatal(err)
+	n.drv, n.plugin = n.dm.Driver(), n.dm.NRI()
+	done := make(chan error, 1)
+	go func() { done <- n.dm.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	})
+	select {
+	case <-n.dm.Ready():
+	case err := <-done:
+		done <- err
+		t.Fatalf("daemon ended before it served: %v", err)
 	}
-	var nriSock string
-	n.rt, nriSock = startRuntime(t, dirs["nri"])
-	n.plugin, err = nri.New(nri.Config{SocketPath: nriSock, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, n.drv.State(), hostOps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wg.Go(func() { _ = n.plugin.Run(ctx) })
-
-	sockets := driver.PluginSockets(dirs["reg"], dirs["plug"], driverName, "")
-	helper, err := kubeletplugin.Start(ctx, n.drv,
-		kubeletplugin.KubeClient(n.cs), kubeletplugin.NodeName(nodeName), kubeletplugin.DriverName(driverName),
-		kubeletplugin.RegistrarDirectoryPath(dirs["reg"]), kubeletplugin.PluginDataDirectoryPath(dirs["plug"]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(helper.Stop)
-	wg.Go(func() { _ = n.drv.Run(ctx, helper) })
 
 	// kubelet's plugin watcher: registration, then the DRA service.
-	rc := registerapi.NewRegistrationClient(grpcConn(t, sockets.Registrar))
+	rc := registerapi.NewRegistrationClient(grpcConn(t, n.dm.Sockets().Registrar))
 	info, err := rc.GetInfo(ctx, &registerapi.InfoRequest{})
 	if err != nil {
 		t.Fatalf("GetInfo: %v", err)
@@ -244,6 +227,21 @@ func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim,
 	n.dra = drapb.NewDRAPluginClient(grpcConn(t, info.Endpoint))
 	waitFor(t, "the NRI plugin to connect", n.plugin.Connected)
 	return n
+}
+
+// attachMarked reports whether the claim's device has its "attached"
+// marker (the file its containers bind-mount).
+func (n *node) attachMarked(claimUID, device string) bool {
+	n.t.Helper()
+	name, err := attachmark.Name(claimUID, device)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	_, err = os.Stat(filepath.Join(n.markDir, name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		n.t.Fatal(err)
+	}
+	return err == nil
 }
 
 // published waits until the node's ResourceSlice lists devName.
@@ -384,6 +382,11 @@ func TestNodeLifecycle(t *testing.T) {
 		// Prepare recorded the intent: the hook wrote nothing to disk.
 		t.Errorf("no attach intent from Prepare: %+v", d[0])
 	}
+	// Fail closed: the marker the container's CDI spec bind-mounts exists
+	// only while the VF is in the pod.
+	if !n.attachMarked(string(claim.UID), devName) {
+		t.Errorf("no attach marker for %s after RunPodSandbox", devName)
+	}
 
 	// A container on CPU 1: irqAffinity container pins the VF's IRQs there.
 	ctr := &api.Container{Id: "ctr-1", PodSandboxId: pod.Id, Name: "app",
@@ -416,6 +419,9 @@ func TestNodeLifecycle(t *testing.T) {
 		return len(d) == 1 && !d[0].Attached && d[0].NetnsPath == ""
 	})
 	t.Logf("VF back on the host %v after StopPodSandbox began", time.Since(start))
+	if n.attachMarked(string(claim.UID), devName) {
+		t.Errorf("attach marker of %s left after the detach", devName)
+	}
 	if got := readRaw(t, h, pf, vf.Index); got.IfName != before.IfName || got.MTU != before.MTU {
 		t.Errorf("after StopPodSandbox the VF netdev is %q mtu %d, want %q mtu %d", got.IfName, got.MTU, before.IfName, before.MTU)
 	}

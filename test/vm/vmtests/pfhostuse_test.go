@@ -3,6 +3,7 @@
 package vmtests
 
 import (
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -79,7 +80,7 @@ func TestPFHostUse(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = h.RouteDel(route) })
 	check("route in table 100", "routes 198.51.100.0/24 table 100")
-	if err := h.RouteDel(route); err != nil && err != unix.ESRCH {
+	if err := h.RouteDel(route); err != nil && !errors.Is(err, unix.ESRCH) {
 		t.Fatal(err)
 	}
 	check("all removed", "")

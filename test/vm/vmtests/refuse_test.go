@@ -28,7 +28,7 @@ func TestNodeRefusesNetdeviceOnVFIOBoundVF(t *testing.T) {
 		t.Skip("booted without an IOMMU (VMTEST_IOMMU=0): vfio-pci cannot bind with this kernel")
 	}
 	before := readRaw(t, h, pf, vf.Index)
-	inv, err := scanner{h}.Scan(ctx)
+	inv, err := inventory.Scan(ctx, inventory.Options{Root: "/", Netlink: h, AllowDefaultRoutePF: true})
 	if err != nil {
 		t.Fatal(err)
 	}

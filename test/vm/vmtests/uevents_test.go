@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/daemon"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
@@ -68,7 +68,7 @@ func TestNumVFsChangeByUevents(t *testing.T) {
 	sc := &countingScanner{Scanner: inventory.Scanner{Options: inventory.Options{Root: "/", Netlink: h, AllowDefaultRoutePF: true}}}
 	claim := vfClaim("uevents", "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b", types.UID("1a2b3c4d-0000-4e5f-8a7b-9c0d1e2f3a4c"),
 		inventory.DeviceName(pf.VFs[0].PCI), `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig"}`)
-	n := startNode(t, h, claim, func(c *driver.Config) {
+	n := startNode(t, h, claim, func(c *daemon.Config) {
 		// No full rescan in the test's time (the default is 1 min): the
 		// events alone must carry every change.
 		c.Scanner, c.DeviceEvents, c.PollInterval = sc, hwevents.Kernel{Links: true}, time.Hour

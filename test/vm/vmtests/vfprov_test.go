@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/daemon"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
 )
@@ -93,12 +93,7 @@ func TestVFProvisioning(t *testing.T) {
 		}
 	}
 	setCfg(orig)
-	src, err := vfprov.NewSource(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	metrics := driver.NewMetrics(reg)
+	var reg prometheus.Gatherer // the daemon's, once it runs
 	pending := func() float64 {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -116,9 +111,8 @@ func TestVFProvisioning(t *testing.T) {
 	devName := inventory.DeviceName(vf.PCI)
 	claim := vfClaim("prov", "5d0c1b2a-3e4f-4a5b-8c6d-7e8f9a0b1c2d", types.UID("a1b2c3d4-0000-4e5f-8a7b-9c0d1e2f3a4b"), devName,
 		`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig"}`)
-	n := startNode(t, h, claim, func(c *driver.Config) {
-		c.VFConfig, c.HostRoot, c.Metrics = src, "/", metrics
-	})
+	n := startNode(t, h, claim, func(c *daemon.Config) { c.VFConfig = cfgPath })
+	reg = n.dm.Metrics()
 	n.published(devName)
 	_, prepared := n.prepare(claim)
 
@@ -223,6 +217,11 @@ func TestVFProvisioning(t *testing.T) {
 		t.Errorf("numVfs %d above the limit: sriov_numvfs became %d", total+1, got)
 	}
 	onHost, err := vfprov.ScanPFs("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The config as it is now (the daemon reads the file on its own).
+	src, err := vfprov.NewSource(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/nri"
@@ -70,13 +71,14 @@ func (p *podDevices) Detached(claim, _ string) error {
 	return p.update(claim, func(d *nri.PodDevice) { d.NetnsPath, d.Attached, d.RDMAMoved = "", false, false })
 }
 
-// The NRI plugin as the daemon builds it (real host operations over
-// netlink) reports each hook's latency and failure on the daemon's
-// /metrics: a pod with a vfio-pci device only (nothing to move) passes
-// RunPodSandbox, a pod whose netdev is not on the host fails it.
+// The NRI plugin (real host operations over netlink) reports each hook's
+// latency and failure through the hook metrics the daemon registers: a
+// pod with a vfio-pci device only (nothing to move) passes RunPodSandbox,
+// a pod whose netdev is not on the host fails it. (daemon's tests check
+// that the daemon serves these series on /metrics.)
 func TestNRIHookMetrics(t *testing.T) {
-	reg, _, hooks := newMetrics()
-	o := driverOptions{hostRoot: "/", nriSocket: "/nonexistent/nri.sock", nriPluginIndex: "50"}
+	reg := prometheus.NewRegistry()
+	hooks := driver.NewNRIHookMetrics(reg)
 	devs := &podDevices{devs: map[string]nri.PodDevice{
 		"pod-ok": {ClaimUID: "c1", Device: "d1", PCIAddress: "0000:7f:00.1", VFIO: true},
 		"pod-fail": {ClaimUID: "c2", Device: "d2", PCIAddress: "0000:7f:00.2",
@@ -87,11 +89,11 @@ func TestNRIHookMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nl.Close()
-	host, err := nri.NewHostOps(nri.HostConfig{Root: o.hostRoot, Host: nl})
+	host, err := nri.NewHostOps(nri.HostConfig{Root: "/", Host: nl})
 	if err != nil {
 		t.Fatal(err)
 	}
-	plugin, err := nri.New(nriConfig(o, nil, hooks), devs, host)
+	plugin, err := nri.New(nri.Config{SocketPath: "/nonexistent/nri.sock", ObserveHook: hooks.Observe}, devs, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +114,7 @@ func TestNRIHookMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv := httptest.NewServer(metricsHandler(reg))
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
 	if err != nil {
@@ -159,7 +161,7 @@ func (r *registered) MustRegister(cs ...prometheus.Collector) {
 // docs/install.md lists every metric of the driver, including those with
 // no series yet.
 func TestMetricsDocumented(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/install.md")
+	doc, err := os.ReadFile("../docs/install.md")
 	if err != nil {
 		t.Fatal(err)
 	}
