@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -112,9 +111,10 @@ func TestCheckpointOfAnotherSchemaVersionIsRefused(t *testing.T) {
 	}
 	e := newEnv(t, sysfstest.Standard())
 	e.store, e.bootID = fileStoreAt(t, dir, "boot-1")
-	_, err = New(context.Background(), e.config())
+	// The daemon loads the state before it builds the driver (daemon.New).
+	_, err = NewState(e.store, e.bootID)
 	if err == nil || !strings.Contains(err.Error(), "v9") || !strings.Contains(err.Error(), path) {
-		t.Fatalf("New = %v, want an error naming the version and %s", err, path)
+		t.Fatalf("NewState = %v, want an error naming the version and %s", err, path)
 	}
 	if steps := e.j.take(); len(steps) != 0 {
 		t.Errorf("touched devices it cannot account for: %v", steps)

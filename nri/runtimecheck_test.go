@@ -95,7 +95,10 @@ func runAgainst(t *testing.T, name, version string, cond func(p *Plugin, log str
 	defer func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Logf("Run: %v", err)
+			}
 		case <-time.After(5 * time.Second):
 			t.Error("Run did not return after cancel")
 		}

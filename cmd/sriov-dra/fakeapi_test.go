@@ -90,12 +90,6 @@ func (a *fakeAPI) collection(coll string) []map[string]any {
 	return out
 }
 
-func (a *fakeAPI) writeCount(method, coll string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.writes[method+" "+coll]
-}
-
 func (a *fakeAPI) stamp(m map[string]any) {
 	a.rv++
 	md, _ := m["metadata"].(map[string]any)

@@ -68,7 +68,10 @@ func footprintTopology() sysfstest.Topology {
 // buildDaemon builds ./cmd/sriov-dra into dir.
 func buildDaemon(b *testing.B, dir string) string {
 	b.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		b.Fatalf("the go command: %v", err)
+	}
 	bin := filepath.Join(dir, "sriov-dra")
 	// As the Makefile builds it (stripped).
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
@@ -325,7 +328,10 @@ current-context: c
 	defer func() {
 		cancel()
 		select {
-		case <-exited:
+		case err := <-exited:
+			if err != nil {
+				b.Logf("daemon exit: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			b.Error("daemon did not stop after SIGTERM")
 		}

@@ -430,12 +430,12 @@ func (c *chaos) follow(run context.Context, name string, within time.Duration) {
 				}
 			}
 		}
-		switch {
-		case p.Status.Phase == corev1.PodSucceeded:
+		switch p.Status.Phase {
+		case corev1.PodSucceeded:
 			c.podsRun.Add(1)
 			c.verify(p, seen)
 			return
-		case p.Status.Phase == corev1.PodFailed:
+		case corev1.PodFailed:
 			c.podsRun.Add(1)
 			if code, msg := terminated(p); code == 3 {
 				c.wrong(fmt.Sprintf("pod %s failed its check: %s", name, msg))
