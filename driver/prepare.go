@@ -127,6 +127,12 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 		if err := d.undo(ctx, rec, true); err != nil {
 			return nil, fmt.Errorf("claim %s/%s: roll back earlier unfinished prepare: %w", claim.Namespace, claim.Name, err)
 		}
+		// The rollback changed the devices (a VF back from vfio-pci on its
+		// network driver, say): plan from what they are now, not from the
+		// scan before it, which would skip the bind the plan needs.
+		if _, err := d.scan(ctx); err != nil {
+			return nil, fmt.Errorf("claim %s/%s: rescan after rolling back: %w", claim.Namespace, claim.Name, err)
+		}
 	}
 
 	rec, devs, err := d.start(ctx, claim)
