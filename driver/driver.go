@@ -68,9 +68,6 @@ type Config struct {
 	// Metrics, nil for none.
 	Metrics *Metrics
 
-	// LinkEvents, when set, delivers a value on every host link change;
-	// each burst costs a full rescan. DeviceEvents supersedes it.
-	LinkEvents <-chan struct{}
 	// DeviceEvents, when set, is subscribed to by Run: a burst of events
 	// rescans the PFs they concern (all of them with a PFScanner that
 	// cannot tell, or after lost events) and events about other devices

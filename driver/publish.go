@@ -201,8 +201,8 @@ func (d *Driver) TriggerRescan() {
 // Run publishes the pool and keeps it current until ctx is done, and
 // publishes only what changed. It rescans, debounced: the PFs device
 // events concern (Config.DeviceEvents: uevents, link events), everything
-// on prepare/unprepare, on Config.LinkEvents, when the VF config file
-// changed and after lost events; and everything on the slow poll (the
+// on prepare/unprepare, when the VF config file changed and after lost
+// events; and everything on the slow poll (the
 // safety net).
 //
 // In the background it also retries pending releases of records from
@@ -266,18 +266,10 @@ func (d *Driver) Run(ctx context.Context, pub Publisher) error {
 			debounce.Reset(d.cfg.Debounce)
 		}
 	}
-	linkEvents := d.cfg.LinkEvents
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-linkEvents:
-			if !ok {
-				linkEvents = nil
-				continue
-			}
-			full = true
-			schedule()
 		case ev, ok := <-devEvents:
 			if !ok {
 				devEvents = nil

@@ -190,53 +190,6 @@ func TestPublishOnlyOnChangeAndNumVFsWithin2s(t *testing.T) {
 	}
 }
 
-func TestLinkEventsAreDebounced(t *testing.T) {
-	e := newEnv(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}})
-	events := make(chan struct{}, 100)
-	cfg := e.config()
-	cfg.LinkEvents = events
-	cfg.PollInterval = time.Hour
-	cfg.Debounce = 100 * time.Millisecond
-	scans := &countingScanner{inner: e.scan}
-	cfg.Scanner = scans
-	d, err := New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = d.Run(ctx, &countingPublisher{}) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	before := scans.count()
-	for i := 0; i < 50; i++ {
-		events <- struct{}{}
-	}
-	time.Sleep(400 * time.Millisecond)
-	if got := scans.count() - before; got != 1 {
-		t.Errorf("a burst of 50 link events caused %d scans, want 1", got)
-	}
-}
-
-type countingScanner struct {
-	inner Scanner
-	mu    sync.Mutex
-	n     int
-}
-
-func (c *countingScanner) Scan(ctx context.Context) (*inventory.Inventory, error) {
-	c.mu.Lock()
-	c.n++
-	c.mu.Unlock()
-	return c.inner.Scan(ctx)
-}
-
-func (c *countingScanner) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
-}
-
 // flakyScanner returns an empty inventory for the scans numbered in
 // empty (1-based), the inner scanner's result otherwise.
 type flakyScanner struct {
