@@ -34,7 +34,7 @@ lint: $(GOLANGCI_LINT) ## gofmt, go mod tidy, golangci-lint (.golangci.yaml: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
 	$(GOLANGCI_LINT) run --build-tags $(LINT_TAGS) $(PKGS)
-	$(GOLANGCI_LINT) run ./pkg/faults/ # its one !faultinject file
+	$(GOLANGCI_LINT) run ./internal/faults/ # its one !faultinject file
 	$(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
 	GOFLAGS="$$($(GO) env GOFLAGS) -tags=$(LINT_TAGS)" $(LOGCHECK) $(LOGCHECK_FLAGS) $(PKGS)
 	$(GO) run ./test/cluster/testedwith check # the "Tested with" tables match test/cluster/results

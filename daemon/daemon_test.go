@@ -21,10 +21,10 @@ import (
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
 // testConfig is a daemon over a fixture host (an igb PF with VFs, fake

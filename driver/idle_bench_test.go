@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
 // processCPU is the CPU time (user + system, every thread) the process

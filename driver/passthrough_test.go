@@ -13,8 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
 // TestPFPassthroughOptIn: a PF is offered whole only when the admin

@@ -10,8 +10,8 @@ import (
 	"github.com/vishvananda/netlink"
 	resourceapi "k8s.io/api/resource/v1"
 
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
 // TestPrepareUnprepareWithRealHostOps runs Prepare and Unprepare through

@@ -11,7 +11,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
-	"github.com/sriov-dra/sriov-dra/pkg/faults"
+	"github.com/sriov-dra/sriov-dra/internal/faults"
 )
 
 // UnprepareResourceClaims implements kubeletplugin.DRAPlugin. It works

@@ -9,7 +9,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"k8s.io/klog/v2"
 
-	"github.com/sriov-dra/sriov-dra/pkg/faults"
+	"github.com/sriov-dra/sriov-dra/internal/faults"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )

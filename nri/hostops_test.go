@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
-	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
 // newTestHostOps returns the real host operations on this machine.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
 func TestDriverFlagsFromEnv(t *testing.T) {

@@ -29,10 +29,10 @@ import (
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
-	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
 // Footprint load: 8 PFs x 128 VFs published, 256 claims prepared.

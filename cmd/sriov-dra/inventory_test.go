@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 )
 
 // `sriov-dra inventory --vf-config` shows desired vs actual VFs of the PFs

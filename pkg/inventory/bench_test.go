@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
 // BenchmarkInventory scans 8 PFs x 128 VFs (every PF and VF with a netdev

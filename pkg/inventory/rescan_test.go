@@ -5,8 +5,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
 // TestScanPFsMatchesFullScan: after a change on one PF, rescanning the

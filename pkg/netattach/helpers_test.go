@@ -13,8 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
-	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
 // Host-kernel test helpers. Links are created in this process's netns

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 )
 
 func TestCheckVFIOIsolation(t *testing.T) {

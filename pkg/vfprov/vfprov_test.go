@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 )
 
 func TestParse(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/sriov-dra/sriov-dra/driver"
-	"github.com/sriov-dra/sriov-dra/pkg/faults"
+	"github.com/sriov-dra/sriov-dra/internal/faults"
 )
 
 // childEnv carries the node (JSON) to the crashing child process.

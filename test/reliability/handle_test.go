@@ -10,8 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
-	"github.com/sriov-dra/sriov-dra/pkg/nlink/nlinktest"
 )
 
 // pfHandle is the simulated host's netlink: the VF netdevs are real veth

@@ -17,11 +17,11 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 )
 
-// The simulated node: a fixture sysfs tree (pkg/inventory/sysfstest)
+// The simulated node: a fixture sysfs tree (internal/sysfstest)
 // describing one Ethernet PF with n VFs, whose VF netdevs are real veth
 // links in the host netns (peer "<name>p" stays on the host: deleting it
 // removes the pair wherever the VF end is), pod network namespaces made

@@ -1,6 +1,6 @@
 // Command simnode turns this machine into a simulated SR-IOV node for the
 // cluster harness: real host links stand in for the PF and VF netdevs, and
-// a fixture sysfs tree (pkg/inventory/sysfstest) describes them as PCI
+// a fixture sysfs tree (internal/sysfstest) describes them as PCI
 // devices. The driver runs with the fixture as its host root, so it
 // publishes these devices, and the links it moves into pod network
 // namespaces are real.
@@ -31,8 +31,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 

@@ -18,7 +18,7 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/sriov-dra/sriov-dra/pkg/faults"
+	"github.com/sriov-dra/sriov-dra/internal/faults"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/irq"
 )

@@ -1,8 +1,8 @@
 // Command mkfixture writes a fake host tree (sysfs, /dev, /proc) for
 // `sriov-dra inventory --host-root DIR` demos and manual tests:
 //
-//	go run ./pkg/inventory/sysfstest/mkfixture DIR            # the four ready PFs
-//	go run ./pkg/inventory/sysfstest/mkfixture -scale 8x128 DIR
+//	go run ./internal/sysfstest/mkfixture DIR            # the four ready PFs
+//	go run ./internal/sysfstest/mkfixture -scale 8x128 DIR
 //
 // DIR must not exist or be empty. Netlink state (VF admin state) is not
 // written: it lives in the fake that tests get from sysfstest.New.
@@ -13,7 +13,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 )
 
 func main() {

@@ -9,7 +9,7 @@ import (
 
 	"k8s.io/dynamic-resource-allocation/deviceattribute"
 
-	"github.com/sriov-dra/sriov-dra/pkg/inventory/sysfstest"
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 )
 
 func readFile(t *testing.T, p string) string {
