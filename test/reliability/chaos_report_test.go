@@ -5,31 +5,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/sriov-dra/sriov-dra/test/cluster/chaos/report"
 )
 
 // chaosResults is what `make chaos` wrote with CHAOS_RECORD=1: the summary
-// of test/cluster/chaos (its Summary type, read here by field name).
+// of test/cluster/chaos (report.Summary).
 const chaosResults = "testdata/chaos.json"
-
-type chaosSummary struct {
-	Seed          uint64         `json:"seed"`
-	Command       string         `json:"command"`
-	Duration      string         `json:"duration"`
-	Slots         int            `json:"slots"`
-	VFs           int            `json:"vfs"`
-	PodsRun       int64          `json:"podsRun"`
-	PodsOK        int64          `json:"podsOK"`
-	Faults        map[string]int `json:"faults"`
-	Leaks         []string       `json:"leaks"`
-	WrongDevice   []string       `json:"wrongDevice"`
-	StatusMissing int64          `json:"statusMissing"`
-	FailedOther   int64          `json:"podsFailedOther"`
-	Queued        *int64         `json:"podsQueued"`
-	RSSStartKiB   int64          `json:"rssStartKiB"`
-	RSSEndKiB     int64          `json:"rssEndKiB"`
-	RSSMaxKiB     int64          `json:"rssMaxKiB"`
-	Finished      string         `json:"finished"`
-}
 
 // chaosSection renders the recorded churn run (docs/reliability.md).
 func chaosSection() string {
@@ -50,25 +32,23 @@ func chaosSection() string {
 		b.WriteString("Not recorded yet: run `CHAOS_RECORD=1 CHAOS_MINUTES=30 make chaos`.\n\n")
 		return b.String()
 	}
-	var s chaosSummary
+	var s report.Summary
 	if err := json.Unmarshal(raw, &s); err != nil {
 		fmt.Fprintf(&b, "The recorded results (%s) cannot be read: %v.\n\n", chaosResults, err)
 		return b.String()
 	}
 	var faults []string
 	total := 0
-	for _, k := range []string{"driver-kill", "driver-rollout", "runtime-restart", "kubelet-restart", "apiserver-stop", "disk-full"} {
+	for _, k := range report.FaultKinds() {
 		faults = append(faults, fmt.Sprintf("%s %d", k, s.Faults[k]))
 		total += s.Faults[k]
 	}
 	b.WriteString("| seed | reproduce | duration | pods (VFs) | pods run / checked OK / failed outside the check | faults injected | leaks | wrong device | driver RSS start → end (max) |\n|---|---|---|---|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| %d | `%s` | %s | %d (%d) | %d / %d / %d | %d: %s | %d | %d | %.1f → %.1f MiB (%.1f) |\n\n",
-		s.Seed, s.Command, s.Duration, s.Slots, s.VFs, s.PodsRun, s.PodsOK, s.FailedOther, total, strings.Join(faults, ", "),
+		s.Seed, s.Command, s.Duration, s.Slots, s.VFs, s.PodsRun, s.PodsOK, s.PodsFailedOther, total, strings.Join(faults, ", "),
 		len(s.Leaks), len(s.WrongDevice), float64(s.RSSStartKiB)/1024, float64(s.RSSEndKiB)/1024, float64(s.RSSMaxKiB)/1024)
-	if s.Queued == nil {
-		b.WriteString("This run predates the count of pods still queued for a VF: a pod that waited more than 4 minutes for a VF was deleted and counted under \"failed outside the check\" (the harness's log shows such pods never reached kubelet).\n\n")
-	} else if *s.Queued > 0 {
-		fmt.Fprintf(&b, "%d pods were still waiting for a VF when the run ended; they were deleted and are not counted as run.\n\n", *s.Queued)
+	if s.PodsQueued > 0 {
+		fmt.Fprintf(&b, "%d pods were still waiting for a VF when the run ended; they were deleted and are not counted as run.\n\n", s.PodsQueued)
 	}
 	if s.StatusMissing > 0 {
 		fmt.Fprintf(&b, "Pods that finished before the driver's claim status (MAC, IPs) reached the API server, so their MAC was checked against the allocated device only: %d.\n\n", s.StatusMissing)
