@@ -269,7 +269,7 @@ func TestExplain(t *testing.T) {
 			if got.Error() != tc.want {
 				t.Errorf("Explain = %q, want %q", got.Error(), tc.want)
 			}
-			if tc.err != other && !errors.Is(got, cause) {
+			if !errors.Is(tc.err, other) && !errors.Is(got, cause) {
 				t.Errorf("Explain lost the cause: %v", got)
 			}
 		})
