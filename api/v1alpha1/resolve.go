@@ -218,20 +218,14 @@ func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfigurati
 func mergeInto(dst, src Config, at *field.Path, origin map[string]*field.Path) {
 	dv := reflect.ValueOf(dst).Elem()
 	sv := reflect.ValueOf(src).Elem()
-	t := dv.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if f.Anonymous {
-			continue
-		}
+	eachJSONField(dv.Type(), func(i int, name string) {
 		s := sv.Field(i)
 		if s.IsNil() { // every config field is a pointer or a slice
-			continue
+			return
 		}
 		dv.Field(i).Set(s)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		origin[name] = at
-	}
+	})
 }
 
 // resolvedFrom applies defaults and normalises a valid merged config.

@@ -1,10 +1,14 @@
 package v1alpha1
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -197,4 +201,63 @@ func enum(p *field.Path, v *string, allowed ...string) field.ErrorList {
 		return nil
 	}
 	return field.ErrorList{field.NotSupported(p, *v, allowed)}
+}
+
+// checkJSONKeys refuses, anywhere in a JSON value, an object with two
+// keys that are equal or differ only in case: the CNI plugins decode with
+// Go's case-insensitive JSON matching, so "datadir" would stand in for
+// "dataDir" and the last of two equal keys would win unseen.
+func checkJSONKeys(p *field.Path, raw []byte) field.ErrorList {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var errs field.ErrorList
+	var walk func(p *field.Path) error
+	walk = func(p *field.Path) error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		d, ok := tok.(json.Delim)
+		if !ok {
+			return nil
+		}
+		switch d {
+		case '{':
+			// strings.EqualFold folds as Go's JSON decoding does (Unicode
+			// simple folding: "ſ" is "s", the Kelvin sign "k"), which a
+			// lower-cased map key would not.
+			var seen []string
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				k, _ := kt.(string)
+				if i := slices.IndexFunc(seen, func(s string) bool { return strings.EqualFold(s, k) }); i >= 0 {
+					detail := "the key appears more than once; keep one"
+					if seen[i] != k {
+						detail = fmt.Sprintf("%q and %q differ only in case, and plugins read keys without regard to case; keep one", seen[i], k)
+					}
+					errs = append(errs, &field.Error{Type: field.ErrorTypeDuplicate, Field: p.Child(k).String(), BadValue: k, Detail: detail})
+				} else {
+					seen = append(seen, k)
+				}
+				if err := walk(p.Child(k)); err != nil {
+					return err
+				}
+			}
+		case '[':
+			for i := 0; dec.More(); i++ {
+				if err := walk(p.Index(i)); err != nil {
+					return err
+				}
+			}
+		}
+		_, err = dec.Token() // the closing delimiter
+		return err
+	}
+	if err := walk(p); err != nil && !errors.Is(err, io.EOF) {
+		return field.ErrorList{field.Invalid(p, omit, "not valid JSON: "+err.Error())}
+	}
+	return errs
 }

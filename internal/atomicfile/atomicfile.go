@@ -6,6 +6,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,12 +38,13 @@ const (
 	StepSyncDir Step = "syncdir" // opening or fsyncing the directory
 )
 
-// Error is a failed Write: Step says where, Temp is the temp file's path
-// (removed again unless Step is StepSyncDir, when the new content is in
-// place but may not be durable), Err the cause. Callers word it for their
-// own file.
+// Error is a failed Write: Step says where, Path is the target, Temp the
+// temp file's path (removed again unless Step is StepSyncDir, when the new
+// content is in place but may not be durable), Err the cause. Callers word
+// it for their own file with Explain.
 type Error struct {
 	Step Step
+	Path string
 	Temp string
 	Dir  string
 	Err  error
@@ -60,13 +62,35 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Explain words an error of Write for the caller's kind of file: file
+// names the file ("checkpoint"), dir its directory ("checkpoint dir").
+// The cause stays wrapped; nil and errors that are no *Error pass through.
+func Explain(err error, file, dir string) error {
+	var ae *Error
+	if err == nil || !errors.As(err, &ae) {
+		return err
+	}
+	switch ae.Step {
+	case StepSync:
+		return fmt.Errorf("fsync %s %s: %w", file, ae.Temp, ae.Err)
+	case StepCheck:
+		return fmt.Errorf("invalid %s: %w", file, ae.Err)
+	case StepRename:
+		return fmt.Errorf("replace %s %s: %w", file, ae.Path, ae.Err)
+	case StepSyncDir:
+		return fmt.Errorf("fsync %s %s: %w", dir, ae.Dir, ae.Err)
+	default:
+		return fmt.Errorf("write %s %s: %w", file, ae.Path, ae.Err)
+	}
+}
+
 // Write replaces path with data as the package comment says. On an error
 // before the rename the target is unchanged and the temp file removed;
 // the error is an *Error.
 func Write(path string, data []byte, opts Options) (err error) {
 	dir := filepath.Dir(path)
 	fail := func(step Step, tmp string, cause error) error {
-		return &Error{Step: step, Temp: tmp, Dir: dir, Err: cause}
+		return &Error{Step: step, Path: path, Temp: tmp, Dir: dir, Err: cause}
 	}
 	f, err := os.CreateTemp(dir, opts.TempPattern)
 	if err != nil {

@@ -51,7 +51,7 @@ func TestWrite(t *testing.T) {
 			err := Write(path, []byte("new content\n"), Options{TempPattern: ".f.json.tmp-*", Mode: tt.mode, Check: tt.check})
 			if tt.wantStep != "" {
 				var ae *Error
-				if !errors.As(err, &ae) || ae.Step != tt.wantStep {
+				if !errors.As(err, &ae) || ae.Step != tt.wantStep || ae.Path != path {
 					t.Fatalf("Write err = %v, want an *Error at step %q", err, tt.wantStep)
 				}
 				if !errors.Is(err, errRefused) {
@@ -107,7 +107,7 @@ func TestWriteErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			err := Write(tt.path, []byte("x"), Options{TempPattern: "tmp-*", Mode: 0o600})
 			var ae *Error
-			if !errors.As(err, &ae) || ae.Step != tt.wantStep {
+			if !errors.As(err, &ae) || ae.Step != tt.wantStep || ae.Path != tt.path {
 				t.Fatalf("Write err = %v, want an *Error at step %q", err, tt.wantStep)
 			}
 			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(tt.path), "tmp-*")); len(left) != 0 {
@@ -234,5 +234,44 @@ func TestCrashLeavesOldContent(t *testing.T) {
 	}
 	if st, err := os.Stat(left[0]); err != nil || st.Size() != 3<<12 {
 		t.Errorf("leftover temp %s: %v, %v; want the full new content", left[0], st, err)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	cause := errors.New("cause")
+	errAt := func(step Step) error {
+		return &Error{Step: step, Path: "/d/f", Temp: "/d/f.tmp-1", Dir: "/d", Err: cause}
+	}
+	other := errors.New("not a Write error")
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"nil", nil, ""},
+		{"other error", other, "not a Write error"},
+		{"create", errAt(StepCreate), "write spec /d/f: cause"},
+		{"write", errAt(StepWrite), "write spec /d/f: cause"},
+		{"fsync", errAt(StepSync), "fsync spec /d/f.tmp-1: cause"},
+		{"check", errAt(StepCheck), "invalid spec: cause"},
+		{"rename", errAt(StepRename), "replace spec /d/f: cause"},
+		{"syncdir", errAt(StepSyncDir), "fsync spec dir /d: cause"},
+		{"wrapped", fmt.Errorf("outer: %w", errAt(StepRename)), "replace spec /d/f: cause"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Explain(tc.err, "spec", "spec dir")
+			if tc.err == nil {
+				if got != nil {
+					t.Fatalf("Explain(nil) = %v, want nil", got)
+				}
+				return
+			}
+			if got.Error() != tc.want {
+				t.Errorf("Explain = %q, want %q", got.Error(), tc.want)
+			}
+			if !errors.Is(tc.err, other) && !errors.Is(got, cause) {
+				t.Errorf("Explain lost the cause: %v", got)
+			}
+		})
 	}
 }

@@ -330,18 +330,5 @@ func (s *Store[T]) write(v T) (err error) {
 		return fmt.Errorf("encode checkpoint %s: %w", s.path, err)
 	}
 	err = atomicfile.Write(s.path, b, atomicfile.Options{TempPattern: filepath.Base(s.path) + ".tmp-*", Mode: 0o600})
-	var ae *atomicfile.Error
-	if err == nil || !errors.As(err, &ae) {
-		return err
-	}
-	switch ae.Step {
-	case atomicfile.StepSync:
-		return fmt.Errorf("fsync checkpoint %s: %w", ae.Temp, ae.Err)
-	case atomicfile.StepRename:
-		return fmt.Errorf("replace checkpoint %s: %w", s.path, ae.Err)
-	case atomicfile.StepSyncDir:
-		return fmt.Errorf("fsync checkpoint dir %s: %w", s.dir, ae.Err)
-	default:
-		return fmt.Errorf("write checkpoint %s: %w", s.path, ae.Err)
-	}
+	return atomicfile.Explain(err, "checkpoint", "checkpoint dir")
 }

@@ -14,6 +14,9 @@
 // needs nothing but that Result, so it works after a restart.
 package ipam
 
+// This file holds the Allocator: Intent, Allocate and Release, and the
+// Result they record.
+
 import (
 	"bytes"
 	"context"
@@ -21,16 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
-	cnitypes "github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
 	"k8s.io/klog/v2"
 
-	v1alpha1 "github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
 
@@ -142,9 +141,6 @@ func (r *Result) Addresses() []string {
 	}
 	return out
 }
-
-// cniName is the CNI spec's rule for network names and container IDs.
-var cniName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 
 // ContainerID is the CNI_CONTAINERID of a claim's device.
 func ContainerID(claimUID, device string) string { return claimUID + "-" + device }
@@ -274,235 +270,4 @@ func (a *Allocator) args(cmd string, res *Result) *invoke.Args {
 		PluginArgsStr: res.Args,
 		Path:          strings.Join(a.paths, string(filepath.ListSeparator)),
 	}
-}
-
-// netConf validates the request's ipam object and builds the network
-// config passed on stdin. It returns the plugin name.
-func (a *Allocator) netConf(req Request) (string, json.RawMessage, error) {
-	if len(bytes.TrimSpace(req.IPAM)) == 0 {
-		return "", nil, errors.New("ipam: no IPAM config")
-	}
-	var ipamObj map[string]any
-	if err := json.Unmarshal(req.IPAM, &ipamObj); err != nil {
-		return "", nil, fmt.Errorf("ipam: not a JSON object: %w", err)
-	}
-	if ipamObj == nil {
-		return "", nil, errors.New("ipam: not a JSON object")
-	}
-	t, ok := ipamObj["type"].(string)
-	if !ok {
-		return "", nil, errors.New("ipam.type: missing or not a string")
-	}
-	if err := checkPluginName(t); err != nil {
-		return t, nil, fmt.Errorf("ipam.type: %w", err)
-	}
-	if a.dataDir != "" && t == "host-local" {
-		// host-local decodes its config with Go's case-insensitive field
-		// matching: a "datadir" or "DATADIR" key would beat ours.
-		for k := range ipamObj {
-			if strings.EqualFold(k, "dataDir") {
-				delete(ipamObj, k)
-			}
-		}
-		ipamObj["dataDir"] = a.dataDir
-	}
-	conf := map[string]any{
-		"cniVersion": CNIVersion,
-		"name":       network(req),
-		"type":       t,
-		"ipam":       ipamObj,
-	}
-	b, err := json.Marshal(conf)
-	if err != nil {
-		return t, nil, fmt.Errorf("ipam: encode network config: %w", err)
-	}
-	return t, b, nil
-}
-
-// checkPluginName refuses anything but a bare binary name, by the rule
-// `sriov-dra validate` checks ipam.type with.
-func checkPluginName(name string) error {
-	if err := v1alpha1.CheckPluginName(name); err != nil {
-		return fmt.Errorf("plugin name %q: %w", name, err)
-	}
-	return nil
-}
-
-func validateRequest(req Request) error {
-	if !cniName.MatchString(req.ClaimUID) {
-		return fmt.Errorf("claim UID %q: must match %s", req.ClaimUID, cniName)
-	}
-	if !cniName.MatchString(req.Device) {
-		return fmt.Errorf("device name %q: must match %s", req.Device, cniName)
-	}
-	if req.Network != "" && !cniName.MatchString(req.Network) {
-		return fmt.Errorf("network name %q: must match %s", req.Network, cniName)
-	}
-	if err := checkIfName(req.IfName); err != nil {
-		return fmt.Errorf("ifName: %w", err)
-	}
-	for field, v := range map[string]string{"pod name": req.PodName, "pod namespace": req.PodNamespace, "pod UID": req.PodUID} {
-		if strings.ContainsAny(v, ";=\x00") {
-			return fmt.Errorf("%s %q: must not contain ';', '=' or NUL", field, v)
-		}
-	}
-	return nil
-}
-
-// checkIfName applies the CNI spec's interface name rules.
-func checkIfName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty interface name")
-	case len(name) > 15:
-		return fmt.Errorf("interface name %q is longer than 15 bytes", name)
-	case name == "." || name == "..":
-		return fmt.Errorf("interface name %q is not allowed", name)
-	case strings.ContainsAny(name, "/: \t\n\v\f\r\x00"):
-		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
-	}
-	return nil
-}
-
-func network(req Request) string {
-	if req.Network == "" {
-		return DefaultNetwork
-	}
-	return req.Network
-}
-
-func cniArgs(req Request) string {
-	// IgnoreUnknown: plugins that do not know the K8S_* keys must not fail.
-	return strings.Join([]string{
-		"IgnoreUnknown=1",
-		"K8S_POD_NAMESPACE=" + req.PodNamespace,
-		"K8S_POD_NAME=" + req.PodName,
-		"K8S_POD_UID=" + req.PodUID,
-	}, ";")
-}
-
-// fillResult converts the plugin's result to plain data.
-func fillResult(res *Result, r cnitypes.Result) error {
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
-	}
-	cr, err := current.NewResultFromResult(r)
-	if err != nil {
-		return fmt.Errorf("convert result: %w", err)
-	}
-	if len(cr.IPs) == 0 {
-		return errors.New("plugin returned no addresses")
-	}
-	res.Raw = raw
-	res.IPs = res.IPs[:0]
-	for _, ip := range cr.IPs {
-		c := IPConfig{Address: ip.Address.String()}
-		if ip.Gateway != nil {
-			c.Gateway = ip.Gateway.String()
-		}
-		res.IPs = append(res.IPs, c)
-	}
-	res.Routes = nil
-	for _, rt := range cr.Routes {
-		if rt == nil {
-			continue
-		}
-		r := netattach.Route{Dst: rt.Dst.String()}
-		if rt.GW != nil {
-			r.GW = rt.GW.String()
-		}
-		res.Routes = append(res.Routes, r)
-	}
-	res.DNS = DNS{
-		Nameservers: cr.DNS.Nameservers,
-		Domain:      cr.DNS.Domain,
-		Search:      cr.DNS.Search,
-		Options:     cr.DNS.Options,
-	}
-	return nil
-}
-
-// withPrevResult adds "prevResult" to a network config, as the CNI spec
-// asks for DEL.
-func withPrevResult(netconf, prev json.RawMessage) ([]byte, error) {
-	if len(netconf) == 0 {
-		return nil, errors.New("no network config recorded")
-	}
-	if len(prev) == 0 {
-		return netconf, nil
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(netconf, &m); err != nil {
-		return nil, fmt.Errorf("decode recorded network config: %w", err)
-	}
-	m["prevResult"] = prev
-	return json.Marshal(m)
-}
-
-func logStderr(logger klog.Logger, plugin, cmd string, buf *bytes.Buffer) {
-	if buf.Len() > 0 {
-		logger.V(4).Info("IPAM plugin stderr", "plugin", plugin, "command", cmd, "stderr", buf.String())
-	}
-}
-
-// PluginError is a failure of an IPAM plugin's ADD or DEL. Its message
-// names the plugin, the command and the CNI error code, never what the
-// plugin said: a plugin's message may quote what it read (whereabouts
-// quotes the configuration file it failed to parse), and this error goes
-// to kubelet and into Events that namespace users read. The plugin's own
-// text is in Output and in the daemon's log.
-type PluginError struct {
-	Plugin  string
-	Command string // ADD or DEL
-	// Code is the CNI error code the plugin returned, 0 when it returned
-	// none (a crash, a result that could not be used).
-	Code uint
-	// Output is the plugin's own message: for the node's log only.
-	Output string
-}
-
-func (e *PluginError) Error() string {
-	code := ""
-	if e.Code != 0 {
-		code = fmt.Sprintf(" with CNI error code %d (%s)", e.Code, cniCodeMeaning(e.Code))
-	}
-	return fmt.Sprintf("failed%s; the plugin's message is in the sriov-dra log on the node (not repeated here: it may quote what the plugin read)", code)
-}
-
-// pluginFailed logs a plugin's failure in full and returns it as a
-// PluginError.
-func pluginFailed(logger klog.Logger, plugin, cmd, containerID string, err error) error {
-	logger.Error(err, "IPAM plugin failed", "plugin", plugin, "command", cmd, "containerID", containerID)
-	pe := &PluginError{Plugin: plugin, Command: cmd, Output: err.Error()}
-	var cniErr *cnitypes.Error
-	if errors.As(err, &cniErr) {
-		pe.Code = cniErr.Code
-	}
-	return pe
-}
-
-// cniCodeMeaning is what the CNI spec's well-known error codes mean.
-func cniCodeMeaning(code uint) string {
-	switch code {
-	case cnitypes.ErrIncompatibleCNIVersion:
-		return "incompatible CNI version"
-	case cnitypes.ErrUnsupportedField:
-		return "unsupported field in the network configuration"
-	case cnitypes.ErrUnknownContainer:
-		return "container unknown or does not exist"
-	case cnitypes.ErrInvalidEnvironmentVariables:
-		return "invalid necessary environment variables"
-	case cnitypes.ErrIOFailure:
-		return "I/O failure"
-	case cnitypes.ErrDecodingFailure:
-		return "failed to decode content"
-	case cnitypes.ErrInvalidNetworkConfig:
-		return "invalid network config"
-	case cnitypes.ErrTryAgainLater:
-		return "try again later"
-	case cnitypes.ErrInternal:
-		return "internal error"
-	}
-	return "plugin-specific"
 }

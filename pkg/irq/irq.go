@@ -24,13 +24,9 @@ import (
 // <root>/sys/bus/pci/devices/<pci>/msi_irqs/. A function without MSI IRQs
 // (no msi_irqs folder, e.g. unbound or legacy INTx) has none.
 func List(root, pci string) ([]int, error) {
-	dir := filepath.Join(pcidev.Dir(root, pci), "msi_irqs")
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list MSI IRQs of %s: %w", pci, err)
+	ents, err := pcidev.Entries(root, pci, "msi_irqs", "MSI IRQs")
+	if err != nil || ents == nil {
+		return nil, err
 	}
 	out := make([]int, 0, len(ents))
 	for _, e := range ents {

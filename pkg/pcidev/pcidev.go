@@ -21,6 +21,20 @@ const DevicesDir = "sys/bus/pci/devices"
 // Dir is the sysfs directory of the PCI function bdf under root.
 func Dir(root, bdf string) string { return filepath.Join(root, DevicesDir, bdf) }
 
+// Entries lists the folder sub of the PCI function bdf under root (net,
+// msi_irqs, ...) in name order: nil, and no error, when the function has
+// no such folder. what names the entries in the error ("netdevs").
+func Entries(root, bdf, sub, what string) ([]os.DirEntry, error) {
+	ents, err := os.ReadDir(filepath.Join(Dir(root, bdf), sub))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s of %s: %w", what, bdf, err)
+	}
+	return ents, nil
+}
+
 // IsBDF reports whether s is a full PCI address in the kernel's form:
 // domain:bus:device.function, "0000:3b:00.2", lower-case hex, function
 // 0-7.
@@ -123,14 +137,11 @@ func SortPrimary(nds []Netdev) {
 // netdevs of the reader's netns). A netdev that vanishes while it is read
 // is left out.
 func Netdevs(root, bdf string) ([]Netdev, error) {
+	ents, err := Entries(root, bdf, "net", "netdevs")
+	if err != nil || ents == nil {
+		return nil, err
+	}
 	dir := filepath.Join(Dir(root, bdf), "net")
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list netdevs of %s: %w", bdf, err)
-	}
 	nds := make([]Netdev, 0, len(ents))
 	for _, e := range ents {
 		nd := Netdev{Name: e.Name()}

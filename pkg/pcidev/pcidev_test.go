@@ -3,6 +3,7 @@ package pcidev
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -63,5 +64,29 @@ func TestNetdevs(t *testing.T) {
 	nds, _ := Netdevs(root, "0000:3b:00.0")
 	if len(nds) != 3 || nds[2].Name != "aaa_rep" || !nds[2].Representor {
 		t.Errorf("order %+v: the representor must come last", nds)
+	}
+}
+
+func TestEntries(t *testing.T) {
+	root := t.TempDir()
+	const bdf = "0000:3b:00.0"
+	for _, n := range []string{"41", "40"} {
+		if err := os.MkdirAll(filepath.Join(Dir(root, bdf), "msi_irqs", n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(Dir(root, bdf), "net"), nil, 0o644); err != nil {
+		t.Fatal(err) // a file where a folder belongs: unreadable as one
+	}
+	ents, err := Entries(root, bdf, "msi_irqs", "MSI IRQs")
+	if err != nil || len(ents) != 2 || ents[0].Name() != "40" || ents[1].Name() != "41" {
+		t.Errorf("Entries(msi_irqs) = %v, %v; want 40, 41", ents, err)
+	}
+	if ents, err := Entries(root, bdf, "infiniband", "RDMA devices"); err != nil || ents != nil {
+		t.Errorf("Entries of a missing folder = %v, %v; want nil, nil", ents, err)
+	}
+	_, err = Entries(root, bdf, "net", "netdevs")
+	if err == nil || !strings.Contains(err.Error(), "list netdevs of "+bdf) {
+		t.Errorf("Entries of an unreadable folder: err = %v, want one naming the entries and the device", err)
 	}
 }

@@ -43,60 +43,32 @@ type target struct {
 func resolve(base inventory.VFAdminState, s Settings) (target, error) {
 	var t target
 	var err error
-	macStr := base.MAC
-	if s.MAC != nil {
-		macStr = *s.MAC
-	}
+	macStr := setOr(s.MAC, base.MAC)
 	if macStr == "" {
 		macStr = "00:00:00:00:00:00" // unset: restoring it clears the admin MAC
 	}
 	if t.mac, err = net.ParseMAC(macStr); err != nil || len(t.mac) != 6 {
 		return t, fmt.Errorf("mac %q: not an Ethernet MAC address", macStr)
 	}
-	t.vlan, t.qos = base.VLAN, base.QoS
-	if s.VLAN != nil {
-		t.vlan = *s.VLAN
-	}
-	if s.QoS != nil {
-		t.qos = *s.QoS
-	}
+	t.vlan, t.qos = setOr(s.VLAN, base.VLAN), setOr(s.QoS, base.QoS)
 	if t.vlan < 0 || t.vlan > hw.MaxVLAN {
 		return t, fmt.Errorf("vlan %d: want 0..%d", t.vlan, hw.MaxVLAN)
 	}
 	if t.qos < 0 || t.qos > hw.MaxVLANQoS {
 		return t, fmt.Errorf("qos %d: want 0..7", t.qos)
 	}
-	proto := base.VLANProto
-	if s.VLANProto != nil {
-		proto = *s.VLANProto
-	}
-	if t.proto, err = hw.VLANProtoNumber(proto); err != nil {
+	if t.proto, err = hw.VLANProtoNumber(setOr(s.VLANProto, base.VLANProto)); err != nil {
 		return t, err
 	}
-	t.spoofChk, t.trust = base.SpoofChk, base.Trust
-	if s.SpoofChk != nil {
-		t.spoofChk = *s.SpoofChk
-	}
-	if s.Trust != nil {
-		t.trust = *s.Trust
-	}
-	ls := base.LinkState
-	if s.LinkState != nil {
-		ls = *s.LinkState
-	}
+	t.spoofChk, t.trust = setOr(s.SpoofChk, base.SpoofChk), setOr(s.Trust, base.Trust)
+	ls := setOr(s.LinkState, base.LinkState)
 	if ls == "" {
 		ls = "auto"
 	}
 	if t.linkState, err = hw.LinkStateNumber(ls); err != nil {
 		return t, err
 	}
-	t.minRate, t.maxRate = base.MinTxRate, base.MaxTxRate
-	if s.MinTxRate != nil {
-		t.minRate = *s.MinTxRate
-	}
-	if s.MaxTxRate != nil {
-		t.maxRate = *s.MaxTxRate
-	}
+	t.minRate, t.maxRate = setOr(s.MinTxRate, base.MinTxRate), setOr(s.MaxTxRate, base.MaxTxRate)
 	if t.minRate < 0 {
 		return t, fmt.Errorf("minTxRate %d: must not be negative", t.minRate)
 	}
@@ -107,6 +79,15 @@ func resolve(base inventory.VFAdminState, s Settings) (target, error) {
 		return t, fmt.Errorf("minTxRate %d is above maxTxRate %d", t.minRate, t.maxRate)
 	}
 	return t, nil
+}
+
+// setOr is the value a setting gives a knob: *p when it is set, else what
+// the knob was (base).
+func setOr[T any](p *T, base T) T {
+	if p != nil {
+		return *p
+	}
+	return base
 }
 
 // vfOp applies one knob's value through the PF.

@@ -1,5 +1,13 @@
 package v1
 
+// This file is the schema's types. Many mirror a runtime type field for
+// field (vfconfig.Settings and Snapshot, inventory.Device and
+// VFAdminState, ipam.Result, IPConfig and DNS, netattach's attach spec)
+// and look like duplicates of it: they are kept apart on purpose (see
+// doc.go), so the file format changes only when this package does. Do
+// not replace them with the runtime types, nor make the runtime types
+// embed these.
+
 import "encoding/json"
 
 // Version is the value of Checkpoint.Version this package describes.
