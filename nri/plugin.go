@@ -298,30 +298,6 @@ func (p *Plugin) Run(ctx context.Context) error {
 	}
 }
 
-// stepTimer times the plugin's steps of one attach for
-// Config.ObserveAttachStep.
-type stepTimer struct {
-	obs  func(string, time.Duration)
-	last time.Time
-}
-
-func (p *Plugin) stepTimer() *stepTimer {
-	if p.cfg.ObserveAttachStep == nil {
-		return &stepTimer{}
-	}
-	return &stepTimer{obs: p.cfg.ObserveAttachStep, last: time.Now()}
-}
-
-// mark reports step as ending now; the next step starts now.
-func (t *stepTimer) mark(step string) {
-	if t.obs == nil {
-		return
-	}
-	now := time.Now()
-	t.obs(step, now.Sub(t.last))
-	t.last = now
-}
-
 // stepContext passes Config.ObserveAttachStep on to pkg/netattach.
 func (p *Plugin) stepContext(ctx context.Context) context.Context {
 	if p.cfg.ObserveAttachStep == nil {

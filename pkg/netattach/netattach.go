@@ -162,8 +162,8 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 	if !id.Known() {
 		return Original{}, fmt.Errorf("attach %s to %s: identity: none given (PCI address, permanent address or host peer): the link cannot be confirmed to be the device", spec.HostIfName, nsPath)
 	}
-	steps := newStepTimer(ctx)
-	defer steps.mark(StepClose) // runs after the closes deferred below
+	steps := NewStepTimer(ctx)
+	defer steps.Mark(StepClose) // runs after the closes deferred below
 	if err := checkPodNetns(nsPath, a.hostNsPath); err != nil {
 		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
 	}
@@ -172,7 +172,7 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
 	}
 	defer podH.Close()
-	steps.mark(StepOpenPodHandle)
+	steps.Mark(StepOpenPodHandle)
 	hs, ps := hostScope(host), podScope(podH, nsPath, a.hostNsPath)
 
 	hl, err := hs.find(id, spec.HostIfName)
@@ -208,13 +208,13 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 		return Original{}, fmt.Errorf("attach %s: open netns %s: %w", spec.HostIfName, nsPath, err)
 	}
 	defer nsf.Close()
-	steps.mark(StepFind)
+	steps.Mark(StepFind)
 
 	pl, err := a.move(ctx, hs, ps, hl, int(nsf.Fd()), spec.PodIfName, orig)
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s to %s: %w", spec.HostIfName, nsPath, err)
 	}
-	steps.mark(StepMove)
+	steps.Mark(StepMove)
 	if err := configure(ctx, podH, pl, p, nsPath, steps); err != nil {
 		uerr := a.returnLink(ctx, hs, ps, pl, orig)
 		if uerr != nil {
@@ -303,7 +303,7 @@ func (a attacher) move(ctx context.Context, hs, ps scope, hl netlink.Link, fd in
 // configure sets the pod-side state of link l: MTU, MAC, addresses, up,
 // routes, announcements. Each step is skipped when already so, which
 // makes a retried attach work. steps is told when each part ended.
-func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, nsPath string, steps *stepTimer) error {
+func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, nsPath string, steps *StepTimer) error {
 	log := klog.FromContext(ctx)
 	a := l.Attrs()
 	if mtu := p.mtuOr(a.MTU); mtu != a.MTU {
@@ -330,7 +330,7 @@ func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, 
 			return fmt.Errorf("set up: %w", err)
 		}
 	}
-	steps.mark(StepLink)
+	steps.Mark(StepLink)
 	for _, r := range p.routes {
 		nr := &netlink.Route{LinkIndex: a.Index, Dst: r.dst, Gw: r.gw, Family: unix.AF_INET}
 		if r.v6 {
@@ -343,7 +343,7 @@ func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, 
 			return fmt.Errorf("add route %s via %v: %w", dstString(r), r.gw, err)
 		}
 	}
-	steps.mark(StepRoutes)
+	steps.Mark(StepRoutes)
 	if len(ips) > 0 {
 		if a.EncapType != "" && a.EncapType != "ether" {
 			log.V(2).Info("Not announcing addresses on a non-Ethernet link", "encap", a.EncapType)
@@ -351,7 +351,7 @@ func configure(ctx context.Context, pod nlink.Handle, l netlink.Link, p parsed, 
 			// Peers learn the address on first traffic anyway.
 			log.Error(err, "Could not announce addresses", "link", a.Name)
 		}
-		steps.mark(StepAnnounce)
+		steps.Mark(StepAnnounce)
 	}
 	return nil
 }
