@@ -72,3 +72,20 @@ type Devices interface {
 	// ForPod reports it with NetnsPath "", Attached and RDMAMoved false.
 	Detached(claimUID, device string) error
 }
+
+// identity is the device's identity as recorded: the one read before the
+// move, or for a record written before identities were recorded, the
+// device's PCI address from the driver's record (a link whose PCI parent
+// is not that address is then never touched).
+func identity(d PodDevice) netattach.Identity {
+	if d.Original != nil && d.Original.Identity.Known() {
+		return d.Original.Identity
+	}
+	return netattach.Identity{PCIAddress: d.PCIAddress}
+}
+
+// fromKernel reports whether d's attach state is derived from the kernel
+// (see PodDevice.AttachStateFromKernel) rather than recorded durably.
+func fromKernel(d PodDevice) bool {
+	return d.AttachStateFromKernel && d.Original != nil
+}

@@ -244,19 +244,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 	failLogged := false
 	logger.Info("Connecting to the NRI runtime")
 	for {
-		closed := make(chan struct{})
-		var once sync.Once
-		s, err := stub.New(p,
-			stub.WithPluginName(PluginName),
-			stub.WithPluginIdx(p.cfg.PluginIndex),
-			stub.WithSocketPath(p.cfg.SocketPath),
-			stub.WithLogger(nriLogger{logger: logger.WithName("nri")}),
-			stub.WithOnClose(func() { once.Do(func() { close(closed) }) }),
-			// Fail closed: a request we could not answer (timeout, lost
-			// connection) fails the sandbox or container instead of
-			// letting it run without its devices.
-			stub.WithFailurePolicy(&api.FailurePolicy{FailRequest: true, KeepConnected: true}),
-		)
+		s, closed, err := p.newStub(logger)
 		if err != nil {
 			// Only bad options get here: not worth retrying.
 			return fmt.Errorf("create NRI stub: %w", err)
@@ -271,10 +259,8 @@ func (p *Plugin) Run(ctx context.Context) error {
 				logger.Info("Cannot connect to the NRI runtime, retrying with backoff", "err", err)
 				failLogged = true
 			}
-			select {
-			case <-ctx.Done():
+			if !sleepCtx(ctx, backoff) {
 				return nil
-			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, p.cfg.MaxBackoff)
 			continue
@@ -283,43 +269,57 @@ func (p *Plugin) Run(ctx context.Context) error {
 		logger.Info("Connected to the NRI runtime")
 		backoff = p.cfg.MinBackoff
 		failLogged = false
-
-		select {
-		case <-ctx.Done():
-			s.Stop()
-			p.connected.Store(false)
-			logger.Info("Disconnected from the NRI runtime: shutting down")
+		if !p.serve(ctx, s, closed) {
 			return nil
-		case <-closed:
-			s.Stop()
-			p.connected.Store(false)
-			logger.Info("Lost the connection to the NRI runtime, reconnecting with backoff")
 		}
 	}
 }
 
-// stepTimer times the plugin's steps of one attach for
-// Config.ObserveAttachStep.
-type stepTimer struct {
-	obs  func(string, time.Duration)
-	last time.Time
+// newStub makes the NRI stub of one connection; closed is closed when
+// the runtime closes that connection.
+func (p *Plugin) newStub(logger klog.Logger) (_ stub.Stub, closed <-chan struct{}, _ error) {
+	c := make(chan struct{})
+	var once sync.Once
+	s, err := stub.New(p,
+		stub.WithPluginName(PluginName),
+		stub.WithPluginIdx(p.cfg.PluginIndex),
+		stub.WithSocketPath(p.cfg.SocketPath),
+		stub.WithLogger(nriLogger{logger: logger.WithName("nri")}),
+		stub.WithOnClose(func() { once.Do(func() { close(c) }) }),
+		// Fail closed: a request we could not answer (timeout, lost
+		// connection) fails the sandbox or container instead of
+		// letting it run without its devices.
+		stub.WithFailurePolicy(&api.FailurePolicy{FailRequest: true, KeepConnected: true}),
+	)
+	return s, c, err
 }
 
-func (p *Plugin) stepTimer() *stepTimer {
-	if p.cfg.ObserveAttachStep == nil {
-		return &stepTimer{}
+// serve keeps the started stub s connected until ctx is done (false) or
+// the runtime closes the connection (true: connect again).
+func (p *Plugin) serve(ctx context.Context, s stub.Stub, closed <-chan struct{}) bool {
+	logger := klog.FromContext(ctx)
+	select {
+	case <-ctx.Done():
+		s.Stop()
+		p.connected.Store(false)
+		logger.Info("Disconnected from the NRI runtime: shutting down")
+		return false
+	case <-closed:
+		s.Stop()
+		p.connected.Store(false)
+		logger.Info("Lost the connection to the NRI runtime, reconnecting with backoff")
+		return true
 	}
-	return &stepTimer{obs: p.cfg.ObserveAttachStep, last: time.Now()}
 }
 
-// mark reports step as ending now; the next step starts now.
-func (t *stepTimer) mark(step string) {
-	if t.obs == nil {
-		return
+// sleepCtx waits for d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
-	now := time.Now()
-	t.obs(step, now.Sub(t.last))
-	t.last = now
 }
 
 // stepContext passes Config.ObserveAttachStep on to pkg/netattach.

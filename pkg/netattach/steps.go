@@ -36,23 +36,27 @@ func WithStepObserver(ctx context.Context, obs StepObserver) context.Context {
 	return context.WithValue(ctx, stepKey{}, obs)
 }
 
-// stepTimer reports the time since its last mark to the observer in ctx
-// (none: it does nothing).
-type stepTimer struct {
+// StepTimer reports the time since its last mark to the StepObserver of
+// the context it was made from; with none it does nothing. Attach times
+// its own steps with it, and so does a caller that adds steps of its own
+// around Attach (the NRI plugin).
+type StepTimer struct {
 	obs  StepObserver
 	last time.Time
 }
 
-func newStepTimer(ctx context.Context) *stepTimer {
+// NewStepTimer returns a StepTimer for the observer in ctx
+// (WithStepObserver), started now.
+func NewStepTimer(ctx context.Context) *StepTimer {
 	obs, _ := ctx.Value(stepKey{}).(StepObserver)
 	if obs == nil {
-		return &stepTimer{}
+		return &StepTimer{}
 	}
-	return &stepTimer{obs: obs, last: time.Now()}
+	return &StepTimer{obs: obs, last: time.Now()}
 }
 
-// mark reports step as ending now.
-func (t *stepTimer) mark(step string) {
+// Mark reports step as ending now; the next step starts now.
+func (t *StepTimer) Mark(step string) {
 	if t.obs == nil {
 		return
 	}

@@ -1,6 +1,13 @@
 // Package netattach moves a netdev into a pod network namespace and back.
 package netattach
 
+// Route, Spec and Original (and Identity) also go into the node's
+// checkpoint, but as their own copies in api/checkpoint/v1 (Route,
+// AttachSpec, Original, Identity), which driver/checkpointv1.go converts
+// to and from. The likeness is deliberate: renaming a field or a JSON tag
+// here must not change the file format (issue #18 part 2), so do not
+// merge them.
+
 // Route is one route to add in the pod netns for the device.
 type Route struct {
 	Dst string `json:"dst"`          // CIDR, e.g. "0.0.0.0/0" or "10.20.0.0/16"
