@@ -15,7 +15,7 @@
 //   - the NRI plugin (nri.Plugin): the one owner of moving netdevs in and
 //     out of pod netns, the driver's Detacher;
 //   - the driver (driver.Driver): Prepare/Unprepare, ResourceSlices,
-//     health, VF provisioning; its host changes go through driver.Host;
+//     health, VF provisioning; its host changes go through driver.Kernel;
 //   - the kubelet plugin (kubeletplugin.Helper) serving the driver;
 //   - /metrics and /healthz.
 package daemon
@@ -240,7 +240,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		BootID: d.bootID, State: state,
 		Scanner:           scanner,
 		Attributes:        inventory.Attributes,
-		Host:              driver.NewHost(cfg.HostRoot, nl),
+		Kernel:            driver.NewKernel(cfg.HostRoot, nl),
 		Detacher:          d.plugin,
 		IPAM:              ipam.New(ipam.Config{CNIPath: cfg.CNIPath, DataDir: filepath.Join(cfg.StateDir, "ipam")}),
 		CDI:               cdi.New(cfg.CDIDir, cfg.HostRoot),

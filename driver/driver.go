@@ -47,7 +47,7 @@ type Config struct {
 	State      *State
 	Scanner    Scanner
 	Attributes AttributesFunc
-	Host       Host
+	Kernel     Kernel
 	// Detacher returns netdevs the runtime never took out of a pod netns
 	// (Unprepare of a pod whose sandbox was not stopped); nil refuses
 	// those Unprepares with an error.
@@ -195,8 +195,8 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, errors.New("driver config: Scanner is required")
 	case cfg.Attributes == nil:
 		return nil, errors.New("driver config: Attributes is required")
-	case cfg.Host == nil:
-		return nil, errors.New("driver config: Host is required")
+	case cfg.Kernel == nil:
+		return nil, errors.New("driver config: Kernel is required")
 	case cfg.IPAM == nil:
 		return nil, errors.New("driver config: IPAM is required")
 	case cfg.CDI == nil:

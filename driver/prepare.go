@@ -186,7 +186,7 @@ func (d *Driver) start(ctx context.Context, claim *resourceapi.ResourceClaim) (*
 	// "prepare started" with the snapshots and the steps to come. Both
 	// run outside planMu: saves of concurrent claims share fsyncs.
 	for i, dr := range rec.Devices {
-		snap, err := d.cfg.Host.Snapshot(ctx, &devs[i])
+		snap, err := d.cfg.Kernel.Snapshot(ctx, &devs[i])
 		if err == nil {
 			dr.Snapshot = snap
 			continue
@@ -235,7 +235,7 @@ func (d *Driver) reserve(ctx context.Context, claim *resourceapi.ResourceClaim) 
 // not run yet puts back the snapshot's values, which the device still has.
 // prog tells an in-process rollback what this attempt actually reached.
 func (d *Driver) apply(ctx context.Context, claim *resourceapi.ResourceClaim, rec *ClaimRecord, devs []inventory.Device, prog *progress) error {
-	host := d.cfg.Host
+	host := d.cfg.Kernel
 	for i, dr := range rec.Devices {
 		ran := &prog.steps[i]
 		if dr.Steps.VFSettings {
@@ -744,7 +744,7 @@ func (d *Driver) checkPKeyAfterGUID(ctx context.Context, dr *DeviceRecord) error
 		err   error
 	)
 	for range pkeyWaits {
-		table, err = d.cfg.Host.PKeys(ctx, &dr.Snapshot)
+		table, err = d.cfg.Kernel.PKeys(ctx, &dr.Snapshot)
 		if err == nil && len(table) > 0 {
 			break
 		}
@@ -844,7 +844,7 @@ func pfOf(inv *inventory.Inventory, vf *inventory.Device) *inventory.Device {
 	return nil
 }
 
-// originalReader is the optional part of Host that reads a netdev as the
+// originalReader is the optional part of Kernel that reads a netdev as the
 // NRI plugin's detach restores it (netattach.ReadOriginal).
 type originalReader interface {
 	ReadOriginal(ctx context.Context, hostIfName, pciAddress string) (netattach.Original, error)
@@ -860,7 +860,7 @@ type originalReader interface {
 // kernel. A netdev that cannot be read now keeps the durable records of
 // the hook.
 func (d *Driver) recordAttachIntent(ctx context.Context, rec *ClaimRecord) {
-	r, ok := d.cfg.Host.(originalReader)
+	r, ok := d.cfg.Kernel.(originalReader)
 	if !ok {
 		return
 	}

@@ -62,7 +62,7 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 // and the claim's status entries. The devices already came up fresh.
 func (d *Driver) undo(ctx context.Context, rec *ClaimRecord, restoreHost bool) error {
 	logger := klog.FromContext(ctx)
-	host := d.cfg.Host
+	host := d.cfg.Kernel
 	var errs []error
 	fail := func(dr *DeviceRecord, step string, err error) {
 		errs = append(errs, &stepError{rec: rec, request: dr.Request, device: dr.Device, step: step, err: err})
