@@ -65,23 +65,24 @@ type DropRequest struct {
 	At string `json:"at,omitempty"`
 }
 
-// ClaimRecord is one prepared (or being prepared) ResourceClaim. Its
-// JSON tags (and those of the types it holds) serve clone, which deep-
-// copies through JSON; on disk a record is api/checkpoint/v1's Claim.
+// ClaimRecord is one prepared (or being prepared) ResourceClaim; on disk
+// it is api/checkpoint/v1's Claim. clone deep-copies it through JSON: the
+// JSON tags of the types it holds (omitempty keeps a nil field nil) serve
+// that, not the file format.
 type ClaimRecord struct {
-	UID          string `json:"uid"`
-	Namespace    string `json:"namespace"`
-	Name         string `json:"name"`
-	PodUID       string `json:"podUID"`
-	PodName      string `json:"podName"`
-	PodNamespace string `json:"podNamespace"`
-	Phase        Phase  `json:"phase"`
+	UID          string
+	Namespace    string
+	Name         string
+	PodUID       string
+	PodName      string
+	PodNamespace string
+	Phase        Phase
 	// Steps records what was done for the claim as a whole.
-	Steps ClaimSteps `json:"steps"`
+	Steps ClaimSteps
 	// Devices are in allocation order; Unprepare walks them backwards.
-	Devices []*DeviceRecord `json:"devices"`
+	Devices []*DeviceRecord
 	// Stale is set on a record of an earlier boot (see StaleRelease).
-	Stale *StaleRelease `json:"stale,omitempty"`
+	Stale *StaleRelease
 }
 
 // StaleRelease marks a record made before the node rebooted. The kernel
