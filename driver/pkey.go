@@ -1,8 +1,9 @@
 package driver
 
-// This file holds the pkey and GUID checks of Prepare: the pkey against
-// the port's table (before any change when no GUID change comes, after
-// the GUID step otherwise).
+// This file holds Prepare's pkey checks: a claim's pkey against its
+// port's pkey table, in the plan when no GUID change comes, after the
+// GUID step otherwise (the table is the port GUID's). GUIDs themselves
+// are picked in guid.go and checked for holders in plan.go.
 
 import (
 	"context"
