@@ -15,7 +15,7 @@
 //   - the NRI plugin (nri.Plugin): the one owner of moving netdevs in and
 //     out of pod netns, the driver's Detacher;
 //   - the driver (driver.Driver): Prepare/Unprepare, ResourceSlices,
-//     health, VF provisioning; its host changes go through driver.Host;
+//     health, VF provisioning; its host changes go through driver.Kernel;
 //   - the kubelet plugin (kubeletplugin.Helper) serving the driver;
 //   - /metrics and /healthz.
 package daemon
@@ -225,7 +225,7 @@ func (d *Daemon) buildDriver(ctx context.Context, p parts) error {
 		BootID: d.bootID, State: p.state,
 		Scanner:           scanner,
 		Attributes:        inventory.Attributes,
-		Host:              driver.NewHost(cfg.HostRoot, p.nl),
+		Kernel:            driver.NewKernel(cfg.HostRoot, p.nl),
 		Detacher:          d.plugin,
 		IPAM:              ipam.New(ipam.Config{CNIPath: cfg.CNIPath, DataDir: filepath.Join(cfg.StateDir, "ipam")}),
 		CDI:               cdi.New(cfg.CDIDir, cfg.HostRoot),

@@ -12,24 +12,24 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 )
 
-// originalHost is the fake host that can read a netdev's original, as the
+// originalKernel is the fake host that can read a netdev's original, as the
 // real one can: Prepare records the intent to attach.
-type originalHost struct {
-	*fakeHost
+type originalKernel struct {
+	*fakeKernel
 }
 
-func (h originalHost) ReadOriginal(_ context.Context, hostIfName, pciAddress string) (netattach.Original, error) {
+func (h originalKernel) ReadOriginal(_ context.Context, hostIfName, pciAddress string) (netattach.Original, error) {
 	if err := h.j.add("host.ReadOriginal %s %s", hostIfName, pciAddress); err != nil {
 		return netattach.Original{}, err
 	}
 	return netattach.Original{IfName: hostIfName, MAC: "02:00:5e:00:00:01", MTU: 1500, Identity: netattach.Identity{PCIAddress: pciAddress}}, nil
 }
 
-// withOriginalHost rebuilds e's driver over a host that reads originals.
-func withOriginalHost(t *testing.T, e *env) {
+// withOriginalKernel rebuilds e's driver over a host that reads originals.
+func withOriginalKernel(t *testing.T, e *env) {
 	t.Helper()
 	cfg := e.config()
-	cfg.Host = originalHost{e.host}
+	cfg.Kernel = originalKernel{e.kernel}
 	d, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func countSaves(entries []string) int {
 
 func TestAttachIntentAtPrepare(t *testing.T) {
 	e := newEnv(t, sysfstest.Standard())
-	withOriginalHost(t, e)
+	withOriginalKernel(t, e)
 	dev := vfName(e, 1, 0)
 	c := newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("eth", dev)},
 		opaque(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","ifName":"data0"}`))
@@ -119,7 +119,7 @@ func TestAttachIntentAtPrepare(t *testing.T) {
 	if err := st.Attaching("u1", dev, "/proc/9/ns/net", *pod.Original); err != nil {
 		t.Fatal(err)
 	}
-	withOriginalHost(t, e)
+	withOriginalKernel(t, e)
 	if pd := e.d.State().ForPod("pod-uid-p1")[0]; !pd.AttachStateFromKernel || pd.Original == nil {
 		t.Fatalf("after a restart: %+v", pd)
 	}
@@ -143,7 +143,7 @@ func TestAttachIntentAtPrepare(t *testing.T) {
 func TestAttachIntentNotForRDMAIsolation(t *testing.T) {
 	e := newEnv(t, sysfstest.Standard())
 	e.fix.Netlink.SetRdmaNetnsMode(rdma.ModeExclusive) // rdmaIsolation needs it
-	withOriginalHost(t, e)
+	withOriginalKernel(t, e)
 	dev := vfName(e, 0, 3)
 	c := newClaim("u2", "p2", []resourceapi.DeviceRequestAllocationResult{result("ib", dev)},
 		opaque(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","guid":"auto","rdmaIsolation":true}`))

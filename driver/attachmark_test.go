@@ -28,7 +28,7 @@ func TestAttachMarkerMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.marks = marks
-	e.host.marks = marks
+	e.kernel.marks = marks
 	e.restart()
 
 	ib, eth, vfio := vfName(e, 0, 1), vfName(e, 1, 0), vfName(e, 1, 12)

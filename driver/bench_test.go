@@ -18,11 +18,11 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
 
-// noNodesHost is the recording fake host without RDMA device nodes, so the
+// noNodesKernel is the recording fake host without RDMA device nodes, so the
 // real CDI writer (which checks nodes exist) can be used.
-type noNodesHost struct{ fakeHost }
+type noNodesKernel struct{ fakeKernel }
 
-func (h *noNodesHost) CDIInfo(context.Context, *inventory.Device, bool) ([]string, string, error) {
+func (h *noNodesKernel) CDIInfo(context.Context, *inventory.Device, bool) ([]string, string, error) {
 	return nil, "", nil
 }
 
@@ -42,7 +42,7 @@ func benchPrepare(b *testing.B, parallel int) {
 	dir := b.TempDir()
 	e.store, e.bootID = fileStoreAt(b, filepath.Join(dir, "state"), "boot-1")
 	cfg := e.config()
-	cfg.Host = &noNodesHost{fakeHost{j: e.j, root: e.fix.Root}}
+	cfg.Kernel = &noNodesKernel{fakeKernel{j: e.j, root: e.fix.Root}}
 	cfg.CDI = cdi.New(filepath.Join(dir, "cdi"), "/")
 	d, err := New(context.Background(), cfg)
 	if err != nil {

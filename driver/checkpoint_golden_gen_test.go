@@ -37,12 +37,12 @@ const (
 	goldenIBCfg     = `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","guid":"auto","ipam":{"type":"host-local"},"rdmaIsolation":true}`
 )
 
-// richHost is the fake host with a snapshot as full as the real one's:
+// richKernel is the fake host with a snapshot as full as the real one's:
 // the PF driver, the VF's admin state as known and IRQ affinities.
-type richHost struct{ *fakeHost }
+type richKernel struct{ *fakeKernel }
 
-func (h richHost) Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
-	s, err := h.fakeHost.Snapshot(ctx, dev)
+func (h richKernel) Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
+	s, err := h.fakeKernel.Snapshot(ctx, dev)
 	if err != nil {
 		return s, err
 	}
@@ -76,7 +76,7 @@ func goldenEnv(t *testing.T, dir, bootID string) *env {
 	t.Helper()
 	e := newEnv(t, sysfstest.Standard())
 	e.fix.Netlink.SetRdmaNetnsMode(rdma.ModeExclusive)
-	e.host.pkeys = map[string][]string{}
+	e.kernel.pkeys = map[string][]string{}
 	e.bootID = bootID
 	st, id, err := NewOwnedFileStore(dir, bootRoot(t, bootID), goldenOwner, nil)
 	if err != nil {
@@ -89,9 +89,9 @@ func goldenEnv(t *testing.T, dir, bootID string) *env {
 	return e
 }
 
-func (e *env) withRichHost() Config {
+func (e *env) withRichKernel() Config {
 	cfg := e.config()
-	cfg.Host = richHost{e.host}
+	cfg.Kernel = richKernel{e.kernel}
 	return cfg
 }
 
@@ -138,7 +138,7 @@ func TestWriteGoldenCheckpoints(t *testing.T) {
 	{
 		dir := filepath.Join(t.TempDir(), "state")
 		e := goldenEnv(t, dir, "boot-1")
-		e.start(e.withRichHost())
+		e.start(e.withRichKernel())
 		write("empty", file(dir))
 	}
 
@@ -150,7 +150,7 @@ func TestWriteGoldenCheckpoints(t *testing.T) {
 		e := goldenEnv(t, dir, "boot-1")
 		cs := &capStore{Store: e.store, path: filepath.Join(dir, CheckpointFile)}
 		e.store = cs
-		e.start(e.withRichHost())
+		e.start(e.withRichKernel())
 		dev := vfName(e, 1, 0)
 		c := newClaim("11111111-1111-4111-8111-111111111111", "web", []resourceapi.DeviceRequestAllocationResult{result("eth", dev)}, opaque(goldenNetdevCfg))
 		if err := prepare(t, e.d, c)[c.UID].Err; err != nil {
@@ -189,7 +189,7 @@ func TestWriteGoldenCheckpoints(t *testing.T) {
 	{
 		dir := filepath.Join(t.TempDir(), "state")
 		e := goldenEnv(t, dir, "boot-1")
-		e.start(e.withRichHost())
+		e.start(e.withRichKernel())
 		c := newClaim("33333333-3333-4333-8333-333333333333", "dpdk", []resourceapi.DeviceRequestAllocationResult{result("dpdk", vfName(e, 1, 4))}, opaque(goldenVFIOCfg))
 		if err := prepare(t, e.d, c)[c.UID].Err; err != nil {
 			t.Fatal(err)
@@ -201,7 +201,7 @@ func TestWriteGoldenCheckpoints(t *testing.T) {
 	{
 		dir := filepath.Join(t.TempDir(), "state")
 		e := goldenEnv(t, dir, "boot-1")
-		e.start(e.withRichHost())
+		e.start(e.withRichKernel())
 		c := newClaim("44444444-4444-4444-8444-444444444444", "mpi", []resourceapi.DeviceRequestAllocationResult{result("ib", vfName(e, 0, 3))}, opaque(goldenIBCfg))
 		if err := prepare(t, e.d, c)[c.UID].Err; err != nil {
 			t.Fatal(err)
@@ -214,7 +214,7 @@ func TestWriteGoldenCheckpoints(t *testing.T) {
 	{
 		dir := filepath.Join(t.TempDir(), "state")
 		e := goldenEnv(t, dir, "boot-1")
-		e.start(e.withRichHost())
+		e.start(e.withRichKernel())
 		dev := vfName(e, 1, 1)
 		c := newClaim("55555555-5555-4555-8555-555555555555", "old", []resourceapi.DeviceRequestAllocationResult{result("eth", dev)}, opaque(ipamVLAN))
 		if err := prepare(t, e.d, c)[c.UID].Err; err != nil {
@@ -222,8 +222,8 @@ func TestWriteGoldenCheckpoints(t *testing.T) {
 		}
 		e.j.failOn("ipam.Release ", errInjected)
 		e2 := goldenEnv(t, dir, "boot-2")
-		e2.j, e2.host, e2.ipam, e2.cdi, e2.status = e.j, e.host, e.ipam, e.cdi, e.status
-		e2.start(e2.withRichHost())
+		e2.j, e2.kernel, e2.ipam, e2.cdi, e2.status = e.j, e.kernel, e.ipam, e.cdi, e.status
+		e2.start(e2.withRichKernel())
 		rec, ok := e2.d.State().Claim(string(c.UID))
 		if !ok || rec.Stale == nil || rec.Stale.Attempts == 0 {
 			t.Fatalf("stale record %+v, want kept with a failed attempt", rec)

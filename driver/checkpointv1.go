@@ -16,7 +16,10 @@ import (
 // conversion here, so a field or tag renamed in a runtime package never
 // changes the file. A field added to a runtime record type must be added
 // to the schema and to both directions below
-// (TestCheckpointConversionCoversEveryField fails until it is).
+// (TestCheckpointConversionCoversEveryField fails until it is). Each
+// type's ToV1 and FromV1 have the same shape on purpose: both directions
+// are written out field by field, as a generic or reflective copy would
+// follow a renamed field into the file silently.
 
 // CheckpointToV1 renders the runtime checkpoint as the v1 document.
 func CheckpointToV1(cp *Checkpoint) *cpv1.Checkpoint {
@@ -36,10 +39,7 @@ func CheckpointToV1(cp *Checkpoint) *cpv1.Checkpoint {
 		}
 		out.Lost[name] = &cpv1.LostDevice{
 			Device: l.Device, PCIAddress: l.PCIAddress,
-			Identity: cpv1.Identity{
-				PCIAddress: l.Identity.PCIAddress, PermAddr: l.Identity.PermAddr,
-				HostPeerIndex: l.Identity.HostPeerIndex, Kind: l.Identity.Kind,
-			},
+			Identity: identityToV1(l.Identity),
 			ClaimUID: l.ClaimUID, ClaimNamespace: l.ClaimNamespace, ClaimName: l.ClaimName,
 			Since: l.Since, Reason: l.Reason,
 		}
@@ -81,10 +81,7 @@ func CheckpointFromV1(doc *cpv1.Checkpoint) (*Checkpoint, error) {
 		}
 		cp.Lost[name] = &LostDevice{
 			Device: l.Device, PCIAddress: l.PCIAddress,
-			Identity: netattach.Identity{
-				PCIAddress: l.Identity.PCIAddress, PermAddr: l.Identity.PermAddr,
-				HostPeerIndex: l.Identity.HostPeerIndex, Kind: l.Identity.Kind,
-			},
+			Identity: identityFromV1(l.Identity),
 			ClaimUID: l.ClaimUID, ClaimNamespace: l.ClaimNamespace, ClaimName: l.ClaimName,
 			Since: l.Since, Reason: l.Reason,
 		}
@@ -338,10 +335,7 @@ func podToV1(p nri.PodDevice) cpv1.PodDevice {
 	if o := p.Original; o != nil {
 		out.Original = &cpv1.Original{
 			IfName: o.IfName, MAC: o.MAC, MTU: o.MTU, Up: o.Up, IfIndex: o.IfIndex,
-			Identity: cpv1.Identity{
-				PCIAddress: o.Identity.PCIAddress, PermAddr: o.Identity.PermAddr,
-				HostPeerIndex: o.Identity.HostPeerIndex, Kind: o.Identity.Kind,
-			},
+			Identity: identityToV1(o.Identity),
 		}
 	}
 	return out
@@ -361,11 +355,18 @@ func podFromV1(p cpv1.PodDevice) nri.PodDevice {
 	if o := p.Original; o != nil {
 		out.Original = &netattach.Original{
 			IfName: o.IfName, MAC: o.MAC, MTU: o.MTU, Up: o.Up, IfIndex: o.IfIndex,
-			Identity: netattach.Identity{
-				PCIAddress: o.Identity.PCIAddress, PermAddr: o.Identity.PermAddr,
-				HostPeerIndex: o.Identity.HostPeerIndex, Kind: o.Identity.Kind,
-			},
+			Identity: identityFromV1(o.Identity),
 		}
 	}
 	return out
+}
+
+// identityToV1 and identityFromV1 convert a netdev's identity (of an
+// attach's original, of a lost device).
+func identityToV1(id netattach.Identity) cpv1.Identity {
+	return cpv1.Identity{PCIAddress: id.PCIAddress, PermAddr: id.PermAddr, HostPeerIndex: id.HostPeerIndex, Kind: id.Kind}
+}
+
+func identityFromV1(id cpv1.Identity) netattach.Identity {
+	return netattach.Identity{PCIAddress: id.PCIAddress, PermAddr: id.PermAddr, HostPeerIndex: id.HostPeerIndex, Kind: id.Kind}
 }

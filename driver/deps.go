@@ -40,11 +40,12 @@ type PFScanner interface {
 // (pkg/inventory's Attributes).
 type AttributesFunc func(dev inventory.Device) map[resourceapi.QualifiedName]resourceapi.DeviceAttribute
 
-// Host changes devices and undoes the changes (pkg/vfconfig, pkg/irq,
-// pkg/rdma); moving a netdev out of a pod is the Detacher's. Every method takes the snapshot taken
-// before the first change, so the restore methods work from a checkpoint
-// alone.
-type Host interface {
+// Kernel is the driver's view of the node's kernel and sysfs: it reads
+// devices, changes them and undoes the changes (pkg/vfconfig, pkg/irq,
+// pkg/rdma); moving a netdev out of a pod is the Detacher's. Every method
+// takes the snapshot taken before the first change, so the restore
+// methods work from a checkpoint alone.
+type Kernel interface {
 	// Snapshot records the device's state before any change.
 	Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error)
 	// ApplyVF sets the VF knobs through the PF (the GUID is SetGUID's).

@@ -19,7 +19,7 @@
 //     inventory, prepared for another claim, or a PF whose VFs are in use
 //     (and the reverse), and vfio-pci for a device vfio cannot isolate (no
 //     IOMMU, no-IOMMU mode, an IOMMU group shared with another function;
-//     read from sysfs through Host.CheckVFIO); the pod is
+//     read from sysfs through Kernel.CheckVFIO); the pod is
 //     status.reservedFor (exactly one pod);
 //     assign pod interface names across the pod's claims; refuse what
 //     the device cannot do as scanned (driver netdevice without a netdev,

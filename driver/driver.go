@@ -47,7 +47,7 @@ type Config struct {
 	State      *State
 	Scanner    Scanner
 	Attributes AttributesFunc
-	Host       Host
+	Kernel     Kernel
 	// Detacher returns netdevs the runtime never took out of a pod netns
 	// (Unprepare of a pod whose sandbox was not stopped); nil refuses
 	// those Unprepares with an error.
@@ -188,21 +188,8 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.DriverName == "" {
 		return nil, errors.New("driver name is required")
 	}
-	switch {
-	case cfg.State == nil:
-		return nil, errors.New("driver config: State is required")
-	case cfg.Scanner == nil:
-		return nil, errors.New("driver config: Scanner is required")
-	case cfg.Attributes == nil:
-		return nil, errors.New("driver config: Attributes is required")
-	case cfg.Host == nil:
-		return nil, errors.New("driver config: Host is required")
-	case cfg.IPAM == nil:
-		return nil, errors.New("driver config: IPAM is required")
-	case cfg.CDI == nil:
-		return nil, errors.New("driver config: CDI is required")
-	case cfg.Status == nil:
-		return nil, errors.New("driver config: Status is required")
+	if err := checkRequired(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
@@ -231,6 +218,28 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// checkRequired refuses a Config without one of the parts the driver
+// cannot run without.
+func checkRequired(cfg Config) error {
+	for _, part := range []struct {
+		name    string
+		missing bool
+	}{
+		{"State", cfg.State == nil},
+		{"Scanner", cfg.Scanner == nil},
+		{"Attributes", cfg.Attributes == nil},
+		{"Kernel", cfg.Kernel == nil},
+		{"IPAM", cfg.IPAM == nil},
+		{"CDI", cfg.CDI == nil},
+		{"Status", cfg.Status == nil},
+	} {
+		if part.missing {
+			return fmt.Errorf("driver config: %s is required", part.name)
+		}
+	}
+	return nil
 }
 
 // State returns the prepared state; the NRI plugin uses it as nri.Devices.

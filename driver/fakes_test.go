@@ -70,8 +70,8 @@ func (j *journal) take() []string {
 	return out
 }
 
-// fakeHost records host operations.
-type fakeHost struct {
+// fakeKernel records host operations.
+type fakeKernel struct {
 	j *journal
 	// rdmaChar, when set, are the RDMA character devices CDIInfo reports.
 	rdmaChar []string
@@ -82,11 +82,11 @@ type fakeHost struct {
 	pkeys map[string][]string
 	// marks, when set, makes DetachDevice remove the device's attach
 	// marker first, as the NRI plugin's DetachDevice (production's
-	// Detacher) does. fakeHost is the tests' Detacher too.
+	// Detacher) does. fakeKernel is the tests' Detacher too.
 	marks *attachmark.Marks
 }
 
-func (h *fakeHost) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
+func (h *fakeKernel) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
 	if err := h.j.add("host.Snapshot %s", dev.Name); err != nil {
 		return vfconfig.Snapshot{}, err
 	}
@@ -96,16 +96,16 @@ func (h *fakeHost) Snapshot(_ context.Context, dev *inventory.Device) (vfconfig.
 	}
 	return s, nil
 }
-func (h *fakeHost) ApplyVF(_ context.Context, s *vfconfig.Snapshot, set vfconfig.Settings) error {
+func (h *fakeKernel) ApplyVF(_ context.Context, s *vfconfig.Snapshot, set vfconfig.Settings) error {
 	return h.j.add("host.ApplyVF %s %s", s.PCIAddress, settingsFields(set))
 }
-func (h *fakeHost) RestoreVF(_ context.Context, s *vfconfig.Snapshot, _ vfconfig.Settings) error {
+func (h *fakeKernel) RestoreVF(_ context.Context, s *vfconfig.Snapshot, _ vfconfig.Settings) error {
 	return h.j.add("host.RestoreVF %s", s.PCIAddress)
 }
-func (h *fakeHost) SetGUID(_ context.Context, s *vfconfig.Snapshot, g string) (string, error) {
+func (h *fakeKernel) SetGUID(_ context.Context, s *vfconfig.Snapshot, g string) (string, error) {
 	return s.IfName + "r", h.j.add("host.SetGUID %s %s", s.PCIAddress, g)
 }
-func (h *fakeHost) PKeys(_ context.Context, s *vfconfig.Snapshot) ([]string, error) {
+func (h *fakeKernel) PKeys(_ context.Context, s *vfconfig.Snapshot) ([]string, error) {
 	if err := h.j.add("host.PKeys %s", s.PCIAddress); err != nil {
 		return nil, err
 	}
@@ -115,19 +115,19 @@ func (h *fakeHost) PKeys(_ context.Context, s *vfconfig.Snapshot) ([]string, err
 	}
 	return slices.Clone(t), nil
 }
-func (h *fakeHost) RestoreGUID(_ context.Context, s *vfconfig.Snapshot) error {
+func (h *fakeKernel) RestoreGUID(_ context.Context, s *vfconfig.Snapshot) error {
 	return h.j.add("host.RestoreGUID %s", s.PCIAddress)
 }
-func (h *fakeHost) BindVFIO(_ context.Context, s *vfconfig.Snapshot) error {
+func (h *fakeKernel) BindVFIO(_ context.Context, s *vfconfig.Snapshot) error {
 	return h.j.add("host.BindVFIO %s", s.PCIAddress)
 }
-func (h *fakeHost) RestoreDriver(_ context.Context, s *vfconfig.Snapshot) error {
+func (h *fakeKernel) RestoreDriver(_ context.Context, s *vfconfig.Snapshot) error {
 	return h.j.add("host.RestoreDriver %s %s", s.PCIAddress, s.Driver)
 }
-func (h *fakeHost) RestoreIRQs(_ context.Context, s *vfconfig.Snapshot) error {
+func (h *fakeKernel) RestoreIRQs(_ context.Context, s *vfconfig.Snapshot) error {
 	return h.j.add("host.RestoreIRQs %s", s.PCIAddress)
 }
-func (h *fakeHost) DetachDevice(_ context.Context, d nri.PodDevice) error {
+func (h *fakeKernel) DetachDevice(_ context.Context, d nri.PodDevice) error {
 	if h.marks != nil {
 		if err := h.marks.Remove(d.ClaimUID, d.Device); err != nil {
 			return fmt.Errorf("device %s: remove attach marker: %w", d.Device, err)
@@ -138,10 +138,10 @@ func (h *fakeHost) DetachDevice(_ context.Context, d nri.PodDevice) error {
 	}
 	return h.j.add("host.Detach %s %s->%s", d.NetnsPath, d.Spec.PodIfName, d.Original.IfName)
 }
-func (h *fakeHost) CheckVFIO(_ context.Context, dev *inventory.Device) error {
+func (h *fakeKernel) CheckVFIO(_ context.Context, dev *inventory.Device) error {
 	return vfconfig.CheckVFIOIsolation(h.root, dev.PCIAddress)
 }
-func (h *fakeHost) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
+func (h *fakeKernel) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
 	if err := h.j.add("host.CDIInfo %s", dev.Name); err != nil {
 		return nil, "", err
 	}
@@ -462,7 +462,7 @@ func (p *countingPublisher) devices() int {
 type env struct {
 	t      testing.TB
 	j      *journal
-	host   *fakeHost
+	kernel *fakeKernel
 	ipam   *fakeIPAM
 	cdi    *fakeCDI
 	status *fakeStatus
@@ -485,7 +485,7 @@ func newEnv(t testing.TB, topo sysfstest.Topology) *env {
 	t.Helper()
 	j := newJournal()
 	fix := sysfstest.New(t, topo)
-	e := &env{t: t, j: j, host: &fakeHost{j: j, root: fix.Root}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
+	e := &env{t: t, j: j, kernel: &fakeKernel{j: j, root: fix.Root}, ipam: &fakeIPAM{j: j}, cdi: &fakeCDI{j: j}, status: &fakeStatus{j: j},
 		store: &memStore{j: j}, fix: fix, scan: &swapScanner{host: fix}, bootID: "boot-1",
 		passthrough: []string{"ens5f0"}}
 	e.restart()
@@ -515,7 +515,7 @@ func (e *env) config() Config {
 	return Config{
 		NodeName: testNode, DriverName: "sriov.dra.dev", BootID: e.bootID,
 		State: st, Scanner: e.scan, Attributes: inventory.Attributes,
-		Host: e.host, Detacher: e.host, IPAM: e.ipam, CDI: e.cdi, Status: e.status,
+		Kernel: e.kernel, Detacher: e.kernel, IPAM: e.ipam, CDI: e.cdi, Status: e.status,
 		Netlink: e.fix.Netlink, AttachMarks: e.marks, PassthroughPFs: e.passthrough,
 		LostDeviceTimeout: e.lostTimeout,
 	}

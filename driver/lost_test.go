@@ -31,7 +31,7 @@ func TestLostDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.marks, e.host.marks = marks, marks
+	e.marks, e.kernel.marks = marks, marks
 	e.lostTimeout = 300 * time.Millisecond
 	start := func() (*events.FakeRecorder, *prometheus.Registry) {
 		rec := events.NewFakeRecorder(10)

@@ -113,7 +113,7 @@ type deviceNodes struct {
 
 // deviceNodes asks the host for the device nodes of dev, prepared as dr.
 func (d *Driver) deviceNodes(ctx context.Context, dr *DeviceRecord, dev *inventory.Device) (deviceNodes, error) {
-	rdmaChar, group, err := d.cfg.Host.CDIInfo(ctx, dev, dr.Pod.VFIO)
+	rdmaChar, group, err := d.cfg.Kernel.CDIInfo(ctx, dev, dr.Pod.VFIO)
 	if err != nil {
 		return deviceNodes{}, err
 	}

@@ -26,53 +26,54 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 	m := &Metrics{
-		prepares: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "sriov_dra", Name: "prepare_claims_total",
-			Help: "Claims prepared, by result (success, error).",
-		}, []string{"result"}),
-		unprepares: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "sriov_dra", Name: "unprepare_claims_total",
-			Help: "Claims unprepared, by result (success, error).",
-		}, []string{"result"}),
-		prepareDur: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "sriov_dra", Name: "prepare_claim_duration_seconds",
-			Help: "Time to prepare one claim.", Buckets: buckets,
-		}),
-		unprepareDur: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "sriov_dra", Name: "unprepare_claim_duration_seconds",
-			Help: "Time to unprepare one claim.", Buckets: buckets,
-		}),
-		devices: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "sriov_dra", Name: "devices",
-			Help: "Devices of this node by state (available, prepared, attached).",
-		}, []string{"state"}),
-		publishes: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "sriov_dra", Name: "resourceslice_publish_total",
-			Help: "Times the node's pool was published because it changed.",
-		}),
-		staleReleasesPending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "sriov_dra", Name: "stale_releases_pending",
-			Help: "Claim records from before the node rebooted whose release (IPAM, CDI spec, attach markers, status) has not succeeded yet; retried in the background.",
-		}),
-		staleReleaseFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "sriov_dra", Name: "stale_release_failures_total",
-			Help: "Failed steps of releases of claim records from before the node rebooted, by step.",
-		}, []string{"step"}),
-		vfProvisioningPending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "sriov_dra", Name: "vf_provisioning_pending",
-			Help: "PFs whose configured VF count (or VF driver) waits because a VF of theirs, or the PF, is prepared.",
-		}),
-		lost: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "sriov_dra", Name: "devices_lost",
-			Help: "Devices released while they were gone (removed, hot-unplugged) and not back with the same identity yet; not handed out.",
-		}),
-		lostTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "sriov_dra", Name: "devices_lost_total",
-			Help: "Devices that were gone for the lost-device timeout when their claim was unprepared; the claim was released without them.",
-		}),
+		prepares:     counterVec("prepare_claims_total", "Claims prepared, by result (success, error).", "result"),
+		unprepares:   counterVec("unprepare_claims_total", "Claims unprepared, by result (success, error).", "result"),
+		prepareDur:   histogram("prepare_claim_duration_seconds", "Time to prepare one claim.", buckets),
+		unprepareDur: histogram("unprepare_claim_duration_seconds", "Time to unprepare one claim.", buckets),
+		devices:      gaugeVec("devices", "Devices of this node by state (available, prepared, attached).", "state"),
+		publishes:    counter("resourceslice_publish_total", "Times the node's pool was published because it changed."),
+		staleReleasesPending: gauge("stale_releases_pending",
+			"Claim records from before the node rebooted whose release (IPAM, CDI spec, attach markers, status) has not succeeded yet; retried in the background."),
+		staleReleaseFailures: counterVec("stale_release_failures_total",
+			"Failed steps of releases of claim records from before the node rebooted, by step.", "step"),
+		vfProvisioningPending: gauge("vf_provisioning_pending",
+			"PFs whose configured VF count (or VF driver) waits because a VF of theirs, or the PF, is prepared."),
+		lost: gauge("devices_lost",
+			"Devices released while they were gone (removed, hot-unplugged) and not back with the same identity yet; not handed out."),
+		lostTotal: counter("devices_lost_total",
+			"Devices that were gone for the lost-device timeout when their claim was unprepared; the claim was released without them."),
 	}
 	reg.MustRegister(m.lost, m.lostTotal, m.vfProvisioningPending, m.prepares, m.unprepares, m.prepareDur, m.unprepareDur, m.devices, m.publishes, m.staleReleasesPending, m.staleReleaseFailures)
 	return m
+}
+
+// metricsNamespace prefixes the names of all the driver's metrics.
+const metricsNamespace = "sriov_dra"
+
+// counter, counterVec, gauge, gaugeVec, histogram and histogramVec
+// declare one metric of the driver (unregistered).
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help})
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help}, labels)
+}
+
+func histogram(name, help string, buckets []float64) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metricsNamespace, Name: name, Help: help, Buckets: buckets})
+}
+
+func histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: metricsNamespace, Name: name, Help: help, Buckets: buckets}, labels)
 }
 
 // updateDeviceMetrics sets the devices gauge from the scan and the state.

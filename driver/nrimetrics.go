@@ -19,17 +19,13 @@ type NRIHookMetrics struct {
 // Every hook of nri.Hooks has its series from the start, at zero.
 func NewNRIHookMetrics(reg prometheus.Registerer) *NRIHookMetrics {
 	m := &NRIHookMetrics{
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "sriov_dra", Name: "nri_hook_duration_seconds",
-			Help: "Time an NRI hook took for a pod with devices, by hook; the runtime allows all plugins about 2 s. For StopPodSandbox and RemovePodSandbox it is the detach's time, which may end in the background after the hook returned.",
+		duration: histogramVec("nri_hook_duration_seconds",
+			"Time an NRI hook took for a pod with devices, by hook; the runtime allows all plugins about 2 s. For StopPodSandbox and RemovePodSandbox it is the detach's time, which may end in the background after the hook returned.",
 			// Fine below 100 ms, where a hook should be, and around
 			// 1-2 s, where the sandbox fails.
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 3, 5},
-		}, []string{"hook"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "sriov_dra", Name: "nri_hook_failures_total",
-			Help: "NRI hooks that failed for a pod with devices, by hook (RunPodSandbox and CreateContainer failures fail the sandbox or container).",
-		}, []string{"hook"}),
+			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 3, 5}, "hook"),
+		failures: counterVec("nri_hook_failures_total",
+			"NRI hooks that failed for a pod with devices, by hook (RunPodSandbox and CreateContainer failures fail the sandbox or container).", "hook"),
 	}
 	for _, h := range nri.Hooks() {
 		m.duration.WithLabelValues(h)

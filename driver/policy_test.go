@@ -124,7 +124,7 @@ func TestRDMAManagementDevices(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, sysfstest.Standard())
-			e.host.rdmaChar = []string{"/dev/infiniband/uverbs0", "/dev/infiniband/umad0", "/dev/infiniband/issm0", "/dev/infiniband/rdma_cm"}
+			e.kernel.rdmaChar = []string{"/dev/infiniband/uverbs0", "/dev/infiniband/umad0", "/dev/infiniband/issm0", "/dev/infiniband/rdma_cm"}
 			ib := vfName(e, 0, 1)
 			c := newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("ib", ib)}, opaque(tc.class))
 			if err := prepare(t, e.d, c)["u1"].Err; err != nil {
@@ -133,7 +133,7 @@ func TestRDMAManagementDevices(t *testing.T) {
 			got := e.cdi.specs["u1"][0].RDMACharDevices
 			want := []string{"/dev/infiniband/uverbs0", "/dev/infiniband/rdma_cm"}
 			if tc.wantMg {
-				want = e.host.rdmaChar
+				want = e.kernel.rdmaChar
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("RDMA devices in the CDI spec = %v, want %v", got, want)

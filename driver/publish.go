@@ -1,20 +1,19 @@
 package driver
 
+// This file publishes the node's pool: the ResourceSlices built from the
+// last scan, written only when they changed since the last publication.
+
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"sort"
-	"sync"
-	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
-	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
 
@@ -57,84 +56,6 @@ func BuildResources(pool string, devs []inventory.Device, prepared map[string]in
 		}
 	}
 	return resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{pool: {Slices: slices}}}
-}
-
-// scan runs the inventory scan and keeps the result.
-func (d *Driver) scan(ctx context.Context) (*inventory.Inventory, error) {
-	return d.scanWith(ctx, d.cfg.Scanner.Scan)
-}
-
-// scanWith runs a scan (full, or of some PFs) and keeps the result.
-func (d *Driver) scanWith(ctx context.Context, scan func(context.Context) (*inventory.Inventory, error)) (*inventory.Inventory, error) {
-	inv, err := scan(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("scan devices: %w", err)
-	}
-	prev := d.inventory()
-	if prev != nil {
-		if gone := vanished(prev, inv); len(gone) > 0 {
-			// Withdrawing devices from the pool (and reporting held ones
-			// unhealthy) takes two scans that agree: a device is briefly
-			// absent while its driver rebinds, and one odd read must not
-			// empty the node's pool.
-			klog.FromContext(ctx).Info("Devices missing from a scan; confirming with a second one", "devices", gone, "after", vanishConfirmDelay)
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(vanishConfirmDelay):
-			}
-			if inv, err = scan(ctx); err != nil {
-				return nil, fmt.Errorf("scan devices: %w", err)
-			}
-		}
-	}
-	d.invMu.Lock()
-	d.inv = inv
-	d.invGen++
-	close(d.invCond)
-	d.invCond = make(chan struct{})
-	d.invMu.Unlock()
-	d.updateDeviceMetrics()
-	d.reviewLost(ctx, inv)
-	d.logPFRefusals(ctx, prev, inv)
-	return inv, nil
-}
-
-// vanishConfirmDelay is the pause before the scan that confirms devices
-// went away.
-const vanishConfirmDelay = 100 * time.Millisecond
-
-// vanished lists the devices of prev that next lacks (at most 5 names).
-func vanished(prev, next *inventory.Inventory) []string {
-	have := make(map[string]bool, len(next.Devices))
-	for i := range next.Devices {
-		have[next.Devices[i].Name] = true
-	}
-	var gone []string
-	for i := range prev.Devices {
-		if n := prev.Devices[i].Name; !have[n] {
-			if len(gone) == 5 {
-				gone = append(gone, "...")
-				break
-			}
-			gone = append(gone, n)
-		}
-	}
-	return gone
-}
-
-// inventory returns the last scan.
-func (d *Driver) inventory() *inventory.Inventory {
-	d.invMu.Lock()
-	defer d.invMu.Unlock()
-	return d.inv
-}
-
-// inventoryChanged returns a channel closed at the next scan.
-func (d *Driver) inventoryChanged() <-chan struct{} {
-	d.invMu.Lock()
-	defer d.invMu.Unlock()
-	return d.invCond
 }
 
 // poolDigest is the SHA-256 of the pool's JSON encoding (maps are
@@ -188,190 +109,6 @@ func (d *Driver) publish(ctx context.Context, pub Publisher) (bool, error) {
 	}
 	klog.FromContext(ctx).V(2).Info("Published devices", "pool", d.cfg.NodeName, "devices", n)
 	return true, nil
-}
-
-// TriggerRescan asks the Run loop for a rescan (debounced).
-func (d *Driver) TriggerRescan() {
-	select {
-	case d.rescan <- struct{}{}:
-	default:
-	}
-}
-
-// Run publishes the pool and keeps it current until ctx is done, and
-// publishes only what changed. It rescans, debounced: the PFs device
-// events concern (Config.DeviceEvents: uevents, link events), everything
-// on prepare/unprepare, when the VF config file changed and after lost
-// events; and everything on the slow poll (the
-// safety net).
-//
-// In the background it also retries pending releases of records from
-// before a reboot (with backoff) and applies the admin's drop requests.
-func (d *Driver) Run(ctx context.Context, pub Publisher) error {
-	if _, err := d.provision(ctx); err != nil {
-		klog.FromContext(ctx).Error(err, "Rescan after provisioning VFs failed; the slow poll retries")
-	}
-	if _, err := d.publish(ctx, pub); err != nil {
-		return err
-	}
-	bgCtx, stopBackground := context.WithCancel(ctx)
-	var bg sync.WaitGroup
-	defer func() {
-		stopBackground()
-		bg.Wait()
-	}()
-	bg.Add(2)
-	go func() {
-		defer bg.Done()
-		d.retryStaleReleases(bgCtx)
-	}()
-	go func() {
-		defer bg.Done()
-		poll := d.cfg.DropPollInterval
-		if poll <= 0 {
-			poll = defaultDropPoll
-		}
-		wait.UntilWithContext(bgCtx, d.applyDropRequests, poll)
-	}()
-	logger := klog.FromContext(ctx)
-	var devEvents <-chan hwevents.Event
-	pollEvery := d.cfg.PollInterval
-	if src := d.cfg.DeviceEvents; src != nil {
-		ch, err := src.Subscribe(ctx)
-		if err != nil {
-			pollEvery = min(pollEvery, pollWithoutEvents)
-			logger.Error(err, "No device events; rescanning everything on a fast poll instead", "interval", pollEvery)
-		}
-		devEvents = ch
-	}
-	poll := time.NewTicker(pollEvery)
-	defer poll.Stop()
-	var cfgCheck <-chan time.Time
-	if d.cfg.VFConfig != nil {
-		t := time.NewTicker(d.cfg.ConfigCheckInterval)
-		defer t.Stop()
-		cfgCheck = t.C
-	}
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
-	// What the pending rescan covers: everything, or the PCI functions
-	// and netdevs the device events named.
-	var (
-		pending, full bool
-		pcis, ifNames = map[string]bool{}, map[string]bool{}
-	)
-	schedule := func() {
-		if !pending {
-			pending = true
-			debounce.Reset(d.cfg.Debounce)
-		}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-devEvents:
-			if !ok {
-				devEvents = nil
-				if pollEvery > pollWithoutEvents {
-					pollEvery = pollWithoutEvents
-					poll.Reset(pollEvery)
-					logger.Info("Device events ended; rescanning everything on a fast poll instead", "interval", pollEvery)
-				}
-				continue
-			}
-			switch {
-			case ev.Resync:
-				full = true
-			case ev.PCIAddress != "":
-				pcis[ev.PCIAddress] = true
-			}
-			if ev.IfName != "" {
-				ifNames[ev.IfName] = true
-			}
-			schedule()
-		case <-d.rescan:
-			full = true
-			schedule()
-		case <-cfgCheck:
-			if d.cfg.VFConfig.Changed() {
-				full = true
-				schedule()
-			}
-		case <-poll.C:
-			d.rescanAndPublish(ctx, pub)
-		case <-debounce.C:
-			pending = false
-			if full {
-				d.rescanAndPublish(ctx, pub)
-			} else {
-				d.rescanPFsAndPublish(ctx, pub, keys(pcis), keys(ifNames))
-			}
-			full = false
-			clear(pcis)
-			clear(ifNames)
-		}
-	}
-}
-
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// rescanPFsAndPublish rescans the PFs that events about the given PCI
-// functions and netdevs concern, and publishes what changed. Events that
-// concern no PF (a veth, a NIC without SR-IOV) cost no scan at all.
-func (d *Driver) rescanPFsAndPublish(ctx context.Context, pub Publisher, pcis, ifNames []string) {
-	ps, ok := d.cfg.Scanner.(PFScanner)
-	prev := d.inventory()
-	if !ok || prev == nil {
-		d.rescanAndPublish(ctx, pub)
-		return
-	}
-	logger := klog.FromContext(ctx)
-	// VF provisioning plans every PF it selects (a NIC that appeared may
-	// be one); when it changed VFs it has scanned everything already.
-	if scanned, err := d.provision(ctx); scanned {
-		if err != nil {
-			logger.Error(err, "Rescan failed; keeping the last published devices")
-			return
-		}
-		d.publishOrRetry(ctx, pub)
-		return
-	}
-	pfs := ps.AffectedPFs(prev, pcis, ifNames)
-	if len(pfs) == 0 {
-		logger.V(4).Info("Device events concern no SR-IOV PF; nothing to rescan", "pci", pcis, "ifNames", ifNames)
-		return
-	}
-	logger.V(2).Info("Rescanning the PFs device events concern", "pfs", pfs, "pci", pcis, "ifNames", ifNames)
-	if _, err := d.scanWith(ctx, func(ctx context.Context) (*inventory.Inventory, error) {
-		return ps.ScanPFs(ctx, d.inventory(), pfs)
-	}); err != nil {
-		logger.Error(err, "Rescan failed; keeping the last published devices")
-		return
-	}
-	d.publishOrRetry(ctx, pub)
-}
-
-func (d *Driver) rescanAndPublish(ctx context.Context, pub Publisher) {
-	logger := klog.FromContext(ctx)
-	// VF provisioning first: when it changed a PF's VFs it has scanned
-	// already, and the publish below carries the change.
-	scanned, err := d.provision(ctx)
-	if !scanned {
-		_, err = d.scan(ctx)
-	}
-	if err != nil {
-		logger.Error(err, "Rescan failed; keeping the last published devices")
-		return
-	}
-	d.publishOrRetry(ctx, pub)
 }
 
 // publishOrRetry publishes; on failure it forgets the last publication so

@@ -162,7 +162,7 @@ func TestPKeyCheckedAfterGUIDChange(t *testing.T) {
 			rec := withEvents(t, e)
 			dev := vfName(e, 0, 2)
 			if tc.after != nil {
-				e.host.pkeys = map[string][]string{pci(dev): tc.after}
+				e.kernel.pkeys = map[string][]string{pci(dev): tc.after}
 			}
 			c := newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("ib", dev)}, opaque(tc.config))
 			err := prepare(t, e.d, c)["u1"].Err

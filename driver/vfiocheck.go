@@ -17,5 +17,5 @@ func (d *Driver) checkVFIO(ctx context.Context, dev *inventory.Device, res *v1al
 	if !res.VFIO() {
 		return nil
 	}
-	return d.cfg.Host.CheckVFIO(ctx, dev)
+	return d.cfg.Kernel.CheckVFIO(ctx, dev)
 }

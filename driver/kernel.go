@@ -13,19 +13,19 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
-// NewHost returns the production Host: pkg/vfconfig changes VFs, pkg/irq
-// restores IRQ affinities, pkg/rdma finds RDMA character devices. root is
-// the host filesystem root, h a netlink handle in the host netns.
-func NewHost(root string, h nlink.Handle) Host {
-	return &realHost{root: root, h: h}
+// NewKernel returns the production Kernel: pkg/vfconfig changes VFs,
+// pkg/irq restores IRQ affinities, pkg/rdma finds RDMA character devices.
+// root is the host filesystem root, h a netlink handle in the host netns.
+func NewKernel(root string, h nlink.Handle) Kernel {
+	return &nodeKernel{root: root, h: h}
 }
 
-type realHost struct {
+type nodeKernel struct {
 	root string
 	h    nlink.Handle
 }
 
-func (r *realHost) Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
+func (r *nodeKernel) Snapshot(ctx context.Context, dev *inventory.Device) (vfconfig.Snapshot, error) {
 	if dev.Kind == inventory.KindVF {
 		return vfconfig.TakeSnapshot(ctx, r.h, r.root, *dev)
 	}
@@ -46,26 +46,26 @@ func (r *realHost) Snapshot(ctx context.Context, dev *inventory.Device) (vfconfi
 	}, nil
 }
 
-func (r *realHost) ApplyVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error {
+func (r *nodeKernel) ApplyVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error {
 	return vfconfig.Apply(ctx, r.h, r.root, *snap, s)
 }
 
-func (r *realHost) RestoreVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error {
+func (r *nodeKernel) RestoreVF(ctx context.Context, snap *vfconfig.Snapshot, s vfconfig.Settings) error {
 	return vfconfig.Restore(ctx, r.h, r.root, *snap, s.Knobs())
 }
 
-func (r *realHost) SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) (string, error) {
+func (r *nodeKernel) SetGUID(ctx context.Context, snap *vfconfig.Snapshot, guid string) (string, error) {
 	if err := vfconfig.SetGUID(ctx, r.h, r.root, *snap, guid); err != nil {
 		return "", err
 	}
 	return pcidev.PrimaryNetdev(r.root, snap.PCIAddress)
 }
 
-func (r *realHost) PKeys(ctx context.Context, snap *vfconfig.Snapshot) ([]string, error) {
+func (r *nodeKernel) PKeys(ctx context.Context, snap *vfconfig.Snapshot) ([]string, error) {
 	return inventory.PortPKeys(ctx, r.root, snap.PCIAddress)
 }
 
-func (r *realHost) RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) error {
+func (r *nodeKernel) RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) error {
 	if err := vfconfig.Restore(ctx, r.h, r.root, *snap, []vfconfig.Knob{vfconfig.KnobGUID}); err != nil {
 		return err
 	}
@@ -73,12 +73,12 @@ func (r *realHost) RestoreGUID(ctx context.Context, snap *vfconfig.Snapshot) err
 	return vfconfig.RestoreNetdev(ctx, r.h, r.root, *snap)
 }
 
-func (r *realHost) BindVFIO(ctx context.Context, snap *vfconfig.Snapshot) error {
+func (r *nodeKernel) BindVFIO(ctx context.Context, snap *vfconfig.Snapshot) error {
 	_, err := vfconfig.BindVFIO(ctx, r.root, snap.PCIAddress)
 	return err
 }
 
-func (r *realHost) RestoreDriver(ctx context.Context, snap *vfconfig.Snapshot) error {
+func (r *nodeKernel) RestoreDriver(ctx context.Context, snap *vfconfig.Snapshot) error {
 	if err := vfconfig.UnbindVFIO(ctx, r.root, snap.PCIAddress, snap.Driver); err != nil {
 		return err
 	}
@@ -87,21 +87,21 @@ func (r *realHost) RestoreDriver(ctx context.Context, snap *vfconfig.Snapshot) e
 	return vfconfig.RestoreNetdev(ctx, r.h, r.root, *snap)
 }
 
-func (r *realHost) RestoreIRQs(ctx context.Context, snap *vfconfig.Snapshot) error {
+func (r *nodeKernel) RestoreIRQs(ctx context.Context, snap *vfconfig.Snapshot) error {
 	return irq.Restore(ctx, r.root, snap.IRQAffinity)
 }
 
 // ReadOriginal implements originalReader: the netdev as the NRI plugin's
 // detach restores it.
-func (r *realHost) ReadOriginal(ctx context.Context, hostIfName, pciAddress string) (netattach.Original, error) {
+func (r *nodeKernel) ReadOriginal(ctx context.Context, hostIfName, pciAddress string) (netattach.Original, error) {
 	return netattach.ReadOriginal(ctx, r.h, hostIfName, pciAddress)
 }
 
-func (r *realHost) CheckVFIO(_ context.Context, dev *inventory.Device) error {
+func (r *nodeKernel) CheckVFIO(_ context.Context, dev *inventory.Device) error {
 	return vfconfig.CheckVFIOIsolation(r.root, dev.PCIAddress)
 }
 
-func (r *realHost) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
+func (r *nodeKernel) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
 	if vfio {
 		b, err := vfconfig.VFIODeviceNodes(r.root, dev.PCIAddress)
 		if err != nil {

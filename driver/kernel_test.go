@@ -14,14 +14,14 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 )
 
-// TestPrepareUnprepareWithRealHostOps runs Prepare and Unprepare through
-// the production Host (pkg/vfconfig over the recording nlinktest.Fake and
+// TestPrepareUnprepareWithRealKernel runs Prepare and Unprepare through
+// the production Kernel (pkg/vfconfig over the recording nlinktest.Fake and
 // the fixture sysfs): the VF settings reach the PF in order, and
 // Unprepare puts the VF's admin state back exactly.
-func TestPrepareUnprepareWithRealHostOps(t *testing.T) {
+func TestPrepareUnprepareWithRealKernel(t *testing.T) {
 	e := newEnv(t, sysfstest.Standard())
 	cfg := e.config()
-	cfg.Host = NewHost(e.fix.Root, e.fix.Netlink)
+	cfg.Kernel = NewKernel(e.fix.Root, e.fix.Netlink)
 	d, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -89,11 +89,11 @@ func TestPrepareUnprepareWithRealHostOps(t *testing.T) {
 	}
 }
 
-// TestRealHostRefusesPFInUseAtPrepare: the scan that offered a PF may be a
-// second old; the production Host checks the PF's netdev again when
+// TestRealKernelRefusesPFInUseAtPrepare: the scan that offered a PF may be a
+// second old; the production Kernel checks the PF's netdev again when
 // Prepare snapshots it, and a PF the host has started to use in between
 // is refused before anything is recorded or changed.
-func TestRealHostRefusesPFInUseAtPrepare(t *testing.T) {
+func TestRealKernelRefusesPFInUseAtPrepare(t *testing.T) {
 	const pfPCI, pfName = "0000:af:00.0", "ens5f0"
 	for _, tc := range []struct {
 		name  string
@@ -105,7 +105,7 @@ func TestRealHostRefusesPFInUseAtPrepare(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, sysfstest.Standard()) // ens5f0 listed, unused at the scan
 			cfg := e.config()
-			cfg.Host = NewHost(e.fix.Root, e.fix.Netlink)
+			cfg.Kernel = NewKernel(e.fix.Root, e.fix.Netlink)
 			d, err := New(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -120,7 +120,7 @@ func TestRealHostRefusesPFInUseAtPrepare(t *testing.T) {
 			if !ok {
 				t.Fatal("PF not in the inventory")
 			}
-			snap, err := cfg.Host.Snapshot(context.Background(), dev)
+			snap, err := cfg.Kernel.Snapshot(context.Background(), dev)
 			if !tc.inUse {
 				if err != nil || snap.IfName != pfName || snap.PCIAddress != pfPCI {
 					t.Fatalf("Snapshot = %+v, %v", snap, err)
