@@ -198,7 +198,7 @@ func (d *Daemon) registerMetrics() (*driver.Metrics, *driver.NRIHookMetrics) {
 func (d *Daemon) buildNRI(p parts) error {
 	nriCfg := d.cfg.NRI
 	nriCfg.AttachMarks, nriCfg.ObserveHook = p.marks, p.hookMetrics.Observe
-	nriHost, err := nri.NewHostOps(nri.HostConfig{Root: d.cfg.HostRoot, Host: p.nl})
+	nriHost, err := nri.NewHostOps(nri.HostConfig{Root: d.cfg.HostRoot, Netlink: p.nl})
 	if err != nil {
 		return err
 	}

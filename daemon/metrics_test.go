@@ -89,7 +89,7 @@ func TestNRIHookMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nl.Close()
-	host, err := nri.NewHostOps(nri.HostConfig{Root: "/", Host: nl})
+	host, err := nri.NewHostOps(nri.HostConfig{Root: "/", Netlink: nl})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,9 +18,9 @@ type HostConfig struct {
 	// Root is the filesystem root under which sys/ and proc/ are found
 	// ("/" on a node, a fixture tree in tests).
 	Root string
-	// Host is a netlink handle in the host network namespace (the driver
-	// runs with host networking): nlink.NewHost.
-	Host nlink.Handle
+	// Netlink is a handle in the host network namespace (the driver runs
+	// with host networking): nlink.NewHost.
+	Netlink nlink.Handle
 }
 
 // NewHostOps returns the HostOps of a node: pkg/netattach moves netdevs,
@@ -29,10 +29,10 @@ func NewHostOps(cfg HostConfig) (HostOps, error) {
 	if cfg.Root == "" {
 		return nil, errors.New("NRI host operations: no filesystem root")
 	}
-	if cfg.Host == nil {
+	if cfg.Netlink == nil {
 		return nil, errors.New("NRI host operations: no host netlink handle")
 	}
-	return &hostOps{root: cfg.Root, h: cfg.Host}, nil
+	return &hostOps{root: cfg.Root, h: cfg.Netlink}, nil
 }
 
 type hostOps struct {

@@ -19,7 +19,7 @@ func newTestHostOps(t testing.TB) HostOps {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	ops, err := NewHostOps(HostConfig{Root: "/", Host: h})
+	ops, err := NewHostOps(HostConfig{Root: "/", Netlink: h})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestHostOpsPinIRQs(t *testing.T) {
 		mk("sys/bus/pci/devices/"+pci+"/msi_irqs/"+irq, "msix\n")
 		mk("proc/irq/"+irq+"/smp_affinity_list", "0-7\n")
 	}
-	ops, err := NewHostOps(HostConfig{Root: root, Host: nlinktest.New()})
+	ops, err := NewHostOps(HostConfig{Root: root, Netlink: nlinktest.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestHostOpsPinIRQs(t *testing.T) {
 }
 
 func TestNewHostOpsNeedsSeams(t *testing.T) {
-	if _, err := NewHostOps(HostConfig{Host: nlinktest.New()}); err == nil {
+	if _, err := NewHostOps(HostConfig{Netlink: nlinktest.New()}); err == nil {
 		t.Error("no root: no error")
 	}
 	if _, err := NewHostOps(HostConfig{Root: "/"}); err == nil {

@@ -527,7 +527,7 @@ func TestIntegrationIRQAffinity(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	if w.host, err = NewHostOps(HostConfig{Root: root, Host: h}); err != nil {
+	if w.host, err = NewHostOps(HostConfig{Root: root, Netlink: h}); err != nil {
 		t.Fatal(err)
 	}
 	pod := w.pod("i", 1)
