@@ -36,7 +36,7 @@
 //     against the port's table of the new GUID), vfio-pci binding;
 //     allocate addresses (CNI IPAM; the result is recorded at once); write
 //     the claim's CDI spec; record PrepareCompleted and return the CDI
-//     device IDs with each device's metadata (metadata.go; the kubelet
+//     device IDs with each device's metadata (driver/metadata.go; the kubelet
 //     plugin helper writes it to a file it mounts into the containers
 //     through a CDI device of its own, and removes both after Unprepare).
 //     vfio-pci devices get their claim status now (nothing to attach). A
