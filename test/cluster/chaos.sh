@@ -45,7 +45,7 @@ rc=0
 "$CACHE_BIN/chaos" -cluster-dir "$CLUSTER_DIR" -kubeconfig "$CLUSTER_DIR/admin.kubeconfig" \
 	-host-root "$HOST_ROOT" -state-dir "$STATE_DIR" -cdi-dir "$CLUSTER_DIR/cdi" \
 	-marker-dir "$CLUSTER_DIR/attached" -image "$TEST_IMAGE" -runtime "${RUNTIME:-containerd}" \
-	-pods "$PODS" -duration "${MINUTES}m" -seed "$SEED" -command "$cmd" -results "$results" || rc=$?
+	-pods "$PODS" -duration "${MINUTES}m" -seed "$SEED" -command "$cmd" -commit "$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)" -results "$results" || rc=$?
 if [[ -n ${CHAOS_RECORD:-} && -s $results ]]; then
 	mkdir -p "$REPO/test/reliability/testdata"
 	cp "$results" "$REPO/test/reliability/testdata/chaos.json"

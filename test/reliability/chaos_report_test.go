@@ -47,6 +47,9 @@ func chaosSection() string {
 	fmt.Fprintf(&b, "| %d | `%s` | %s | %d (%d) | %d / %d / %d | %d: %s | %d | %d | %.1f → %.1f MiB (%.1f) |\n\n",
 		s.Seed, s.Command, s.Duration, s.Slots, s.VFs, s.PodsRun, s.PodsOK, s.PodsFailedOther, total, strings.Join(faults, ", "),
 		len(s.Leaks), len(s.WrongDevice), float64(s.RSSStartKiB)/1024, float64(s.RSSEndKiB)/1024, float64(s.RSSMaxKiB)/1024)
+	if s.Commit != "" {
+		fmt.Fprintf(&b, "The driver of that run was built from commit `%s`.\n\n", s.Commit)
+	}
 	if s.PodsQueued > 0 {
 		fmt.Fprintf(&b, "%d pods were still waiting for a VF when the run ended; they were deleted and are not counted as run.\n\n", s.PodsQueued)
 	}

@@ -41,7 +41,7 @@ import (
 
 type options struct {
 	clusterDir, kubeconfig, hostRoot, stateDir, cdiDir, markerDir string
-	image, namespace, runtime, results, command                   string
+	image, namespace, runtime, results, command, commit           string
 	pods                                                          int
 	duration                                                      time.Duration
 	seed                                                          uint64
@@ -60,6 +60,7 @@ func main() {
 	flag.StringVar(&o.runtime, "runtime", "containerd", "container runtime of the cluster (RUNTIME)")
 	flag.StringVar(&o.results, "results", "", "write the summary as JSON here")
 	flag.StringVar(&o.command, "command", "", "the command line that reproduces this run, for the results")
+	flag.StringVar(&o.commit, "commit", "", "the source commit the driver was built from, for the results")
 	flag.IntVar(&o.pods, "pods", 24, "pods kept in flight")
 	flag.DurationVar(&o.duration, "duration", 3*time.Minute, "how long pods are started")
 	flag.Uint64Var(&o.seed, "seed", 0, "seed of the fault schedule (0: from the clock)")
@@ -124,7 +125,7 @@ func run(ctx context.Context, o options) (*report.Summary, error) {
 		return nil, err
 	}
 	c := &chaos{o: o, cs: cs, baseline: base}
-	c.sum = report.Summary{Seed: o.seed, Command: o.command, Duration: o.duration.String(), Slots: o.pods, VFs: len(base), Faults: map[string]int{}}
+	c.sum = report.Summary{Seed: o.seed, Command: o.command, Commit: o.commit, Duration: o.duration.String(), Slots: o.pods, VFs: len(base), Faults: map[string]int{}}
 	if err := c.setup(ctx); err != nil {
 		return nil, err
 	}

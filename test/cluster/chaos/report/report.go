@@ -27,8 +27,10 @@ func FaultKinds() []string {
 
 // Summary is the run's outcome; it is also the results file.
 type Summary struct {
-	Seed        uint64         `json:"seed"`
-	Command     string         `json:"command"`
+	Seed    uint64 `json:"seed"`
+	Command string `json:"command"`
+	// Commit is the source the driver was built from (git describe).
+	Commit      string         `json:"commit,omitempty"`
 	Duration    string         `json:"duration"`
 	Slots       int            `json:"slots"`
 	VFs         int            `json:"vfs"`

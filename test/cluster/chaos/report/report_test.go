@@ -9,7 +9,7 @@ import (
 // The results file is read back by test/reliability from runs recorded by
 // older binaries: its keys must not change.
 func TestSummaryKeys(t *testing.T) {
-	b, err := json.Marshal(Summary{})
+	b, err := json.Marshal(Summary{Commit: "abc1234"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +17,7 @@ func TestSummaryKeys(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"seed", "command", "duration", "slots", "vfs", "podsRun", "podsOK", "faults", "leaks",
+	want := []string{"seed", "command", "commit", "duration", "slots", "vfs", "podsRun", "podsOK", "faults", "leaks",
 		"wrongDevice", "statusMissing", "podsFailedOther", "podsQueued", "rssStartKiB", "rssEndKiB", "rssMaxKiB", "finished"}
 	if len(m) != len(want) {
 		t.Errorf("summary has %d keys, want %d: %v", len(m), len(want), m)
