@@ -31,9 +31,10 @@ func newInventoryCmd() *cobra.Command {
 		Long: `List every SR-IOV PF (a device with sriov_totalvfs) and its VFs with their
 attributes, the device name used in the ResourceSlice, and whether the driver
 publishes the device: every VF, and a PF (instead of its VFs) only when listed
-with --passthrough-pfs, as the driver's own --passthrough-pfs, and the host
-does not use its netdev (global addresses, routes in any table, a master or
-upper links); each PF not offered whole gets a line saying why. Reads sysfs
+with --passthrough-pfs, as the driver's own --passthrough-pfs, SR-IOV is off
+on it (sriov_numvfs 0) and the host does not use its netdev (global addresses,
+routes in any table, a master or upper links); each PF not offered whole gets
+a line saying why. Reads sysfs
 under --host-root and netlink in the current network namespace; it changes
 nothing. With a fixture as --host-root the VF admin state stays empty and a
 listed PF is refused (the PFs are not in this netns, so their use cannot be
