@@ -553,6 +553,11 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 	// MACs: a device's own MACs are its to keep; claims' MACs name the
 	// claim (they win over the device entry of the VF they are set on).
 	macs := map[string]string{}
+	if i := firstWithMAC(resolved); i >= 0 {
+		if err := hostLinkMACs(d.cfg.Netlink, macs); err != nil {
+			return nil, nil, deviceError(claim, results[i].Request, results[i].Device, "mac", err)
+		}
+	}
 	nodeMACs(inv, macs)
 	maps.Copy(macs, d.state.heldMACs(rec.UID))
 	for k, r := range results {
