@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // AutoMAC is the MAC `mac: auto` gives a VF for one claim.
@@ -52,6 +53,38 @@ func pickAutoMAC(vf *inventory.Device, claimUID string, held map[string]string) 
 		return m, err
 	}
 	return "", fmt.Errorf("mac auto: no free MAC for %s after %d tries", vf.Name, maxAutoMACAttempts)
+}
+
+// hostLinkMACs maps the MAC of every link in the host netns (a management
+// NIC, a bond or bridge, a pod's veth end) to "host link <name>", so that a
+// claim's mac cannot take one the node itself uses on the wire. nodeMACs
+// runs after it: a VF's own netdev stays the VF's.
+func hostLinkMACs(h nlink.Handle, into map[string]string) error {
+	if h == nil {
+		return nil
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("list the host's links to check the MAC against them: %w", err)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if len(a.HardwareAddr) == 6 && !allZero(a.HardwareAddr) {
+			into[a.HardwareAddr.String()] = "host link " + a.Name
+		}
+	}
+	return nil
+}
+
+// firstWithMAC is the index of the first device configured with a mac
+// (auto included), -1 for none.
+func firstWithMAC(planned []*plannedDevice) int {
+	for i, p := range planned {
+		if p.res.MAC != "" {
+			return i
+		}
+	}
+	return -1
 }
 
 // nodeMACs maps the MACs the node's devices carry (netdev and VF admin

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	resourceapi "k8s.io/api/resource/v1"
 
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
@@ -112,6 +113,8 @@ func TestDuplicateMACRefused(t *testing.T) {
 	if err := prepare(t, e.d, b)["ub"].Err; err != nil {
 		t.Errorf("after the holder's Unprepare: %v", err)
 	}
+	mgmt, _ := net.ParseMAC("0a:00:00:00:ee:01")
+	e.fix.Netlink.AddLink(netlink.LinkAttrs{Name: "eno1", HardwareAddr: mgmt})
 
 	for _, tc := range []struct {
 		name    string
@@ -127,6 +130,9 @@ func TestDuplicateMACRefused(t *testing.T) {
 		{name: "the VF's own admin MAC", results: []resourceapi.DeviceRequestAllocationResult{result("net", vf(2))}, mac: "02:00:5e:00:00:02"},
 		{name: "one MAC for two requests of a claim", results: []resourceapi.DeviceRequestAllocationResult{result("a", vf(3)), result("b", vf(4))}, mac: "02:00:00:00:10:07",
 			want: `in use on this node by request "a" of this claim`},
+		// Not an SR-IOV device: the node's management NIC (added below).
+		{name: "a host link's MAC", results: []resourceapi.DeviceRequestAllocationResult{result("net", vf(5))}, mac: "0A:00:00:00:EE:01",
+			want: "MAC 0a:00:00:00:ee:01 is already in use on this node by host link eno1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newClaim("uc", "pc", tc.results, opaque(vfCfg+`,"mac":"`+tc.mac+`"}`))

@@ -41,7 +41,8 @@ type heldIDs struct {
 
 // plan checks the claim against this node and resolves every device's
 // config into a started record. It changes nothing; besides memory it reads
-// only the host netns's link names (an ifName must not name a host link).
+// only the host netns's links (an ifName must not name a host link, a mac
+// must not copy one's address).
 func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*ClaimRecord, []inventory.Device, error) {
 	rec, err := startedRecord(claim)
 	if err != nil {
@@ -58,7 +59,10 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 	if err := d.assignPodIfNames(claim, rec, planned); err != nil {
 		return nil, nil, err
 	}
-	held := d.heldIDs(rec.UID, inv)
+	held, err := d.heldIDs(claim, rec.UID, inv, planned)
+	if err != nil {
+		return nil, nil, err
+	}
 	devs := make([]inventory.Device, 0, len(planned))
 	for _, p := range planned {
 		dr, err := planDevice(claim, rec, inv, p, held)
@@ -203,7 +207,7 @@ func (d *Driver) assignPodIfNames(claim *resourceapi.ResourceClaim, rec *ClaimRe
 // by other claims and those the node's devices carry. A device's own MACs
 // are its to keep; claims' MACs name the claim (they win over the device
 // entry of the VF they are set on).
-func (d *Driver) heldIDs(claimUID string, inv *inventory.Inventory) heldIDs {
+func (d *Driver) heldIDs(claim *resourceapi.ResourceClaim, claimUID string, inv *inventory.Inventory, planned []*plannedDevice) (heldIDs, error) {
 	guids := d.state.heldGUIDs(claimUID)
 	for _, dev := range inv.Devices {
 		for _, g := range []string{dev.NodeGUID, dev.PortGUID} {
@@ -213,9 +217,16 @@ func (d *Driver) heldIDs(claimUID string, inv *inventory.Inventory) heldIDs {
 		}
 	}
 	macs := map[string]string{}
+	// A claim's mac must not copy a host link's either (the node's uplink,
+	// a bond, a pod's veth): read them only when a device sets one.
+	if i := firstWithMAC(planned); i >= 0 {
+		if err := hostLinkMACs(d.cfg.Netlink, macs); err != nil {
+			return heldIDs{}, deviceError(claim, planned[i].alloc.Request, planned[i].alloc.Device, "mac", err)
+		}
+	}
 	nodeMACs(inv, macs)
 	maps.Copy(macs, d.state.heldMACs(claimUID))
-	return heldIDs{guids: guids, macs: macs}
+	return heldIDs{guids: guids, macs: macs}, nil
 }
 
 // planDevice turns one resolved device into its record: the NRI view,

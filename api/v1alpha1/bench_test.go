@@ -20,10 +20,11 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// BenchmarkResolve: a class config and two claim configs merged for one request.
+// BenchmarkResolve: a class config and two claim configs merged for one
+// request, the claim's checked against the class's policy.
 func BenchmarkResolve(b *testing.B) {
 	configs := []resourceapi.DeviceAllocationConfiguration{
-		conf(fromClass, nil, KindVfConfig, `"vlan":100,"spoofChk":true,"trust":false`),
+		conf(fromClass, nil, KindVfConfig, `"vlan":100,"spoofChk":true,"trust":false,"policy":{"claimMaySet":["vlanQoS"]}`),
 		conf(fromClaim, nil, KindVfConfig, `"mtu":9000,"ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}]]}`),
 		conf(fromClaim, []string{"net"}, KindVfConfig, `"ifName":"data0","vlanQoS":3`),
 	}

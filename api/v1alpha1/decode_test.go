@@ -180,8 +180,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"wrong case", vfHead + "vlanQos: 1\n", "vlanQos", field.ErrorTypeForbidden, `did you mean "vlanQoS"`},
 		{"VF field in a PfConfig", pfHead + "vlan: 10\n", "vlan", field.ErrorTypeForbidden, "PfConfig fields are"},
 		{"vlan as a string", vfHead + "vlan: \"10\"\n", "vlan", field.ErrorTypeTypeInvalid, "not a string"},
-		{"vlan fraction", vfHead + "vlan: 1.5\n", "vlan", field.ErrorTypeTypeInvalid, "whole number"},
-		{"vlan huge", vfHead + "vlan: 99999999999999999999\n", "vlan", field.ErrorTypeTypeInvalid, "range"},
+		{"vlan fraction", vfHead + "vlan: 1.5\n", "vlan", field.ErrorTypeTypeInvalid, "must be a whole number in range, not 1.5"},
+		{"vlan huge", vfHead + "vlan: 99999999999999999999\n", "vlan", field.ErrorTypeTypeInvalid, "in range, not 1"}, // YAML made it 1e20
+		{"mtu fraction", vfHead + "mtu: 1500.5\n", "mtu", field.ErrorTypeTypeInvalid, "must be a whole number in range, not 1500.5"},
 		{"spoofChk string", vfHead + "spoofChk: \"true\"\n", "spoofChk", field.ErrorTypeTypeInvalid, "true or false"},
 		{"ifName number", vfHead + "ifName: 5\n", "ifName", field.ErrorTypeTypeInvalid, "must be a string"},
 		{"ifName YAML boolean", vfHead + "ifName: on\n", "ifName", field.ErrorTypeTypeInvalid, "quote"},

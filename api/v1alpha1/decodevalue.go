@@ -54,6 +54,13 @@ func decodeValue(p *field.Path, raw json.RawMessage, dst reflect.Value) field.Er
 	case typeInt:
 		n, err := parseInt(raw)
 		if err != nil {
+			if jsonTypeOf(raw) == "a number" { // name it: "not 1.5", not "not a number"
+				shown := string(raw)
+				if len(shown) > maxShownValue {
+					shown = truncate(shown, maxShownValue)
+				}
+				return field.ErrorList{field.TypeInvalid(p, omit, err.Error()+", not "+shown)}
+			}
 			return field.ErrorList{typeErr(p, raw, err.Error())}
 		}
 		dst.Set(reflect.ValueOf(&n))

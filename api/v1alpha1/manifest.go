@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
 )
 
 // Problem is one error found in a manifest.
@@ -146,6 +148,10 @@ func checkDocument(rep *ManifestReport, where string, doc []byte) {
 	}
 	group, _, _ := strings.Cut(tm.APIVersion, "/")
 	switch {
+	case group == GroupName && tm.Kind == vfprov.Kind:
+		// The driver's --vf-config file, checked by the driver's own rules.
+		rep.Objects++
+		rep.add(tm.Kind+" ("+where+")", vfprov.Check(doc))
 	case group == GroupName || tm.Kind == KindVfConfig || tm.Kind == KindPfConfig:
 		rep.Objects++
 		rep.Configs++

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -426,5 +427,76 @@ spec:
 	want := `ResourceClaim ns/c: spec.devices.config[0].opaque.parameters.vlanQoS: Invalid value: 3: needs a vlan, which neither the claim nor DeviceClass novlan sets`
 	if len(rep.Problems) != 1 || !strings.HasPrefix(rep.Problems[0].String(), want) || len(rep.Warnings) != 0 {
 		t.Errorf("problems %v warnings %v, want one problem starting %q", rep.Problems, rep.Warnings, want)
+	}
+}
+
+// TestCheckManifestsNodeConfig: the driver's --vf-config file (kind
+// NodeConfig, the README and install.md show one) is checked by the
+// driver's own rules, not refused as an unknown config kind.
+func TestCheckManifestsNodeConfig(t *testing.T) {
+	head := "apiVersion: sriov.dra.dev/v1alpha1\nkind: NodeConfig\n"
+	for _, tc := range []struct {
+		name, in string
+		want     []string // problems; none: valid
+	}{
+		{name: "valid", in: head + "pfs:\n- interfaceName: ens5f0\n  numVfs: 8\n- pciAddress: \"0000:af:00.0\"\n  numVfs: 0\n"},
+		{name: "misspelt field", in: head + "pfs:\n- interfaceName: ens5f0\n  numVFs: 8\n", want: []string{
+			`NodeConfig (document 1): pfs[0].numVFs: Forbidden: unknown field "pfs[0].numVFs"`,
+			`NodeConfig (document 1): pfs[0].numVfs: Required value: the number of VFs (0 turns SR-IOV off)`,
+		}},
+		{name: "bad value", in: head + "pfs:\n- pciAddress: 3b:00.0\n  numVfs: -1\n", want: []string{
+			`NodeConfig (document 1): pfs[0].pciAddress: Invalid value: "3b:00.0": want a full PCI address, e.g. 0000:3b:00.0`,
+			`NodeConfig (document 1): pfs[0].numVfs: Invalid value: -1: must be 0 or more`,
+		}},
+		{name: "wrong type", in: head + "pfs:\n- interfaceName: a\n  numVfs: \"8\"\n", want: []string{
+			`NodeConfig (document 1): (document): Invalid value: json: cannot unmarshal string into Go struct field PFConfig.pfs.numVfs of type int`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := CheckManifests(strings.NewReader(tc.in), DriverName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range rep.Problems {
+				got = append(got, p.String())
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			if rep.Objects != 1 || rep.Configs != 0 || len(rep.Skipped) != 0 {
+				t.Errorf("report = %+v, want 1 object, 0 device configs", rep)
+			}
+		})
+	}
+}
+
+// TestDocsYAMLBlocksValidate: every yaml block of the README and
+// docs/install.md that `sriov-dra validate` reads (configs, classes,
+// claims, the NodeConfig; fragments are skipped) passes it, so a reader who
+// checks what the docs show before applying it gets no error.
+func TestDocsYAMLBlocksValidate(t *testing.T) {
+	shipped, err := os.ReadFile("../../deployments/base/deviceclasses.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"README.md", "docs/install.md"} {
+		doc, err := os.ReadFile("../../" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+		if len(blocks) == 0 {
+			t.Fatalf("%s has no yaml blocks", name)
+		}
+		for i, b := range blocks {
+			rep, err := CheckManifests(strings.NewReader(string(shipped)+"\n---\n"+b[1]), DriverName)
+			if err != nil {
+				t.Fatalf("%s yaml block %d: %v", name, i, err)
+			}
+			for _, p := range rep.Problems {
+				t.Errorf("%s yaml block %d: %s", name, i, p)
+			}
+		}
 	}
 }

@@ -109,7 +109,7 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.StringVar(&o.registryDir, "kubelet-registry-dir", kubeletplugin.KubeletRegistryDir, "kubelet's plugin registration directory")
 	f.StringVar(&o.deviceFilter, "device-filter", "", "YAML/JSON file with the admin's device filter")
 	f.StringVar(&o.vfConfig, "vf-config", "", "YAML file (sriov.dra.dev/v1alpha1 NodeConfig) with the VF count of each PF the driver provisions; re-read when it changes, a missing file means none (empty: the driver never writes sriov_numvfs)")
-	f.StringSliceVar(&o.passthroughPFs, "passthrough-pfs", nil, "PFs (netdev names or PCI addresses) offered whole to pods instead of their VFs; PF passthrough is opt-in, and a listed PF the host uses (global addresses, routes in any table, a master or upper links) is refused and logged")
+	f.StringSliceVar(&o.passthroughPFs, "passthrough-pfs", nil, "PFs (netdev names or PCI addresses) offered whole to pods instead of their VFs; PF passthrough is opt-in, and a listed PF with SR-IOV on (sriov_numvfs above 0) or that the host uses (global addresses, routes in any table, a master or upper links) is refused and logged")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9478", "address of /metrics and /healthz, which have no authentication: loopback by default, \":9478\" for every address (empty: off); while the daemon being replaced in a rolling update holds it, binding is retried")
 	f.StringVar(&o.healthSocket, "health-socket", "", "unix socket serving /healthz too, private to this daemon (for the sriov-dra healthz exec probe; empty: off)")
 	f.StringVar(&o.nriSocket, "nri-socket", nri.DefaultSocketPath, "the runtime's NRI socket")

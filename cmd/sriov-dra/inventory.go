@@ -31,16 +31,30 @@ func newInventoryCmd() *cobra.Command {
 		Long: `List every SR-IOV PF (a device with sriov_totalvfs) and its VFs with their
 attributes, the device name used in the ResourceSlice, and whether the driver
 publishes the device: every VF, and a PF (instead of its VFs) only when listed
-with --passthrough-pfs, as the driver's own --passthrough-pfs, and the host
-does not use its netdev (global addresses, routes in any table, a master or
-upper links); each PF not offered whole gets a line saying why. Reads sysfs
+with --passthrough-pfs, as the driver's own --passthrough-pfs, SR-IOV is off
+on it (sriov_numvfs 0) and the host does not use its netdev (global addresses,
+routes in any table, a master or upper links); each PF not offered whole gets
+a line saying why. Reads sysfs
 under --host-root and netlink in the current network namespace; it changes
 nothing. With a fixture as --host-root the VF admin state stays empty and a
 listed PF is refused (the PFs are not in this netns, so their use cannot be
 read). With --vf-config a section lists, for every PF the VF config selects,
 the desired and the actual VF count ("differs": the driver changes it once no
-VF of that PF is prepared).`,
+VF of that PF is prepared).
+
+Flags not given are read from the driver's environment variables (HOST_ROOT,
+DEVICE_FILTER, PASSTHROUGH_PFS, VF_CONFIG), so in the driver's pod
+"kubectl exec <driver pod> -- sriov-dra inventory" shows what that driver
+publishes.`,
 		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("filter-file") { // the old name wins over DEVICE_FILTER too
+				if err := cmd.Flags().Set("device-filter", filterFile); err != nil {
+					return err
+				}
+			}
+			return applyEnv(cmd.Flags())
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cliout.Check(output); err != nil {
 				return exitError{code: 2, err: err}
@@ -49,7 +63,7 @@ VF of that PF is prepared).`,
 			if filterFile != "" {
 				f, err := inventory.LoadFilter(filterFile)
 				if err != nil {
-					return exitError{code: 2, err: fmt.Errorf("--filter-file: %w", err)}
+					return exitError{code: 2, err: fmt.Errorf("--device-filter: %w", err)}
 				}
 				filter = f
 			}
@@ -84,11 +98,13 @@ VF of that PF is prepared).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&hostRoot, "host-root", "/", "host filesystem root; sysfs is read at <host-root>/sys")
+	f.StringVar(&hostRoot, "host-root", "/", "host filesystem root; sysfs is read at <host-root>/sys [$"+envOf["host-root"]+"]")
 	f.StringVarP(&output, "output", "o", inventory.FormatTable, "output format: table, json or yaml")
-	f.StringVar(&filterFile, "filter-file", "", "YAML/JSON device filter (pfNames, pciAddresses, vendors, drivers, linkTypes)")
-	f.StringSliceVar(&passthrough, "passthrough-pfs", nil, "PFs (netdev names or PCI addresses) the driver is told to offer whole (its --passthrough-pfs)")
-	f.StringVar(&vfConfig, "vf-config", "", "the driver's --vf-config file: adds desired vs actual VFs of every PF it selects")
+	f.StringVar(&filterFile, "device-filter", "", "the driver's --device-filter file, YAML/JSON (pfNames, pciAddresses, vendors, drivers, linkTypes) [$"+envOf["device-filter"]+"]")
+	f.StringVar(&filterFile, "filter-file", "", "the old name of --device-filter")
+	_ = f.MarkDeprecated("filter-file", "use --device-filter, the driver's name for it")
+	f.StringSliceVar(&passthrough, "passthrough-pfs", nil, "PFs (netdev names or PCI addresses) the driver is told to offer whole (its --passthrough-pfs) [$"+envOf["passthrough-pfs"]+"]")
+	f.StringVar(&vfConfig, "vf-config", "", "the driver's --vf-config file: adds desired vs actual VFs of every PF it selects [$"+envOf["vf-config"]+"]")
 	f.BoolVar(&allowDefault, "allow-default-route-pf", false, "list the PF that carries the node's default route too")
 	return cmd
 }

@@ -20,8 +20,10 @@ ResourceClaimTemplate objects (several YAML documents allowed, "-f -" reads stdi
 and checks every opaque config whose driver is --driver-name (sriov.dra.dev unless
 the driver runs under another name) with the rules the driver applies. Parameters
 of apiVersion sriov.dra.dev/v1alpha1 under another driver name are an error: the
-driver would not apply them. It prints each error with its object and field path
-and exits 1 on any error; otherwise it prints a one-line summary and exits 0.
+driver would not apply them. The driver's NodeConfig (its --vf-config file) is
+checked by the rules the driver reads it with. It prints each error with its object
+and field path and exits 1 on any error; otherwise it prints a one-line summary and
+exits 0.
 
 A claim is checked against the policy of its DeviceClasses when they are in the input.
 Rules that need objects the input lacks (what the class allows a claim to set; vlanQoS or

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"fmt"
 	"strings"
 
 	resourceapi "k8s.io/api/resource/v1"
@@ -12,9 +13,9 @@ const AttributeDomain = "sriov.dra.dev"
 
 // Publishable returns the devices the driver publishes, in inventory
 // order: every VF, and a PF only when it is offered whole (see
-// WholePFVerdict): the admin lists it in passthroughPFs and the host does
-// not use its netdev. A PF offered whole is published instead of its VFs:
-// a PF is never offered together with its own VFs.
+// WholePFVerdict): the admin lists it in passthroughPFs, SR-IOV is off on
+// it and the host does not use its netdev. A PF offered whole is published
+// instead of its VFs: a PF is never offered together with its own VFs.
 func (inv *Inventory) Publishable(passthroughPFs []string) []Device {
 	pass := passthroughSet(passthroughPFs)
 	wholePF := map[string]bool{} // PF PCI address -> PF is published
@@ -88,6 +89,12 @@ func wholePFVerdict(d *Device, pass map[string]bool) string {
 	}
 	if d.HostUse != "" {
 		return reasonPFInUse + d.HostUse
+	}
+	if d.NumVFs > 0 {
+		// Its VFs stay on the host, and whoever holds the PF sets their
+		// MAC, VLAN, trust and spoof check through it; the next claim of
+		// a VF would inherit what a tenant left there.
+		return reasonPFInUse + fmt.Sprintf("SR-IOV is on (%d VFs), and a pod holding the PF could change its VFs' settings through it: set sriov_numvfs to 0 to offer the PF whole", d.NumVFs)
 	}
 	return ""
 }

@@ -3,6 +3,7 @@ package inventory_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"sort"
 	"strings"
@@ -57,6 +58,9 @@ func TestPublishable(t *testing.T) {
 		}
 		return out
 	}
+	sriovOn := func(n int) string {
+		return fmt.Sprintf("listed for passthrough but refused: SR-IOV is on (%d VFs), and a pod holding the PF could change its VFs' settings through it: set sriov_numvfs to 0 to offer the PF whole", n)
+	}
 	cases := []struct {
 		name        string
 		passthrough []string
@@ -66,10 +70,10 @@ func TestPublishable(t *testing.T) {
 		{"default: all VFs, no PF (passthrough is opt-in)", nil, allVFs, notListed},
 		{"VF-less PF only when listed", []string{"ens2"}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1", "0000:04:00.1"},
 			with(notListed, "pci-0000-02-00-0", "")},
-		{"PF by name replaces its VFs", []string{"ens1"}, []string{"0000:01:00.0", "0000:03:00.1", "0000:04:00.1"},
-			with(notListed, "pci-0000-01-00-0", "")},
-		{"PF by PCI address (spaces, case)", []string{" 0000:03:00.0 ", "ENS2"}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.0", "0000:04:00.1"},
-			with(notListed, "pci-0000-03-00-0", "", "pci-0000-02-00-0", "")},
+		{"listed PF with SR-IOV on is refused, its VFs stay", []string{"ens1"}, allVFs,
+			with(notListed, "pci-0000-01-00-0", sriovOn(2))},
+		{"PF by PCI address (spaces), by name (case)", []string{" 0000:02:00.0 ", "ENS1", "0000:03:00.0"}, []string{"0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.1", "0000:04:00.1"},
+			with(notListed, "pci-0000-02-00-0", "", "pci-0000-01-00-0", sriovOn(2), "pci-0000-03-00-0", sriovOn(1))},
 		{"listed PF in use on the host is refused, its VFs stay", []string{"ens4", "0000:04:00.0"}, allVFs,
 			with(notListed, "pci-0000-04-00-0", "listed for passthrough but refused: "+inUse)},
 		{"unknown name ignored", []string{"nope", "0000:09:00.0"}, allVFs, notListed},
@@ -293,21 +297,24 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(table.String()), "\n")
-	if len(lines) != 1+9+1 || !strings.HasPrefix(lines[0], "NAME ") || !strings.HasSuffix(lines[0], "PUBLISHED") {
+	if len(lines) != 1+9+2 || !strings.HasPrefix(lines[0], "NAME ") || !strings.HasSuffix(lines[0], "PUBLISHED") {
 		t.Fatalf("table:\n%s", table.String())
 	}
 	for _, l := range lines[1:10] {
 		f := strings.Fields(l)
-		wantPub := "no"
-		if strings.HasPrefix(l, "pci-0000-02-00-0 ") || strings.HasPrefix(l, "pci-0000-af-00-0 ") {
-			wantPub = "yes" // passthrough PF, VF-less PF
+		wantPub := "yes" // the VFs and the listed VF-less PF
+		if strings.HasPrefix(l, "pci-0000-02-00-0 ") {
+			wantPub = "no" // listed, but SR-IOV is on
 		}
 		if f[len(f)-1] != wantPub {
 			t.Errorf("row %q: published %s, want %s", l, f[len(f)-1], wantPub)
 		}
 	}
-	if lines[10] != "excluded 0000:99:00.0: test reason" {
-		t.Errorf("last line %q", lines[10])
+	if !strings.HasPrefix(lines[10], "PF 0000:02:00.0 (enp2s0f0): listed for passthrough but refused: SR-IOV is on (7 VFs)") {
+		t.Errorf("line %q, want the refusal of enp2s0f0", lines[10])
+	}
+	if lines[11] != "excluded 0000:99:00.0: test reason" {
+		t.Errorf("last line %q", lines[11])
 	}
 
 	// A PF not listed says so; the VF-less PF is no longer offered by default.

@@ -125,11 +125,22 @@ func (a attacher) finishOnHost(ctx context.Context, hs scope, podIfName string, 
 // hostFinish restores the device l, which is on the host and was
 // identified by the caller: down, name (parked under parkName if the
 // original name is taken), MAC, MTU, then up if it was. Steps already so
-// are skipped.
+// are skipped. An XDP program on it is taken off: the pod attached it
+// (one stays on a netdev across namespaces), and the next pod must not
+// get it.
 func (a attacher) hostFinish(ctx context.Context, hs scope, l netlink.Link, orig Original) error {
 	host := hs.h
 	var errs []error
 	at := l.Attrs()
+	if x := at.Xdp; x != nil && x.Attached {
+		if d, ok := host.(nlink.XDPDetacher); !ok {
+			errs = append(errs, fmt.Errorf("%s came back with XDP program %d attached, which this handle cannot take off", at.Name, x.ProgId))
+		} else if err := d.LinkDetachXDP(l); err != nil {
+			errs = append(errs, fmt.Errorf("take off XDP program %d that %s came back with: %w", x.ProgId, at.Name, err))
+		} else {
+			klog.FromContext(ctx).Info("Took off an XDP program the device came back with", "link", at.Name, "progID", x.ProgId)
+		}
+	}
 	if at.Name != orig.IfName || (orig.MAC != "" && at.HardwareAddr.String() != orig.MAC) || (orig.MTU > 0 && at.MTU != orig.MTU) {
 		if at.Flags&net.FlagUp != 0 {
 			if err := host.LinkSetDown(l); err != nil {

@@ -77,6 +77,32 @@ func Parse(raw []byte) (*NodeConfig, error) {
 	return &c, nil
 }
 
+// Check decodes and validates raw by the rules of Parse and returns every
+// problem as a field error, for `sriov-dra validate`: unknown, misspelt
+// and repeated fields name their path, wrong types the document.
+func Check(raw []byte) field.ErrorList {
+	doc := field.NewPath("(document)")
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return field.ErrorList{field.Invalid(doc, field.OmitValueType{}, "not valid YAML: "+err.Error())}
+	}
+	var c NodeConfig
+	strict, err := kjson.UnmarshalStrict(js, &c, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		return field.ErrorList{field.Invalid(doc, field.OmitValueType{}, err.Error())}
+	}
+	var errs field.ErrorList
+	for _, e := range strict {
+		p := doc
+		var fe kjson.FieldError
+		if errors.As(e, &fe) {
+			p = field.NewPath(fe.FieldPath())
+		}
+		errs = append(errs, field.Forbidden(p, e.Error()))
+	}
+	return append(errs, c.Validate()...)
+}
+
 // Load reads and parses the config file at path.
 func Load(path string) (*NodeConfig, error) {
 	raw, err := os.ReadFile(path)

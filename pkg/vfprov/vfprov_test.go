@@ -40,6 +40,10 @@ func TestParse(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Parse([]byte(tc.in))
+			// Check (sriov-dra validate) refuses exactly what Parse refuses.
+			if errs := Check([]byte(tc.in)); (len(errs) == 0) != (err == nil) || (err != nil && !strings.Contains(errs.ToAggregate().Error(), tc.wantErr)) {
+				t.Errorf("Check = %v, Parse error = %v: want both to refuse (naming %q) or both to accept", errs, err, tc.wantErr)
+			}
 			if tc.wantErr == "" {
 				if err != nil || c == nil {
 					t.Fatalf("Parse: %v", err)

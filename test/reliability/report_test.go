@@ -124,8 +124,8 @@ const notCovered = `## Not covered here
   and "reboot" rows move the link back the way the kernel does before deleting the netns.
 - PF passthrough only through the PF DeviceClass is a CEL selector in deployments/base,
   checked by deployments/ tests, not here.
-- PF passthrough is opt-in, and a listed PF the host uses (global addresses, routes in any
-  table, a master, upper links) is refused: pkg/inventory (fixture sysfs, and the host
+- PF passthrough is opt-in, and a listed PF with SR-IOV on or that the host uses (global
+  addresses, routes in any table, a master, upper links) is refused: pkg/inventory (fixture sysfs, and the host
   kernel with veth and bridge links in a netns of its own) and driver/ test it, not here;
   so are the bounds on hostile values (` + "`sriov_numvfs`" + ` beyond ` + "`sriov_totalvfs`" + `, CPU lists
   such as ` + "`0-4294967295`" + `) in pkg/inventory, pkg/irq and nri/.

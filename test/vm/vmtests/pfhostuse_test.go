@@ -4,6 +4,7 @@ package vmtests
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -15,14 +16,31 @@ import (
 )
 
 // TestPFHostUse: a real igb PF listed for passthrough is offered whole
-// only while the host does not use its netdev; a global address or a
-// route in another routing table makes the scan refuse it, and it is
-// offered again once they are gone.
+// only while SR-IOV is off on it and the host does not use its netdev;
+// its VFs, a global address or a route in another routing table make the
+// scan refuse it, and it is offered again once they are gone. The PF's
+// VFs are restored at the end.
 func TestPFHostUse(t *testing.T) {
 	ctx := newCtx(t)
 	h := hostHandle(t)
 	bed := testbed(t)
 	pf := bed[len(bed)-1]
+	orig := len(pf.VFs)
+	t.Cleanup(func() {
+		if numVFs(t, pf.PCI) != orig {
+			setNumVFsRaw(t, pf.PCI, orig)
+		}
+	})
+	// With its VFs on, whoever held the PF would set their MAC, VLAN and
+	// trust through it: refused, and the VFs stay offered.
+	inv, err := inventory.Scan(ctx, inventory.Options{Root: "/", Netlink: h, AllowDefaultRoutePF: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := inv.WholePFVerdicts([]string{pf.IfName})[inventory.DeviceName(pf.PCI)]; !strings.Contains(v, fmt.Sprintf("SR-IOV is on (%d VFs)", orig)) {
+		t.Errorf("PF %s with %d VFs listed for passthrough: verdict %q, want it refused for SR-IOV being on", pf.IfName, orig, v)
+	}
+	setNumVFsRaw(t, pf.PCI, 0)
 	l, err := h.LinkByName(pf.IfName)
 	if err != nil {
 		t.Fatal(err)
