@@ -73,8 +73,8 @@ func buildDaemon(b *testing.B, dir string) string {
 		b.Fatalf("the go command: %v", err)
 	}
 	bin := filepath.Join(dir, "sriov-dra")
-	// As the Makefile builds it (stripped).
-	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
+	// As the Makefile builds it (stripped, gRPC without x/net/trace).
+	cmd := exec.Command(goBin, "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
