@@ -187,6 +187,9 @@ func runDriver(parent context.Context, o driverOptions) error {
 		return err
 	}
 	logger := klog.FromContext(ctx)
+	if pct := tuneGC(); pct > 0 {
+		logger.V(2).Info("Go GC goal set", "percent", pct)
+	}
 	if soft, err := setMemoryLimit(o.memoryLimit); err != nil {
 		return exitError{code: 2, err: err}
 	} else if soft > 0 {

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -13,6 +15,16 @@ import (
 // runtime does not count (thread stacks outside the heap's accounting,
 // the binary's text) and a margin before the OOM killer.
 const memLimitRatio = 0.8
+
+// gcPercent is the daemon's GC goal (GOGC) unless the environment sets
+// one. Most of the daemon's heap is long-lived (the published pool, which
+// the ResourceSlice controller and its informer each hold once more) and
+// it allocates in bursts (a rescan, a Prepare), so the default 100 lets
+// the heap grow to twice what it keeps for nothing. At 50 the resident
+// heap of a node with 1,032 devices and 256 claims is ~8 MiB smaller; a
+// collection of a ~20 MB heap costs a few ms of CPU, and an idle daemon
+// allocates too little for it to show (docs/performance.md).
+const gcPercent = 50
 
 // setMemoryLimit sets the Go runtime's soft memory limit to memLimitRatio
 // of limit (a quantity such as "268435456" or "256Mi", the container's
@@ -33,4 +45,20 @@ func setMemoryLimit(limit string) (int64, error) {
 	soft := int64(float64(v) * memLimitRatio)
 	debug.SetMemoryLimit(soft)
 	return soft, nil
+}
+
+// tuneGC sets the daemon's GC goal to gcPercent unless GOGC is set, and
+// turns off the runtime's heap profiling unless GODEBUG asks for a
+// memprofilerate: nothing in the daemon serves or writes a heap profile,
+// and the sampled stacks and their hash table are resident memory. It
+// returns the GC percent set, 0 when GOGC decides.
+func tuneGC() int {
+	if !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate=") {
+		runtime.MemProfileRate = 0
+	}
+	if os.Getenv("GOGC") != "" {
+		return 0
+	}
+	debug.SetGCPercent(gcPercent)
+	return gcPercent
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -41,6 +42,47 @@ func TestSetMemoryLimit(t *testing.T) {
 				if cur := debug.SetMemoryLimit(-1); cur != tc.want {
 					t.Errorf("runtime limit %d, want %d", cur, tc.want)
 				}
+			}
+		})
+	}
+}
+
+func TestTuneGC(t *testing.T) {
+	prevPct := debug.SetGCPercent(100)
+	prevRate := runtime.MemProfileRate
+	t.Cleanup(func() {
+		debug.SetGCPercent(prevPct)
+		runtime.MemProfileRate = prevRate
+	})
+	for _, tc := range []struct {
+		name, gogc, godebug string
+		wantPct, wantRate   int
+	}{
+		{name: "defaults", wantPct: gcPercent, wantRate: 0},
+		{name: "GOGC wins", gogc: "200", wantPct: 100, wantRate: 0},
+		{name: "GOGC=off wins", gogc: "off", wantPct: 100, wantRate: 0},
+		{name: "GODEBUG keeps the heap profile", godebug: "madvdontneed=1,memprofilerate=4096", wantPct: gcPercent, wantRate: 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("GOGC", tc.gogc)
+			t.Setenv("GODEBUG", tc.godebug)
+			// The runtime applies GOGC and GODEBUG at start; here the
+			// test sets what they would have set.
+			debug.SetGCPercent(100)
+			runtime.MemProfileRate = 4096
+			got := tuneGC()
+			want := tc.wantPct
+			if tc.gogc != "" {
+				want = 0
+			}
+			if got != want {
+				t.Errorf("tuneGC() = %d, want %d", got, want)
+			}
+			if cur := debug.SetGCPercent(100); cur != tc.wantPct {
+				t.Errorf("GC percent %d, want %d", cur, tc.wantPct)
+			}
+			if runtime.MemProfileRate != tc.wantRate {
+				t.Errorf("MemProfileRate %d, want %d", runtime.MemProfileRate, tc.wantRate)
 			}
 		})
 	}

@@ -121,15 +121,19 @@ func writeSteps(w io.Writer, rows []row) error {
 	return tw.Flush()
 }
 
-// target is an upper bound on a metric (issue #19's goals).
+// target is an upper bound on a metric (issue #19's goals); a strict one
+// is met only below it.
 type target struct {
 	unit, what string
 	max        float64
+	strict     bool
 }
 
 var targets = []target{
-	{"over-move-p99-ms", "RunPodSandbox p99 <= bare move p99 + 1 ms (same run)", 1},
-	{"x-floor", "64 at once: p99 <= 1.2 x (64 x bare move p50) (same run)", 1.2},
+	{"over-move-p99-ms", "RunPodSandbox p99 <= bare move p99 + 1 ms (same run)", 1, false},
+	{"x-floor", "64 at once: p99 <= 1.2 x (64 x bare move p50) (same run)", 1.2, false},
+	{"core-pct", "idle daemon, 1,032 devices: < 0.5% of a core", 0.5, true},
+	{"rss-MiB", "daemon, 1,032 devices + 256 claims: < 40 MiB RSS", 40, true},
 }
 
 // writeTargets prints, for every benchmark that reported a metric with a
@@ -152,7 +156,7 @@ func writeTargets(w io.Writer, rows []row) error {
 				header = true
 			}
 			met := "no"
-			if f <= tg.max {
+			if f < tg.max || (f == tg.max && !tg.strict) {
 				met = "yes"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\n", tg.what, r.name, tg.unit, v, tg.max, met)

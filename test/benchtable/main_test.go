@@ -107,4 +107,44 @@ BenchmarkDaemonFootprint-2   	       1	50226092686 ns/op	        54.98 anon-MiB	
 			t.Errorf("table lacks %q:\n%s", w, buf.String())
 		}
 	}
+	// Both have a target: the idle daemon meets its one, 104 MiB is over
+	// 40.
+	buf.Reset()
+	if err := writeTargets(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("targets table: want a header and two rows:\n%s", buf.String())
+	}
+	for i, w := range []struct{ metric, met string }{{"core-pct", "yes"}, {"rss-MiB", "no"}} {
+		f := strings.Fields(lines[i+1])
+		if !strings.Contains(lines[i+1], w.metric) || f[len(f)-1] != w.met {
+			t.Errorf("targets row %d: want %s met %s: %q", i+1, w.metric, w.met, lines[i+1])
+		}
+	}
+}
+
+// A strict target is not met at its bound; an inclusive one is.
+func TestTargetBounds(t *testing.T) {
+	in := `BenchmarkDaemonFootprint-2   	       1	50226092686 ns/op	        40 rss-MiB
+BenchmarkRunPodSandboxConcurrent64/host=veth-2   	 5	 2000000000 ns/op	 1.2 x-floor
+`
+	rows, _, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := writeTargets(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("targets table: want a header and two rows:\n%s", buf.String())
+	}
+	for i, want := range []string{"no", "yes"} {
+		if f := strings.Fields(lines[i+1]); f[len(f)-1] != want {
+			t.Errorf("row %q: met %s, want %s", lines[i+1], f[len(f)-1], want)
+		}
+	}
 }
