@@ -59,7 +59,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 	if err := d.assignPodIfNames(claim, rec, planned); err != nil {
 		return nil, nil, err
 	}
-	held, err := d.heldIDs(claim, rec.UID, inv, planned)
+	held, err := d.heldIDs(ctx, claim, rec.UID, inv, planned)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -207,8 +207,16 @@ func (d *Driver) assignPodIfNames(claim *resourceapi.ResourceClaim, rec *ClaimRe
 // by other claims and those the node's devices carry. A device's own MACs
 // are its to keep; claims' MACs name the claim (they win over the device
 // entry of the VF they are set on).
-func (d *Driver) heldIDs(claim *resourceapi.ResourceClaim, claimUID string, inv *inventory.Inventory, planned []*plannedDevice) (heldIDs, error) {
+func (d *Driver) heldIDs(ctx context.Context, claim *resourceapi.ResourceClaim, claimUID string, inv *inventory.Inventory, planned []*plannedDevice) (heldIDs, error) {
 	guids := d.state.heldGUIDs(claimUID)
+	// A claim's guid must not copy one an RDMA device outside the
+	// inventory carries either (another HCA, a PF the driver does not
+	// handle): read them only when a device sets one.
+	if i := firstWithGUID(planned); i >= 0 {
+		if err := hostRDMAGUIDs(ctx, d.cfg.Kernel, inv, guids); err != nil {
+			return heldIDs{}, deviceError(claim, planned[i].alloc.Request, planned[i].alloc.Device, "guid", err)
+		}
+	}
 	for _, dev := range inv.Devices {
 		for _, g := range []string{dev.NodeGUID, dev.PortGUID} {
 			if g != "" {
