@@ -156,8 +156,11 @@ func hostRDMAGUIDs(ctx context.Context, k Kernel, inv *inventory.Inventory, into
 	return nil
 }
 
+// deviceHolderPrefix starts the name of a device as a holder.
+const deviceHolderPrefix = "device "
+
 // deviceHolder names a device as the holder of a GUID or MAC it carries.
-func deviceHolder(dev *inventory.Device) string { return "device " + dev.Name }
+func deviceHolder(dev *inventory.Device) string { return deviceHolderPrefix + dev.Name }
 
 // parseGUID parses a GUID that must be assignable (not all zeros or ones).
 func parseGUID(s string) (hw.GUID, error) {

@@ -220,7 +220,7 @@ func (d *Driver) heldIDs(ctx context.Context, claim *resourceapi.ResourceClaim, 
 	for _, dev := range inv.Devices {
 		for _, g := range []string{dev.NodeGUID, dev.PortGUID} {
 			if g != "" {
-				guids[strings.ToLower(g)] = "device " + dev.Name
+				guids[strings.ToLower(g)] = deviceHolder(&dev)
 			}
 		}
 	}
@@ -312,14 +312,13 @@ func planVFIdentity(dr *DeviceRecord, rec *ClaimRecord, inv *inventory.Inventory
 	if dr.Settings.MAC != nil {
 		m := strings.ToLower(*dr.Settings.MAC)
 		if holder, ok := held.macs[m]; ok && holder != deviceHolder(dev) {
-			return "mac", fmt.Errorf(
-				"MAC %s is already in use on this node by %s: two VFs with one MAC break forwarding for both; give each claim its own mac, or mac: auto (a ResourceClaimTemplate with a mac gives every replica the same one)", m, holder)
+			return "mac", macInUse(m, holder)
 		}
-		held.macs[m] = fmt.Sprintf("request %q of this claim", dr.Request)
+		held.macs[m] = requestHolder(dr.Request)
 	}
 	if dr.GUID != nil {
 		g := strings.ToLower(*dr.GUID)
-		if holder, ok := held.guids[g]; ok && holder != "device "+dev.Name {
+		if holder, ok := held.guids[g]; ok && holder != deviceHolder(dev) {
 			return "guid", fmt.Errorf("GUID %s is held by %s", g, holder)
 		}
 		held.guids[g] = "claim " + rec.UID
