@@ -11,6 +11,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
@@ -74,6 +75,9 @@ type Kernel interface {
 	// CDIInfo reports what the CDI spec needs from the host: the RDMA
 	// character devices, or the vfio IOMMU group.
 	CDIInfo(ctx context.Context, dev *inventory.Device, vfio bool) (rdmaCharDevices []string, vfioGroup string, err error)
+	// RDMAGUIDs reads the node and port GUIDs every RDMA device of the
+	// host carries, ours or not (pkg/rdma GUIDs); it changes nothing.
+	RDMAGUIDs(ctx context.Context) ([]rdma.GUIDUse, error)
 }
 
 // Detacher returns a device's netdev (and RDMA device) from a pod netns to

@@ -22,6 +22,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
@@ -140,6 +141,9 @@ func (h *fakeKernel) DetachDevice(_ context.Context, d nri.PodDevice) error {
 }
 func (h *fakeKernel) CheckVFIO(_ context.Context, dev *inventory.Device) error {
 	return vfconfig.CheckVFIOIsolation(h.root, dev.PCIAddress)
+}
+func (h *fakeKernel) RDMAGUIDs(context.Context) ([]rdma.GUIDUse, error) {
+	return rdma.GUIDs(h.root)
 }
 func (h *fakeKernel) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool) ([]string, string, error) {
 	if err := h.j.add("host.CDIInfo %s", dev.Name); err != nil {

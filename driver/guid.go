@@ -1,10 +1,13 @@
 package driver
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"net"
 	"strings"
+
+	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/hw"
@@ -114,8 +117,50 @@ func pickFree(attempts int, dev *inventory.Device, held map[string]string, candi
 	return "", false, nil
 }
 
+// firstWithGUID is the index of the first device configured with a guid
+// (auto included), -1 for none.
+func firstWithGUID(planned []*plannedDevice) int {
+	for i, p := range planned {
+		if p.res.GUID != "" {
+			return i
+		}
+	}
+	return -1
+}
+
+// hostRDMAGUIDs maps the node and port GUIDs of every RDMA device of the
+// host to their holder: the RDMA devices of a device in the inventory to
+// that device (deviceHolder: a VF keeps its own GUID), any other (another
+// HCA, a PF that is no SR-IOV device of ours, a software RDMA device) to
+// itself, "InfiniBand device mlx5_3 port 1". The inventory alone has
+// only the GUIDs of its own PFs and VFs.
+func hostRDMAGUIDs(ctx context.Context, k Kernel, inv *inventory.Inventory, into map[string]string) error {
+	uses, err := k.RDMAGUIDs(ctx)
+	if err != nil {
+		return fmt.Errorf("read the GUIDs of the node's RDMA devices to check the GUID against them: %w", err)
+	}
+	owner := map[string]*inventory.Device{}
+	for i := range inv.Devices {
+		for _, r := range inv.Devices[i].RDMADevices {
+			owner[r] = &inv.Devices[i]
+		}
+	}
+	for _, u := range uses {
+		holder := u.Holder()
+		if dev := owner[u.Device]; dev != nil {
+			holder = deviceHolder(dev)
+		}
+		into[u.GUID.String()] = holder
+	}
+	klog.FromContext(ctx).V(5).Info("Read the GUIDs of the node's RDMA devices", "guids", len(uses))
+	return nil
+}
+
+// deviceHolderPrefix starts the name of a device as a holder.
+const deviceHolderPrefix = "device "
+
 // deviceHolder names a device as the holder of a GUID or MAC it carries.
-func deviceHolder(dev *inventory.Device) string { return "device " + dev.Name }
+func deviceHolder(dev *inventory.Device) string { return deviceHolderPrefix + dev.Name }
 
 // parseGUID parses a GUID that must be assignable (not all zeros or ones).
 func parseGUID(s string) (hw.GUID, error) {

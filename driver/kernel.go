@@ -118,3 +118,7 @@ func (r *nodeKernel) CDIInfo(_ context.Context, dev *inventory.Device, vfio bool
 	}
 	return nodes, "", nil
 }
+
+func (r *nodeKernel) RDMAGUIDs(context.Context) ([]rdma.GUIDUse, error) {
+	return rdma.GUIDs(r.root)
+}

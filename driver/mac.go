@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
@@ -70,10 +71,40 @@ func hostLinkMACs(h nlink.Handle, into map[string]string) error {
 	for _, l := range links {
 		a := l.Attrs()
 		if len(a.HardwareAddr) == 6 && !allZero(a.HardwareAddr) {
-			into[a.HardwareAddr.String()] = "host link " + a.Name
+			into[a.HardwareAddr.String()] = hostLinkHolderPrefix + a.Name
 		}
 	}
 	return nil
+}
+
+// Holders of a MAC besides another claim ("claim <ns>/<name> (<uid>)") and
+// a device of the inventory (deviceHolder).
+const (
+	hostLinkHolderPrefix = "host link "
+	requestHolderPrefix  = "request "
+)
+
+// requestHolder names a request of the claim being prepared as the
+// holder of the MAC one of its devices takes.
+func requestHolder(request string) string {
+	return fmt.Sprintf("%s%q of this claim", requestHolderPrefix, request)
+}
+
+// macInUse refuses MAC m, which holder has: what breaks and what to do
+// depend on who the holder is.
+func macInUse(m, holder string) error {
+	var why string
+	switch {
+	case strings.HasPrefix(holder, hostLinkHolderPrefix):
+		why = "a VF with the MAC of a link the node itself uses breaks forwarding for both (switches and neighbours see one address in two places); give the claim a mac no host link carries, or mac: auto"
+	case strings.HasPrefix(holder, deviceHolderPrefix):
+		why = "a VF with the MAC another device of this node carries breaks forwarding for both; give the claim a mac of its own, or mac: auto"
+	case strings.HasPrefix(holder, requestHolderPrefix):
+		why = "two VFs with one MAC break forwarding for both; give each request its own mac, or mac: auto"
+	default: // another claim
+		why = "two VFs with one MAC break forwarding for both; give each claim its own mac, or mac: auto (a ResourceClaimTemplate with a mac gives every replica the same one)"
+	}
+	return fmt.Errorf("MAC %s is already in use on this node by %s: %s", m, holder, why)
 }
 
 // firstWithMAC is the index of the first device configured with a mac

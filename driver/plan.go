@@ -59,7 +59,7 @@ func (d *Driver) plan(ctx context.Context, claim *resourceapi.ResourceClaim) (*C
 	if err := d.assignPodIfNames(claim, rec, planned); err != nil {
 		return nil, nil, err
 	}
-	held, err := d.heldIDs(claim, rec.UID, inv, planned)
+	held, err := d.heldIDs(ctx, claim, rec.UID, inv, planned)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -207,12 +207,20 @@ func (d *Driver) assignPodIfNames(claim *resourceapi.ResourceClaim, rec *ClaimRe
 // by other claims and those the node's devices carry. A device's own MACs
 // are its to keep; claims' MACs name the claim (they win over the device
 // entry of the VF they are set on).
-func (d *Driver) heldIDs(claim *resourceapi.ResourceClaim, claimUID string, inv *inventory.Inventory, planned []*plannedDevice) (heldIDs, error) {
+func (d *Driver) heldIDs(ctx context.Context, claim *resourceapi.ResourceClaim, claimUID string, inv *inventory.Inventory, planned []*plannedDevice) (heldIDs, error) {
 	guids := d.state.heldGUIDs(claimUID)
+	// A claim's guid must not copy one an RDMA device outside the
+	// inventory carries either (another HCA, a PF the driver does not
+	// handle): read them only when a device sets one.
+	if i := firstWithGUID(planned); i >= 0 {
+		if err := hostRDMAGUIDs(ctx, d.cfg.Kernel, inv, guids); err != nil {
+			return heldIDs{}, deviceError(claim, planned[i].alloc.Request, planned[i].alloc.Device, "guid", err)
+		}
+	}
 	for _, dev := range inv.Devices {
 		for _, g := range []string{dev.NodeGUID, dev.PortGUID} {
 			if g != "" {
-				guids[strings.ToLower(g)] = "device " + dev.Name
+				guids[strings.ToLower(g)] = deviceHolder(&dev)
 			}
 		}
 	}
@@ -304,14 +312,13 @@ func planVFIdentity(dr *DeviceRecord, rec *ClaimRecord, inv *inventory.Inventory
 	if dr.Settings.MAC != nil {
 		m := strings.ToLower(*dr.Settings.MAC)
 		if holder, ok := held.macs[m]; ok && holder != deviceHolder(dev) {
-			return "mac", fmt.Errorf(
-				"MAC %s is already in use on this node by %s: two VFs with one MAC break forwarding for both; give each claim its own mac, or mac: auto (a ResourceClaimTemplate with a mac gives every replica the same one)", m, holder)
+			return "mac", macInUse(m, holder)
 		}
-		held.macs[m] = fmt.Sprintf("request %q of this claim", dr.Request)
+		held.macs[m] = requestHolder(dr.Request)
 	}
 	if dr.GUID != nil {
 		g := strings.ToLower(*dr.GUID)
-		if holder, ok := held.guids[g]; ok && holder != "device "+dev.Name {
+		if holder, ok := held.guids[g]; ok && holder != deviceHolder(dev) {
 			return "guid", fmt.Errorf("GUID %s is held by %s", g, holder)
 		}
 		held.guids[g] = "claim " + rec.UID

@@ -3,12 +3,14 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -49,6 +51,10 @@ func TestBadInput(t *testing.T) {
 	// VF 1 joins VF 0's IOMMU group, as VFs without ACS between them are
 	// grouped: vfio-pci for VF 0 would hand the pod VF 1 too.
 	shareIOMMUGroup(t, n.root(), n.vf(0).PCIAddress, n.vf(1).PCIAddress)
+	// VF 1's host peer is a host link and no device of the driver: a
+	// tenant copies its MAC below.
+	const hostMAC = "02:77:ee:00:00:01"
+	setLinkMAC(t, n.vfName(1)+"p", hostMAC)
 
 	// The tenant's class: the admin pins VLAN 100, spoof check on, trust
 	// off, and lets claims set only the MAC besides pod-local fields.
@@ -91,6 +97,8 @@ func TestBadInput(t *testing.T) {
 		{"link state forced up", tenant(`"linkState":"enable"`), "may not set linkState", true},
 		{"a foreign GUID", tenant(`"guid":"00:11:22:33:44:55:66:77"`), "may not set guid", true},
 		{"another pod's MAC (the class allows mac)", tenant(`"mac":"` + n.podMAC(2) + `"`), "is already in use on this node by claim ns/net-2", true},
+		{"another VF's MAC (the class allows mac)", tenant(`"mac":"` + n.vf(1).MAC + `"`), "is already in use on this node by device " + n.device(1) + ": a VF with the MAC another device of this node carries", true},
+		{"a host link's MAC (the class allows mac)", tenant(`"mac":"` + hostMAC + `"`), "is already in use on this node by host link " + n.vfName(1) + "p: a VF with the MAC of a link the node itself uses", true},
 		{"vfio-pci from a claim", tenant(`"driver":"vfio-pci"`), "may not set driver", true},
 		{"bridge as IPAM plugin", tenant(`"ipam":{"type":"bridge","bridge":"cni0"}`), `ipam.type: Unsupported value: "bridge"`, true},
 		{"whereabouts configuration_path: /host/etc/shadow", tenant(`"ipam":{"type":"whereabouts","configuration_path":"/host/etc/shadow"}`), `ipam.type: Unsupported value: "whereabouts"`, true},
@@ -164,6 +172,22 @@ func TestBadInput(t *testing.T) {
 	}
 	results.complete("input")
 	results.complete("tenant")
+}
+
+// setLinkMAC sets the MAC of the host link name (one the test made).
+func setLinkMAC(t *testing.T, name, mac string) {
+	t.Helper()
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetHardwareAddr(l, hw); err != nil {
+		t.Fatalf("set the MAC of %s: %v", name, err)
+	}
 }
 
 var ifindexRE = regexp.MustCompile(`\(index [0-9]+\)`)
