@@ -23,7 +23,6 @@ import (
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/nri"
-	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 )
 
@@ -32,14 +31,7 @@ import (
 // temporary folder (unix socket paths are limited to 107 bytes).
 func testConfig(t *testing.T) Config {
 	t.Helper()
-	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}})
-	bootFile := filepath.Join(h.Root, checkpoint.BootIDPath)
-	if err := os.MkdirAll(filepath.Dir(bootFile), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bootFile, []byte("b1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}, BootID: "b1"})
 	base, err := os.MkdirTemp("", "dm")
 	if err != nil {
 		t.Fatal(err)
