@@ -152,6 +152,20 @@ func dial(t testing.TB, path string) *grpc.ClientConn {
 	return conn
 }
 
+// startPrepared starts the daemon on n with the API cs and prepares c on
+// it, as most cases begin; anything but success ends the test.
+func startPrepared(t testing.TB, ctx context.Context, n *node, cs *fake.Clientset, c *resourceapi.ResourceClaim) *daemon {
+	t.Helper()
+	dm, err := startDaemon(t, n, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, _, err := dm.prepare(ctx, c); err != nil || msg != "" {
+		t.Fatalf("prepare claim %s: %v %s", c.Name, err, msg)
+	}
+	return dm
+}
+
 // prepare is kubelet's NodePrepareResources for one claim; it returns the
 // claim's error ("" for none) and its CDI device IDs.
 func (dm *daemon) prepare(ctx context.Context, c *resourceapi.ResourceClaim) (string, []string, error) {
