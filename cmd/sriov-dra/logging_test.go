@@ -308,7 +308,7 @@ func TestInventoryLogWithVerbosity(t *testing.T) {
 	}{
 		{nil, false},
 		{[]string{"-v=2"}, true},
-		{[]string{"--vmodule=findpf=2"}, true},
+		{[]string{"--vmodule=scan=2"}, true},
 	} {
 		args := append([]string{"inventory", "--host-root", h.Root}, tc.flags...)
 		out, log, code := runCLI(t, context.Background(), args...)
