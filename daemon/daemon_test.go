@@ -12,18 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/klog/v2/ktesting"
-	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/internal/kubelettest"
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/nri"
-	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 )
 
@@ -32,14 +29,7 @@ import (
 // temporary folder (unix socket paths are limited to 107 bytes).
 func testConfig(t *testing.T) Config {
 	t.Helper()
-	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}})
-	bootFile := filepath.Join(h.Root, checkpoint.BootIDPath)
-	if err := os.MkdirAll(filepath.Dir(bootFile), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bootFile, []byte("b1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}, BootID: "b1"})
 	base, err := os.MkdirTemp("", "dm")
 	if err != nil {
 		t.Fatal(err)
@@ -127,21 +117,9 @@ func TestDaemonServesAndStops(t *testing.T) {
 	if code, body := get(t, cfg.HealthSocket, "/healthz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz before kubelet registered: %d %q, want 503", code, body)
 	}
-	conn, err := grpc.NewClient("unix://"+d.Sockets().Registrar, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rc := registerapi.NewRegistrationClient(conn)
-	info, err := rc.GetInfo(ctx, &registerapi.InfoRequest{})
-	if err != nil {
-		t.Fatalf("GetInfo: %v", err)
-	}
+	info, _ := kubelettest.Register(ctx, t, d.Sockets().Registrar)
 	if info.Name != cfg.DriverName || info.Endpoint != d.Sockets().Plugin {
 		t.Errorf("GetInfo = %s at %s, want %s at %s", info.Name, info.Endpoint, cfg.DriverName, d.Sockets().Plugin)
-	}
-	if _, err := rc.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{PluginRegistered: true}); err != nil {
-		t.Fatal(err)
 	}
 	if code, body := get(t, cfg.HealthSocket, "/healthz"); code != http.StatusOK || !strings.HasPrefix(body, "ok\n") {
 		t.Errorf("/healthz after registration: %d %q", code, body)

@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
-	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // podDevices is the driver state the NRI plugin reads: one netdev per pod.
@@ -84,12 +84,7 @@ func TestNRIHookMetrics(t *testing.T) {
 		"pod-fail": {ClaimUID: "c2", Device: "d2", PCIAddress: "0000:7f:00.2",
 			Spec: netattach.Spec{HostIfName: "sdrnosuch0", PodIfName: "net1"}},
 	}}
-	nl, err := nlink.NewHost()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
-	host, err := nri.NewHostOps(nri.HostConfig{Root: "/", Netlink: nl})
+	host, err := nri.NewHostOps(nri.HostConfig{Root: "/", Netlink: nlinktest.HostHandle(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
-	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
@@ -22,13 +21,7 @@ import (
 // before it touches the netdev.
 func TestAttachMarkerMounts(t *testing.T) {
 	e := newEnv(t, sysfstest.Standard())
-	dir := filepath.Join(t.TempDir(), "attached")
-	marks, err := attachmark.New(dir, "/cluster/node-a/attached")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.marks = marks
-	e.kernel.marks = marks
+	dir := e.useAttachMarks("/cluster/node-a/attached")
 	e.restart()
 
 	ib, eth, vfio := vfName(e, 0, 1), vfName(e, 1, 0), vfName(e, 1, 12)
@@ -70,7 +63,7 @@ func TestAttachMarkerMounts(t *testing.T) {
 	// The NRI plugin attached both netdevs and created their markers; the
 	// runtime never detached eth.
 	for _, dev := range []string{ib, eth} {
-		if err := marks.Create("u1", dev); err != nil {
+		if err := e.marks.Create("u1", dev); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -91,7 +84,7 @@ func TestAttachMarkerMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.j.take()
-	err = unprepare(t, e.d, c)["u1"]
+	err := unprepare(t, e.d, c)["u1"]
 	if err == nil || !strings.Contains(err.Error(), "detach from pod netns: device "+eth+": remove attach marker") {
 		t.Fatalf("unprepare with a stuck marker: %v", err)
 	}
@@ -104,7 +97,7 @@ func TestAttachMarkerMounts(t *testing.T) {
 	if err := os.RemoveAll(stuck); err != nil {
 		t.Fatal(err)
 	}
-	if err := marks.Create("u1", eth); err != nil {
+	if err := e.marks.Create("u1", eth); err != nil {
 		t.Fatal(err)
 	}
 	if err := unprepare(t, e.d, c)["u1"]; err != nil {

@@ -31,38 +31,31 @@ type goldenCase struct {
 	forbid []string
 }
 
+// netdevUndo is the undo of the netdev VF claim 1111... of the golden
+// files, whether its Prepare finished or not: the address back, the IRQs
+// and the VF settings restored, the CDI spec gone, the record dropped.
+var netdevUndo = []string{
+	"ipam.Release 11111111-1111-4111-8111-111111111111-pci-0000-5e-00-1",
+	"host.RestoreIRQs 0000:5e:00.1",
+	"host.RestoreVF 0000:5e:00.1",
+	"cdi.Remove 11111111-1111-4111-8111-111111111111",
+	"store.Save empty",
+}
+
 var goldenCases = []goldenCase{
 	{name: "empty", boot: "boot-1", forbid: []string{"host.", "ipam.", "cdi.", "status."}},
 	{name: "netdev-prepare-started", boot: "boot-1",
 		claims: map[string]Phase{"11111111-1111-4111-8111-111111111111": PhasePrepareStarted},
-		steps: []string{
-			"ipam.Release 11111111-1111-4111-8111-111111111111-pci-0000-5e-00-1",
-			"host.RestoreIRQs 0000:5e:00.1",
-			"host.RestoreVF 0000:5e:00.1",
-			"cdi.Remove 11111111-1111-4111-8111-111111111111",
-			"store.Save empty",
-		},
+		steps:  netdevUndo,
 		forbid: []string{"host.Detach", "host.RestoreGUID", "host.RestoreDriver"}},
 	{name: "netdev-prepared", boot: "boot-1",
 		claims: map[string]Phase{"11111111-1111-4111-8111-111111111111": PhasePrepareCompleted},
-		steps: []string{
-			"ipam.Release 11111111-1111-4111-8111-111111111111-pci-0000-5e-00-1",
-			"host.RestoreIRQs 0000:5e:00.1",
-			"host.RestoreVF 0000:5e:00.1",
-			"cdi.Remove 11111111-1111-4111-8111-111111111111",
-			"store.Save empty",
-		},
+		steps:  netdevUndo,
 		forbid: []string{"host.Detach", "host.RestoreGUID", "host.RestoreDriver"}},
 	{name: "attached", boot: "boot-1",
 		claims: map[string]Phase{"11111111-1111-4111-8111-111111111111": PhasePrepareCompleted},
-		steps: []string{
-			"host.Detach /var/run/netns/cni-7f3a data0->ens2f0v0",
-			"ipam.Release 11111111-1111-4111-8111-111111111111-pci-0000-5e-00-1",
-			"host.RestoreIRQs 0000:5e:00.1",
-			"host.RestoreVF 0000:5e:00.1",
-			"cdi.Remove 11111111-1111-4111-8111-111111111111",
-			"store.Save empty",
-		}},
+		// Attached: the netdev comes out of the pod first.
+		steps: slices.Concat([]string{"host.Detach /var/run/netns/cni-7f3a data0->ens2f0v0"}, netdevUndo)},
 	// The admin's drop request is served at start: the record goes,
 	// nothing is undone.
 	{name: "drop-request", boot: "boot-1",

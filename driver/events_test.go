@@ -1,13 +1,11 @@
 package driver
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,15 +23,7 @@ func runWithEvents(t *testing.T, e *env, src *fakeEvents, tune func(*Config)) (*
 	if tune != nil {
 		tune(&cfg)
 	}
-	d, err := New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := &countingPublisher{ch: make(chan struct{}, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = d.Run(ctx, pub) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	d, pub := startRun(t, cfg, 1)
 	select {
 	case <-pub.ch:
 	case <-time.After(5 * time.Second):

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -444,6 +445,23 @@ func (p *countingPublisher) PublishResources(_ context.Context, r resourceslice.
 	return nil
 }
 
+// startRun makes a Driver of cfg and runs it, publishing to a counting
+// publisher that signals up to signals publications not yet waited for,
+// until the test ends.
+func startRun(t *testing.T, cfg Config, signals int) (*Driver, *countingPublisher) {
+	t.Helper()
+	d, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &countingPublisher{ch: make(chan struct{}, signals)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = d.Run(ctx, pub) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return d, pub
+}
+
 func (p *countingPublisher) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -494,6 +512,21 @@ func newEnv(t testing.TB, topo sysfstest.Topology) *env {
 		passthrough: []string{"ens5f0"}}
 	e.restart()
 	return e
+}
+
+// useAttachMarks gives the driver and the fake kernel's DetachDevice
+// attach markers in a fresh directory, which it returns; hostDir is the
+// markers' directory as the runtime sees it ("" = the same). Call
+// restart (or build a config) after it.
+func (e *env) useAttachMarks(hostDir string) string {
+	e.t.Helper()
+	dir := filepath.Join(e.t.TempDir(), "attached")
+	marks, err := attachmark.New(dir, hostDir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.marks, e.kernel.marks = marks, marks
+	return dir
 }
 
 // restart builds a new Driver over the same store and fakes: an empty

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,19 +20,9 @@ import (
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"github.com/sriov-dra/sriov-dra/internal/kubelettest"
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 )
-
-// dial opens a gRPC client on a unix socket.
-func dial(t *testing.T, path string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("dial %s: %v", path, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
 
 // sliceWrites counts ResourceSlice writes the fake API server received.
 func sliceWrites(cs *fake.Clientset) int {
@@ -95,22 +83,14 @@ func TestKubeletGRPC(t *testing.T) {
 	}
 
 	// Kubelet's plugin watcher: GetInfo, then NotifyRegistrationStatus.
-	rc := registerapi.NewRegistrationClient(dial(t, sockets.Registrar))
-	info, err := rc.GetInfo(ctx, &registerapi.InfoRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, dra := kubelettest.Register(ctx, t, sockets.Registrar)
 	if info.Type != registerapi.DRAPlugin || info.Name != "sriov.dra.dev" || info.Endpoint != sockets.Plugin {
 		t.Fatalf("GetInfo = %+v", info)
-	}
-	if _, err := rc.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{PluginRegistered: true}); err != nil {
-		t.Fatal(err)
 	}
 	if err := reg.Wait(ctx, 5*time.Second, sockets); err != nil {
 		t.Fatal(err)
 	}
 
-	dra := drapb.NewDRAPluginClient(dial(t, info.Endpoint))
 	req := &drapb.NodePrepareResourcesRequest{Claims: []*drapb.Claim{{Namespace: "ns", Name: "net", Uid: string(claim.UID)}}}
 	resp, err := dra.NodePrepareResources(ctx, req)
 	if err != nil {

@@ -31,6 +31,20 @@ func nextReport(t *testing.T, ch <-chan kubeletplugin.DeviceHealthReport) map[st
 	}
 }
 
+// prepareThenVanish prepares claim u1 on vf, a VF of pf past its third,
+// and lowers pf's numvfs to three under it: the next scans see a fixture
+// (with its own fake netlink, the PF up) where vf is gone.
+func prepareThenVanish(t *testing.T, e *env, d *Driver, pf sysfstest.PF, vf string) {
+	t.Helper()
+	if err := prepare(t, d, newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", vf)}))["u1"].Err; err != nil {
+		t.Fatal(err)
+	}
+	fewer := pf
+	fewer.VFs = fewer.VFs[:3]
+	fewer.TotalVFs = 7
+	e.scan.set(sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{fewer}}))
+}
+
 func TestHealth(t *testing.T) {
 	igb := sysfstest.IGB()
 	e := newEnv(t, sysfstest.Topology{PFs: []sysfstest.PF{igb}})
@@ -81,13 +95,7 @@ func TestHealth(t *testing.T) {
 	}
 
 	// A prepared VF that vanished (numvfs lowered under it): unhealthy.
-	if err := prepare(t, d, newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", vf6)}))["u1"].Err; err != nil {
-		t.Fatal(err)
-	}
-	fewer := igb
-	fewer.VFs = fewer.VFs[:3]
-	fewer.TotalVFs = 7
-	e.scan.set(sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{fewer}}))
+	prepareThenVanish(t, e, d, igb, vf6)
 	// The new fixture has its own fake netlink with the PF up.
 	if _, err := d.scan(context.Background()); err != nil {
 		t.Fatal(err)
@@ -193,13 +201,7 @@ func TestHealthTaints(t *testing.T) {
 	// A prepared VF that vanished stays published, tainted; an unprepared
 	// one leaves the pool.
 	vf6 := vfs[6]
-	if err := prepare(t, d, newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("a", vf6)}))["u1"].Err; err != nil {
-		t.Fatal(err)
-	}
-	fewer := igb
-	fewer.VFs = fewer.VFs[:3]
-	fewer.TotalVFs = 7
-	e.scan.set(sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{fewer}}))
+	prepareThenVanish(t, e, d, igb, vf6)
 	step("VFs vanished", true, func(got map[string][]resourceapi.DeviceTaint) {
 		if !reflect.DeepEqual(got, map[string][]resourceapi.DeviceTaint{vf6: want(TaintVanished)}) {
 			t.Errorf("taints %v, want only %s %s", got, vf6, TaintVanished)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
-	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
 
@@ -26,12 +24,7 @@ import (
 // back with the identity it had.
 func TestLostDevice(t *testing.T) {
 	e := newEnv(t, sysfstest.Standard())
-	dir := filepath.Join(t.TempDir(), "attached")
-	marks, err := attachmark.New(dir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.marks, e.kernel.marks = marks, marks
+	dir := e.useAttachMarks("")
 	e.lostTimeout = 300 * time.Millisecond
 	start := func() (*events.FakeRecorder, *prometheus.Registry) {
 		rec := events.NewFakeRecorder(10)
@@ -63,7 +56,7 @@ func TestLostDevice(t *testing.T) {
 		if err := e.d.State().Attached("u1", name, false); err != nil {
 			t.Fatal(err)
 		}
-		if err := marks.Create("u1", name); err != nil {
+		if err := e.marks.Create("u1", name); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +77,7 @@ func TestLostDevice(t *testing.T) {
 	// The device is gone: Unprepare fails until the timeout, naming it.
 	e.j.clearFail()
 	e.j.failOn("host.Detach /proc/42/ns/net net1", fmt.Errorf("detach: the device %s is in neither netns nor the host: %w", id, netattach.ErrDeviceGone))
-	err = unprepare(t, e.d, c)["u1"]
+	err := unprepare(t, e.d, c)["u1"]
 	if err == nil || !strings.Contains(err.Error(), eth) || !strings.Contains(err.Error(), "recorded as lost") {
 		t.Fatalf("unprepare within the timeout: %v, want an error naming the device and the lost-device release", err)
 	}

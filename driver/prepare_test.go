@@ -341,14 +341,21 @@ func TestPrepareRefuses(t *testing.T) {
 	}
 }
 
-func TestBootIDChangeReleasesWithoutRestoring(t *testing.T) {
+// preparedVLAN is an env with claim u1 prepared on VF 1/0 with VF
+// settings and IPAM (ipamVLAN); it returns the env and the VF.
+func preparedVLAN(t *testing.T) (*env, string) {
+	t.Helper()
 	e := newEnv(t, sysfstest.Standard())
 	dev := vfName(e, 1, 0)
-	c := newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("eth", dev)},
-		opaque(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","vlan":9,"ipam":{"type":"host-local"}}`))
+	c := newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("eth", dev)}, opaque(ipamVLAN))
 	if err := prepare(t, e.d, c)["u1"].Err; err != nil {
 		t.Fatal(err)
 	}
+	return e, dev
+}
+
+func TestBootIDChangeReleasesWithoutRestoring(t *testing.T) {
+	e, dev := preparedVLAN(t)
 	if err := e.d.State().Attaching("u1", dev, "/proc/1/ns/net", netattach.Original{IfName: "ens2f0v0"}); err != nil {
 		t.Fatal(err)
 	}
@@ -361,13 +368,7 @@ func TestBootIDChangeReleasesWithoutRestoring(t *testing.T) {
 }
 
 func TestBootIDChangeSteps(t *testing.T) {
-	e := newEnv(t, sysfstest.Standard())
-	dev := vfName(e, 1, 0)
-	c := newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("eth", dev)},
-		opaque(`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"VfConfig","vlan":9,"ipam":{"type":"host-local"}}`))
-	if err := prepare(t, e.d, c)["u1"].Err; err != nil {
-		t.Fatal(err)
-	}
+	e, dev := preparedVLAN(t)
 	e.j.take()
 	cfg := e.config()
 	cfg.BootID = "boot-2"

@@ -145,16 +145,7 @@ func TestPublishOnlyOnChangeAndNumVFsWithin2s(t *testing.T) {
 	e := newEnv(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}})
 	cfg := e.config()
 	cfg.PollInterval = 100 * time.Millisecond
-	d, err := New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := &countingPublisher{ch: make(chan struct{}, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = d.Run(ctx, pub) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	d, pub := startRun(t, cfg, 1)
 
 	<-pub.ch
 	// Polls and link events with nothing changed: no API write.
@@ -218,16 +209,7 @@ func TestOneEmptyScanDoesNotWithdrawDevices(t *testing.T) {
 	cfg.PollInterval = 50 * time.Millisecond
 	flaky := &flakyScanner{inner: e.scan, empty: map[int]bool{3: true}}
 	cfg.Scanner = flaky
-	d, err := New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := &countingPublisher{ch: make(chan struct{}, 16)}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = d.Run(ctx, pub) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	_, pub := startRun(t, cfg, 16)
 
 	// Let the polls run well past the empty scan.
 	deadline := time.Now().Add(3 * time.Second)

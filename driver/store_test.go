@@ -2,11 +2,10 @@ package driver
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 )
 
 func ownedStoreAt(t *testing.T, dir, root, owner string, onSuperseded func(error)) OwnedStore {
@@ -21,15 +20,7 @@ func ownedStoreAt(t *testing.T, dir, root, owner string, onSuperseded func(error
 // bootRoot is a host root whose only file is the boot ID.
 func bootRoot(t testing.TB, bootID string) string {
 	t.Helper()
-	root := t.TempDir()
-	p := filepath.Join(root, checkpoint.BootIDPath)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(bootID+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return root
+	return sysfstest.New(t, sysfstest.Topology{BootID: bootID}).Root
 }
 
 // A rolling update: the new daemon takes the checkpoint over with

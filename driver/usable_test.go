@@ -39,6 +39,30 @@ func takeEvent(t *testing.T, rec *events.FakeRecorder) string {
 	}
 }
 
+// refused checks the outcome err of a Prepare: with want nil it must
+// have succeeded (refused returns false); otherwise it must have failed
+// with an error and a Warning event on the claim that each name every
+// string of want and of alsoNamed (refused returns true).
+func refused(t *testing.T, rec *events.FakeRecorder, err error, want []string, alsoNamed ...string) bool {
+	t.Helper()
+	if want == nil {
+		if err != nil {
+			t.Fatalf("prepare: %v", err)
+		}
+		return false
+	}
+	if err == nil {
+		t.Fatal("prepare succeeded")
+	}
+	ev := takeEvent(t, rec)
+	for _, w := range append(slices.Clone(want), alsoNamed...) {
+		if !strings.Contains(err.Error(), w) || !strings.Contains(ev, w) {
+			t.Errorf("error %q / event %q lack %q", err, ev, w)
+		}
+	}
+	return true
+}
+
 // TestPrepareRefusesWhatCannotWork: a config the device cannot carry out
 // as it is (no netdev for driver netdevice, no RDMA device or a shared
 // RDMA netns mode for rdmaIsolation) fails Prepare with the device and
@@ -83,20 +107,8 @@ func TestPrepareRefusesWhatCannotWork(t *testing.T) {
 			c := newClaim("u1", "p1", []resourceapi.DeviceRequestAllocationResult{result("net", dev)}, opaque(tc.config))
 			err := prepare(t, e.d, c)["u1"].Err
 			steps := e.j.take()
-			if tc.want == nil {
-				if err != nil {
-					t.Fatalf("prepare: %v", err)
-				}
+			if !refused(t, rec, err, tc.want, dev) {
 				return
-			}
-			if err == nil {
-				t.Fatal("prepare succeeded")
-			}
-			ev := takeEvent(t, rec)
-			for _, w := range append(tc.want, dev) {
-				if !strings.Contains(err.Error(), w) || !strings.Contains(ev, w) {
-					t.Errorf("error %q / event %q lack %q", err, ev, w)
-				}
 			}
 			if len(steps) != 0 {
 				t.Errorf("refused claim reached the host or the checkpoint: %v", steps)
@@ -175,20 +187,8 @@ func TestPKeyCheckedAfterGUIDChange(t *testing.T) {
 			if !slices.Equal(steps, tc.wantSteps) {
 				t.Errorf("steps = %v, want %v", steps, tc.wantSteps)
 			}
-			if tc.want == nil {
-				if err != nil {
-					t.Fatalf("prepare: %v", err)
-				}
+			if !refused(t, rec, err, tc.want, dev) {
 				return
-			}
-			if err == nil {
-				t.Fatal("prepare succeeded")
-			}
-			ev := takeEvent(t, rec)
-			for _, w := range append(tc.want, dev) {
-				if !strings.Contains(err.Error(), w) || !strings.Contains(ev, w) {
-					t.Errorf("error %q / event %q lack %q", err, ev, w)
-				}
 			}
 			if len(e.d.State().Claims()) != 0 {
 				t.Error("refused claim stayed recorded")

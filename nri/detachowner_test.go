@@ -50,11 +50,7 @@ func TestDetachOneOwner(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			rec := &recorder{}
-			devs, host := newMemDevices(rec), newFakeHost(rec)
-			dev := ethDevice("1")
-			devs.add(testPod, dev)
-			host.addLink(dev.Spec.HostIfName, "02:00:00:00:00:01", 1500)
+			rec, devs, host, dev := oneEthDevice()
 			marks, err := attachmark.New(filepath.Join(t.TempDir(), "attached"), "/host/attached")
 			if err != nil {
 				t.Fatal(err)
@@ -154,11 +150,7 @@ func TestDetachOneOwner(t *testing.T) {
 // changes nothing; the teardown holding the lock finishes the detach.
 func TestDetachDeviceGivesUpWithItsContext(t *testing.T) {
 	ctx := context.Background()
-	rec := &recorder{}
-	devs, host := newMemDevices(rec), newFakeHost(rec)
-	dev := ethDevice("1")
-	devs.add(testPod, dev)
-	host.addLink(dev.Spec.HostIfName, "02:00:00:00:00:01", 1500)
+	rec, devs, host, _ := oneEthDevice()
 	p, err := New(Config{TeardownBudget: 10 * time.Millisecond}, devs, host)
 	if err != nil {
 		t.Fatal(err)

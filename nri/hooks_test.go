@@ -34,6 +34,18 @@ func testContainer(id, sandboxID, cpus string) *api.Container {
 	return c
 }
 
+// oneEthDevice is the fakes most hook tests start from: a recorder, the
+// in-memory Devices holding ethDevice("1") for testPod, and a fake host
+// with that device's netdev (MTU 1500).
+func oneEthDevice() (*recorder, *memDevices, *fakeHost, PodDevice) {
+	rec := &recorder{}
+	devs, host := newMemDevices(rec), newFakeHost(rec)
+	dev := ethDevice("1")
+	devs.add(testPod, dev)
+	host.addLink(dev.Spec.HostIfName, "02:00:00:00:00:01", 1500)
+	return rec, devs, host, dev
+}
+
 func ethDevice(n string) PodDevice {
 	return PodDevice{
 		ClaimUID: "claim-" + n, ClaimNamespace: "ns", ClaimName: "c" + n, Request: "nic",
@@ -653,10 +665,7 @@ func TestSynchronizeYieldsToNewerHooks(t *testing.T) {
 
 func TestTeardownWithinBudget(t *testing.T) {
 	ctx := context.Background()
-	rec := &recorder{}
-	devs, host := newMemDevices(rec), newFakeHost(rec)
-	devs.add(testPod, ethDevice("1"))
-	host.addLink("vf1", "02:00:00:00:00:01", 1500)
+	rec, devs, host, _ := oneEthDevice()
 	p, err := New(Config{TeardownBudget: 20 * time.Millisecond}, devs, host)
 	if err != nil {
 		t.Fatal(err)

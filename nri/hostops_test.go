@@ -8,18 +8,12 @@ import (
 	"testing"
 
 	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
-	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // newTestHostOps returns the real host operations on this machine.
 func newTestHostOps(t testing.TB) HostOps {
 	t.Helper()
-	h, err := nlink.NewHost()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	ops, err := NewHostOps(HostConfig{Root: "/", Netlink: h})
+	ops, err := NewHostOps(HostConfig{Root: "/", Netlink: nlinktest.HostHandle(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,10 +14,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
-	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // These tests run the real NRI protocol: the runtime side is the real
@@ -459,10 +459,7 @@ func TestRunWaitsForRuntime(t *testing.T) {
 	rt := &testRuntime{socket: filepath.Join(dir, "nri.sock"), dir: dir, pods: map[string]*api.PodSandbox{}, ctrs: map[string]*api.Container{}}
 	t.Cleanup(rt.stop)
 
-	rec := &recorder{}
-	devs, host := newMemDevices(rec), newFakeHost(rec)
-	devs.add(testPod, ethDevice("1"))
-	host.addLink("vf1", "02:00:00:00:00:01", 1500)
+	_, devs, host, _ := oneEthDevice()
 	var observed latencies
 	p, err := New(Config{SocketPath: rt.socket, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 		ObserveHook: func(h string, took time.Duration, _ error) {
@@ -522,12 +519,8 @@ func TestIntegrationIRQAffinity(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	root := t.TempDir()
-	h, err := nlink.NewHost()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	if w.host, err = NewHostOps(HostConfig{Root: root, Netlink: h}); err != nil {
+	var err error
+	if w.host, err = NewHostOps(HostConfig{Root: root, Netlink: nlinktest.HostHandle(t)}); err != nil {
 		t.Fatal(err)
 	}
 	pod := w.pod("i", 1)

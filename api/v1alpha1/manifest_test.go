@@ -63,6 +63,21 @@ kind: Pod
 metadata: {name: p}
 `
 
+// problems checks the manifests in and returns every problem as text, in
+// order; it fails the test when the manifests cannot be read at all.
+func problems(t *testing.T, in string) []string {
+	t.Helper()
+	rep, err := CheckManifests(strings.NewReader(in), DriverName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range rep.Problems {
+		got = append(got, p.String())
+	}
+	return got
+}
+
 func TestCheckManifestsAccepts(t *testing.T) {
 	rep, err := CheckManifests(strings.NewReader(goodManifests), DriverName)
 	if err != nil {
@@ -148,14 +163,7 @@ items:
 ---
 a: [1,
 `
-	rep, err := CheckManifests(strings.NewReader(in), DriverName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, p := range rep.Problems {
-		got = append(got, p.String())
-	}
+	got := problems(t, in)
 	want := []string{
 		`VfConfig (document 1): vlan: Invalid value: 4095: must be between 0 and 4094: a VLAN ID is 0 (no VLAN) to 4094`,
 		`ResourceClaim default/foo: spec.devices.config[0].opaque.parameters.ifName: Invalid value: "../x": may contain only printable ASCII characters other than '/', ':', '%' and space; found '/'`,
@@ -257,14 +265,7 @@ spec:
       driver: sriov.dra.dev
       parameters: {apiVersion: sriov.dra.dev/v1alpha1, kind: VfConfig, vlan: 100, policy: {claimMaySet: [mac]}}
 `
-	rep, err := CheckManifests(strings.NewReader(in), DriverName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, p := range rep.Problems {
-		got = append(got, p.String())
-	}
+	got := problems(t, in)
 	want := []string{
 		`ResourceClaimTemplate team-a/tenant: spec.spec.devices.config[0].opaque.parameters.vlan: Forbidden: a claim may not set vlan: DeviceClass "vlan100" does not allow it (policy.claimMaySet); ask the admin for a class that sets or allows it`,
 		`ResourceClaimTemplate team-a/tenant: spec.spec.devices.config[1].opaque.parameters.policy: Forbidden: only a DeviceClass config may set policy: the admin decides what the claims of a class may set`,

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
-	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 )
 
 func TestDriverFlagsFromEnv(t *testing.T) {
@@ -60,14 +59,7 @@ func TestDriverFlagsFromEnv(t *testing.T) {
 // an API server that is not there.
 func daemonOptions(t *testing.T) driverOptions {
 	t.Helper()
-	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}})
-	bootFile := filepath.Join(h.Root, checkpoint.BootIDPath)
-	if err := os.MkdirAll(filepath.Dir(bootFile), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bootFile, []byte("b1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	h := sysfstest.New(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}, BootID: "b1"})
 	base, err := os.MkdirTemp("", "drv")
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
+	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 )
 
 // Link types as written to /sys/class/net/<if>/type (ARPHRD_*).
@@ -38,6 +39,9 @@ type Topology struct {
 	// SoftRDMA are netdev-bound RDMA devices (rxe, siw), written after
 	// the PFs and VFs, in order.
 	SoftRDMA []SoftRDMA
+	// BootID, when set, is written where the kernel shows the boot's ID
+	// (checkpoint.BootIDPath), as the daemon reads it.
+	BootID string
 }
 
 // Software RDMA device types (rdma link add <name> type <type> netdev <if>).
@@ -203,6 +207,12 @@ func Write(root string, topo Topology) (*Fixture, error) {
 	}
 	if err := b.common(); err != nil {
 		return nil, err
+	}
+	if topo.BootID != "" {
+		if err := b.file(checkpoint.BootIDPath, topo.BootID+"\n"); err != nil {
+			return nil, fmt.Errorf("boot ID: %w", err)
+		}
+		out.BootID = topo.BootID
 	}
 	for _, pf := range out.PFs {
 		if err := b.writePF(pf); err != nil {

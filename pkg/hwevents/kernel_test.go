@@ -3,13 +3,13 @@ package hwevents
 import (
 	"context"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
 )
 
 // inNewNetns runs f on a locked thread in a fresh network namespace and
@@ -19,24 +19,8 @@ func inNewNetns(t *testing.T, f func()) *netlink.Handle {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace; CI runs it as root")
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Skipf("cannot create a netns: %v", err)
-	}
+	ns := nlinktest.InNewNetns(t, f)
 	t.Cleanup(func() { ns.Close() })
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			t.Fatalf("restore netns: %v", err)
-		}
-	}()
-	f()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)

@@ -147,10 +147,5 @@ func kernelRunName(t *testing.T) string {
 // the netns every link the test made in it.
 func newNetnsHandle(t *testing.T, name string) *nlink.Real {
 	t.Helper()
-	h, err := nlink.NewAt(nlinktest.NewNetns(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
+	return nlinktest.HandleAt(t, nlinktest.NewNetns(t, name))
 }

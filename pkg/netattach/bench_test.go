@@ -15,10 +15,7 @@ import (
 // the target netns, even when the old name is taken on the other side.
 func TestMoveAndRenameInOneRequest(t *testing.T) {
 	requireRoot(t)
-	pfx := runPrefix(t)
-	host := hostHandle(t)
-	nsPath := newNetns(t, pfx+"ns")
-	pod := podHandle(t, nsPath)
+	pfx, host, nsPath, pod := newPodBed(t)
 	l := newVeth(t, host, pfx+"a", pfx+"b", "02:aa:00:00:00:07", 1500)
 	// The pod has a link with the host name already.
 	if err := pod.LinkAdd(netlinkVeth{pfx + "a", pfx + "c"}.veth()); err != nil {

@@ -20,10 +20,7 @@ type plain struct{ nlink.Handle }
 func TestAttachDetachWithoutOneRequestMove(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
-	pfx := runPrefix(t)
-	host := hostHandle(t)
-	nsPath := newNetns(t, pfx+"ns")
-	pod := podHandle(t, nsPath)
+	pfx, host, nsPath, pod := newPodBed(t)
 	a := attacher{hostNsPath: HostNetnsPath, openPod: func(p string) (nlink.Handle, error) {
 		h, err := openAt(p)
 		if err != nil {

@@ -39,25 +39,9 @@ func runPrefix(t testing.TB) string {
 // newNetns creates a named netns without leaving any goroutine in it.
 func newNetns(t testing.TB, name string) string { return nlinktest.NewNetns(t, name) }
 
-func hostHandle(t testing.TB) *nlink.Real {
-	t.Helper()
-	h, err := nlink.NewHost()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
+func hostHandle(t testing.TB) *nlink.Real { return nlinktest.HostHandle(t) }
 
-func podHandle(t testing.TB, path string) *nlink.Real {
-	t.Helper()
-	h, err := nlink.NewAt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
+func podHandle(t testing.TB, path string) *nlink.Real { return nlinktest.HandleAt(t, path) }
 
 // newVeth creates veth name<->peer on the host with the given MAC/MTU.
 func newVeth(t testing.TB, h *nlink.Real, name, peer string, mac string, mtu int) netlink.Link {
@@ -221,6 +205,16 @@ func (v netlinkVeth) veth() *netlink.Veth {
 	return &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.name}, PeerName: v.peer}
 }
 
+// newPodBed is this test's link name prefix, a handle in the host netns,
+// and a fresh pod netns pfx+"ns" (its path) with a handle in it.
+func newPodBed(t testing.TB) (pfx string, host *nlink.Real, nsPath string, pod *nlink.Real) {
+	t.Helper()
+	pfx = runPrefix(t)
+	host = hostHandle(t)
+	nsPath = newNetns(t, pfx+"ns")
+	return pfx, host, nsPath, podHandle(t, nsPath)
+}
+
 // newVFBed is the common start of a host-kernel attach test (root only): a
 // fresh pod netns with a handle in it, and a veth pfx+"vf" (peer pfx+peer,
 // MAC mac, MTU 1500) standing in for a VF netdev on the host, with that
@@ -229,10 +223,7 @@ func newVFBed(t *testing.T, peer, mac string) (ctx context.Context, pfx string, 
 	t.Helper()
 	requireRoot(t)
 	ctx = context.Background()
-	pfx = runPrefix(t)
-	host = hostHandle(t)
-	nsPath = newNetns(t, pfx+"ns")
-	pod = podHandle(t, nsPath)
+	pfx, host, nsPath, pod = newPodBed(t)
 	newVeth(t, host, pfx+"vf", pfx+peer, mac, 1500)
 	before = stateOf(mustLink(t, host, pfx+"vf"))
 	return ctx, pfx, host, nsPath, pod, before

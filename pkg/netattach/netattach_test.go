@@ -143,10 +143,7 @@ func TestAttachDetachRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	for _, k := range []kind{kindVeth, kindMacvlan} {
 		t.Run(string(k), func(t *testing.T) {
-			pfx := runPrefix(t)
-			host := hostHandle(t)
-			nsPath := newNetns(t, pfx+"ns")
-			pod := podHandle(t, nsPath)
+			pfx, host, nsPath, pod := newPodBed(t)
 			hl := newStandIn(t, host, k, pfx+"vf", "02:aa:00:00:00:01", 1500)
 			if err := host.LinkSetUp(hl); err != nil {
 				t.Fatal(err)
@@ -271,11 +268,7 @@ func TestDetachNetnsGone(t *testing.T) {
 	ctx := context.Background()
 	for _, k := range []kind{kindVeth, kindMacvlan} {
 		t.Run(string(k), func(t *testing.T) {
-			pfx := runPrefix(t)
-			host := hostHandle(t)
-			nsName := pfx + "ns"
-			nsPath := newNetns(t, nsName)
-			pod := podHandle(t, nsPath)
+			pfx, host, nsPath, pod := newPodBed(t)
 			newStandIn(t, host, k, pfx+"vf", "02:aa:00:00:00:04", 1500)
 			before := stateOf(mustLink(t, host, pfx+"vf"))
 			podName := pfx + "p1" // unique on the host too

@@ -38,11 +38,7 @@ func newTestNetns(t *testing.T) string {
 // in it (or the dump failed after DumpTries interrupts, saying so).
 func TestRealDumpsKernel(t *testing.T) {
 	path := newTestNetns(t)
-	h, err := nlink.NewAt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := nlinktest.HandleAt(t, path)
 
 	const stable = 200 // enough links for a multi-part link dump
 	for i := 0; i < stable; i += 2 {

@@ -35,13 +35,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	ctx := logCtx(t)
 	c := n.claim(0, "")
-	dm, err := startDaemon(t, &n, newAPI(c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if msg, _, err := dm.prepare(ctx, c); err != nil || msg != "" {
-		t.Fatalf("prepare: %v %s", err, msg)
-	}
+	dm := startPrepared(t, ctx, &n, newAPI(c), c)
 	pod := n.sandbox(0)
 	if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
 		t.Fatalf("RunPodSandbox: %v", err)

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,10 +19,10 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
-	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	sriovdaemon "github.com/sriov-dra/sriov-dra/daemon"
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/internal/kubelettest"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 )
@@ -131,25 +129,22 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 // client on the endpoint the plugin named.
 func registerKubelet(t testing.TB, ctx context.Context, regSock string) drapb.DRAPluginClient {
 	t.Helper()
-	rc := registerapi.NewRegistrationClient(dial(t, regSock))
-	info, err := rc.GetInfo(ctx, &registerapi.InfoRequest{})
-	if err != nil {
-		t.Fatalf("kubelet GetInfo: %v", err)
-	}
-	if _, err := rc.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{PluginRegistered: true}); err != nil {
-		t.Fatalf("kubelet NotifyRegistrationStatus: %v", err)
-	}
-	return drapb.NewDRAPluginClient(dial(t, info.Endpoint))
+	_, dra := kubelettest.Register(ctx, t, regSock)
+	return dra
 }
 
-func dial(t testing.TB, path string) *grpc.ClientConn {
+// startPrepared starts the daemon on n with the API cs and prepares c on
+// it, as most cases begin; anything but success ends the test.
+func startPrepared(t testing.TB, ctx context.Context, n *node, cs *fake.Clientset, c *resourceapi.ResourceClaim) *daemon {
 	t.Helper()
-	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dm, err := startDaemon(t, n, cs)
 	if err != nil {
-		t.Fatalf("dial %s: %v", path, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	if msg, _, err := dm.prepare(ctx, c); err != nil || msg != "" {
+		t.Fatalf("prepare claim %s: %v %s", c.Name, err, msg)
+	}
+	return dm
 }
 
 // prepare is kubelet's NodePrepareResources for one claim; it returns the

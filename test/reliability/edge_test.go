@@ -162,13 +162,7 @@ func TestRuntimeBadInput(t *testing.T) {
 			initial := n.initialView(t)
 			ctx := logCtx(t)
 			c := n.claim(0, "")
-			dm, err := startDaemon(t, n, newAPI(c))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if msg, _, err := dm.prepare(ctx, c); err != nil || msg != "" {
-				t.Fatalf("prepare: %v %s", err, msg)
-			}
+			dm := startPrepared(t, ctx, n, newAPI(c), c)
 			e := env{t: t, n: n, dm: dm, ctx: ctx, before: n.view(t, dm.pf), left: strings.Join(n.leftovers(t), ",")}
 			result, err := tc.run(e)
 			errs := []error{err}

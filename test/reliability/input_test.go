@@ -114,13 +114,7 @@ func TestBadInput(t *testing.T) {
 		tc.claim.Name = fmt.Sprintf("bad-%d", i)
 		claims = append(claims, tc.claim)
 	}
-	dm, err := startDaemon(t, n, newAPI(claims...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if msg, _, err := dm.prepare(ctx, held); err != nil || msg != "" {
-		t.Fatalf("prepare the claim holding VF 2: %v %s", err, msg)
-	}
+	dm := startPrepared(t, ctx, n, newAPI(claims...), held)
 	before := n.view(t, dm.pf)
 	leftBefore := strings.Join(n.leftovers(t), ",")
 	calls := len(dm.pf.fake.MutatingCalls())

@@ -156,12 +156,7 @@ var _ = driver.DefaultLostDeviceTimeout
 
 // deleteLinkIn deletes the link name in the netns at path.
 func deleteLinkIn(path, name string) error {
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := handleIn(path)
 	if err != nil {
 		return err
 	}

@@ -197,6 +197,17 @@ func (n *node) fakePF() (*sysfstest.Fixture, error) {
 	return sysfstest.Write(tmp, n.Topology)
 }
 
+// handleIn is a netlink handle whose sockets live in the netns at path;
+// the caller closes it.
+func handleIn(path string) (*netlink.Handle, error) {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	return netlink.NewHandleAt(ns)
+}
+
 // linkIn returns the link named name in the netns at path ("" = host)
 // and its IPv4 addresses, or nil when there is none.
 func linkIn(t testing.TB, path, name string) (netlink.Link, []string) {

@@ -28,13 +28,7 @@ func TestLeastPrivilege(t *testing.T) {
 	bad := n.claim(1, vfConfig(`"vlan":4095`))
 	bad.UID, bad.Name = "bad00000-0000-4000-8000-000000000099", "bad"
 	cs := newAPI(c, bad)
-	dm, err := startDaemon(t, n, cs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if msg, _, err := dm.prepare(ctx, c); err != nil || msg != "" {
-		t.Fatalf("prepare: %v %s", err, msg)
-	}
+	dm := startPrepared(t, ctx, n, cs, c)
 	if msg, _, _ := dm.prepare(ctx, bad); msg == "" {
 		t.Fatal("vlan 4095 accepted")
 	}

@@ -35,12 +35,7 @@ func returnLikeKernel(t testing.TB, n *node, i int) {
 // podName. It returns the name the link has on the host.
 func returnLikeKernelAs(t testing.TB, n *node, i int, podName string) string {
 	t.Helper()
-	ns, err := netns.GetFromPath(n.netnsPath(i))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := handleIn(n.netnsPath(i))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,12 +228,7 @@ func TestRuntimeFaults(t *testing.T) {
 			if err := dm.plugin.RunPodSandbox(ctx, pod); err != nil {
 				return err
 			}
-			ns, err := netns.GetFromPath(n.netnsPath(0))
-			if err != nil {
-				return err
-			}
-			defer ns.Close()
-			h, err := netlink.NewHandleAt(ns)
+			h, err := handleIn(n.netnsPath(0))
 			if err != nil {
 				return err
 			}
@@ -286,13 +276,7 @@ func TestRuntimeFaults(t *testing.T) {
 			if strings.Contains(tc.name, "a host NIC has the pod's ifName") {
 				c = n.claim(0, strings.Replace(n.goodConfig(0), `"ifName":"net1"`, `"ifName":"`+n.victimName()+`"`, 1))
 			}
-			dm, err := startDaemon(t, n, newAPI(c))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if msg, _, err := dm.prepare(ctx, c); err != nil || msg != "" {
-				t.Fatalf("prepare: %v %s", err, msg)
-			}
+			dm := startPrepared(t, ctx, n, newAPI(c), c)
 			errs := []error{}
 			if err := tc.run(t, n, &dm); err != nil {
 				errs = append(errs, err)
@@ -354,13 +338,7 @@ func corruptCheckpoint(t *testing.T, truncate bool) {
 	n := newNode(t, 1)
 	ctx := logCtx(t)
 	c := n.claim(0, "")
-	dm, err := startDaemon(t, n, newAPI(c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if msg, _, err := dm.prepare(ctx, c); err != nil || msg != "" {
-		t.Fatalf("prepare: %v %s", err, msg)
-	}
+	dm := startPrepared(t, ctx, n, newAPI(c), c)
 	dm.stop()
 	before := n.view(t, dm.pf)
 	left := strings.Join(n.leftovers(t), ",")

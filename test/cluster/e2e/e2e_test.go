@@ -121,20 +121,7 @@ func TestVFInPodAndBack(t *testing.T) {
 	mac := strings.Fields(e.exec(t, "first", "cat", "/sys/class/net/net1/address"))[0]
 
 	// networkData in the claim status, written by the driver after attach.
-	var st *resourceapi.AllocatedDeviceStatus
-	waitFor(t, 30*time.Second, "claim status.devices with networkData", func() (bool, error) {
-		c, err := e.cs.ResourceV1().ResourceClaims(e.namespace).Get(context.Background(), claim.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		for i := range c.Status.Devices {
-			if c.Status.Devices[i].Device == device && c.Status.Devices[i].NetworkData != nil {
-				st = &c.Status.Devices[i]
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	st := e.waitNetworkData(t, claim.Name, device)
 	nd := st.NetworkData
 	if st.Driver != driverName || nd.InterfaceName != "net1" || !slices.Contains(nd.IPs, "192.168.50.7/24") ||
 		!strings.EqualFold(nd.HardwareAddress, mac) {

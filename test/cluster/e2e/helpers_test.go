@@ -213,6 +213,12 @@ func (e *env) template(t *testing.T, name, class, cel string, cfg *resourceapi.O
 // pod creates a pod using the template's claim (no claim when template is "").
 func (e *env) pod(t *testing.T, name, template string) {
 	t.Helper()
+	e.podAs(t, e.cs, name, template)
+}
+
+// podAs is pod, created as the user of cs.
+func (e *env) podAs(t *testing.T, cs kubernetes.Interface, name, template string) {
+	t.Helper()
 	grace := int64(2)
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.namespace},
@@ -231,9 +237,30 @@ func (e *env) pod(t *testing.T, name, template string) {
 		p.Spec.ResourceClaims = []corev1.PodResourceClaim{{Name: "net", ResourceClaimTemplateName: &tmpl}}
 		p.Spec.Containers[0].Resources.Claims = []corev1.ResourceClaim{{Name: "net"}}
 	}
-	if _, err := e.cs.CoreV1().Pods(e.namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().Pods(e.namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s: %v", name, err)
 	}
+}
+
+// waitNetworkData waits up to 30s for the driver to write the status of
+// device, with networkData, into claim's status and returns it.
+func (e *env) waitNetworkData(t *testing.T, claim, device string) *resourceapi.AllocatedDeviceStatus {
+	t.Helper()
+	var st *resourceapi.AllocatedDeviceStatus
+	waitFor(t, 30*time.Second, "claim status.devices with networkData", func() (bool, error) {
+		c, err := e.cs.ResourceV1().ResourceClaims(e.namespace).Get(context.Background(), claim, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for i := range c.Status.Devices {
+			if c.Status.Devices[i].Device == device && c.Status.Devices[i].NetworkData != nil {
+				st = &c.Status.Devices[i]
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return st
 }
 
 func (e *env) getPod(t *testing.T, name string) *corev1.Pod {

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/dynamic-resource-allocation/api/metadata"
 	metadatav1beta1 "k8s.io/dynamic-resource-allocation/api/metadata/v1beta1"
@@ -29,27 +27,13 @@ import (
 // validation. Deleting the pod removes the file's CDI spec.
 func TestDeviceMetadata(t *testing.T) {
 	e := setup(t)
-	ctx := context.Background()
 	const pod = "ethernet-vf"
 	e.runExample(t, pod)
 	e.waitRunning(t, pod, 90*time.Second)
 	claim := e.claimOf(t, pod)
 	device, _ := allocatedIfName(t, e.cs, claim)
 
-	var st *resourceapi.AllocatedDeviceStatus
-	waitFor(t, 30*time.Second, "claim status.devices with networkData", func() (bool, error) {
-		c, err := e.cs.ResourceV1().ResourceClaims(e.namespace).Get(ctx, claim.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		for i := range c.Status.Devices {
-			if c.Status.Devices[i].Device == device && c.Status.Devices[i].NetworkData != nil {
-				st = &c.Status.Devices[i]
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	st := e.waitNetworkData(t, claim.Name, device)
 
 	// The path the pod spec determines: the pod's claim name "net", request "vf".
 	path := metadata.ResourceClaimTemplateFilePath(driverName, "net", "vf")

@@ -479,30 +479,6 @@ func TestHostileTenant(t *testing.T) {
 	}
 }
 
-// podAs creates, as the given user, a pod using the template's claim.
-func (e *env) podAs(t *testing.T, cs kubernetes.Interface, name, template string) {
-	t.Helper()
-	grace := int64(2)
-	tmpl := template
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.namespace},
-		Spec: corev1.PodSpec{
-			TerminationGracePeriodSeconds: &grace,
-			DNSPolicy:                     corev1.DNSNone,
-			DNSConfig:                     &corev1.PodDNSConfig{Nameservers: []string{"127.0.0.1"}},
-			ResourceClaims:                []corev1.PodResourceClaim{{Name: "net", ResourceClaimTemplateName: &tmpl}},
-			Containers: []corev1.Container{{
-				Name: "app", Image: e.image, ImagePullPolicy: corev1.PullNever,
-				Command:   []string{"sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"},
-				Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "net"}}},
-			}},
-		},
-	}
-	if _, err := cs.CoreV1().Pods(e.namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create pod %s: %v", name, err)
-	}
-}
-
 // podBoundToken is a client with a token of the service account bound to pod.
 func (e *env) podBoundToken(t *testing.T, sa string, pod *corev1.Pod) kubernetes.Interface {
 	t.Helper()

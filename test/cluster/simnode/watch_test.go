@@ -4,34 +4,19 @@ import (
 	"context"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
 )
 
-// newNetns makes a new network namespace without leaving the caller's.
-func newNetns(t *testing.T) netns.NsHandle {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Skipf("cannot create a netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("back to the original netns: %v", err)
-	}
-	return ns
-}
+// newNetns makes a new network namespace without leaving the caller's;
+// the caller closes the handle (which ends the namespace).
+func newNetns(t *testing.T) netns.NsHandle { return nlinktest.InNewNetns(t, nil) }
 
 // TestWatchReturnsNetdevLikeTheKernel: a simulated netdev in a netns that
 // dies comes back to the "host" (a netns of the test) as the kernel

@@ -16,8 +16,6 @@ import (
 
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,12 +23,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
-	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/sriov-dra/sriov-dra/daemon"
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/internal/kubelettest"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -97,16 +95,6 @@ func (rt *nriRuntime) remove(pod *api.PodSandbox) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	delete(rt.pods, pod.Id)
-}
-
-func grpcConn(t *testing.T, path string) *grpc.ClientConn {
-	t.Helper()
-	c, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // node is the node daemon as production builds it (daemon.New and Run:
@@ -216,15 +204,7 @@ func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim,
 	}
 
 	// kubelet's plugin watcher: registration, then the DRA service.
-	rc := registerapi.NewRegistrationClient(grpcConn(t, n.dm.Sockets().Registrar))
-	info, err := rc.GetInfo(ctx, &registerapi.InfoRequest{})
-	if err != nil {
-		t.Fatalf("GetInfo: %v", err)
-	}
-	if _, err := rc.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{PluginRegistered: true}); err != nil {
-		t.Fatal(err)
-	}
-	n.dra = drapb.NewDRAPluginClient(grpcConn(t, info.Endpoint))
+	_, n.dra = kubelettest.Register(ctx, t, n.dm.Sockets().Registrar)
 	waitFor(t, "the NRI plugin to connect", n.plugin.Connected)
 	return n
 }

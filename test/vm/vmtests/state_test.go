@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 	"k8s.io/klog/v2/ktesting"
 
+	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
@@ -39,15 +40,7 @@ func newCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func hostHandle(t *testing.T) *nlink.Real {
-	t.Helper()
-	h, err := nlink.NewHost()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
+func hostHandle(t *testing.T) *nlink.Real { return nlinktest.HostHandle(t) }
 
 func readRaw(t *testing.T, h nlink.Handle, pf bedPF, idx int) rawVF {
 	t.Helper()
