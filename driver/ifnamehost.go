@@ -30,5 +30,7 @@ func podIfNameOnHost(h nlink.Handle, podIfName, ownHostName string) error {
 	case err != nil:
 		return fmt.Errorf("ifName %q: look it up in the host netns: %w", podIfName, err)
 	}
-	return fmt.Errorf("ifName %q is the name of host link %s (index %d) on this node; choose another name", podIfName, l.Attrs().Name, l.Attrs().Index)
+	// The tenant named the link; the error says no more about it (no
+	// index, no type) than that the name is taken.
+	return fmt.Errorf("ifName %q is the name of host link %s on this node; choose another name", podIfName, l.Attrs().Name)
 }
