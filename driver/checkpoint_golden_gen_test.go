@@ -232,6 +232,48 @@ func TestWriteGoldenCheckpoints(t *testing.T) {
 	}
 }
 
+// intentKernel is richKernel that also reads a netdev's original, link
+// flags and alias included, as the real host does at Prepare (the attach
+// intent, AttachStateFromKernel).
+type intentKernel struct{ richKernel }
+
+func (h intentKernel) ReadOriginal(_ context.Context, hostIfName, pciAddress string) (netattach.Original, error) {
+	return netattach.Original{
+		IfName: hostIfName, MAC: "02:00:5e:00:00:06", MTU: 1500, Up: true, IfIndex: 23,
+		Identity: netattach.Identity{PCIAddress: pciAddress},
+		Flags:    netattach.LinkFlags{Known: true, AllMulti: true, Alias: "pool a"},
+	}, nil
+}
+
+// TestWriteGoldenCheckpointsLinkFlags writes the golden file of the
+// release that recorded the netdev's link flags and alias in the attach
+// original: a netdev VF prepared with its attach intent.
+func TestWriteGoldenCheckpointsLinkFlags(t *testing.T) {
+	if os.Getenv(writeGoldenEnv) == "" {
+		t.Skipf("writes the golden files only with %s=1", writeGoldenEnv)
+	}
+	p := filepath.Join("testdata", "checkpoint-v1-attach-intent-flags.json")
+	if _, err := os.Stat(p); err == nil {
+		t.Skipf("%s exists: kept as its release wrote it", p)
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	e := goldenEnv(t, dir, "boot-1")
+	cfg := e.config()
+	cfg.Kernel = intentKernel{richKernel{e.kernel}}
+	e.start(cfg)
+	c := newClaim("66666666-6666-4666-8666-666666666666", "flags", []resourceapi.DeviceRequestAllocationResult{result("eth", vfName(e, 1, 2))}, opaque(goldenNetdevCfg))
+	if err := prepare(t, e.d, c)[c.UID].Err; err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func decodeGoldenForGen(t *testing.T, b []byte) *Checkpoint {
 	t.Helper()
 	dir := t.TempDir()

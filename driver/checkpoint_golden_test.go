@@ -78,6 +78,19 @@ var goldenCases = []goldenCase{
 			"store.Save empty",
 		},
 		forbid: []string{"host.Detach", "host.RestoreDriver"}},
+	// The release that recorded the link flags and alias in the attach
+	// original: the netdev, never attached, is put back as recorded.
+	{name: "attach-intent-flags", boot: "boot-1",
+		claims: map[string]Phase{"66666666-6666-4666-8666-666666666666": PhasePrepareCompleted},
+		steps: []string{
+			"host.Detach  data0->ens2f0v2",
+			"ipam.Release 66666666-6666-4666-8666-666666666666-pci-0000-5e-00-3",
+			"host.RestoreIRQs 0000:5e:00.3",
+			"host.RestoreVF 0000:5e:00.3",
+			"cdi.Remove 66666666-6666-4666-8666-666666666666",
+			"store.Save empty",
+		},
+		forbid: []string{"host.RestoreGUID", "host.RestoreDriver"}},
 	// A stale record (boot-1's, the file is of boot-2) is released at
 	// start and never restored onto the device.
 	{name: "stale", boot: "boot-2",

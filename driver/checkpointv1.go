@@ -335,7 +335,7 @@ func podToV1(p nri.PodDevice) cpv1.PodDevice {
 	if o := p.Original; o != nil {
 		out.Original = &cpv1.Original{
 			IfName: o.IfName, MAC: o.MAC, MTU: o.MTU, Up: o.Up, IfIndex: o.IfIndex,
-			Identity: identityToV1(o.Identity),
+			Identity: identityToV1(o.Identity), Flags: linkFlagsToV1(o.Flags),
 		}
 	}
 	return out
@@ -355,7 +355,7 @@ func podFromV1(p cpv1.PodDevice) nri.PodDevice {
 	if o := p.Original; o != nil {
 		out.Original = &netattach.Original{
 			IfName: o.IfName, MAC: o.MAC, MTU: o.MTU, Up: o.Up, IfIndex: o.IfIndex,
-			Identity: identityFromV1(o.Identity),
+			Identity: identityFromV1(o.Identity), Flags: linkFlagsFromV1(o.Flags),
 		}
 	}
 	return out
@@ -369,4 +369,20 @@ func identityToV1(id netattach.Identity) cpv1.Identity {
 
 func identityFromV1(id cpv1.Identity) netattach.Identity {
 	return netattach.Identity{PCIAddress: id.PCIAddress, PermAddr: id.PermAddr, HostPeerIndex: id.HostPeerIndex, Kind: id.Kind}
+}
+
+// linkFlagsToV1 and linkFlagsFromV1 convert an attach original's link
+// flags: flags not recorded (Known false) are absent from the file.
+func linkFlagsToV1(f netattach.LinkFlags) *cpv1.LinkFlags {
+	if !f.Known {
+		return nil
+	}
+	return &cpv1.LinkFlags{Promisc: f.Promisc, AllMulti: f.AllMulti, NoARP: f.NoARP, Alias: f.Alias}
+}
+
+func linkFlagsFromV1(f *cpv1.LinkFlags) netattach.LinkFlags {
+	if f == nil {
+		return netattach.LinkFlags{}
+	}
+	return netattach.LinkFlags{Known: true, Promisc: f.Promisc, AllMulti: f.AllMulti, NoARP: f.NoARP, Alias: f.Alias}
 }

@@ -166,8 +166,12 @@ func (p *Plugin) recordAttaching(ctx context.Context, d *PodDevice, netns string
 			orig, derived = *d.Original, true
 		}
 		// Whether it was up is Prepare's word: a detach cut short by a
-		// crash leaves it on the host down, before it is up again.
+		// crash leaves it on the host down, before it is up again. So
+		// are its link flags and alias: such a detach may leave the
+		// last pod's (promisc, arp off) on it. Not recorded at Prepare
+		// (an earlier release's record): Detach restores the defaults.
 		orig.Up = d.Original.Up
+		orig.Flags = d.Original.Flags
 	case d.NetnsPath == "" || d.Original == nil:
 		// Nothing moved yet (or nothing to restore was recorded): record
 		// the original before any change.

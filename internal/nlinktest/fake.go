@@ -220,7 +220,7 @@ func (f *Fake) Link(name string) (netlink.Link, bool) {
 }
 
 func isMutating(m string) bool {
-	for _, p := range []string{"LinkSet", "AddrAdd", "RouteAdd", "RouteReplace", "RdmaLinkSet"} {
+	for _, p := range []string{"LinkSet", "SetPromisc", "AddrAdd", "RouteAdd", "RouteReplace", "RdmaLinkSet"} {
 		if strings.HasPrefix(m, p) {
 			return true
 		}

@@ -1,7 +1,7 @@
 package nlinktest
 
 // The link requests: lookups, the list dump, and the changes the driver
-// makes to a link (state, MTU, name, MAC, netns).
+// makes to a link (state, MTU, name, MAC, netns, flags, alias).
 
 import (
 	"fmt"
@@ -137,4 +137,51 @@ func (f *Fake) mutateVF(method string, l netlink.Link, vf int, args []any, fn fu
 	}
 	fn(v)
 	return nil
+}
+
+// setRawFlag sets or clears one IFF_* flag in the link's RawFlags, where
+// the kernel reports promisc, allmulti and noarp (netlink.LinkAttrs.Promisc
+// and Allmulti are counters, not these flags).
+func (f *Fake) setRawFlag(method string, l netlink.Link, flag uint32, on bool) error {
+	return f.mutate(method, l, nil, func(d *netlink.Device) error {
+		if on {
+			d.RawFlags |= flag
+		} else {
+			d.RawFlags &^= flag
+		}
+		return nil
+	})
+}
+
+func (f *Fake) SetPromiscOn(l netlink.Link) error {
+	return f.setRawFlag("SetPromiscOn", l, unix.IFF_PROMISC, true)
+}
+
+func (f *Fake) SetPromiscOff(l netlink.Link) error {
+	return f.setRawFlag("SetPromiscOff", l, unix.IFF_PROMISC, false)
+}
+
+func (f *Fake) LinkSetAllmulticastOn(l netlink.Link) error {
+	return f.setRawFlag("LinkSetAllmulticastOn", l, unix.IFF_ALLMULTI, true)
+}
+
+func (f *Fake) LinkSetAllmulticastOff(l netlink.Link) error {
+	return f.setRawFlag("LinkSetAllmulticastOff", l, unix.IFF_ALLMULTI, false)
+}
+
+// LinkSetARPOn clears IFF_NOARP.
+func (f *Fake) LinkSetARPOn(l netlink.Link) error {
+	return f.setRawFlag("LinkSetARPOn", l, unix.IFF_NOARP, false)
+}
+
+// LinkSetARPOff sets IFF_NOARP.
+func (f *Fake) LinkSetARPOff(l netlink.Link) error {
+	return f.setRawFlag("LinkSetARPOff", l, unix.IFF_NOARP, true)
+}
+
+func (f *Fake) LinkSetAlias(l netlink.Link, alias string) error {
+	return f.mutate("LinkSetAlias", l, []any{alias}, func(d *netlink.Device) error {
+		d.Alias = alias
+		return nil
+	})
 }

@@ -3,7 +3,8 @@ package netattach
 // The detach: the device found by its identity in the pod netns, or on
 // the host when the netns is gone or it is not there, and put back on the
 // host under its original name, MAC and MTU (parked under a fixed name
-// when that name is taken, so a retry finds it).
+// when that name is taken, so a retry finds it), with its original link
+// flags and alias and without an XDP program.
 
 import (
 	"context"
@@ -123,11 +124,11 @@ func (a attacher) finishOnHost(ctx context.Context, hs scope, podIfName string, 
 }
 
 // hostFinish restores the device l, which is on the host and was
-// identified by the caller: down, name (parked under parkName if the
-// original name is taken), MAC, MTU, then up if it was. Steps already so
-// are skipped. An XDP program on it is taken off: the pod attached it
-// (one stays on a netdev across namespaces), and the next pod must not
-// get it.
+// identified by the caller: down, MAC, MTU, link flags and alias
+// (restoreFlags), name (parked under parkName if the original name is
+// taken), then up if it was. Steps already so are skipped. An XDP
+// program on it is taken off: the pod attached it (one stays on a netdev
+// across namespaces), and the next pod must not get it.
 func (a attacher) hostFinish(ctx context.Context, hs scope, l netlink.Link, orig Original) error {
 	host := hs.h
 	var errs []error
@@ -160,6 +161,7 @@ func (a attacher) hostFinish(ctx context.Context, hs scope, l netlink.Link, orig
 			errs = append(errs, fmt.Errorf("restore MTU %d of %s: %w", orig.MTU, at.Name, err))
 		}
 	}
+	errs = append(errs, restoreFlags(ctx, host, l, orig.Flags)...)
 	name, err := renameBack(host, l, orig)
 	if err != nil {
 		errs = append(errs, err)
@@ -174,6 +176,50 @@ func (a attacher) hostFinish(ctx context.Context, hs scope, l netlink.Link, orig
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// restoreFlags puts back on the host link l the promiscuous and
+// all-multicast mode, ARP and alias of want (hostDefaultFlags when want
+// was not recorded): a pod with NET_ADMIN may have changed them, the
+// kernel keeps them on the device across namespaces, and the next pod
+// would get them ("arp off" breaks its neighbour resolution). Each one
+// already so is skipped; every failure is returned.
+func restoreFlags(ctx context.Context, host nlink.Handle, l netlink.Link, want LinkFlags) []error {
+	if !want.Known {
+		want = hostDefaultFlags()
+	}
+	have := flagsOf(l)
+	name := l.Attrs().Name
+	var errs []error
+	set := func(what string, on bool, setOn, setOff func(netlink.Link) error) {
+		fn, state := setOff, "off"
+		if on {
+			fn, state = setOn, "on"
+		}
+		if err := fn(l); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s %s of %s: %w", what, state, name, err))
+			return
+		}
+		klog.FromContext(ctx).V(2).Info("Restored a link flag the device came back with changed", "link", name, "flag", what, "state", state)
+	}
+	if have.Promisc != want.Promisc {
+		set("promiscuous mode", want.Promisc, host.SetPromiscOn, host.SetPromiscOff)
+	}
+	if have.AllMulti != want.AllMulti {
+		set("all-multicast mode", want.AllMulti, host.LinkSetAllmulticastOn, host.LinkSetAllmulticastOff)
+	}
+	if have.NoARP != want.NoARP {
+		// ARP on is IFF_NOARP off.
+		set("ARP", !want.NoARP, host.LinkSetARPOn, host.LinkSetARPOff)
+	}
+	if have.Alias != want.Alias {
+		if err := host.LinkSetAlias(l, want.Alias); err != nil {
+			errs = append(errs, fmt.Errorf("restore alias %q of %s (it has %q): %w", want.Alias, name, have.Alias, err))
+		} else {
+			klog.FromContext(ctx).V(2).Info("Restored the alias the device came back with changed", "link", name, "alias", want.Alias)
+		}
+	}
+	return errs
 }
 
 // renameBack renames the host link l to orig.IfName. When that name is

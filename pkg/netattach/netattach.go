@@ -73,7 +73,9 @@ func Attach(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spe
 
 // Detach returns the device orig.Identity from the netns at netnsPath to
 // the host: down, MAC and MTU restored, renamed to orig.IfName (through a
-// temporary name if that name is taken), moved back, and up again if it
+// temporary name if that name is taken), moved back, its link flags
+// (promiscuous, all-multicast, ARP) and alias put back as orig.Flags has
+// them, an XDP program the pod attached taken off, and up again if it
 // was. The device is found by its identity, in the pod and on the host;
 // podIfName and the host names are only where it is looked for first, and
 // a link that is not the device is never changed, whatever its name. When
@@ -130,7 +132,23 @@ func InNetns(ctx context.Context, netnsPath, podIfName string, id Identity) (boo
 
 func originalOf(l netlink.Link) Original {
 	a := l.Attrs()
-	return Original{IfName: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, IfIndex: a.Index, Identity: identityOf(l)}
+	return Original{IfName: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, IfIndex: a.Index, Identity: identityOf(l), Flags: flagsOf(l)}
+}
+
+// flagsOf reads l's link flags and alias. The flags come from the
+// ifinfomsg's flags (RawFlags), where the kernel reports promiscuous and
+// all-multicast mode as set by a user; LinkAttrs.Promisc and Allmulti
+// are not that (Promisc is the promiscuity counter, which a packet
+// socket raises too).
+func flagsOf(l netlink.Link) LinkFlags {
+	a := l.Attrs()
+	return LinkFlags{
+		Known:    true,
+		Promisc:  a.RawFlags&unix.IFF_PROMISC != 0,
+		AllMulti: a.RawFlags&unix.IFF_ALLMULTI != 0,
+		NoARP:    a.RawFlags&unix.IFF_NOARP != 0,
+		Alias:    a.Alias,
+	}
 }
 
 func isNotFound(err error) bool {

@@ -40,4 +40,29 @@ type Original struct {
 	// have the zero Identity: the caller fills in the PCI address it
 	// recorded for the device, or Detach refuses to touch anything.
 	Identity Identity `json:"identity"`
+	// Flags are its link flags and alias on the host, which a pod with
+	// NET_ADMIN can change and which stay with the netdev when it comes
+	// back. Not Known in records written before they were recorded:
+	// Detach then restores hostDefaultFlags.
+	Flags LinkFlags `json:"flags,omitzero"`
 }
+
+// LinkFlags are the link flags and the alias of a netdev that a process
+// with NET_ADMIN in its netns can change ("ip link set promisc on",
+// "allmulticast on", "arp off", "alias ..."). The kernel keeps them on
+// the device across network namespaces.
+type LinkFlags struct {
+	// Known is whether the others were read from the device; the zero
+	// LinkFlags records nothing.
+	Known    bool   `json:"known,omitempty"`
+	Promisc  bool   `json:"promisc,omitempty"`  // IFF_PROMISC set by a user
+	AllMulti bool   `json:"allMulti,omitempty"` // IFF_ALLMULTI set by a user
+	NoARP    bool   `json:"noARP,omitempty"`    // IFF_NOARP: "arp off"
+	Alias    string `json:"alias,omitempty"`    // IFLA_IFALIAS, "" for none
+}
+
+// hostDefaultFlags are the flags a VF (or PF) netdev has on the host
+// when its driver creates it: not promiscuous, no all-multicast, ARP on,
+// no alias. Detach restores them when the original's flags were not
+// recorded.
+func hostDefaultFlags() LinkFlags { return LinkFlags{Known: true} }

@@ -25,6 +25,17 @@ type Handle interface {
 	LinkSetName(link netlink.Link, name string) error
 	LinkSetHardwareAddr(link netlink.Link, hwaddr net.HardwareAddr) error
 	LinkSetNsFd(link netlink.Link, fd int) error
+	// The link flags and the alias a process with CAP_NET_ADMIN in the
+	// link's netns can change; they stay with a netdev that changes
+	// netns, so a detach restores them (pkg/netattach).
+	SetPromiscOn(link netlink.Link) error
+	SetPromiscOff(link netlink.Link) error
+	LinkSetAllmulticastOn(link netlink.Link) error
+	LinkSetAllmulticastOff(link netlink.Link) error
+	LinkSetARPOn(link netlink.Link) error
+	LinkSetARPOff(link netlink.Link) error
+	// LinkSetAlias with "" clears the alias.
+	LinkSetAlias(link netlink.Link, alias string) error
 
 	LinkSetVfHardwareAddr(link netlink.Link, vf int, hwaddr net.HardwareAddr) error
 	LinkSetVfVlanQosProto(link netlink.Link, vf, vlan, qos, proto int) error

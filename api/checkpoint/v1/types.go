@@ -318,6 +318,25 @@ type Original struct {
 	// Identity finds the link; the zero value (records from before it
 	// existed) makes the reader use the device's PCI address.
 	Identity Identity `json:"identity"`
+	// Flags (added after the first v1 release) are the netdev's link
+	// flags and alias on the host before the move, which a pod with
+	// NET_ADMIN can change and the kernel keeps on the device. Absent:
+	// not recorded (an earlier release's record); the release that added
+	// it then restores what a host VF netdev has when its driver creates
+	// it (not promiscuous, no all-multicast, ARP on, no alias) rather
+	// than leave a tenant's flags for the next Prepare to record. A
+	// release that does not know it leaves the flags as the pod left
+	// them, as before; nothing it undoes depends on it.
+	Flags *LinkFlags `json:"flags,omitempty"`
+}
+
+// LinkFlags are a netdev's link flags and alias; an object with none set
+// records the defaults.
+type LinkFlags struct {
+	Promisc  bool   `json:"promisc,omitempty"`
+	AllMulti bool   `json:"allMulti,omitempty"`
+	NoARP    bool   `json:"noARP,omitempty"`
+	Alias    string `json:"alias,omitempty"`
 }
 
 // Identity is what identifies a link, by the first field set.

@@ -1,0 +1,108 @@
+//go:build vmtest
+
+package vmtests
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/sriov-dra/sriov-dra/pkg/netattach"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+)
+
+// vfFlags are the link flags and alias of a netdev as the kernel reports
+// them (the ifinfomsg's flags and IFLA_IFALIAS).
+type vfFlags struct {
+	Promisc, AllMulti, NoARP bool
+	Alias                    string
+}
+
+func vfFlagsOf(l netlink.Link) vfFlags {
+	a := l.Attrs()
+	return vfFlags{
+		Promisc:  a.RawFlags&unix.IFF_PROMISC != 0,
+		AllMulti: a.RawFlags&unix.IFF_ALLMULTI != 0,
+		NoARP:    a.RawFlags&unix.IFF_NOARP != 0,
+		Alias:    a.Alias,
+	}
+}
+
+// TestDetachRestoresLinkFlagsVF: a pod with NET_ADMIN turns promiscuous
+// and all-multicast mode on, ARP off and sets an alias on a real igbvf
+// netdev; the detach gives it back to the host with the flags and alias
+// it had before the attach, whether it is returned from the pod's netns
+// or handed back by the kernel when that netns is deleted.
+func TestDetachRestoresLinkFlagsVF(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		pf, vf int
+		gone   bool
+	}{
+		{name: "from the pod netns", pf: 0, vf: 3},
+		{name: "netns deleted", pf: 1, vf: 3, gone: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := newCtx(t)
+			h := hostHandle(t)
+			pf, vf := vfFor(t, tc.pf, tc.vf)
+			before := readRaw(t, h, pf, vf.Index)
+			hl, err := h.LinkByName(vf.IfName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			beforeFlags := vfFlagsOf(hl)
+			nsName := "vmt-flags"
+			nsPath := newNetns(t, nsName)
+			spec := podSpec(vf.IfName)
+			orig, err := netattach.Attach(ctx, h, nsPath, spec, netattach.Identity{PCIAddress: vf.PCI})
+			if err != nil {
+				t.Fatalf("attach: %v", err)
+			}
+			ph, err := nlink.NewAt(nsPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl, err := ph.LinkByName(spec.PodIfName)
+			if err == nil {
+				err = errors.Join(ph.SetPromiscOn(pl), ph.LinkSetAllmulticastOn(pl), ph.LinkSetARPOff(pl), ph.LinkSetAlias(pl, "tenant"))
+			}
+			if err == nil {
+				pl, err = ph.LinkByName(spec.PodIfName)
+			}
+			ph.Close()
+			if err != nil {
+				t.Fatalf("set the tenant's flags in the pod: %v", err)
+			}
+			if got, want := vfFlagsOf(pl), (vfFlags{Promisc: true, AllMulti: true, NoARP: true, Alias: "tenant"}); got != want {
+				t.Fatalf("flags in the pod: %+v, want %+v", got, want)
+			}
+
+			if tc.gone {
+				deleteNetns(t, nsName)
+			}
+			deadline := time.Now().Add(waitLong)
+			for {
+				err = netattach.Detach(ctx, h, nsPath, spec.PodIfName, orig)
+				if err == nil || !tc.gone || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(200 * time.Millisecond) // the kernel returns it asynchronously
+			}
+			if err != nil {
+				t.Fatalf("detach: %v", err)
+			}
+			waitRaw(t, h, pf, vf.Index, before, waitShort)
+			back, err := h.LinkByName(vf.IfName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := vfFlagsOf(back); got != beforeFlags {
+				t.Errorf("flags on the host after the detach: %+v, want %+v as before the attach", got, beforeFlags)
+			}
+		})
+	}
+}
