@@ -179,16 +179,7 @@ func TestFromKernelRestart(t *testing.T) {
 		old := netnsOf(pod)
 		moveToHost(t, mustNs(t, old), d.Spec.PodIfName)
 		w.rt.forget(pod)
-		runPlugin(t, w.plugin())
-		pod2 := w.sandbox(pod, "r2")
-		if err := w.rt.runPod(ctx, pod2); err != nil {
-			t.Fatalf("RunPodSandbox of the new sandbox: %v", err)
-		}
-		w.checkInPod(pod2)
-		if err := w.rt.stopPod(ctx, pod2); err != nil {
-			t.Fatal(err)
-		}
-		w.checkOnHost(pod2)
+		w.restartInNewSandbox(ctx, pod, "r2")
 	})
 
 	t.Run("Unprepare restores a device the kernel returned", func(t *testing.T) {
@@ -211,6 +202,23 @@ func TestFromKernelRestart(t *testing.T) {
 			t.Fatalf("DetachDevice of a device found nowhere: %v", err)
 		}
 	})
+}
+
+// restartInNewSandbox starts the plugin again (the daemon restarted) and
+// runs pod in a new sandbox named name: the device must be in it, and back
+// on the host once that sandbox stops.
+func (w *world) restartInNewSandbox(ctx context.Context, pod *api.PodSandbox, name string) {
+	w.t.Helper()
+	runPlugin(w.t, w.plugin())
+	pod2 := w.sandbox(pod, name)
+	if err := w.rt.runPod(ctx, pod2); err != nil {
+		w.t.Fatalf("RunPodSandbox of the new sandbox: %v", err)
+	}
+	w.checkInPod(pod2)
+	if err := w.rt.stopPod(ctx, pod2); err != nil {
+		w.t.Fatal(err)
+	}
+	w.checkOnHost(pod2)
 }
 
 // sandbox is a new sandbox of pod with a netns of its own.

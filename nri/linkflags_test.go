@@ -37,16 +37,7 @@ func TestFromKernelKeepsPreparedLinkFlags(t *testing.T) {
 	run(t, "ip", "link", "set", "dev", d.Spec.PodIfName, "name", d.Spec.HostIfName)
 	w.rt.forget(pod)
 
-	runPlugin(t, w.plugin())
-	pod2 := w.sandbox(pod, "f2")
-	if err := w.rt.runPod(ctx, pod2); err != nil {
-		t.Fatalf("RunPodSandbox of the new sandbox: %v", err)
-	}
-	w.checkInPod(pod2)
-	if err := w.rt.stopPod(ctx, pod2); err != nil {
-		t.Fatal(err)
-	}
-	w.checkOnHost(pod2)
+	w.restartInNewSandbox(ctx, pod, "f2")
 	l, _ := linkIn(t, "", d.Spec.HostIfName)
 	if l == nil {
 		t.Fatalf("%s not on the host", d.Spec.HostIfName)

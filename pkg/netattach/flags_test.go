@@ -78,10 +78,7 @@ func TestDetachRestoresLinkFlags(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			pfx := runPrefix(t)
-			host := hostHandle(t)
-			nsPath := newNetns(t, pfx+"ns")
-			pod := podHandle(t, nsPath)
+			pfx, host, nsPath, pod := newPodBed(t)
 			hl := newVeth(t, host, pfx+"vf", pfx+"vfp", "02:aa:00:00:00:51", 1500)
 			setFlags(t, host, hl, tc.host)
 			if err := host.LinkSetUp(hl); err != nil {

@@ -13,10 +13,7 @@ import (
 func TestAttachMTUAboveDeviceMax(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
-	pfx := runPrefix(t)
-	host := hostHandle(t)
-	nsPath := newNetns(t, pfx+"ns")
-	pod := podHandle(t, nsPath)
+	pfx, host, nsPath, pod := newPodBed(t)
 	hl := newMacvlan(t, host, pfx+"vf", pfx+"vfl", "02:aa:00:00:00:31", 1500)
 	if err := host.LinkSetUp(hl); err != nil {
 		t.Fatal(err)

@@ -78,10 +78,7 @@ func attachXDPIn(t *testing.T, nsPath, name string, fd int) {
 func TestDetachTakesOffXDP(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
-	pfx := runPrefix(t)
-	host := hostHandle(t)
-	nsPath := newNetns(t, pfx+"ns")
-	pod := podHandle(t, nsPath)
+	pfx, host, nsPath, pod := newPodBed(t)
 	hl := newVeth(t, host, pfx+"vf", pfx+"vfp", "02:aa:00:00:00:41", 1500)
 	if err := host.LinkSetUp(hl); err != nil {
 		t.Fatal(err)
