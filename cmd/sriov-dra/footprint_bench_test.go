@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +32,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
 // Footprint load: 8 PFs x 128 VFs published, 256 claims prepared.
@@ -83,43 +83,22 @@ func buildDaemon(b *testing.B, dir string) string {
 }
 
 // listenIn opens a TCP listener on the loopback of netns ns (where the
-// daemon runs), from a thread that enters ns and returns.
+// daemon runs), through nlink.InNetns.
 func listenIn(b *testing.B, ns netns.NsHandle) net.Listener {
 	b.Helper()
-	type result struct {
-		ln  net.Listener
-		err error
+	var ln net.Listener
+	err := nlink.InNetns(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	})
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		b.Fatalf("listen in the daemon's netns: %v", err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if serr := netns.Set(orig); serr != nil {
-			// The thread stays locked (and dies with the goroutine):
-			// it must not run other goroutines in the wrong netns.
-			ch <- result{ln, fmt.Errorf("return to the test netns: %w", serr)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ln, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		b.Fatalf("listen in the daemon's netns: %v", r.err)
-	}
-	return r.ln
+	return ln
 }
 
 // procStatus reads fields of /proc/<pid>/status in KiB.

@@ -4,58 +4,37 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"runtime"
 
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// socketIn creates a socket inside the network namespace at nsPath. It
-// runs on a goroutine of its own, locked to its OS thread, and switches
-// the thread back before unlocking it; if switching back fails the thread
-// stays locked and ends with the goroutine, so no goroutine ever runs in
-// the pod's netns afterwards.
+// socketIn creates a socket inside the network namespace at nsPath
+// (nlink.InNetns: a thread of its own, which never runs anything else in
+// the pod's netns).
 func socketIn(nsPath string, domain, typ, proto int) (int, error) {
-	type result struct {
-		fd  int
-		err error
+	target, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return -1, fmt.Errorf("open netns %s: %w", nsPath, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
+	defer target.Close()
+	fd := -1
+	err = nlink.InNetns(target, func() error {
+		s, err := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
 		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, fmt.Errorf("get current netns: %w", err)}
-			return
+			return err
 		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(nsPath)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, fmt.Errorf("open netns %s: %w", nsPath, err)}
-			return
+		fd = s
+		return nil
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, fmt.Errorf("enter netns %s: %w", nsPath, err)}
-			return
-		}
-		fd, serr := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
-		if err := netns.Set(orig); err != nil {
-			// Thread stays locked: Go discards it when this goroutine ends.
-			if serr == nil {
-				unix.Close(fd)
-			}
-			ch <- result{-1, fmt.Errorf("return from netns %s: %w", nsPath, err)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{fd, serr}
-	}()
-	r := <-ch
-	return r.fd, r.err
+		return -1, fmt.Errorf("socket in netns %s: %w", nsPath, err)
+	}
+	return fd, nil
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -3,11 +3,11 @@ package netattach
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"runtime"
 	"testing"
 	"unsafe"
 
+	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -40,34 +40,22 @@ func loadXDPPass(t *testing.T) int {
 }
 
 // attachXDPIn attaches the program fd to link name in the netns at
-// nsPath, as a process in the pod with NET_ADMIN would, from a locked
-// thread that returns to its own netns before it is unlocked.
+// nsPath, as a process in the pod with NET_ADMIN would (nlink.InNetns).
 func attachXDPIn(t *testing.T, nsPath, name string, fd int) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
 	target, err := netns.GetFromPath(nsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		t.Fatal(err)
-	}
-	l, lerr := netlink.LinkByName(name)
-	var aerr error
-	if lerr == nil {
-		aerr = netlink.LinkSetXdpFdWithFlags(l, fd, nl.XDP_FLAGS_SKB_MODE)
-	}
-	if err := netns.Set(orig); err != nil {
-		panic("cannot return the test thread to its netns: " + err.Error())
-	}
-	if err := errors.Join(lerr, aerr); err != nil {
+	err = nlink.InNetns(target, func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetXdpFdWithFlags(l, fd, nl.XDP_FLAGS_SKB_MODE)
+	})
+	if err != nil {
 		t.Fatalf("attach XDP to %s in %s: %v", name, nsPath, err)
 	}
 }
