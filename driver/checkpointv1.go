@@ -377,12 +377,12 @@ func linkFlagsToV1(f netattach.LinkFlags) *cpv1.LinkFlags {
 	if !f.Known {
 		return nil
 	}
-	return &cpv1.LinkFlags{Promisc: f.Promisc, AllMulti: f.AllMulti, NoARP: f.NoARP, Alias: f.Alias}
+	return &cpv1.LinkFlags{Promisc: f.Promisc, AllMulti: f.AllMulti, NoARP: f.NoARP, Alias: f.Alias, TxQLen: f.TxQLen, Group: f.Group}
 }
 
 func linkFlagsFromV1(f *cpv1.LinkFlags) netattach.LinkFlags {
 	if f == nil {
 		return netattach.LinkFlags{}
 	}
-	return netattach.LinkFlags{Known: true, Promisc: f.Promisc, AllMulti: f.AllMulti, NoARP: f.NoARP, Alias: f.Alias}
+	return netattach.LinkFlags{Known: true, Promisc: f.Promisc, AllMulti: f.AllMulti, NoARP: f.NoARP, Alias: f.Alias, TxQLen: f.TxQLen, Group: f.Group}
 }

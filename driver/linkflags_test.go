@@ -22,6 +22,8 @@ func TestCheckpointLinkFlags(t *testing.T) {
 		{name: "defaults", json: `,"flags":{}`, want: netattach.LinkFlags{Known: true}},
 		{name: "all set", json: `,"flags":{"promisc":true,"allMulti":true,"noARP":true,"alias":"pool a"}`,
 			want: netattach.LinkFlags{Known: true, Promisc: true, AllMulti: true, NoARP: true, Alias: "pool a"}},
+		{name: "queue length and group", json: `,"flags":{"alias":"pool a","txQLen":500,"group":3}`,
+			want: netattach.LinkFlags{Known: true, Alias: "pool a", TxQLen: 500, Group: 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := `{"ifName":"ens2f0v2","mac":"02:00:5e:00:00:06","mtu":1500,"identity":{"pciAddress":"0000:5e:00.3"}` + tc.json + `}`

@@ -179,6 +179,20 @@ func (f *Fake) LinkSetARPOff(l netlink.Link) error {
 	return f.setRawFlag("LinkSetARPOff", l, unix.IFF_NOARP, true)
 }
 
+func (f *Fake) LinkSetTxQLen(l netlink.Link, qlen int) error {
+	return f.mutate("LinkSetTxQLen", l, []any{qlen}, func(d *netlink.Device) error {
+		d.TxQLen = qlen
+		return nil
+	})
+}
+
+func (f *Fake) LinkSetGroup(l netlink.Link, group int) error {
+	return f.mutate("LinkSetGroup", l, []any{group}, func(d *netlink.Device) error {
+		d.Group = uint32(group)
+		return nil
+	})
+}
+
 func (f *Fake) LinkSetAlias(l netlink.Link, alias string) error {
 	return f.mutate("LinkSetAlias", l, []any{alias}, func(d *netlink.Device) error {
 		d.Alias = alias

@@ -179,7 +179,8 @@ func (a attacher) hostFinish(ctx context.Context, hs scope, l netlink.Link, orig
 }
 
 // restoreFlags puts back on the host link l the promiscuous and
-// all-multicast mode, ARP and alias of want (hostDefaultFlags when want
+// all-multicast mode, ARP, alias, transmit queue length and device group
+// of want (hostDefaultFlags when want
 // was not recorded): a pod with NET_ADMIN may have changed them, the
 // kernel keeps them on the device across namespaces, and the next pod
 // would get them ("arp off" breaks its neighbour resolution). Each one
@@ -217,6 +218,20 @@ func restoreFlags(ctx context.Context, host nlink.Handle, l netlink.Link, want L
 			errs = append(errs, fmt.Errorf("restore alias %q of %s (it has %q): %w", want.Alias, name, have.Alias, err))
 		} else {
 			klog.FromContext(ctx).V(2).Info("Restored the alias the device came back with changed", "link", name, "alias", want.Alias)
+		}
+	}
+	if want.TxQLen > 0 && have.TxQLen != want.TxQLen {
+		if err := host.LinkSetTxQLen(l, want.TxQLen); err != nil {
+			errs = append(errs, fmt.Errorf("restore transmit queue length %d of %s (it has %d): %w", want.TxQLen, name, have.TxQLen, err))
+		} else {
+			klog.FromContext(ctx).V(2).Info("Restored the transmit queue length the device came back with changed", "link", name, "txQLen", want.TxQLen)
+		}
+	}
+	if have.Group != want.Group {
+		if err := host.LinkSetGroup(l, int(want.Group)); err != nil {
+			errs = append(errs, fmt.Errorf("restore device group %d of %s (it has %d): %w", want.Group, name, have.Group, err))
+		} else {
+			klog.FromContext(ctx).V(2).Info("Restored the device group the device came back with changed", "link", name, "group", want.Group)
 		}
 	}
 	return errs

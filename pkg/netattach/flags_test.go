@@ -14,10 +14,13 @@ import (
 )
 
 // hostFlags is what the tests compare: the flags as the kernel reports
-// them in the ifinfomsg, and the alias, read without flagsOf.
+// them in the ifinfomsg, the alias, the transmit queue length and the
+// device group, read without flagsOf.
 type hostFlags struct {
 	Promisc, AllMulti, NoARP bool
 	Alias                    string
+	TxQLen                   int
+	Group                    uint32
 }
 
 func hostFlagsOf(l netlink.Link) hostFlags {
@@ -27,11 +30,14 @@ func hostFlagsOf(l netlink.Link) hostFlags {
 		AllMulti: a.RawFlags&unix.IFF_ALLMULTI != 0,
 		NoARP:    a.RawFlags&unix.IFF_NOARP != 0,
 		Alias:    a.Alias,
+		TxQLen:   a.TxQLen,
+		Group:    a.Group,
 	}
 }
 
 // setFlags sets f on l through h, as a process with NET_ADMIN in h's
-// netns would ("ip link set ... promisc on allmulticast on arp off alias").
+// netns would ("ip link set ... promisc on allmulticast on arp off alias
+// ... txqueuelen ... group ..."); a TxQLen of 0 keeps the link's.
 func setFlags(t *testing.T, h nlink.Handle, l netlink.Link, f hostFlags) {
 	t.Helper()
 	on := func(b bool, yes, no func(netlink.Link) error) error {
@@ -45,7 +51,13 @@ func setFlags(t *testing.T, h nlink.Handle, l netlink.Link, f hostFlags) {
 		on(f.AllMulti, h.LinkSetAllmulticastOn, h.LinkSetAllmulticastOff),
 		on(f.NoARP, h.LinkSetARPOff, h.LinkSetARPOn),
 		h.LinkSetAlias(l, f.Alias),
+		h.LinkSetGroup(l, int(f.Group)),
 	)
+	if f.TxQLen > 0 {
+		err = errors.Join(err, h.LinkSetTxQLen(l, f.TxQLen))
+	} else {
+		f.TxQLen = l.Attrs().TxQLen
+	}
 	if err != nil {
 		t.Fatalf("set flags %+v on %s: %v", f, l.Attrs().Name, err)
 	}
@@ -55,15 +67,18 @@ func setFlags(t *testing.T, h nlink.Handle, l netlink.Link, f hostFlags) {
 }
 
 // TestDetachRestoresLinkFlags: a pod with NET_ADMIN turns on promiscuous
-// and all-multicast mode, turns ARP off and sets an alias on its netdev;
+// and all-multicast mode, turns ARP off, sets an alias, a transmit queue
+// length and a device group on its netdev;
 // the kernel keeps all of them on the device when it leaves the netns.
 // Detach puts back the ones recorded before the attach, or, for an
 // original recorded without them (an earlier release's record), the
-// defaults of a host VF netdev. Also when the device is found back on
+// defaults of a host VF netdev (the queue length, whose default is the
+// driver's, then stays as the pod left it). Also when the device is found back on
 // the host (no pod netns known: the restart and gone-netns paths).
 func TestDetachRestoresLinkFlags(t *testing.T) {
 	requireRoot(t)
-	tenant := hostFlags{Promisc: true, AllMulti: true, NoARP: true, Alias: "tenant was here"}
+	tenant := hostFlags{Promisc: true, AllMulti: true, NoARP: true, Alias: "tenant was here", TxQLen: 42, Group: 7}
+	const vethQLen = 1000 // a new veth's transmit queue length
 	for _, tc := range []struct {
 		name      string
 		host      hostFlags // the host link's flags before the attach
@@ -71,10 +86,10 @@ func TestDetachRestoresLinkFlags(t *testing.T) {
 		fromHost  bool      // the pod changed it, then it is back on the host unrestored
 		wantAfter hostFlags
 	}{
-		{name: "recorded", host: hostFlags{AllMulti: true, Alias: "pool a"}, wantAfter: hostFlags{AllMulti: true, Alias: "pool a"}},
-		{name: "recorded defaults", wantAfter: hostFlags{}},
-		{name: "not recorded", host: hostFlags{AllMulti: true, Alias: "pool a"}, forget: true, wantAfter: hostFlags{}},
-		{name: "back on the host", host: hostFlags{Alias: "pool a"}, fromHost: true, wantAfter: hostFlags{Alias: "pool a"}},
+		{name: "recorded", host: hostFlags{AllMulti: true, Alias: "pool a", TxQLen: 500, Group: 3}, wantAfter: hostFlags{AllMulti: true, Alias: "pool a", TxQLen: 500, Group: 3}},
+		{name: "recorded defaults", host: hostFlags{TxQLen: vethQLen}, wantAfter: hostFlags{TxQLen: vethQLen}},
+		{name: "not recorded", host: hostFlags{AllMulti: true, Alias: "pool a", TxQLen: 500, Group: 3}, forget: true, wantAfter: hostFlags{TxQLen: tenant.TxQLen}},
+		{name: "back on the host", host: hostFlags{Alias: "pool a", TxQLen: vethQLen}, fromHost: true, wantAfter: hostFlags{Alias: "pool a", TxQLen: vethQLen}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -90,7 +105,7 @@ func TestDetachRestoresLinkFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := LinkFlags{Known: true, Promisc: tc.host.Promisc, AllMulti: tc.host.AllMulti, NoARP: tc.host.NoARP, Alias: tc.host.Alias}
+			want := LinkFlags{Known: true, Promisc: tc.host.Promisc, AllMulti: tc.host.AllMulti, NoARP: tc.host.NoARP, Alias: tc.host.Alias, TxQLen: tc.host.TxQLen, Group: tc.host.Group}
 			if orig.Flags != want {
 				t.Fatalf("Attach recorded flags %+v, want %+v", orig.Flags, want)
 			}
@@ -155,6 +170,8 @@ func TestRestoreFlags(t *testing.T) {
 		name      string
 		raw       uint32
 		alias     string
+		qlen      int
+		group     uint32
 		want      LinkFlags
 		fail      string // method that fails
 		wantCalls []string
@@ -175,6 +192,14 @@ func TestRestoreFlags(t *testing.T) {
 			wantCalls: []string{"SetPromiscOn(vf0)", "LinkSetAllmulticastOn(vf0)", "LinkSetARPOff(vf0)"},
 		},
 		{
+			name: "queue and group changed", qlen: 42, group: 7, want: LinkFlags{Known: true, TxQLen: 1000},
+			wantCalls: []string{"LinkSetTxQLen(vf0, 1000)", "LinkSetGroup(vf0, 0)"},
+		},
+		{
+			name: "queue length not recorded", qlen: 42, group: 7, want: LinkFlags{},
+			wantCalls: []string{"LinkSetGroup(vf0, 0)"},
+		},
+		{
 			name: "one fails", raw: poisoned, want: LinkFlags{Known: true}, fail: "LinkSetARPOn",
 			wantCalls: []string{"SetPromiscOff(vf0)", "LinkSetAllmulticastOff(vf0)", "LinkSetARPOn(vf0)"},
 			wantErr:   "restore ARP on of vf0: operation not permitted",
@@ -182,7 +207,7 @@ func TestRestoreFlags(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := nlinktest.New()
-			l := f.AddLink(netlink.LinkAttrs{Name: "vf0", RawFlags: tc.raw, Alias: tc.alias})
+			l := f.AddLink(netlink.LinkAttrs{Name: "vf0", RawFlags: tc.raw, Alias: tc.alias, TxQLen: tc.qlen, Group: tc.group})
 			if tc.fail != "" {
 				f.FailMethod(tc.fail, "", unix.EPERM)
 			}
@@ -208,6 +233,9 @@ func TestRestoreFlags(t *testing.T) {
 			wantFlags := tc.want
 			if !wantFlags.Known {
 				wantFlags = hostDefaultFlags()
+			}
+			if wantFlags.TxQLen == 0 {
+				wantFlags.TxQLen = tc.qlen // not recorded: left as it was
 			}
 			if g := flagsOf(got); g != wantFlags {
 				t.Errorf("link after restore: %+v, want %+v", g, wantFlags)

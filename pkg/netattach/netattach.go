@@ -148,6 +148,8 @@ func flagsOf(l netlink.Link) LinkFlags {
 		AllMulti: a.RawFlags&unix.IFF_ALLMULTI != 0,
 		NoARP:    a.RawFlags&unix.IFF_NOARP != 0,
 		Alias:    a.Alias,
+		TxQLen:   a.TxQLen,
+		Group:    a.Group,
 	}
 }
 

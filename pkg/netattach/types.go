@@ -59,10 +59,17 @@ type LinkFlags struct {
 	AllMulti bool   `json:"allMulti,omitempty"` // IFF_ALLMULTI set by a user
 	NoARP    bool   `json:"noARP,omitempty"`    // IFF_NOARP: "arp off"
 	Alias    string `json:"alias,omitempty"`    // IFLA_IFALIAS, "" for none
+	// TxQLen is the transmit queue length ("ip link set txqueuelen");
+	// 0 when not recorded (records from before it was), and then left as
+	// the device comes back: the driver's default is not known here.
+	TxQLen int `json:"txQLen,omitempty"`
+	// Group is the device group ("ip link set group"); every netdev is
+	// created in group 0, so a record without it restores 0.
+	Group uint32 `json:"group,omitempty"`
 }
 
 // hostDefaultFlags are the flags a VF (or PF) netdev has on the host
 // when its driver creates it: not promiscuous, no all-multicast, ARP on,
-// no alias. Detach restores them when the original's flags were not
+// no alias, device group 0 (its queue length is its driver's and unknown). Detach restores them when the original's flags were not
 // recorded.
 func hostDefaultFlags() LinkFlags { return LinkFlags{Known: true} }

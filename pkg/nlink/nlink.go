@@ -36,6 +36,10 @@ type Handle interface {
 	LinkSetARPOff(link netlink.Link) error
 	// LinkSetAlias with "" clears the alias.
 	LinkSetAlias(link netlink.Link, alias string) error
+	// The transmit queue length and the device group, which the same
+	// process can change too.
+	LinkSetTxQLen(link netlink.Link, qlen int) error
+	LinkSetGroup(link netlink.Link, group int) error
 
 	LinkSetVfHardwareAddr(link netlink.Link, vf int, hwaddr net.HardwareAddr) error
 	LinkSetVfVlanQosProto(link netlink.Link, vf, vlan, qos, proto int) error

@@ -337,6 +337,12 @@ type LinkFlags struct {
 	AllMulti bool   `json:"allMulti,omitempty"`
 	NoARP    bool   `json:"noARP,omitempty"`
 	Alias    string `json:"alias,omitempty"`
+	// TxQLen (added later still) is the transmit queue length; absent or
+	// 0: not recorded, left as the device comes back.
+	TxQLen int `json:"txQLen,omitempty"`
+	// Group (added with TxQLen) is the device group; absent: group 0,
+	// where every netdev starts.
+	Group uint32 `json:"group,omitempty"`
 }
 
 // Identity is what identifies a link, by the first field set.

@@ -14,11 +14,14 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
-// vfFlags are the link flags and alias of a netdev as the kernel reports
-// them (the ifinfomsg's flags and IFLA_IFALIAS).
+// vfFlags are the link flags, alias, transmit queue length and device
+// group of a netdev as the kernel reports them (the ifinfomsg's flags,
+// IFLA_IFALIAS, IFLA_TXQLEN, IFLA_GROUP).
 type vfFlags struct {
 	Promisc, AllMulti, NoARP bool
 	Alias                    string
+	TxQLen                   int
+	Group                    uint32
 }
 
 func vfFlagsOf(l netlink.Link) vfFlags {
@@ -28,13 +31,15 @@ func vfFlagsOf(l netlink.Link) vfFlags {
 		AllMulti: a.RawFlags&unix.IFF_ALLMULTI != 0,
 		NoARP:    a.RawFlags&unix.IFF_NOARP != 0,
 		Alias:    a.Alias,
+		TxQLen:   a.TxQLen,
+		Group:    a.Group,
 	}
 }
 
 // TestDetachRestoresLinkFlagsVF: a pod with NET_ADMIN turns promiscuous
-// and all-multicast mode on, ARP off and sets an alias on a real igbvf
-// netdev; the detach gives it back to the host with the flags and alias
-// it had before the attach, whether it is returned from the pod's netns
+// and all-multicast mode on, ARP off and sets an alias, a transmit queue
+// length and a device group on a real igbvf netdev; the detach gives it
+// back to the host with the ones it had before the attach, whether it is returned from the pod's netns
 // or handed back by the kernel when that netns is deleted.
 func TestDetachRestoresLinkFlagsVF(t *testing.T) {
 	for _, tc := range []struct {
@@ -68,7 +73,8 @@ func TestDetachRestoresLinkFlagsVF(t *testing.T) {
 			}
 			pl, err := ph.LinkByName(spec.PodIfName)
 			if err == nil {
-				err = errors.Join(ph.SetPromiscOn(pl), ph.LinkSetAllmulticastOn(pl), ph.LinkSetARPOff(pl), ph.LinkSetAlias(pl, "tenant"))
+				err = errors.Join(ph.SetPromiscOn(pl), ph.LinkSetAllmulticastOn(pl), ph.LinkSetARPOff(pl), ph.LinkSetAlias(pl, "tenant"),
+					ph.LinkSetTxQLen(pl, 42), ph.LinkSetGroup(pl, 7))
 			}
 			if err == nil {
 				pl, err = ph.LinkByName(spec.PodIfName)
@@ -77,7 +83,7 @@ func TestDetachRestoresLinkFlagsVF(t *testing.T) {
 			if err != nil {
 				t.Fatalf("set the tenant's flags in the pod: %v", err)
 			}
-			if got, want := vfFlagsOf(pl), (vfFlags{Promisc: true, AllMulti: true, NoARP: true, Alias: "tenant"}); got != want {
+			if got, want := vfFlagsOf(pl), (vfFlags{Promisc: true, AllMulti: true, NoARP: true, Alias: "tenant", TxQLen: 42, Group: 7}); got != want {
 				t.Fatalf("flags in the pod: %+v, want %+v", got, want)
 			}
 
