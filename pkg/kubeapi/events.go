@@ -87,7 +87,7 @@ type Recorder struct {
 
 // seriesKey is what makes two events the same one.
 type seriesKey struct {
-	regarding, related                 objectKey
+	regarding, related              objectKey
 	eventType, reason, action, note string
 }
 
