@@ -119,7 +119,10 @@ func TestGetAndList(t *testing.T) {
 				if !tc.wantErr(err) {
 					t.Fatalf("error %v (%T), want another", err, err)
 				}
-				if _, ok := err.(*apierrors.StatusError); !ok {
+				// Not wrapped: the StatusError itself, as the generated
+				// clients return it.
+				if _, ok := err.(*apierrors.StatusError); !ok { //nolint:errorlint // the error itself, on purpose
+
 					t.Errorf("error is a %T, want *apierrors.StatusError", err)
 				}
 				return
