@@ -574,10 +574,16 @@ func (s *Server) create(w http.ResponseWriter, req Request) {
 	writeJSON(w, http.StatusCreated, m)
 }
 
-// hasStatus lists the resources whose status is a subresource: a write
+// hasStatus tells the resources whose status is a subresource: a write
 // of the object keeps the stored status, a write of the status the
 // stored rest.
-var hasStatus = map[string]bool{"resourceclaims": true, "nodes": true, "pods": true}
+func hasStatus(resource string) bool {
+	switch resource {
+	case "resourceclaims", "nodes", "pods":
+		return true
+	}
+	return false
+}
 
 func (s *Server) update(w http.ResponseWriter, req Request, k key) {
 	m, err := s.decode(req.Body, req.ContentType)
@@ -620,7 +626,7 @@ func keepSubresource(req Request, old, m map[string]any) map[string]any {
 			delete(out, "status")
 		}
 		return out
-	case hasStatus[req.Resource]:
+	case hasStatus(req.Resource):
 		if st, ok := old["status"]; ok {
 			m["status"] = deepCopy(map[string]any{"s": st})["s"]
 		} else {
