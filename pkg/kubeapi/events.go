@@ -202,9 +202,10 @@ func (r *Recorder) Eventf(regarding, related runtime.Object, eventtype, reason, 
 			s.last = now
 			break
 		}
+		// Room first, so that the new series is not what goes.
+		r.prune(now)
 		s = &series{event: r.newEvent(reg, rel, eventtype, reason, action, note, now), count: 1, last: now}
 		r.series[key] = s
-		r.prune(now)
 	}
 	if s.queued {
 		return
@@ -248,7 +249,7 @@ func (r *Recorder) newEvent(reg, rel *corev1.ObjectReference, eventtype, reason,
 // prune forgets series that are over and posted once there are too
 // many; r.mu is held.
 func (r *Recorder) prune(now time.Time) {
-	if len(r.series) <= maxSeries {
+	if len(r.series) < maxSeries {
 		return
 	}
 	for k, s := range r.series {
@@ -259,7 +260,7 @@ func (r *Recorder) prune(now time.Time) {
 	// Still too many live ones: forget posted ones (a repeat then starts
 	// a new Event, which is what the window would do anyway).
 	for k, s := range r.series {
-		if len(r.series) <= maxSeries {
+		if len(r.series) < maxSeries {
 			break
 		}
 		if !s.queued {
