@@ -19,6 +19,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
@@ -63,7 +64,11 @@ type Config struct {
 	// HealthSocket serves them over a unix socket ("": off).
 	MetricsAddr, HealthSocket string
 
-	// Client is the API server (required).
+	// API is the API server for the daemon's own requests: claim status,
+	// Events, DeviceClasses (required).
+	API *kubeapi.Client
+	// Client is the API server of the kubelet plugin helper and the
+	// ResourceSlice controller (required while they are in use).
 	Client kubernetes.Interface
 	// Netlink is a handle in the host netns; nil opens one (closed when
 	// the daemon ends). A handle given here stays the caller's.
@@ -96,6 +101,8 @@ func (c *Config) complete() error {
 		return errors.New("daemon config: NodeName (--node-name) is required")
 	case c.DriverName == "":
 		return errors.New("daemon config: DriverName (--driver-name) is required")
+	case c.API == nil:
+		return errors.New("daemon config: API is required")
 	case c.Client == nil:
 		return errors.New("daemon config: Client is required")
 	case c.StateDir == "":

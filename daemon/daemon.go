@@ -35,9 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	resourceapi "k8s.io/api/resource/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/driver"
@@ -216,8 +214,8 @@ func (d *Daemon) buildDriver(ctx context.Context, p parts) error {
 			Root: cfg.HostRoot, Netlink: p.nl, Filter: cfg.Filter, AllowDefaultRoutePF: cfg.AllowDefaultRoutePF,
 		}}
 	}
-	d.status = claimstatus.New(cfg.Client, claimstatus.Options{DriverName: cfg.DriverName})
-	events, stopEvents := driver.NewEventRecorder(ctx, cfg.Client, cfg.DriverName, cfg.NodeName)
+	d.status = claimstatus.New(cfg.API, claimstatus.Options{DriverName: cfg.DriverName})
+	events, stopEvents := cfg.API.NewEventRecorder(ctx, cfg.DriverName, cfg.DriverName+"/"+cfg.NodeName)
 	d.closers = append(d.closers, stopEvents)
 	var err error
 	d.driver, err = driver.New(ctx, driver.Config{
@@ -241,7 +239,7 @@ func (d *Daemon) buildDriver(ctx context.Context, p parts) error {
 		VFConfig:          p.vfSource,
 		HostRoot:          cfg.HostRoot,
 
-		ClassResourceName: classResourceName(cfg.Client),
+		ClassResourceName: classResourceName(cfg.API),
 		OnFatal: func(err error) {
 			select {
 			case d.fatal <- err:
@@ -299,12 +297,17 @@ func (d *Daemon) Close() {
 	})
 }
 
+// deviceClasses reads DeviceClasses; *kubeapi.Client is one.
+type deviceClasses interface {
+	GetDeviceClass(ctx context.Context, name string) (*resourceapi.DeviceClass, error)
+}
+
 // classResourceName reads a DeviceClass's extended resource name: its
 // spec.extendedResourceName, or the name Kubernetes gives a class without
 // one (deviceclass.resource.kubernetes.io/<class>).
-func classResourceName(client kubernetes.Interface) func(ctx context.Context, class string) (string, error) {
+func classResourceName(client deviceClasses) func(ctx context.Context, class string) (string, error) {
 	return func(ctx context.Context, class string) (string, error) {
-		dc, err := client.ResourceV1().DeviceClasses().Get(ctx, class, metav1.GetOptions{})
+		dc, err := client.GetDeviceClass(ctx, class)
 		if err != nil {
 			return "", fmt.Errorf("get DeviceClass %s: %w", class, err)
 		}

@@ -18,10 +18,12 @@ import (
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/internal/apitest"
 	"github.com/sriov-dra/sriov-dra/internal/kubelettest"
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 )
 
 // testConfig is a daemon over a fixture host (an igb PF with VFs, fake
@@ -40,6 +42,12 @@ func testConfig(t *testing.T) Config {
 		t.Fatal(err)
 	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "node-uid"}}
+	srv := apitest.New(t)
+	srv.Add(node)
+	api, err := kubeapi.NewForConfig(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
 	return Config{
 		NodeName: "n1", DriverName: "sriov.dra.dev", HostRoot: h.Root,
 		StateDir: filepath.Join(base, "state"), CDIDir: filepath.Join(base, "cdi"),
@@ -49,6 +57,7 @@ func testConfig(t *testing.T) Config {
 		NRI:          nri.Config{SocketPath: filepath.Join(base, "nri.sock"), MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
 		HealthSocket: filepath.Join(base, "health.sock"),
 		PollInterval: time.Hour,
+		API:          api,
 		Client:       fake.NewClientset(node),
 		Netlink:      h.Netlink,
 		DeviceEvents: hwevents.Quiet{},
@@ -185,6 +194,7 @@ func TestNewRefuses(t *testing.T) {
 	}{
 		"no node":          {func(c *Config) { c.NodeName = "" }, "NodeName"},
 		"no client":        {func(c *Config) { c.Client = nil }, "Client"},
+		"no API":           {func(c *Config) { c.API = nil }, "API is required"},
 		"missing registry": {func(c *Config) { c.KubeletRegistryDir = filepath.Join(c.KubeletRegistryDir, "nope") }, "does not exist"},
 		"bad NRI index":    {func(c *Config) { c.NRI.PluginIndex = "x" }, "NRI plugin index"},
 		"corrupt checkpoint": {func(c *Config) {

@@ -13,11 +13,9 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/events"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
@@ -64,7 +62,7 @@ type Config struct {
 	// Netlink is a handle in the host netns, used for health (PF link state).
 	Netlink nlink.Handle
 	// Events posts Warning events on claims; nil drops them.
-	Events events.EventRecorder
+	Events EventRecorder
 	// Metrics, nil for none.
 	Metrics *Metrics
 
@@ -281,12 +279,12 @@ func (d *Driver) taintsDropped(ctx context.Context, err error) bool {
 	return true
 }
 
-// NewEventRecorder returns a recorder that posts events (Warning on
-// claims) to the API server, and its stop function.
-func NewEventRecorder(ctx context.Context, client kubernetes.Interface, driverName, nodeName string) (events.EventRecorder, func()) {
-	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
-	b.StartRecordingToSink(ctx.Done())
-	return b.NewRecorder(scheme.Scheme, driverName+"/"+nodeName), b.Shutdown
+// EventRecorder posts Events about objects (claims, the node). Its
+// method set is that of k8s.io/client-go/tools/events.EventRecorder, so
+// that recorder (and its FakeRecorder) fits; the daemon gives the
+// kubeapi.Recorder, which never blocks the caller.
+type EventRecorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...interface{})
 }
 
 // lockClaim locks the claim's work and returns the unlock.

@@ -13,15 +13,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"github.com/sriov-dra/sriov-dra/internal/apitest"
 	"github.com/sriov-dra/sriov-dra/internal/kubelettest"
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 )
 
 // sliceWrites counts ResourceSlice writes the fake API server received.
@@ -151,22 +151,18 @@ func TestKubeletGRPC(t *testing.T) {
 	}
 }
 
-// events: the Warning event goes to the API server.
+// events: the Warning event goes to the API server, through the
+// daemon's recorder (kubeapi) and a real client.
 func TestPrepareFailurePostsEvent(t *testing.T) {
 	e := newEnv(t, sysfstest.Standard())
-	cs := fake.NewClientset()
-	var mu sync.Mutex
-	var got []string
-	cs.PrependReactor("create", "events", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		// Rendered now: the tracker changes the object after this reactor.
-		got = append(got, toString(a.(k8stesting.CreateAction).GetObject()))
-		return false, nil, nil
-	})
+	srv := apitest.New(t)
+	api, err := kubeapi.NewForConfig(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rec, stop := NewEventRecorder(ctx, cs, "sriov.dra.dev", testNode)
+	rec, stop := api.NewEventRecorder(ctx, "sriov.dra.dev", "sriov.dra.dev/"+testNode)
 	defer stop()
 	cfg := e.config()
 	cfg.Events = rec
@@ -178,30 +174,20 @@ func TestPrepareFailurePostsEvent(t *testing.T) {
 	if err := prepare(t, d, c)["u1"].Err; err == nil {
 		t.Fatal("prepare succeeded")
 	}
+	var got []map[string]any
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n > 0 || time.Now().After(deadline) {
-			break
-		}
+	for len(got) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
+		got = srv.List("events.k8s.io", "events", "")
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	if len(got) != 1 {
 		t.Fatalf("%d events", len(got))
 	}
-	s := strings.ToLower(got[0])
+	b, _ := json.Marshal(got[0])
+	s := strings.ToLower(string(b))
 	for _, want := range []string{"warning", "preparefailed", "claim-u1", "pci-0000-99-00-1"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("event %s lacks %q", s, want)
 		}
 	}
-}
-
-func toString(o runtime.Object) string {
-	b, _ := json.Marshal(o)
-	return string(b)
 }

@@ -9,12 +9,12 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	v1alpha1 "github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/internal/cliout"
 	"github.com/sriov-dra/sriov-dra/pkg/devicesview"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 )
 
 // kubectlPluginName is the file name under which the binary acts as the
@@ -22,11 +22,11 @@ import (
 const kubectlPluginName = "kubectl-sriov"
 
 // clientFunc makes the API client from the --kubeconfig and --context flags.
-type clientFunc func(kubeconfig, context string) (kubernetes.Interface, error)
+type clientFunc func(kubeconfig, context string) (devicesview.API, error)
 
 // newKubeClient loads the client config as kubectl does: --kubeconfig,
 // else $KUBECONFIG, else ~/.kube/config, else the in-cluster config.
-func newKubeClient(kubeconfig, context string) (kubernetes.Interface, error) {
+func newKubeClient(kubeconfig, context string) (devicesview.API, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
@@ -34,7 +34,11 @@ func newKubeClient(kubeconfig, context string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("load kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config or in-cluster): %w", err)
 	}
 	cfg.UserAgent = "sriov-dra-devices"
-	return kubernetes.NewForConfig(cfg)
+	c, err := kubeapi.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func newDevicesCmd() *cobra.Command { return newDevicesCmdWith(newKubeClient) }

@@ -5,20 +5,25 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/sriov-dra/sriov-dra/internal/apitest"
 	"github.com/sriov-dra/sriov-dra/pkg/devicesview"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 )
 
-func devicesFixture() *fake.Clientset {
+// devicesServer is an in-memory API server with two nodes' slices and a
+// claim holding a device of n2.
+func devicesServer(t *testing.T) *apitest.Server {
 	vlan, idx := int64(7), int64(3)
 	kind := "vf"
 	mk := func(node string) *resourceapi.ResourceSlice {
@@ -42,7 +47,19 @@ func devicesFixture() *fake.Clientset {
 			ReservedFor: []resourceapi.ResourceClaimConsumerReference{{Resource: "pods", Name: "p1", UID: "u1"}},
 		},
 	}
-	return fake.NewClientset(mk("n1"), mk("n2"), claim)
+	srv := apitest.New(t)
+	srv.Add(mk("n1"), mk("n2"), claim)
+	return srv
+}
+
+// devicesFixture is a client of a devicesServer.
+func devicesFixture(t *testing.T) devicesview.API {
+	t.Helper()
+	c, err := kubeapi.NewForConfig(devicesServer(t).Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func runDevices(t *testing.T, argv []string, newClient clientFunc) (string, error) {
@@ -65,11 +82,11 @@ func runDevices(t *testing.T, argv []string, newClient clientFunc) (string, erro
 }
 
 func TestDevicesCommand(t *testing.T) {
-	client := func(kubeconfig, ctx string) (kubernetes.Interface, error) {
+	client := func(kubeconfig, ctx string) (devicesview.API, error) {
 		if kubeconfig != "" && kubeconfig != "/tmp/kc" {
 			t.Errorf("kubeconfig %q", kubeconfig)
 		}
-		return devicesFixture(), nil
+		return devicesFixture(t), nil
 	}
 	tests := []struct {
 		name    string
@@ -115,7 +132,7 @@ func TestDevicesCommand(t *testing.T) {
 }
 
 func TestDevicesJSONIsTheView(t *testing.T) {
-	out, err := runDevices(t, []string{"sriov-dra", "devices", "-o", "json"}, func(string, string) (kubernetes.Interface, error) { return devicesFixture(), nil })
+	out, err := runDevices(t, []string{"sriov-dra", "devices", "-o", "json"}, func(string, string) (devicesview.API, error) { return devicesFixture(t), nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +146,57 @@ func TestDevicesJSONIsTheView(t *testing.T) {
 }
 
 func TestDevicesClientError(t *testing.T) {
-	_, err := runDevices(t, []string{"sriov-dra", "devices"}, func(string, string) (kubernetes.Interface, error) {
+	_, err := runDevices(t, []string{"sriov-dra", "devices"}, func(string, string) (devicesview.API, error) {
 		return nil, errors.New("no kubeconfig")
 	})
 	if err == nil || !strings.Contains(err.Error(), "no kubeconfig") {
 		t.Errorf("error %v", err)
+	}
+}
+
+// The real client from a kubeconfig file: --kubeconfig and --context
+// choose the server, the user agent names the command.
+func TestDevicesKubeconfig(t *testing.T) {
+	srv := devicesServer(t)
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: good, cluster: {server: %q}}, {name: bad, cluster: {server: "http://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: good, context: {cluster: good, user: u}}, {name: bad, context: {cluster: bad, user: u}}]
+current-context: bad
+`, srv.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		want    string
+		wantErr string
+	}{
+		{name: "context given", args: []string{"--kubeconfig", kc, "--context", "good"}, want: "2 devices: 1 allocated, 1 free"},
+		{name: "current context unreachable", args: []string{"--kubeconfig", kc}, wantErr: "list ResourceSlices"},
+		{name: "unknown context", args: []string{"--kubeconfig", kc, "--context", "nope"}, wantErr: "load kubeconfig"},
+		{name: "missing file", args: []string{"--kubeconfig", kc + ".missing"}, wantErr: "load kubeconfig"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := runDevices(t, append([]string{"sriov-dra", "devices"}, tc.args...), newKubeClient)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(out, tc.want) {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		})
+	}
+	for _, r := range srv.Requests() {
+		if r.UserAgent != "sriov-dra-devices" {
+			t.Errorf("user agent %q", r.UserAgent)
+		}
 	}
 }
 

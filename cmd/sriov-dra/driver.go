@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/dynamic-resource-allocation/api/metadata"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
@@ -26,6 +25,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 )
 
 // driverOptions are the daemon's flags; each is mirrored by the
@@ -161,13 +161,24 @@ func applyEnv(fs *pflag.FlagSet) error {
 	return nil
 }
 
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+// kubeClients are the daemon's API clients from the same config: the
+// narrow one of its own requests, and the clientset of the kubelet plugin
+// helper and the ResourceSlice controller.
+func kubeClients(kubeconfig string) (*kubeapi.Client, kubernetes.Interface, error) {
+	cfg, err := kubeapi.LoadConfig(kubeconfig, "")
 	if err != nil {
-		return nil, fmt.Errorf("client config for the Kubernetes API: %w", err)
+		return nil, nil, fmt.Errorf("client config for the Kubernetes API: %w", err)
 	}
 	cfg.UserAgent = "sriov-dra-driver/" + version
-	return kubernetes.NewForConfig(cfg)
+	api, err := kubeapi.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return api, client, nil
 }
 
 // runDriver runs the daemon until SIGTERM/SIGINT or a fatal error.
@@ -182,7 +193,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 		}
 		filter = f
 	}
-	client, err := kubeClient(o.kubeconfig)
+	api, client, err := kubeClients(o.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -198,7 +209,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 	if o.pollInterval > 0 {
 		logger.Info("--poll-interval (POLL_INTERVAL) is deprecated: devices are rescanned on kernel events; using it as --resync-interval", "interval", o.pollInterval)
 	}
-	d, err := daemon.New(ctx, daemonConfig(o, filter, client))
+	d, err := daemon.New(ctx, daemonConfig(o, filter, api, client))
 	if err != nil {
 		return err
 	}
@@ -206,7 +217,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 }
 
 // daemonConfig is the daemon's configuration from the flags.
-func daemonConfig(o driverOptions, filter inventory.Filter, client kubernetes.Interface) daemon.Config {
+func daemonConfig(o driverOptions, filter inventory.Filter, api *kubeapi.Client, client kubernetes.Interface) daemon.Config {
 	return daemon.Config{
 		NodeName: o.nodeName, DriverName: o.driverName, HostRoot: o.hostRoot,
 		StateDir: o.stateDir, CDIDir: o.cdiDir,
@@ -218,7 +229,7 @@ func daemonConfig(o driverOptions, filter inventory.Filter, client kubernetes.In
 		PodUID:  o.podUID, RegistrationTimeout: o.registrationTimeout, PollInterval: resyncInterval(o),
 		MetricsAddr: o.metricsAddr, HealthSocket: o.healthSocket,
 		LostDeviceTimeout: o.lostDeviceTimeout, DeviceMetadata: o.deviceMetadata,
-		Client: client,
+		API: api, Client: client,
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"github.com/sriov-dra/sriov-dra/internal/apitest"
 	"github.com/sriov-dra/sriov-dra/internal/nlinktest"
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
@@ -232,15 +233,15 @@ func BenchmarkDaemonFootprint(b *testing.B) {
 
 	// The API server with the node and the claims.
 	const node, drv = "n1", "sriov.dra.dev"
-	api := newFakeAPI(b, listenIn(b, nsh))
-	api.add("/api/v1/nodes/"+node, &corev1.Node{TypeMeta: metav1.TypeMeta{Kind: "Node", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: node}})
+	api := apitest.NewOn(b, listenIn(b, nsh))
+	api.Add(&corev1.Node{TypeMeta: metav1.TypeMeta{Kind: "Node", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: node}})
 	type claimRef struct{ name, uid string }
 	var claims []claimRef
 	for i := range topo.PFs {
 		for j := 0; j < prepared; j++ {
 			c := claimRef{name: fmt.Sprintf("c-%d-%d", i, j), uid: fmt.Sprintf("7f000000-0000-4000-8000-%06d%06d", i, j)}
 			claims = append(claims, c)
-			api.add("/apis/resource.k8s.io/v1/namespaces/default/resourceclaims/"+c.name, &resourceapi.ResourceClaim{
+			api.Add(&resourceapi.ResourceClaim{
 				TypeMeta:   metav1.TypeMeta{Kind: "ResourceClaim", APIVersion: "resource.k8s.io/v1"},
 				ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: c.name, UID: types.UID(c.uid)},
 				Status: resourceapi.ResourceClaimStatus{
@@ -260,7 +261,7 @@ clusters: [{name: c, cluster: {server: %q}}]
 users: [{name: u, user: {token: x}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
-`, api.srv.URL)), 0o600); err != nil {
+`, api.URL)), 0o600); err != nil {
 		b.Fatal(err)
 	}
 
@@ -357,7 +358,7 @@ current-context: c
 
 	published := func() int {
 		n := 0
-		for _, s := range api.list("/apis/resource.k8s.io/v1/resourceslices") {
+		for _, s := range api.List("resource.k8s.io", "resourceslices", "") {
 			spec, _ := s["spec"].(map[string]any)
 			devs, _ := spec["devices"].([]any)
 			n += len(devs)

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"k8s.io/client-go/kubernetes"
-
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
+	"github.com/sriov-dra/sriov-dra/pkg/devicesview"
 )
 
 var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/*.golden from the commands' output")
@@ -51,7 +50,7 @@ func TestOutputGolden(t *testing.T) {
 			checkGolden(t, "inventory."+format+".golden", strings.ReplaceAll(out, h.Root, "<root>"))
 		})
 		t.Run("devices-"+format, func(t *testing.T) {
-			out, err := runDevices(t, []string{"sriov-dra", "devices", "-o", format}, func(string, string) (kubernetes.Interface, error) { return devicesFixture(), nil })
+			out, err := runDevices(t, []string{"sriov-dra", "devices", "-o", format}, func(string, string) (devicesview.API, error) { return devicesFixture(t), nil })
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,17 +6,16 @@ package claimstatus
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 
+	resourceapi "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
-	resourceac "k8s.io/client-go/applyconfigurations/resource/v1"
 	"k8s.io/klog/v2"
 )
 
@@ -54,7 +53,7 @@ func (w *Writer) processNext(ctx context.Context) bool {
 	st := w.state[uid]
 	var (
 		ref ClaimRef
-		ac  *resourceac.ResourceClaimApplyConfiguration
+		ac  *applyClaim
 		gen uint64
 	)
 	if st != nil {
@@ -104,54 +103,94 @@ func (w *Writer) done(uid types.UID, gen uint64, gone bool) {
 	}
 }
 
-func (w *Writer) apply(ctx context.Context, ref ClaimRef, ac *resourceac.ResourceClaimApplyConfiguration) error {
-	_, err := w.client.ResourceV1().ResourceClaims(ref.Namespace).ApplyStatus(ctx, ac,
-		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+func (w *Writer) apply(ctx context.Context, ref ClaimRef, ac *applyClaim) error {
+	body, err := json.Marshal(ac)
 	if err != nil {
+		return fmt.Errorf("apply status of claim %s: encode: %w", ref, err)
+	}
+	force := true
+	if _, err := w.client.ApplyClaimStatus(ctx, ref.Namespace, ref.Name, body,
+		metav1.PatchOptions{FieldManager: FieldManager, Force: &force}); err != nil {
 		return fmt.Errorf("apply status of claim %s: %w", ref, err)
 	}
 	return nil
 }
 
+// applyClaim is the body of a server-side apply of a claim's status:
+// only the fields this driver owns, nothing empty that would claim a
+// field it does not set (the typed API structs would send empty spec
+// fields).
+type applyClaim struct {
+	APIVersion string      `json:"apiVersion"`
+	Kind       string      `json:"kind"`
+	Metadata   applyMeta   `json:"metadata"`
+	Status     applyStatus `json:"status"`
+}
+
+type applyMeta struct {
+	Name      string    `json:"name"`
+	Namespace string    `json:"namespace"`
+	UID       types.UID `json:"uid,omitempty"`
+}
+
+type applyStatus struct {
+	Devices []applyDevice `json:"devices,omitempty"`
+}
+
+type applyDevice struct {
+	Driver      string           `json:"driver"`
+	Pool        string           `json:"pool"`
+	Device      string           `json:"device"`
+	Conditions  []applyCondition `json:"conditions,omitempty"`
+	Data        json.RawMessage  `json:"data,omitempty"`
+	NetworkData *applyNetwork    `json:"networkData,omitempty"`
+}
+
+type applyCondition struct {
+	Type               string                 `json:"type"`
+	Status             metav1.ConditionStatus `json:"status"`
+	LastTransitionTime metav1.Time            `json:"lastTransitionTime"`
+	Reason             string                 `json:"reason"`
+	Message            string                 `json:"message"`
+}
+
+type applyNetwork struct {
+	InterfaceName   string   `json:"interfaceName,omitempty"`
+	IPs             []string `json:"ips,omitempty"`
+	HardwareAddress string   `json:"hardwareAddress,omitempty"`
+}
+
 // applyConfig builds the apply request; w.mu is held.
-func (w *Writer) applyConfig(st *desired) *resourceac.ResourceClaimApplyConfiguration {
+func (w *Writer) applyConfig(st *desired) *applyClaim {
 	names := make([]string, 0, len(st.devices))
 	for n := range st.devices {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	status := resourceac.ResourceClaimStatus()
-	for _, n := range names {
-		status.WithDevices(w.deviceConfig(st.devices[n], st.since[n]))
-	}
 	// With no devices the request is "status: {}": the API server then
 	// removes every entry this field manager owned.
-	return resourceac.ResourceClaim(st.ref.Name, st.ref.Namespace).WithUID(st.ref.UID).WithStatus(status)
+	ac := &applyClaim{
+		APIVersion: resourceapi.SchemeGroupVersion.String(), Kind: "ResourceClaim",
+		Metadata: applyMeta{Name: st.ref.Name, Namespace: st.ref.Namespace, UID: st.ref.UID},
+	}
+	for _, n := range names {
+		ac.Status.Devices = append(ac.Status.Devices, w.deviceConfig(st.devices[n], st.since[n]))
+	}
+	return ac
 }
 
-func (w *Writer) deviceConfig(d DeviceStatus, since metav1.Time) *resourceac.AllocatedDeviceStatusApplyConfiguration {
-	cond := metav1ac.Condition().WithType(ConditionReady).WithLastTransitionTime(since).WithMessage(d.Message)
+func (w *Writer) deviceConfig(d DeviceStatus, since metav1.Time) applyDevice {
+	cond := applyCondition{Type: ConditionReady, LastTransitionTime: since, Message: d.Message,
+		Status: metav1.ConditionFalse, Reason: orDefault(d.Reason, "NotConfigured")}
 	if d.Ready {
-		cond.WithStatus(metav1.ConditionTrue).WithReason(orDefault(d.Reason, "Configured"))
-	} else {
-		cond.WithStatus(metav1.ConditionFalse).WithReason(orDefault(d.Reason, "NotConfigured"))
+		cond.Status, cond.Reason = metav1.ConditionTrue, orDefault(d.Reason, "Configured")
 	}
-	ds := resourceac.AllocatedDeviceStatus().WithDriver(w.driver).WithPool(d.Pool).WithDevice(d.Device).WithConditions(cond)
+	ds := applyDevice{Driver: w.driver, Pool: d.Pool, Device: d.Device, Conditions: []applyCondition{cond}}
 	if d.InterfaceName != "" || len(d.IPs) > 0 || d.HardwareAddress != "" {
-		nd := resourceac.NetworkDeviceData()
-		if d.InterfaceName != "" {
-			nd.WithInterfaceName(d.InterfaceName)
-		}
-		if len(d.IPs) > 0 {
-			nd.WithIPs(d.IPs...)
-		}
-		if d.HardwareAddress != "" {
-			nd.WithHardwareAddress(d.HardwareAddress)
-		}
-		ds.WithNetworkData(nd)
+		ds.NetworkData = &applyNetwork{InterfaceName: d.InterfaceName, IPs: d.IPs, HardwareAddress: d.HardwareAddress}
 	}
 	if len(d.Data) > 0 {
-		ds.WithData(runtime.RawExtension{Raw: d.Data})
+		ds.Data = d.Data
 	}
 	return ds
 }

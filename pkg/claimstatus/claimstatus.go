@@ -20,6 +20,7 @@ package claimstatus
 // blocking on the API server, and checks each entry on the way in.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -29,7 +30,6 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -98,9 +98,15 @@ type desired struct {
 	gen, applied uint64
 }
 
+// API is the API server as the Writer uses it; *kubeapi.Client is one.
+type API interface {
+	// ApplyClaimStatus server-side applies body to the claim's status.
+	ApplyClaimStatus(ctx context.Context, namespace, name string, body []byte, opts metav1.PatchOptions) (*resourceapi.ResourceClaim, error)
+}
+
 // Writer queues and applies claim status.
 type Writer struct {
-	client kubernetes.Interface
+	client API
 	driver string
 	now    func() time.Time
 	queue  workqueue.TypedRateLimitingInterface[types.UID]
@@ -110,7 +116,7 @@ type Writer struct {
 }
 
 // New returns a Writer. Call Run to start applying.
-func New(client kubernetes.Interface, opts Options) *Writer {
+func New(client API, opts Options) *Writer {
 	driver := opts.DriverName
 	if driver == "" {
 		driver = FieldManager

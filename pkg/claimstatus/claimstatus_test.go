@@ -3,11 +3,9 @@ package claimstatus
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,14 +13,12 @@ import (
 	resourcev1 "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	resourceac "k8s.io/client-go/applyconfigurations/resource/v1"
-	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2/ktesting"
+
+	"github.com/sriov-dra/sriov-dra/internal/apitest"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 )
 
 var ref = ClaimRef{Namespace: "ns", Name: "claim", UID: "uid-1"}
@@ -33,12 +29,26 @@ func claim() *resourcev1.ResourceClaim {
 	}
 }
 
+// newAPI is an in-memory API server with objs and a real client of it.
+func newAPI(t *testing.T, objs ...*resourcev1.ResourceClaim) (*apitest.Server, *kubeapi.Client) {
+	t.Helper()
+	srv := apitest.New(t)
+	for _, o := range objs {
+		srv.Add(o)
+	}
+	c, err := kubeapi.NewForConfig(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
+
 // start runs a Writer with fast retries and returns it with a stop func.
-func start(t *testing.T, cs *fake.Clientset) *Writer {
+func start(t *testing.T, c API) *Writer {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	ctx, cancel := context.WithCancel(ctx)
-	w := New(cs, Options{
+	w := New(c, Options{
 		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[types.UID](time.Millisecond, 10*time.Millisecond),
 		Now:         func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) },
 	})
@@ -59,11 +69,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func getClaim(t *testing.T, cs *fake.Clientset) *resourcev1.ResourceClaim {
+func getClaim(t *testing.T, srv *apitest.Server) *resourcev1.ResourceClaim {
 	t.Helper()
-	c, err := cs.ResourceV1().ResourceClaims(ref.Namespace).Get(context.Background(), ref.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	c := &resourcev1.ResourceClaim{}
+	if !srv.Get("resource.k8s.io", "resourceclaims", ref.Namespace, ref.Name, c) {
+		t.Fatalf("claim %s not there", ref)
 	}
 	return c
 }
@@ -76,56 +86,48 @@ func byDevice(c *resourcev1.ResourceClaim) map[string]resourcev1.AllocatedDevice
 	return out
 }
 
-// applies records the status apply patches the client sent.
-type applies struct {
-	mu      sync.Mutex
-	patches []k8stesting.PatchActionImpl
-}
-
-func (a *applies) reactor(action k8stesting.Action) (bool, runtime.Object, error) {
-	if p, ok := action.(k8stesting.PatchActionImpl); ok && p.GetSubresource() == "status" {
-		a.mu.Lock()
-		a.patches = append(a.patches, p)
-		a.mu.Unlock()
+// applies are the status applies the server got.
+func applies(srv *apitest.Server) []apitest.Request {
+	var out []apitest.Request
+	for _, r := range srv.Requests() {
+		if r.Verb == "patch" && r.Resource == "resourceclaims" && r.Subresource == "status" {
+			out = append(out, r)
+		}
 	}
-	return false, nil, nil
+	return out
 }
 
-func (a *applies) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.patches)
-}
-
-func (a *applies) last(t *testing.T) map[string]any {
+// lastApply checks the last apply's type and options and returns its body.
+func lastApply(t *testing.T, srv *apitest.Server) map[string]any {
 	t.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	p := a.patches[len(a.patches)-1]
-	if p.GetPatchType() != types.ApplyPatchType {
-		t.Fatalf("patch type %s, want apply", p.GetPatchType())
+	all := applies(srv)
+	if len(all) == 0 {
+		t.Fatal("no status apply")
 	}
-	if p.PatchOptions.FieldManager != FieldManager || p.PatchOptions.Force == nil || !*p.PatchOptions.Force {
-		t.Fatalf("patch options %+v, want field manager %s, forced", p.PatchOptions, FieldManager)
+	p := all[len(all)-1]
+	if p.ContentType != string(types.ApplyPatchType) {
+		t.Fatalf("patch type %s, want apply", p.ContentType)
+	}
+	if p.Query.Get("fieldManager") != FieldManager || p.Query.Get("force") != "true" {
+		t.Fatalf("patch options %v, want field manager %s, forced", p.Query, FieldManager)
 	}
 	var m map[string]any
-	if err := json.Unmarshal(p.GetPatch(), &m); err != nil {
+	if err := json.Unmarshal(p.Body, &m); err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
 
 func TestSetSetDeviceClear(t *testing.T) {
-	cs := fake.NewClientset(claim())
+	srv, cs := newAPI(t, claim())
 	// Another driver's entry, owned by another field manager, must survive.
-	other := resourceac.ResourceClaim(ref.Name, ref.Namespace).WithStatus(resourceac.ResourceClaimStatus().WithDevices(
-		resourceac.AllocatedDeviceStatus().WithDriver("gpu.example.com").WithPool("node-a").WithDevice("gpu-0")))
-	if _, err := cs.ResourceV1().ResourceClaims(ref.Namespace).ApplyStatus(context.Background(), other,
-		metav1.ApplyOptions{FieldManager: "gpu.example.com", Force: true}); err != nil {
+	other := `{"apiVersion":"resource.k8s.io/v1","kind":"ResourceClaim","metadata":{"name":"claim","namespace":"ns"},
+		"status":{"devices":[{"driver":"gpu.example.com","pool":"node-a","device":"gpu-0"}]}}`
+	force := true
+	if _, err := cs.ApplyClaimStatus(context.Background(), ref.Namespace, ref.Name, []byte(other),
+		metav1.PatchOptions{FieldManager: "gpu.example.com", Force: &force}); err != nil {
 		t.Fatalf("seed other driver's entry: %v", err)
 	}
-	rec := &applies{}
-	cs.PrependReactor("patch", "resourceclaims", rec.reactor)
 	w := start(t, cs)
 
 	err := w.Set(ref, []DeviceStatus{
@@ -136,8 +138,8 @@ func TestSetSetDeviceClear(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Set: %v", err)
 	}
-	waitFor(t, "two entries", func() bool { return len(getClaim(t, cs).Status.Devices) == 3 })
-	got := byDevice(getClaim(t, cs))
+	waitFor(t, "two entries", func() bool { return len(getClaim(t, srv).Status.Devices) == 3 })
+	got := byDevice(getClaim(t, srv))
 	d := got[FieldManager+"/0000-3b-00-2"]
 	if d.Pool != "node-a" || d.NetworkData == nil || d.NetworkData.InterfaceName != "net1" ||
 		fmt.Sprint(d.NetworkData.IPs) != "[10.1.0.5/24 fd00::5/64]" || d.NetworkData.HardwareAddress != "02:00:00:00:00:01" {
@@ -158,101 +160,101 @@ func TestSetSetDeviceClear(t *testing.T) {
 	if _, ok := got["gpu.example.com/gpu-0"]; !ok {
 		t.Errorf("other driver's entry lost: %v", got)
 	}
-	m := rec.last(t)
+	m := lastApply(t, srv)
 	md := m["metadata"].(map[string]any)
 	if m["kind"] != "ResourceClaim" || m["apiVersion"] != "resource.k8s.io/v1" || md["uid"] != string(ref.UID) || md["name"] != ref.Name {
 		t.Errorf("apply payload header = %v", m)
 	}
+	if _, ok := m["spec"]; ok || len(m) != 4 {
+		t.Errorf("apply payload has fields beyond apiVersion, kind, metadata, status: %v", m)
+	}
 
 	// One device changes; the other stays.
-	n := rec.count()
+	n := len(applies(srv))
 	if err := w.SetDevice(ref, DeviceStatus{Pool: "node-a", Device: "0000-3b-00-3", InterfaceName: "net2", IPs: []string{"10.1.0.6/24"}, Ready: true}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "Set applied", func() bool { return w.Pending() == 0 })
 	waitFor(t, "SetDevice applied", func() bool {
-		d := byDevice(getClaim(t, cs))[FieldManager+"/0000-3b-00-3"]
+		d := byDevice(getClaim(t, srv))[FieldManager+"/0000-3b-00-3"]
 		return d.NetworkData != nil && d.NetworkData.InterfaceName == "net2"
 	})
-	if rec.count() <= n {
+	if len(applies(srv)) <= n {
 		t.Fatal("no apply for SetDevice")
 	}
-	status := rec.last(t)["status"].(map[string]any)
+	status := lastApply(t, srv)["status"].(map[string]any)
 	if devs := status["devices"].([]any); len(devs) != 2 {
 		t.Errorf("SetDevice apply carried %d entries, want the claim's whole set (2)", len(devs))
 	}
-	if len(getClaim(t, cs).Status.Devices) != 3 {
-		t.Errorf("entries after SetDevice: %+v", getClaim(t, cs).Status.Devices)
+	if len(getClaim(t, srv).Status.Devices) != 3 {
+		t.Errorf("entries after SetDevice: %+v", getClaim(t, srv).Status.Devices)
 	}
 
 	if err := w.Clear(ref); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "Clear applied", func() bool { return len(getClaim(t, cs).Status.Devices) == 1 })
-	if _, ok := byDevice(getClaim(t, cs))["gpu.example.com/gpu-0"]; !ok {
+	waitFor(t, "Clear applied", func() bool { return len(getClaim(t, srv).Status.Devices) == 1 })
+	if _, ok := byDevice(getClaim(t, srv))["gpu.example.com/gpu-0"]; !ok {
 		t.Errorf("Clear removed another driver's entry")
 	}
-	if st, ok := rec.last(t)["status"].(map[string]any); !ok || st["devices"] != nil {
-		t.Errorf("Clear payload status = %v, want an empty status", rec.last(t)["status"])
+	if st, ok := lastApply(t, srv)["status"].(map[string]any); !ok || st["devices"] != nil {
+		t.Errorf("Clear payload status = %v, want an empty status", lastApply(t, srv)["status"])
 	}
 	waitFor(t, "nothing pending", func() bool { return w.Pending() == 0 })
 }
 
 func TestRetriesUntilApplied(t *testing.T) {
-	cs := fake.NewClientset(claim())
+	srv, cs := newAPI(t, claim())
 	var fails atomic.Int32
-	cs.PrependReactor("patch", "resourceclaims", func(k8stesting.Action) (bool, runtime.Object, error) {
-		if fails.Add(1) <= 3 {
-			return true, nil, apierrors.NewServiceUnavailable("API server is busy")
+	srv.React(func(r apitest.Request) *metav1.Status {
+		if r.Verb == "patch" && fails.Add(1) <= 3 {
+			st := apierrors.NewServiceUnavailable("API server is busy").Status()
+			return &st
 		}
-		return false, nil, nil
+		return nil
 	})
 	w := start(t, cs)
 	if err := w.Set(ref, []DeviceStatus{{Pool: "p", Device: "d", IPs: []string{"10.0.0.1/8"}, Ready: true}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "applied after failures", func() bool { return len(getClaim(t, cs).Status.Devices) == 1 })
+	waitFor(t, "applied after failures", func() bool { return len(getClaim(t, srv).Status.Devices) == 1 })
 	if fails.Load() < 4 {
 		t.Errorf("apply calls = %d, want 3 failures then success", fails.Load())
 	}
 }
 
 func TestGoneClaimIsDropped(t *testing.T) {
-	cs := fake.NewClientset()
-	var calls atomic.Int32
-	cs.PrependReactor("patch", "resourceclaims", func(k8stesting.Action) (bool, runtime.Object, error) {
-		calls.Add(1)
-		return true, nil, apierrors.NewNotFound(schema.GroupResource{Group: "resource.k8s.io", Resource: "resourceclaims"}, ref.Name)
-	})
+	srv, cs := newAPI(t)
 	w := start(t, cs)
 	if err := w.Set(ref, []DeviceStatus{{Pool: "p", Device: "d", Ready: true}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "dropped", func() bool { return w.Pending() == 0 && calls.Load() == 1 })
+	waitFor(t, "dropped", func() bool { return w.Pending() == 0 && len(applies(srv)) == 1 })
 	time.Sleep(50 * time.Millisecond)
-	if calls.Load() != 1 {
-		t.Errorf("a gone claim was retried: %d calls", calls.Load())
+	if n := len(applies(srv)); n != 1 {
+		t.Errorf("a gone claim was retried: %d calls", n)
 	}
 }
 
 func TestRecreatedClaimIsDropped(t *testing.T) {
-	cs := fake.NewClientset()
-	var calls atomic.Int32
-	cs.PrependReactor("patch", "resourceclaims", func(k8stesting.Action) (bool, runtime.Object, error) {
-		calls.Add(1)
-		return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "resource.k8s.io", Resource: "resourceclaims"}, ref.Name,
-			errors.New("Precondition failed: UID in precondition: uid-1, UID in object meta: uid-2"))
-	})
+	// The claim of that name now has another UID.
+	recreated := claim()
+	recreated.UID = "uid-2"
+	srv, cs := newAPI(t, recreated)
 	w := start(t, cs)
 	if err := w.Clear(ref); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "dropped", func() bool { return w.Pending() == 0 && calls.Load() == 1 })
+	waitFor(t, "dropped", func() bool { return w.Pending() == 0 && len(applies(srv)) == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if n := len(applies(srv)); n != 1 {
+		t.Errorf("a recreated claim was retried: %d calls", n)
+	}
 }
 
 func TestTransitionTimeKeptWhileReadyUnchanged(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	w := New(fake.NewClientset(), Options{Now: func() time.Time { return now }})
+	w := New(nil, Options{Now: func() time.Time { return now }})
 	d := DeviceStatus{Pool: "p", Device: "d", Ready: true}
 	if err := w.SetDevice(ref, d); err != nil {
 		t.Fatal(err)
@@ -274,13 +276,13 @@ func TestTransitionTimeKeptWhileReadyUnchanged(t *testing.T) {
 		t.Errorf("transition time did not move on a Ready change")
 	}
 	ac := w.applyConfig(w.state[ref.UID])
-	if c := ac.Status.Devices[0].Conditions[0]; *c.Status != metav1.ConditionFalse || *c.Reason != "NotConfigured" {
+	if c := ac.Status.Devices[0].Conditions[0]; c.Status != metav1.ConditionFalse || c.Reason != "NotConfigured" {
 		t.Errorf("condition = %+v", c)
 	}
 }
 
 func TestBadInput(t *testing.T) {
-	w := New(fake.NewClientset(), Options{})
+	w := New(nil, Options{})
 	tests := []struct {
 		name string
 		ref  ClaimRef

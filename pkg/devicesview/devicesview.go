@@ -16,7 +16,6 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/sriov-dra/sriov-dra/internal/cliout"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
@@ -88,7 +87,7 @@ type deviceKey struct{ pool, device string }
 // Collect lists the driver's ResourceSlices and all ResourceClaims and
 // joins them. Only the newest generation of each pool counts: older
 // slices are left over from a republish in progress.
-func Collect(ctx context.Context, client kubernetes.Interface, opts Options) (*View, error) {
+func Collect(ctx context.Context, client API, opts Options) (*View, error) {
 	if opts.Driver == "" {
 		return nil, fmt.Errorf("driver name is required")
 	}
@@ -166,7 +165,13 @@ func Collect(ctx context.Context, client kubernetes.Interface, opts Options) (*V
 	return v, nil
 }
 
-func listSlices(ctx context.Context, client kubernetes.Interface, opts Options) ([]resourceapi.ResourceSlice, error) {
+// API is the API server as Collect reads it; *kubeapi.Client is one.
+type API interface {
+	ListSlices(ctx context.Context, opts metav1.ListOptions) (*resourceapi.ResourceSliceList, error)
+	ListClaims(ctx context.Context, namespace string, opts metav1.ListOptions) (*resourceapi.ResourceClaimList, error)
+}
+
+func listSlices(ctx context.Context, client API, opts Options) ([]resourceapi.ResourceSlice, error) {
 	sel := fields.Set{resourceapi.ResourceSliceSelectorDriver: opts.Driver}
 	if opts.Node != "" {
 		sel[resourceapi.ResourceSliceSelectorNodeName] = opts.Node
@@ -174,13 +179,13 @@ func listSlices(ctx context.Context, client kubernetes.Interface, opts Options) 
 	var out []resourceapi.ResourceSlice
 	lo := metav1.ListOptions{FieldSelector: sel.AsSelector().String(), Limit: listPageSize}
 	for {
-		l, err := client.ResourceV1().ResourceSlices().List(ctx, lo)
+		l, err := client.ListSlices(ctx, lo)
 		if err != nil {
 			return nil, fmt.Errorf("list ResourceSlices of driver %s: %w", opts.Driver, err)
 		}
 		for _, s := range l.Items {
 			// The server filters by the field selector; check again so
-			// the result does not depend on it (fake clients ignore it).
+			// the result does not depend on it (a server that ignores it).
 			if s.Spec.Driver != opts.Driver {
 				continue
 			}
@@ -196,11 +201,11 @@ func listSlices(ctx context.Context, client kubernetes.Interface, opts Options) 
 	}
 }
 
-func listClaims(ctx context.Context, client kubernetes.Interface) ([]resourceapi.ResourceClaim, error) {
+func listClaims(ctx context.Context, client API) ([]resourceapi.ResourceClaim, error) {
 	var out []resourceapi.ResourceClaim
 	lo := metav1.ListOptions{Limit: listPageSize}
 	for {
-		l, err := client.ResourceV1().ResourceClaims(metav1.NamespaceAll).List(ctx, lo)
+		l, err := client.ListClaims(ctx, metav1.NamespaceAll, lo)
 		if err != nil {
 			return nil, fmt.Errorf("list ResourceClaims in all namespaces: %w", err)
 		}

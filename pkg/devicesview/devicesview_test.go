@@ -5,18 +5,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	resourceapi "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sriov-dra/sriov-dra/internal/apitest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 )
 
 const driver = "sriov.dra.dev"
@@ -104,6 +107,24 @@ func objects() []runtime.Object {
 
 func ptr(v int64) *int64 { return &v }
 
+// newAPI is an in-memory API server with objs and a real client of it.
+func newAPI(t *testing.T, objs ...runtime.Object) (*apitest.Server, *kubeapi.Client) {
+	t.Helper()
+	srv := apitest.New(t)
+	srv.Add(objs...)
+	c, err := kubeapi.NewForConfig(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
+
+func newClient(t *testing.T, objs ...runtime.Object) *kubeapi.Client {
+	t.Helper()
+	_, c := newAPI(t, objs...)
+	return c
+}
+
 func TestCollect(t *testing.T) {
 	ethVF0Row := Device{Node: "node-a", Pool: "node-a", Device: ethVF0.Name, Kind: "vf", PCIAddress: ethVF0.PCIAddress,
 		PF: "ens1f0", VFIndex: ptr(0), LinkType: "ethernet", VLAN: ptr(100), NUMANode: ptr(0), Published: true,
@@ -131,7 +152,7 @@ func TestCollect(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			client := fake.NewClientset(objects()...)
+			_, client := newAPI(t, objects()...)
 			v, err := Collect(context.Background(), client, Options{Driver: driver, Node: tc.node})
 			if err != nil {
 				t.Fatal(err)
@@ -156,7 +177,7 @@ func TestCollectShortAttributeNames(t *testing.T) {
 		attrs[resourceapi.QualifiedName(strings.TrimPrefix(string(k), driver+"/"))] = v
 	}
 	s.Spec.Devices = []resourceapi.Device{{Name: ethVF0.Name, Attributes: attrs}}
-	v, err := Collect(context.Background(), fake.NewClientset(s), Options{Driver: driver})
+	v, err := Collect(context.Background(), newClient(t, s), Options{Driver: driver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,44 +192,46 @@ func TestCollectShortAttributeNames(t *testing.T) {
 
 // Large clusters come in pages; every page is read.
 func TestCollectPages(t *testing.T) {
-	client := fake.NewClientset()
-	pages := []*resourceapi.ResourceSliceList{
-		{ListMeta: metav1.ListMeta{Continue: "p2"}, Items: []resourceapi.ResourceSlice{*slice("a", driver, "node-a", 1, ethVF0)}},
-		{Items: []resourceapi.ResourceSlice{*slice("b", driver, "node-b", 1, ibVF0)}},
+	objs := []runtime.Object{slice("a", driver, "node-a", 1, ethVF0)}
+	for i := 0; i < listPageSize; i++ {
+		objs = append(objs, slice(fmt.Sprintf("b-%03d", i), driver, fmt.Sprintf("node-b%03d", i), 1, ibVF0))
 	}
-	var continues []string
-	client.PrependReactor("list", "resourceslices", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		lo := a.(k8stesting.ListActionImpl).ListOptions
-		continues = append(continues, lo.Continue)
-		if lo.Limit != listPageSize {
-			t.Errorf("limit %d, want %d", lo.Limit, listPageSize)
-		}
-		if !strings.Contains(lo.FieldSelector, "spec.driver="+driver) {
-			t.Errorf("field selector %q does not select the driver", lo.FieldSelector)
-		}
-		if lo.Continue == "p2" {
-			return true, pages[1], nil
-		}
-		return true, pages[0], nil
-	})
+	srv, client := newAPI(t, objs...)
 	v, err := Collect(context.Background(), client, Options{Driver: driver})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(v.Devices) != 2 || v.Devices[0].Node != "node-a" || v.Devices[1].Node != "node-b" {
-		t.Errorf("devices %+v, want one of node-a and one of node-b", v.Devices)
+	if len(v.Devices) != listPageSize+1 || v.Devices[0].Node != "node-a" || v.Devices[listPageSize].Node != fmt.Sprintf("node-b%03d", listPageSize-1) {
+		t.Errorf("%d devices, want one of node-a and one of each node-b", len(v.Devices))
 	}
-	if strings.Join(continues, ",") != ",p2" {
-		t.Errorf("continue tokens %q, want \"\" then p2", continues)
+	var continues []string
+	for _, r := range srv.Requests() {
+		if r.Resource != "resourceslices" {
+			continue
+		}
+		continues = append(continues, r.Query.Get("continue"))
+		if r.Query.Get("limit") != fmt.Sprint(listPageSize) {
+			t.Errorf("limit %s, want %d", r.Query.Get("limit"), listPageSize)
+		}
+		if !strings.Contains(r.Query.Get("fieldSelector"), "spec.driver="+driver) {
+			t.Errorf("field selector %q does not select the driver", r.Query.Get("fieldSelector"))
+		}
+	}
+	if len(continues) != 2 || continues[0] != "" || continues[1] == "" {
+		t.Errorf("continue tokens %q, want \"\" then the server's", continues)
 	}
 }
 
 func TestCollectErrors(t *testing.T) {
 	for _, res := range []string{"resourceslices", "resourceclaims"} {
 		t.Run(res, func(t *testing.T) {
-			client := fake.NewClientset(objects()...)
-			client.PrependReactor("list", res, func(k8stesting.Action) (bool, runtime.Object, error) {
-				return true, nil, errors.New("forbidden")
+			srv, client := newAPI(t, objects()...)
+			srv.React(func(r apitest.Request) *metav1.Status {
+				if r.Resource == res {
+					st := apierrors.NewForbidden(schema.GroupResource{Group: "resource.k8s.io", Resource: res}, "", errors.New("forbidden")).Status()
+					return &st
+				}
+				return nil
 			})
 			_, err := Collect(context.Background(), client, Options{Driver: driver})
 			if err == nil || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(strings.ToLower(err.Error()), strings.TrimSuffix(res, "s")) {
@@ -216,13 +239,13 @@ func TestCollectErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Collect(context.Background(), fake.NewClientset(), Options{}); err == nil {
+	if _, err := Collect(context.Background(), newClient(t), Options{}); err == nil {
 		t.Error("no error for an empty driver name")
 	}
 }
 
 func TestWrite(t *testing.T) {
-	v, err := Collect(context.Background(), fake.NewClientset(objects()...), Options{Driver: driver})
+	v, err := Collect(context.Background(), newClient(t, objects()...), Options{Driver: driver})
 	if err != nil {
 		t.Fatal(err)
 	}

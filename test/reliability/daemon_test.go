@@ -22,9 +22,11 @@ import (
 
 	sriovdaemon "github.com/sriov-dra/sriov-dra/daemon"
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/internal/apitest"
 	"github.com/sriov-dra/sriov-dra/internal/kubelettest"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 )
 
 // daemon is the node daemon as `sriov-dra driver` runs it (daemon.New and
@@ -38,8 +40,11 @@ type daemon struct {
 	plugin *nri.Plugin
 	pf     *pfHandle
 	cs     *fake.Clientset
-	kube   drapb.DRAPluginClient
-	stop   func()
+	// api serves the daemon's own requests (claim status, Events), with
+	// the claims and the node of cs.
+	api  *apitest.Server
+	kube drapb.DRAPluginClient
+	stop func()
 }
 
 // logCtx is a context with a logger that does not flood the test output
@@ -61,6 +66,35 @@ func newAPI(claims ...*resourceapi.ResourceClaim) *fake.Clientset {
 	return fake.NewClientset(objs...)
 }
 
+// ownAPI is the in-memory API server of the daemon's own requests, with
+// the claims and nodes of cs, and its client.
+func ownAPI(t testing.TB, cs *fake.Clientset) (*apitest.Server, *kubeapi.Client) {
+	t.Helper()
+	srv := apitest.New(t)
+	// Through the tracker: what the clientset records as the daemon's
+	// calls (TestLeastPrivilege) stays the daemon's.
+	gv := resourceapi.SchemeGroupVersion
+	claims, err := cs.Tracker().List(gv.WithResource("resourceclaims"), gv.WithKind("ResourceClaim"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range claims.(*resourceapi.ResourceClaimList).Items {
+		srv.Add(&claims.(*resourceapi.ResourceClaimList).Items[i])
+	}
+	nodes, err := cs.Tracker().List(corev1.SchemeGroupVersion.WithResource("nodes"), corev1.SchemeGroupVersion.WithKind("Node"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range nodes.(*corev1.NodeList).Items {
+		srv.Add(&nodes.(*corev1.NodeList).Items[i])
+	}
+	api, err := kubeapi.NewForConfig(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, api
+}
+
 // startDaemon starts the daemon; an error from daemon.New is returned
 // (a daemon that refuses to start), others fail the test.
 func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
@@ -76,6 +110,7 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 		cancel()
 		t.Fatal(err)
 	}
+	srv, api := ownAPI(t, cs)
 	regDir, plugDir := filepath.Join(n.Dir, "reg"), filepath.Join(n.Dir, "plug")
 	if err := os.MkdirAll(regDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -87,6 +122,7 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 		Filter: n.Filter, CNIPath: n.cniPath(),
 		NRI:          nri.Config{SocketPath: filepath.Join(n.Dir, "nri.sock"), RetryInterval: 50 * time.Millisecond, TeardownBudget: 5 * time.Second},
 		PollInterval: time.Hour,
+		API:          api,
 		Client:       cs,
 		Netlink:      pf,
 		// The simulated host's devices are not the test machine's: no
@@ -108,7 +144,7 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 		pf.Close()
 		t.Fatalf("daemon ended before it served: %v", err)
 	}
-	d := &daemon{n: n, dm: dm, d: dm.Driver(), plugin: dm.NRI(), pf: pf, cs: cs}
+	d := &daemon{n: n, dm: dm, d: dm.Driver(), plugin: dm.NRI(), pf: pf, cs: cs, api: srv}
 	var once sync.Once
 	d.stop = func() {
 		once.Do(func() {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sriov-dra/sriov-dra/driver"
 )
@@ -139,12 +138,9 @@ func vfGoneForGood(t *testing.T) {
 func lostEvent(ctx context.Context, dm *daemon, device string) bool {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		evs, err := dm.cs.EventsV1().Events("").List(ctx, metav1.ListOptions{})
-		if err == nil {
-			for _, e := range evs.Items {
-				if e.Reason == "DeviceLost" && e.Type == "Warning" && strings.Contains(e.Note, device) {
-					return true
-				}
+		for _, e := range dm.api.List("events.k8s.io", "events", "") {
+			if e["reason"] == "DeviceLost" && e["type"] == "Warning" && strings.Contains(fmt.Sprint(e["note"]), device) {
+				return true
 			}
 		}
 		time.Sleep(100 * time.Millisecond)

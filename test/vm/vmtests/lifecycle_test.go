@@ -28,11 +28,13 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/daemon"
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/internal/apitest"
 	"github.com/sriov-dra/sriov-dra/internal/kubelettest"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/irq"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
@@ -167,6 +169,15 @@ func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim,
 	k8sNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, UID: "3c9d8e7f-0000-4000-8000-00000000a0b1"}}
 	n := &node{t: t, ctx: ctx, cs: fake.NewClientset(claim, k8sNode), cdiDir: dirs["cdi"], markDir: dirs["attached"]}
 
+	// The daemon's own requests (claim status, Events) go over HTTP to an
+	// in-memory API server with the same claim and node.
+	srv := apitest.New(t)
+	srv.Add(claim, k8sNode)
+	api, err := kubeapi.NewForConfig(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	var nriSock string
 	n.rt, nriSock = startRuntime(t, dirs["nri"])
 	cfg := daemon.Config{
@@ -175,14 +186,13 @@ func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim,
 		KubeletPluginsDir: dirs["plug"], KubeletRegistryDir: dirs["reg"],
 		CNIPath: []string{"/opt/cni/bin"},
 		NRI:     nri.Config{SocketPath: nriSock, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
-		Client:  n.cs, Netlink: h,
+		API:     api, Client: n.cs, Netlink: h,
 		// The VM's NICs carry its default route.
 		AllowDefaultRoutePF: true,
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	var err error
 	n.dm, err = daemon.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("daemon: %v", err)
