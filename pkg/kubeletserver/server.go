@@ -242,7 +242,8 @@ func (s *Server) serve(path, what string, register func(*grpc.Server)) error {
 	s.paths = append(s.paths, path)
 	s.mu.Unlock()
 	s.wg.Go(func() {
-		if err := g.Serve(ln); err != nil {
+		// Stop before Serve began is ErrServerStopped: no failure.
+		if err := g.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			msg := fmt.Sprintf("the %s gRPC server on %s stopped", what, path)
 			if h := s.cfg.HandleError; h != nil {
 				h(klog.NewContext(context.Background(), s.logger), err, msg)
