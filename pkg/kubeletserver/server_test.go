@@ -76,7 +76,7 @@ type fakePlugin struct {
 	prepared   [][]types.UID
 	unprepared [][]NamespacedObject
 	metadata   bool
-	health    func(ctx context.Context, reports chan<- DeviceHealthReport) error
+	health     func(ctx context.Context, reports chan<- DeviceHealthReport) error
 }
 
 func (p *fakePlugin) PrepareResourceClaims(_ context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]PrepareResult, error) {
