@@ -7,6 +7,7 @@ package kubeletserver
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"maps"
 	"os"
@@ -111,7 +112,7 @@ func TestLockExcludesUpstream(t *testing.T) {
 	held.Close()
 	unlock := <-got
 
-	if _, err := fileutil.TryLockFile(LockFile(plug), os.O_RDWR|os.O_CREATE, 0o666); err != fileutil.ErrLocked {
+	if _, err := fileutil.TryLockFile(LockFile(plug), os.O_RDWR|os.O_CREATE, 0o666); !errors.Is(err, fileutil.ErrLocked) {
 		t.Errorf("helper's try-lock while ours is held: %v, want ErrLocked", err)
 	}
 	unlock()

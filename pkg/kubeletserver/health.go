@@ -41,7 +41,9 @@ func (h *healthService) NodeWatchResources(_ *drahealth.NodeWatchResourcesReques
 			last, lease, warned = time.Now(), shortestLease(r), false
 			if err := stream.Send(toWireHealth(r)); err != nil {
 				cancel()
-				<-done
+				if werr := <-done; werr != nil {
+					logger.V(2).Info("The driver's health watch ended with an error after kubelet's stream broke", "err", werr)
+				}
 				return err
 			}
 		case err := <-done:
