@@ -6,11 +6,9 @@ package daemon
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/driver"
@@ -20,6 +18,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
@@ -118,10 +117,10 @@ func (c *Config) complete() error {
 		c.AttachMarkerDir = attachmark.DefaultDir
 	}
 	if c.KubeletRegistryDir == "" {
-		c.KubeletRegistryDir = kubeletplugin.KubeletRegistryDir
+		c.KubeletRegistryDir = kubeletserver.DefaultRegistryDir
 	}
 	if c.KubeletPluginsDir == "" {
-		c.KubeletPluginsDir = filepath.Join(kubeletplugin.KubeletPluginsDir, c.DriverName)
+		c.KubeletPluginsDir = kubeletserver.DefaultPluginDir(c.DriverName)
 	}
 	if c.RegistrationTimeout <= 0 {
 		c.RegistrationTimeout = 2 * time.Minute

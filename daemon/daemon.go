@@ -16,7 +16,7 @@
 //     out of pod netns, the driver's Detacher;
 //   - the driver (driver.Driver): Prepare/Unprepare, ResourceSlices,
 //     health, VF provisioning; its host changes go through driver.Kernel;
-//   - the kubelet plugin (kubeletplugin.Helper) serving the driver;
+//   - the kubelet server (pkg/kubeletserver) serving the driver;
 //   - /metrics and /healthz.
 package daemon
 

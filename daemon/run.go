@@ -20,10 +20,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/dynamic-resource-allocation/api/metadata"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 )
 
 // Run serves until ctx ends (a graceful shutdown, nil) or a component
@@ -42,14 +42,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	nriCtx, stopNRI := context.WithCancel(ctx)
 	defer stopNRI()
 
-	helper, err := kubeletplugin.Start(ctx, d.driver, d.kubeletPluginOptions(ctx)...)
+	kubelet, err := kubeletserver.Start(ctx, d.driver, d.kubeletConfig(ctx))
 	if err != nil {
 		return fmt.Errorf("start kubelet plugin: %w", err)
 	}
-	d.startComponents(c, helper, nriCtx, stopNRI)
+	pub := &controllerPublisher{ctx: ctx, client: d.cfg.Client, driverName: d.cfg.DriverName, nodeName: d.cfg.NodeName, handleDropped: d.driver.HandleError}
+	defer pub.stop()
+	d.startComponents(c, pub, nriCtx, stopNRI)
 	srv, err := d.serveHTTP(ctx, &c.wg)
 	if err != nil {
-		helper.Stop()
+		kubelet.Stop()
 		cancel(err)
 		c.wg.Wait()
 		return err
@@ -58,7 +60,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	close(d.ready)
 
 	<-ctx.Done()
-	return d.shutdown(c, helper, srv)
+	return d.shutdown(c, kubelet, srv)
 }
 
 // components runs the daemon's long-running parts: the first one to fail
@@ -79,36 +81,34 @@ func (c *components) run(name string, f func() error) {
 	})
 }
 
-// kubeletPluginOptions are the kubelet plugin helper's options: the API
+// kubeletConfig is the kubelet server's configuration: the claims' API
 // server, node, driver and directories, the registration interceptor,
 // rolling updates and device metadata.
-func (d *Daemon) kubeletPluginOptions(ctx context.Context) []kubeletplugin.Option {
-	opts := []kubeletplugin.Option{
-		kubeletplugin.KubeClient(d.cfg.Client), kubeletplugin.NodeName(d.cfg.NodeName), kubeletplugin.DriverName(d.cfg.DriverName),
-		kubeletplugin.RegistrarDirectoryPath(d.cfg.KubeletRegistryDir), kubeletplugin.PluginDataDirectoryPath(d.cfg.KubeletPluginsDir),
-		kubeletplugin.GRPCInterceptor(d.registration.Interceptor()),
+func (d *Daemon) kubeletConfig(ctx context.Context) kubeletserver.Config {
+	cfg := kubeletserver.Config{
+		DriverName: d.cfg.DriverName, NodeName: d.cfg.NodeName,
+		RegistryDir: d.cfg.KubeletRegistryDir, PluginDir: d.cfg.KubeletPluginsDir,
+		Interceptor: d.registration.Interceptor(),
+		Claims:      clientsetClaims{d.cfg.Client},
+		// Rolling updates: both daemons' sockets are served side by side.
+		PodUID: types.UID(d.cfg.PodUID),
 		// The driver locks per claim and shares checkpoint fsyncs between
 		// concurrent claims, so kubelet's calls need not wait for each
 		// other. With rolling updates two daemons overlap: keep the
-		// helper's cross-process serialization then.
-		kubeletplugin.Serialize(d.cfg.PodUID != ""),
-	}
-	if d.cfg.PodUID != "" {
-		opts = append(opts, kubeletplugin.RollingUpdate(types.UID(d.cfg.PodUID)))
+		// cross-process serialization then.
+		Serialize:   d.cfg.PodUID != "",
+		HandleError: d.driver.HandleError,
 	}
 	if d.cfg.DeviceMetadata {
-		// The helper writes each prepared request's metadata file below
+		// The server writes each prepared request's metadata file below
 		// the plugin dir and its CDI spec into the driver's CDI dir, which
 		// the runtime reads already. Kubernetes needs no feature gate.
-		opts = append(opts,
-			kubeletplugin.EnableDeviceMetadata(true, driver.MetadataVersions()),
-			kubeletplugin.CDIDirectory(d.cfg.CDIDir),
-			kubeletplugin.MetadataFileOps(kubeletplugin.MetadataFileOperations{WriteFile: driver.WriteMetadataFile}))
+		cfg.Metadata = &kubeletserver.MetadataConfig{Versions: driver.MetadataVersions(), CDIDir: d.cfg.CDIDir, WriteFile: driver.WriteMetadataFile}
 		klog.FromContext(ctx).Info("Device metadata on: containers find their devices' metadata under "+metadata.ContainerDir, "versions", metadataVersionNames(), "cdiDir", d.cfg.CDIDir)
 	} else {
 		klog.FromContext(ctx).Info("Device metadata off (--device-metadata=false): containers get no metadata file")
 	}
-	return opts
+	return cfg
 }
 
 // startComponents starts everything that runs beside the kubelet plugin:
@@ -116,7 +116,7 @@ func (d *Daemon) kubeletPluginOptions(ctx context.Context) []kubeletplugin.Optio
 // plugin (on nriCtx, which stopNRI ends when another daemon took the
 // checkpoint over), the checkpoint owner watch, the claim status writer
 // and the registration watch.
-func (d *Daemon) startComponents(c *components, helper *kubeletplugin.Helper, nriCtx context.Context, stopNRI context.CancelFunc) {
+func (d *Daemon) startComponents(c *components, pub driver.Publisher, nriCtx context.Context, stopNRI context.CancelFunc) {
 	ctx := c.ctx
 	logger := klog.FromContext(ctx)
 	c.run("fatal errors", func() error {
@@ -128,7 +128,7 @@ func (d *Daemon) startComponents(c *components, helper *kubeletplugin.Helper, nr
 		}
 		return nil
 	})
-	c.run("resourceslices", func() error { return d.driver.Run(ctx, helper) })
+	c.run("resourceslices", func() error { return d.driver.Run(ctx, pub) })
 	c.run("nri", func() error { return d.plugin.Run(nriCtx) })
 	c.run("checkpoint owner", func() error {
 		// Notice a take-over even when this daemon has nothing to write.
@@ -157,10 +157,10 @@ func (d *Daemon) startComponents(c *components, helper *kubeletplugin.Helper, nr
 // shutdown stops the kubelet plugin (removing its sockets) and the HTTP
 // server, waits for every component and returns the error that ended the
 // daemon, nil for a graceful shutdown.
-func (d *Daemon) shutdown(c *components, helper *kubeletplugin.Helper, srv *http.Server) error {
+func (d *Daemon) shutdown(c *components, kubelet *kubeletserver.Server, srv *http.Server) error {
 	fatal := context.Cause(c.ctx)
 	klog.FromContext(c.ctx).Info("Shutting down", "fatal", fatal)
-	helper.Stop()
+	kubelet.Stop()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(c.ctx), 5*time.Second)
 	_ = srv.Shutdown(sctx)
 	scancel()

@@ -123,7 +123,7 @@ type ClaimStatus interface {
 	Clear(ref claimstatus.ClaimRef) error
 }
 
-// Publisher publishes the node's pool (kubeletplugin.Helper).
+// Publisher publishes the node's pool.
 type Publisher interface {
 	PublishResources(ctx context.Context, resources resourceslice.DriverResources) error
 }

@@ -1,5 +1,5 @@
 // Package driver is the DRA side of the sriov-dra node daemon: a
-// kubeletplugin.DRAPlugin that publishes the node's SR-IOV devices,
+// kubeletserver.Plugin that publishes the node's SR-IOV devices,
 // prepares and unprepares ResourceClaims, and reports device health. It
 // only orchestrates: devices are found by pkg/inventory, changed by
 // pkg/vfconfig, addressed by pkg/ipam, described to the runtime by

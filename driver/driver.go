@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
 	"github.com/sriov-dra/sriov-dra/pkg/hwevents"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
 )
@@ -112,9 +112,9 @@ type Config struct {
 	ClassResourceName func(ctx context.Context, class string) (string, error)
 
 	// DeviceMetadata gives each prepared device its metadata (KEP-5304)
-	// in the answer to kubelet, which the kubeletplugin helper writes
-	// into a file in the claim's containers when it is started with
-	// kubeletplugin.EnableDeviceMetadata (see metadata.go).
+	// in the answer to kubelet, which the kubelet server writes into a
+	// file in the claim's containers when it is started with
+	// kubeletserver.Config.Metadata (see metadata.go).
 	DeviceMetadata bool
 	// LostDeviceTimeout is how long Unprepare waits for a device found
 	// nowhere (removed, hot-unplugged) before it releases the rest of the
@@ -136,7 +136,7 @@ const DefaultResyncInterval = time.Minute
 // subscription failed.
 const pollWithoutEvents = time.Second
 
-// Driver is the node daemon's DRA side: a kubeletplugin.DRAPlugin over
+// Driver is the node daemon's DRA side: a kubeletserver.Plugin over
 // the checkpointed State, which also serves the NRI plugin.
 type Driver struct {
 	cfg   Config
@@ -171,7 +171,7 @@ type Driver struct {
 	prov provisioner
 }
 
-var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
+var _ kubeletserver.Plugin = (*Driver)(nil)
 
 // New takes over the loaded checkpoint (cfg.State; NewState refuses one
 // it cannot read, so the driver never touches devices it cannot account
@@ -243,16 +243,15 @@ func checkRequired(cfg Config) error {
 // State returns the prepared state; the NRI plugin uses it as nri.Devices.
 func (d *Driver) State() *State { return d.state }
 
-// HandleError implements kubeletplugin.DRAPlugin: recoverable errors are
-// logged, fatal ones stop the daemon through OnFatal.
+// HandleError handles an error of a part running in the background (the
+// kubelet server stopped serving, publishing failed): logged, and unless
+// it is an invalid slice (which restarting does not fix) fatal, stopping
+// the daemon through OnFatal.
 func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
 	if d.taintsDropped(ctx, err) {
 		return
 	}
 	utilruntime.HandleErrorWithContext(ctx, err, msg)
-	if errors.Is(err, kubeletplugin.ErrRecoverable) {
-		return
-	}
 	if apierrors.IsInvalid(err) {
 		// An invalid slice will not get better by restarting.
 		return

@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 )
@@ -26,22 +25,15 @@ func TestHandleError(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	// What the helper passes for publishing errors: recoverable.
-	d.HandleError(ctx, recoverable{errors.New("conflict")}, "publish")
 	d.HandleError(ctx, apierrors.NewInvalid(schema.GroupKind{Group: "resource.k8s.io", Kind: "ResourceSlice"}, "s", field.ErrorList{field.Invalid(field.NewPath("spec"), "x", "bad")}), "publish")
 	if len(fatal) != 0 {
-		t.Fatalf("recoverable errors stopped the daemon: %v", fatal)
+		t.Fatalf("an invalid slice stopped the daemon: %v", fatal)
 	}
 	d.HandleError(ctx, errors.New("watch broke for good"), "background")
 	if len(fatal) != 1 || !strings.Contains(fatal[0].Error(), "background: watch broke for good") {
 		t.Fatalf("fatal = %v", fatal)
 	}
 }
-
-// recoverable wraps an error the way the helper marks recoverable ones.
-type recoverable struct{ error }
-
-func (r recoverable) Is(target error) bool { return target == kubeletplugin.ErrRecoverable }
 
 func TestMetrics(t *testing.T) {
 	e := newEnv(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}})

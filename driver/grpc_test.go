@@ -14,7 +14,7 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
@@ -22,7 +22,45 @@ import (
 	"github.com/sriov-dra/sriov-dra/internal/kubelettest"
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 )
+
+// clientsetClaims reads claims through a clientset.
+type clientsetClaims struct{ cs *fake.Clientset }
+
+func (c clientsetClaims) GetClaim(ctx context.Context, ns, name string) (*resourceapi.ResourceClaim, error) {
+	return c.cs.ResourceV1().ResourceClaims(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+// controllerPublisher publishes through the upstream ResourceSlice
+// controller, started on the first publication.
+type controllerPublisher struct {
+	ctx  context.Context
+	cs   *fake.Clientset
+	mu   sync.Mutex
+	ctrl *resourceslice.Controller
+}
+
+func (p *controllerPublisher) PublishResources(_ context.Context, res resourceslice.DriverResources) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctrl != nil {
+		p.ctrl.Update(&res)
+		return nil
+	}
+	ctrl, err := resourceslice.StartController(p.ctx, resourceslice.Options{
+		DriverName: "sriov.dra.dev", KubeClient: p.cs, Resources: &res,
+		Owner: &resourceslice.Owner{APIVersion: "v1", Kind: "Node", Name: testNode},
+	})
+	p.ctrl = ctrl
+	return err
+}
+
+func (p *controllerPublisher) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ctrl.Stop()
+}
 
 // sliceWrites counts ResourceSlice writes the fake API server received.
 func sliceWrites(cs *fake.Clientset) int {
@@ -65,17 +103,18 @@ func TestKubeletGRPC(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := NewRegistration()
-	helper, err := kubeletplugin.Start(ctx, e.d,
-		kubeletplugin.KubeClient(cs), kubeletplugin.NodeName(testNode), kubeletplugin.DriverName("sriov.dra.dev"),
-		kubeletplugin.RegistrarDirectoryPath(regDir), kubeletplugin.PluginDataDirectoryPath(pluginDir),
-		kubeletplugin.GRPCInterceptor(reg.Interceptor()))
+	srv, err := kubeletserver.Start(ctx, e.d, kubeletserver.Config{
+		DriverName: "sriov.dra.dev", NodeName: testNode, RegistryDir: regDir, PluginDir: pluginDir,
+		Interceptor: reg.Interceptor(), Claims: clientsetClaims{cs},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	pub := &controllerPublisher{ctx: ctx, cs: cs}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); _ = e.d.Run(ctx, helper) }()
-	t.Cleanup(func() { cancel(); helper.Stop(); wg.Wait() })
+	go func() { defer wg.Done(); _ = e.d.Run(ctx, pub) }()
+	t.Cleanup(func() { cancel(); srv.Stop(); wg.Wait(); pub.stop() })
 
 	// Not registered yet: Wait explains.
 	if err := reg.Wait(ctx, 50*time.Millisecond, sockets); err == nil || !strings.Contains(err.Error(), "kubelet never called") {

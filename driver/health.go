@@ -10,29 +10,29 @@ import (
 
 	"github.com/vishvananda/netlink"
 	resourceapi "k8s.io/api/resource/v1"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 )
 
 // healthTimeout is what kubelet is told to wait for a fresh report; the
 // driver re-sends well within it (Config.HealthResend).
 const healthTimeout = 30 * time.Second
 
-// WatchHealthStatus implements kubeletplugin.DRAPlugin. A device is
+// WatchHealthStatus implements kubeletserver.Plugin. A device is
 // unhealthy when it vanished from the host or, for a VF, when its PF link
 // is down. Reports go out at once, after every rescan (link events trigger
 // one) and at least every HealthResend.
-func (d *Driver) WatchHealthStatus(ctx context.Context, reports chan<- kubeletplugin.DeviceHealthReport) error {
+func (d *Driver) WatchHealthStatus(ctx context.Context, reports chan<- kubeletserver.DeviceHealthReport) error {
 	logger := klog.FromContext(ctx)
 	resend := time.NewTicker(d.cfg.HealthResend)
 	defer resend.Stop()
-	var last map[string]kubeletplugin.HealthStatus
+	var last map[string]kubeletserver.HealthStatus
 	for {
 		changed := d.inventoryChanged()
 		report := d.healthReport(ctx)
-		cur := map[string]kubeletplugin.HealthStatus{}
+		cur := map[string]kubeletserver.HealthStatus{}
 		for _, h := range report.Devices {
 			cur[h.DeviceName] = h.Health
 			if last != nil && last[h.DeviceName] != h.Health {
@@ -73,13 +73,13 @@ const (
 // deviceHealth is the health of one device of the pool; taint is the
 // TaintKeyUnhealthy value it is published with, "" for none.
 type deviceHealth struct {
-	kubeletplugin.DeviceHealth
+	kubeletserver.DeviceHealth
 	taint string
 }
 
 // healthReport computes the health of every device of the pool.
-func (d *Driver) healthReport(ctx context.Context) kubeletplugin.DeviceHealthReport {
-	report := kubeletplugin.DeviceHealthReport{}
+func (d *Driver) healthReport(ctx context.Context) kubeletserver.DeviceHealthReport {
+	report := kubeletserver.DeviceHealthReport{}
 	for _, h := range d.deviceHealth() {
 		report.Devices = append(report.Devices, h.DeviceHealth)
 	}
@@ -158,9 +158,9 @@ func (d *Driver) deviceHealth() []deviceHealth {
 
 	out := make([]deviceHealth, 0, len(names))
 	for _, name := range names {
-		h := deviceHealth{DeviceHealth: kubeletplugin.DeviceHealth{PoolName: d.cfg.NodeName, DeviceName: name, Health: kubeletplugin.HealthStatusHealthy, LastUpdated: now, HealthCheckTimeout: healthTimeout}}
+		h := deviceHealth{DeviceHealth: kubeletserver.DeviceHealth{PoolName: d.cfg.NodeName, DeviceName: name, Health: kubeletserver.HealthStatusHealthy, LastUpdated: now, HealthCheckTimeout: healthTimeout}}
 		unhealthy := func(v linkVerdict) {
-			h.Health, h.Message, h.taint = kubeletplugin.HealthStatusUnhealthy, v.why, v.taint
+			h.Health, h.Message, h.taint = kubeletserver.HealthStatusUnhealthy, v.why, v.taint
 		}
 		dev, ok := present[name]
 		l, isLost := lostDevs[name]
@@ -175,7 +175,7 @@ func (d *Driver) deviceHealth() []deviceHealth {
 				pfName = pf.IfName
 			}
 			if pfName == "" {
-				h.Health, h.Message = kubeletplugin.HealthStatusUnknown, "PF has no netdev"
+				h.Health, h.Message = kubeletserver.HealthStatusUnknown, "PF has no netdev"
 			} else if v := pfState(pfName); v.why != "" {
 				unhealthy(v)
 			}

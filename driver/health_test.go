@@ -10,17 +10,17 @@ import (
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 )
 
-func nextReport(t *testing.T, ch <-chan kubeletplugin.DeviceHealthReport) map[string]kubeletplugin.DeviceHealth {
+func nextReport(t *testing.T, ch <-chan kubeletserver.DeviceHealthReport) map[string]kubeletserver.DeviceHealth {
 	t.Helper()
 	select {
 	case r := <-ch:
-		out := map[string]kubeletplugin.DeviceHealth{}
+		out := map[string]kubeletserver.DeviceHealth{}
 		for _, h := range r.Devices {
 			out[h.DeviceName] = h
 		}
@@ -54,7 +54,7 @@ func TestHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := make(chan kubeletplugin.DeviceHealthReport)
+	ch := make(chan kubeletserver.DeviceHealthReport)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -67,7 +67,7 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("report covers %d devices, want 7", len(r))
 	}
 	for name, h := range r {
-		if h.Health != kubeletplugin.HealthStatusHealthy || h.PoolName != testNode || h.HealthCheckTimeout <= cfg.HealthResend {
+		if h.Health != kubeletserver.HealthStatusHealthy || h.PoolName != testNode || h.HealthCheckTimeout <= cfg.HealthResend {
 			t.Errorf("%s: %+v", name, h)
 		}
 	}
@@ -87,7 +87,7 @@ func TestHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = nextReport(t, ch)
-	if h := r[vf0]; h.Health != kubeletplugin.HealthStatusUnhealthy || h.Message == "" {
+	if h := r[vf0]; h.Health != kubeletserver.HealthStatusUnhealthy || h.Message == "" {
 		t.Errorf("VF with PF down: %+v", h)
 	}
 	if err := e.fix.Netlink.LinkSetUp(pf); err != nil {
@@ -103,7 +103,7 @@ func TestHealth(t *testing.T) {
 	deadline := time.After(3 * time.Second)
 	for {
 		r = nextReport(t, ch)
-		if r[vf6].Health == kubeletplugin.HealthStatusUnhealthy {
+		if r[vf6].Health == kubeletserver.HealthStatusUnhealthy {
 			break
 		}
 		select {
@@ -115,7 +115,7 @@ func TestHealth(t *testing.T) {
 	if _, listed := r[vfName(e, 0, 5)]; listed {
 		t.Error("an unprepared VF that vanished is still reported")
 	}
-	if r[vf0].Health != kubeletplugin.HealthStatusHealthy {
+	if r[vf0].Health != kubeletserver.HealthStatusHealthy {
 		t.Errorf("VF 0 after PF up: %+v", r[vf0])
 	}
 }
@@ -222,7 +222,7 @@ func TestTaintsDroppedByServer(t *testing.T) {
 	dropped := &resourceslice.DroppedFieldsError{PoolName: testNode, DesiredSlice: dev(resourceapi.DeviceTaint{Key: TaintKeyUnhealthy, Effect: resourceapi.DeviceTaintEffectNoSchedule}), ActualSlice: dev()}
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		// As kubeletplugin passes it: wrapped as recoverable.
+		// Wrapped, as a publisher may pass it.
 		if !e.d.taintsDropped(ctx, fmt.Errorf("publish: %w", dropped)) {
 			t.Fatalf("call %d: dropped taints not recognised", i)
 		}

@@ -14,18 +14,18 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	metadatav1alpha1 "k8s.io/dynamic-resource-allocation/api/metadata/v1alpha1"
 	metadatav1beta1 "k8s.io/dynamic-resource-allocation/api/metadata/v1beta1"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
 )
 
 // Device metadata (KEP-5304). With Config.DeviceMetadata the answer to
 // kubelet carries, per device, what its containers may read about it; the
-// kubeletplugin helper writes that as a JSON file (one per claim request,
+// kubelet server (pkg/kubeletserver) writes that as a JSON file (one per claim request,
 // metadata.resource.k8s.io objects) and bind-mounts it read-only into every
 // container of the claim, through a CDI device of its own it adds to the
 // answer. Kubernetes needs no feature gate for it: only CDI, which the
@@ -69,10 +69,10 @@ func MetadataVersions() []schema.GroupVersion {
 	return []schema.GroupVersion{metadatav1beta1.SchemeGroupVersion, metadatav1alpha1.SchemeGroupVersion}
 }
 
-// WriteMetadataFile writes the helper's metadata files and their CDI
-// specs (kubeletplugin.MetadataFileOps): through a temporary file renamed
+// WriteMetadataFile writes the kubelet server's metadata files and their
+// CDI specs (kubeletserver.MetadataConfig.WriteFile): through a temporary file renamed
 // over name, so a runtime creating a container meanwhile reads the old or
-// the new content, never a part. Unlike the helper's default it does not
+// the new content, never a part. Unlike the server's default it does not
 // fsync: Prepare would wait for two syncs per request, and the files
 // need not outlive the node's page cache (the CDI dir is a tmpfs, and
 // kubelet prepares a claim again after a reboot, which writes them again).
@@ -131,7 +131,7 @@ func (d *Driver) deviceNodes(ctx context.Context, dr *DeviceRecord, dev *invento
 // before) is asked for them again. Metadata is best effort: a device whose
 // metadata cannot be made is logged and left without, and its pod still
 // starts.
-func (d *Driver) withMetadata(ctx context.Context, rec *ClaimRecord, out []kubeletplugin.Device, nodes map[string]deviceNodes) {
+func (d *Driver) withMetadata(ctx context.Context, rec *ClaimRecord, out []kubeletserver.Device, nodes map[string]deviceNodes) {
 	if !d.cfg.DeviceMetadata {
 		return
 	}
@@ -192,7 +192,7 @@ func (d *Driver) podMAC(dr *DeviceRecord) string {
 // of it, and the claim status's networkData. mac is the netdev's MAC when
 // no MAC is configured (podMAC). It errs, naming the device and field,
 // when a value does not fit the metadata API.
-func deviceMetadata(dr *DeviceRecord, attrs map[resourceapi.QualifiedName]resourceapi.DeviceAttribute, nodes deviceNodes, mac string) (*kubeletplugin.DeviceMetadata, error) {
+func deviceMetadata(dr *DeviceRecord, attrs map[resourceapi.QualifiedName]resourceapi.DeviceAttribute, nodes deviceNodes, mac string) (*kubeletserver.DeviceMetadata, error) {
 	st := deviceStatus(dr)
 	if st.HardwareAddress == "" {
 		st.HardwareAddress = strings.ToLower(mac)
@@ -242,7 +242,7 @@ func deviceMetadata(dr *DeviceRecord, attrs map[resourceapi.QualifiedName]resour
 	if err := checkMetadataAttributes(dr.Device, m); err != nil {
 		return nil, err
 	}
-	return &kubeletplugin.DeviceMetadata{Attributes: m, NetworkData: nd}, nil
+	return &kubeletserver.DeviceMetadata{Attributes: m, NetworkData: nd}, nil
 }
 
 // checkMetadataAttributes refuses what the metadata API's validation

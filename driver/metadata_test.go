@@ -19,13 +19,13 @@ import (
 	"k8s.io/dynamic-resource-allocation/api/metadata"
 	"k8s.io/dynamic-resource-allocation/api/metadata/install"
 	"k8s.io/dynamic-resource-allocation/devicemetadata"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
@@ -215,11 +215,11 @@ func attrString(a resourceapi.DeviceAttribute) string {
 	return string(b)
 }
 
-// checkMetadataDecodes encodes md as the kubeletplugin helper does (the
+// checkMetadataDecodes encodes md as the kubelet server does (the
 // internal type through the metadata scheme into one API version) and
 // reads it back with the decoder applications use, with validation: what
 // a container reads is what the driver gave.
-func checkMetadataDecodes(t *testing.T, gv schema.GroupVersion, device string, md *kubeletplugin.DeviceMetadata) {
+func checkMetadataDecodes(t *testing.T, gv schema.GroupVersion, device string, md *kubeletserver.DeviceMetadata) {
 	t.Helper()
 	dev := metadata.Device{Driver: "sriov.dra.dev", Pool: "node-a", Name: device, NetworkData: md.NetworkData}
 	if md.Attributes != nil {
@@ -297,7 +297,7 @@ func TestPrepareGivesDeviceMetadata(t *testing.T) {
 				}
 				return
 			}
-			byName := map[string]*kubeletplugin.DeviceMetadata{}
+			byName := map[string]*kubeletserver.DeviceMetadata{}
 			for _, dev := range res.Devices {
 				if dev.Metadata == nil {
 					t.Fatalf("device %s has no metadata", dev.DeviceName)

@@ -13,17 +13,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/internal/faults"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 )
 
-// PrepareResourceClaims implements kubeletplugin.DRAPlugin. Each claim is
+// PrepareResourceClaims implements kubeletserver.Plugin. Each claim is
 // prepared on its own: one claim's failure does not fail the others.
-func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
-	results := make([]kubeletplugin.PrepareResult, len(claims))
+func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletserver.PrepareResult, error) {
+	results := make([]kubeletserver.PrepareResult, len(claims))
 	inParallel(len(claims), func(i int) {
 		claim := claims[i]
 		start := time.Now()
@@ -34,13 +34,13 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 		if err != nil {
 			logger.Error(err, "Prepare failed")
 			d.warn(claim, "PrepareFailed", "Prepare", err)
-			results[i] = kubeletplugin.PrepareResult{Err: err}
+			results[i] = kubeletserver.PrepareResult{Err: err}
 			return
 		}
 		logger.V(2).Info("Prepared", "devices", len(devs), "duration", time.Since(start))
-		results[i] = kubeletplugin.PrepareResult{Devices: devs}
+		results[i] = kubeletserver.PrepareResult{Devices: devs}
 	})
-	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
+	out := make(map[types.UID]kubeletserver.PrepareResult, len(claims))
 	for i, c := range claims {
 		out[c.UID] = results[i]
 	}
@@ -94,7 +94,7 @@ func deviceError(claim *resourceapi.ResourceClaim, request, device, configField 
 // attempt, then plan and start (reserve, snapshot, record started), apply
 // the recorded steps, and on a failure roll back what this attempt
 // reached.
-func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
+func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletserver.Device, error) {
 	defer d.lockClaim(string(claim.UID))()
 	if err := d.releaseStaleRecord(ctx, claim); err != nil {
 		return nil, err
@@ -104,7 +104,7 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	}
 	rec, devs, err := d.start(ctx, claim)
 	if err != nil || rec == nil {
-		return []kubeletplugin.Device{}, err
+		return []kubeletserver.Device{}, err
 	}
 	prog := &progress{steps: make([]DeviceSteps, len(rec.Devices)), nodes: map[string]deviceNodes{}}
 	if err := d.apply(ctx, claim, rec, devs, prog); err != nil {
@@ -137,7 +137,7 @@ func (d *Driver) releaseStaleRecord(ctx context.Context, claim *resourceapi.Reso
 // left: a completed one is the answer (done), an unfinished one (the
 // attempt died half-way) is undone so the claim starts over from a clean
 // device.
-func (d *Driver) resumeEarlierAttempt(ctx context.Context, claim *resourceapi.ResourceClaim) (out []kubeletplugin.Device, done bool, err error) {
+func (d *Driver) resumeEarlierAttempt(ctx context.Context, claim *resourceapi.ResourceClaim) (out []kubeletserver.Device, done bool, err error) {
 	logger := klog.FromContext(ctx)
 	rec, ok := d.state.Claim(string(claim.UID))
 	if !ok {
@@ -249,10 +249,10 @@ func (d *Driver) reserve(ctx context.Context, claim *resourceapi.ResourceClaim) 
 }
 
 // resultOf is the answer kubelet gets for a completed claim.
-func resultOf(rec *ClaimRecord) []kubeletplugin.Device {
-	out := make([]kubeletplugin.Device, 0, len(rec.Devices))
+func resultOf(rec *ClaimRecord) []kubeletserver.Device {
+	out := make([]kubeletserver.Device, 0, len(rec.Devices))
 	for _, dr := range rec.Devices {
-		out = append(out, kubeletplugin.Device{
+		out = append(out, kubeletserver.Device{
 			Requests:     []string{dr.Request},
 			PoolName:     dr.Pool,
 			DeviceName:   dr.Device,

@@ -12,10 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 )
 
@@ -49,7 +49,7 @@ func newClaim(uid, pod string, results []resourceapi.DeviceRequestAllocationResu
 	}
 }
 
-func prepare(t testing.TB, d *Driver, claims ...*resourceapi.ResourceClaim) map[types.UID]kubeletplugin.PrepareResult {
+func prepare(t testing.TB, d *Driver, claims ...*resourceapi.ResourceClaim) map[types.UID]kubeletserver.PrepareResult {
 	t.Helper()
 	res, err := d.PrepareResourceClaims(context.Background(), claims)
 	if err != nil {
@@ -60,9 +60,9 @@ func prepare(t testing.TB, d *Driver, claims ...*resourceapi.ResourceClaim) map[
 
 func unprepare(t testing.TB, d *Driver, claims ...*resourceapi.ResourceClaim) map[types.UID]error {
 	t.Helper()
-	var objs []kubeletplugin.NamespacedObject
+	var objs []kubeletserver.NamespacedObject
 	for _, c := range claims {
-		objs = append(objs, kubeletplugin.NamespacedObject{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}, UID: c.UID})
+		objs = append(objs, kubeletserver.NamespacedObject{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}, UID: c.UID})
 	}
 	res, err := d.UnprepareResourceClaims(context.Background(), objs)
 	if err != nil {
@@ -196,7 +196,7 @@ func TestPrepareRetryTouchesNothing(t *testing.T) {
 	e.j.take()
 	for _, d := range []*Driver{e.d, func() *Driver { e.restart(); return e.d }()} {
 		again := prepare(t, d, c)["u1"]
-		if again.Err != nil || !slices.EqualFunc(again.Devices, first.Devices, func(a, b kubeletplugin.Device) bool {
+		if again.Err != nil || !slices.EqualFunc(again.Devices, first.Devices, func(a, b kubeletserver.Device) bool {
 			return a.DeviceName == b.DeviceName && slices.Equal(a.CDIDeviceIDs, b.CDIDeviceIDs)
 		}) {
 			t.Errorf("retry = %+v, want %+v", again, first)

@@ -12,8 +12,9 @@ import (
 
 	"google.golang.org/grpc"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 )
 
 // MaxSocketPath is the longest unix socket path Linux accepts (108 bytes
@@ -26,18 +27,12 @@ type SocketPaths struct {
 	Plugin    string // in the driver's kubelet plugin dir
 }
 
-// PluginSockets computes the socket paths kubeletplugin.Start will use
+// PluginSockets computes the socket paths kubeletserver.Start will use
 // for these dirs (podUID "" disables rolling updates).
 func PluginSockets(registryDir, pluginDir, driverName string, podUID types.UID) SocketPaths {
-	if podUID == "" {
-		return SocketPaths{
-			Registrar: filepath.Join(registryDir, driverName+"-reg.sock"),
-			Plugin:    filepath.Join(pluginDir, "dra.sock"),
-		}
-	}
 	return SocketPaths{
-		Registrar: filepath.Join(registryDir, kubeletplugin.RollingUpdateRegistrarSocketFile(registryDir, driverName, podUID)),
-		Plugin:    filepath.Join(pluginDir, "dra-"+string(podUID)+".sock"),
+		Registrar: filepath.Join(registryDir, kubeletserver.RegistrarSocketFile(registryDir, driverName, podUID)),
+		Plugin:    filepath.Join(pluginDir, kubeletserver.PluginSocketFile(podUID)),
 	}
 }
 
@@ -76,8 +71,8 @@ type Registration struct {
 	confirmed chan struct{}
 }
 
-// NewRegistration returns a watcher; pass Interceptor() to
-// kubeletplugin.GRPCInterceptor.
+// NewRegistration returns a watcher; pass Interceptor() as
+// kubeletserver.Config.Interceptor.
 func NewRegistration() *Registration {
 	return &Registration{confirmed: make(chan struct{})}
 }

@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/internal/faults"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 )
 
-// UnprepareResourceClaims implements kubeletplugin.DRAPlugin. It works
+// UnprepareResourceClaims implements kubeletserver.Plugin. It works
 // from the checkpoint alone; an unknown claim is already unprepared.
-func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
+func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletserver.NamespacedObject) (map[types.UID]error, error) {
 	errs := make([]error, len(claims))
 	inParallel(len(claims), func(i int) {
 		c := claims[i]

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/api/metadata"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/daemon"
@@ -26,6 +25,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/kubeapi"
+	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 )
 
 // driverOptions are the daemon's flags; each is mirrored by the
@@ -106,7 +106,7 @@ environment variable shown in its help; a flag given on the command line wins.`,
 	f.StringVar(&o.attachMarkerDir, "attach-marker-dir", attachmark.DefaultDir, "directory of the per-device \"attached\" markers a netdevice's container bind-mounts: the runtime cannot create the container until the NRI plugin attached the device and created its marker")
 	f.StringVar(&o.attachMarkerHostDir, "attach-marker-host-dir", "", "the --attach-marker-dir as the container runtime on the host sees it (default: the same path)")
 	f.StringVar(&o.pluginsDir, "kubelet-plugins-dir", "", "the driver's kubelet plugin directory (default <kubelet plugins dir>/<driver name>)")
-	f.StringVar(&o.registryDir, "kubelet-registry-dir", kubeletplugin.KubeletRegistryDir, "kubelet's plugin registration directory")
+	f.StringVar(&o.registryDir, "kubelet-registry-dir", kubeletserver.DefaultRegistryDir, "kubelet's plugin registration directory")
 	f.StringVar(&o.deviceFilter, "device-filter", "", "YAML/JSON file with the admin's device filter")
 	f.StringVar(&o.vfConfig, "vf-config", "", "YAML file (sriov.dra.dev/v1alpha1 NodeConfig) with the VF count of each PF the driver provisions; re-read when it changes, a missing file means none (empty: the driver never writes sriov_numvfs)")
 	f.StringSliceVar(&o.passthroughPFs, "passthrough-pfs", nil, "PFs (netdev names or PCI addresses) offered whole to pods instead of their VFs; PF passthrough is opt-in, and a listed PF with SR-IOV on (sriov_numvfs above 0) or that the host uses (global addresses, routes in any table, a master or upper links) is refused and logged")
