@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/driver"
+	"github.com/sriov-dra/sriov-dra/pkg/slicepub"
 )
 
 // Run serves until ctx ends (a graceful shutdown, nil) or a component
@@ -42,11 +43,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	nriCtx, stopNRI := context.WithCancel(ctx)
 	defer stopNRI()
 
+	pub, err := slicepub.New(slicepub.Options{
+		Client: sliceClient{d.cfg.Client}, DriverName: d.cfg.DriverName, NodeName: d.cfg.NodeName,
+		Resync: d.driver.Republish, ErrorHandler: d.driver.HandlePublishError,
+	})
+	if err != nil {
+		return err
+	}
 	helper, err := kubeletplugin.Start(ctx, d.driver, d.kubeletPluginOptions(ctx)...)
 	if err != nil {
 		return fmt.Errorf("start kubelet plugin: %w", err)
 	}
-	d.startComponents(c, helper, nriCtx, stopNRI)
+	d.startComponents(c, pub, nriCtx, stopNRI)
 	srv, err := d.serveHTTP(ctx, &c.wg)
 	if err != nil {
 		helper.Stop()
@@ -112,11 +120,12 @@ func (d *Daemon) kubeletPluginOptions(ctx context.Context) []kubeletplugin.Optio
 }
 
 // startComponents starts everything that runs beside the kubelet plugin:
-// the fatal error watch, the ResourceSlice and health loop, the NRI
+// the fatal error watch, the ResourceSlice publisher, the driver's
+// publish and health loop, the NRI
 // plugin (on nriCtx, which stopNRI ends when another daemon took the
 // checkpoint over), the checkpoint owner watch, the claim status writer
 // and the registration watch.
-func (d *Daemon) startComponents(c *components, helper *kubeletplugin.Helper, nriCtx context.Context, stopNRI context.CancelFunc) {
+func (d *Daemon) startComponents(c *components, pub *slicepub.Publisher, nriCtx context.Context, stopNRI context.CancelFunc) {
 	ctx := c.ctx
 	logger := klog.FromContext(ctx)
 	c.run("fatal errors", func() error {
@@ -128,7 +137,8 @@ func (d *Daemon) startComponents(c *components, helper *kubeletplugin.Helper, nr
 		}
 		return nil
 	})
-	c.run("resourceslices", func() error { return d.driver.Run(ctx, helper) })
+	c.run("resourceslice publisher", func() error { return pub.Run(ctx) })
+	c.run("resourceslices", func() error { return d.driver.Run(ctx, pub) })
 	c.run("nri", func() error { return d.plugin.Run(nriCtx) })
 	c.run("checkpoint owner", func() error {
 		// Notice a take-over even when this daemon has nothing to write.

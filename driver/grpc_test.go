@@ -74,7 +74,8 @@ func TestKubeletGRPC(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); _ = e.d.Run(ctx, helper) }()
+	pub := startPublisher(ctx, t, cs, e.d)
+	go func() { defer wg.Done(); _ = e.d.Run(ctx, pub) }()
 	t.Cleanup(func() { cancel(); helper.Stop(); wg.Wait() })
 
 	// Not registered yet: Wait explains.
