@@ -35,7 +35,7 @@ func (p *Publisher) converge(ctx context.Context, pool *Pool) error {
 	}
 
 	// Match the records to the pool's slices by the index in their name.
-	var gen int64
+	gen := p.gens[pool.Name]
 	for _, r := range p.slices {
 		if r.pool == pool.Name {
 			gen = max(gen, r.generation)

@@ -58,6 +58,7 @@ func (p *Publisher) recordOf(s *resourceapi.ResourceSlice, digest *[sha256.Size]
 		pool: s.Spec.Pool.Name, generation: s.Spec.Pool.Generation, count: s.Spec.Pool.ResourceSliceCount,
 		labels: s.Labels, annotations: s.Annotations, finalizers: s.Finalizers,
 	}
+	p.gens[r.pool] = max(p.gens[r.pool], r.generation)
 	for _, o := range s.OwnerReferences {
 		if o.APIVersion == "v1" && o.Kind == "Node" && o.Controller != nil && *o.Controller {
 			r.ownerOK = o.Name == p.opts.NodeName && o.UID == p.nodeUID && p.nodeUID != ""

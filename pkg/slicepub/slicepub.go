@@ -122,6 +122,10 @@ type Publisher struct {
 	// deleted are slices this publisher deleted whose DELETED event has
 	// not come yet: their older events are not someone else's change.
 	deleted map[string]bool
+	// gens is the highest generation seen of each pool, so a pool whose
+	// slices were all deleted comes back at a higher one, never at a
+	// generation that stale caches may still hold.
+	gens map[string]int64
 }
 
 // New checks opts and returns a Publisher; nothing runs until Run.
@@ -148,6 +152,7 @@ func New(opts Options) (*Publisher, error) {
 		wake:     make(chan struct{}, 1),
 		slices:   map[string]*record{},
 		deleted:  map[string]bool{},
+		gens:     map[string]int64{},
 	}, nil
 }
 

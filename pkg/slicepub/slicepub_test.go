@@ -349,6 +349,9 @@ func TestRestoreForeignChanges(t *testing.T) {
 			for _, s := range srv.snapshot() {
 				gen = max(gen, s.Spec.Pool.Generation)
 			}
+			if gen <= 1 {
+				t.Errorf("restored at generation %d, want above the first publication's 1", gen)
+			}
 			checkServer(t, srv, pool, gen)
 			// And nothing more: the publisher's own writes are not news.
 			before := h.writes()
