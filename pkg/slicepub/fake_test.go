@@ -78,13 +78,6 @@ func (f *fakeServer) count(verb string) int {
 	return f.calls[verb]
 }
 
-// writes counts creates, updates and deletes.
-func (f *fakeServer) writes() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls["create"] + f.calls["update"] + f.calls["delete"]
-}
-
 func (f *fakeServer) stamp(s *resourceapi.ResourceSlice) {
 	f.rv++
 	s.ResourceVersion = strconv.Itoa(f.rv)

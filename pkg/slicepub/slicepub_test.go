@@ -209,7 +209,7 @@ func TestConverge(t *testing.T) {
 			srv := newFakeServer()
 			h := start(t, srv)
 			h.publish(tc.first)
-			if tc.first.Slices != nil && len(tc.first.Slices) > 0 {
+			if len(tc.first.Slices) > 0 {
 				checkServer(t, srv, tc.first, 1)
 			}
 			if got := h.writes(); got != (writes{creates: len(tc.first.Slices)}) {
@@ -279,19 +279,6 @@ func TestAdoptOnRestart(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // Slices someone else deletes, changes or adds are restored: the
 // publisher asks for the pool (Resync) and writes it again.
 func TestRestoreForeignChanges(t *testing.T) {
@@ -318,7 +305,7 @@ func TestRestoreForeignChanges(t *testing.T) {
 		}},
 		{"changed while the watch was down", func(srv *fakeServer, names []string) {
 			srv.closeWatches()
-			srv.inject("watch", apierrors.NewGone("too old"))
+			srv.inject("watch", apierrors.NewResourceExpired("too old"))
 			srv.foreignDelete(names[3])
 		}},
 	} {
