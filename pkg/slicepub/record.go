@@ -98,7 +98,7 @@ func (p *Publisher) selector() string {
 
 // list replaces the records with the server's slices of this node and
 // driver. After the first list a difference from the records is someone
-// else's change, reported by Resync (or fixed by the pending pool).
+// else's change (resyncDue).
 func (p *Publisher) list(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	l, err := p.opts.Client.ListSlices(ctx, metav1.ListOptions{FieldSelector: p.selector()})
@@ -137,11 +137,9 @@ func (p *Publisher) list(ctx context.Context) error {
 	p.floorRV, p.lastRV = l.ResourceVersion, l.ResourceVersion
 	clear(p.deleted)
 	logger.V(3).Info("Listed the node's ResourceSlices", "slices", sortedNames(fresh), "resourceVersion", l.ResourceVersion)
-	if changed && !first && p.opts.Resync != nil {
-		if next, _ := p.pending(); next == nil {
-			logger.V(2).Info("ResourceSlices changed by someone else while not watched; asking for the pool again")
-			p.opts.Resync()
-		}
+	if changed && !first {
+		logger.V(2).Info("ResourceSlices changed by someone else while not watched")
+		p.resyncDue = true
 	}
 	return nil
 }

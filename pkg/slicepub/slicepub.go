@@ -72,6 +72,12 @@ type Options struct {
 	// caller should call Publish again with its current pool. nil leaves
 	// the server as it is until the next Publish.
 	Resync func()
+	// ResyncInterval is the least time between two Resync calls; 0 means
+	// 5 s. The first change is restored at once, more within that: two
+	// writers with different pools (the old and the new daemon of a
+	// rolling update) undo each other's writes at that pace, not in a
+	// tight loop.
+	ResyncInterval time.Duration
 	// ErrorHandler gets every failed attempt (it is retried) and every
 	// *DroppedFieldsError; nil logs them.
 	ErrorHandler func(ctx context.Context, err error, msg string)
@@ -126,6 +132,10 @@ type Publisher struct {
 	// slices were all deleted comes back at a higher one, never at a
 	// generation that stale caches may still hold.
 	gens map[string]int64
+	// lastResync is when Resync was last called; resyncDue is set while
+	// a call waits for ResyncInterval to pass.
+	lastResync time.Time
+	resyncDue  bool
 }
 
 // New checks opts and returns a Publisher; nothing runs until Run.
@@ -140,6 +150,9 @@ func New(opts Options) (*Publisher, error) {
 	}
 	if opts.Backoff.Duration <= 0 {
 		opts.Backoff = wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: time.Minute}
+	}
+	if opts.ResyncInterval <= 0 {
+		opts.ResyncInterval = 5 * time.Second
 	}
 	if opts.ErrorHandler == nil {
 		opts.ErrorHandler = func(ctx context.Context, err error, msg string) {
@@ -253,6 +266,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 	retry.Stop()
 	defer retry.Stop()
 	var retryC <-chan time.Time
+	resync := time.NewTimer(time.Hour)
+	resync.Stop()
+	defer resync.Stop()
+	var resyncC <-chan time.Time
 	backoff := p.opts.Backoff
 	work := true
 	// onEvent applies one watch event (ok false: the watch ended).
@@ -270,15 +287,32 @@ func (p *Publisher) Run(ctx context.Context) error {
 			w = nil
 			work = true
 		case eventForeign:
-			if next, _ := p.pending(); next != nil {
-				work = true
-			} else if p.opts.Resync != nil {
-				logger.V(2).Info("ResourceSlices changed by someone else; asking for the pool again")
-				p.opts.Resync()
-			}
+			p.resyncDue = true
 		}
 	}
+	// askResync has the foreign changes undone: by the pending pool, or
+	// by asking for the pool, at most once per ResyncInterval.
+	askResync := func() {
+		if !p.resyncDue || resyncC != nil {
+			return
+		}
+		if next, _ := p.pending(); next != nil || p.opts.Resync == nil {
+			p.resyncDue = false
+			work = work || next != nil
+			return
+		}
+		if wait := time.Until(p.lastResync.Add(p.opts.ResyncInterval)); wait > 0 {
+			resync.Reset(wait)
+			resyncC = resync.C
+			return
+		}
+		p.resyncDue = false
+		p.lastResync = time.Now()
+		logger.V(2).Info("ResourceSlices changed by someone else; asking for the pool again")
+		p.opts.Resync()
+	}
 	for {
+		askResync()
 		if work && retryC == nil {
 			// Events already received first, so the pool is compared
 			// with the newest records.
@@ -304,6 +338,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 				backoff = p.opts.Backoff
 			}
 		}
+		if p.resyncDue && resyncC == nil {
+			// The drained events or a list found changes.
+			continue
+		}
 		var events <-chan watch.Event
 		if w != nil {
 			events = w.ResultChan()
@@ -316,6 +354,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 			work = true
 		case <-retryC:
 			retryC = nil
+		case <-resyncC:
+			resyncC = nil
 		case ev, ok := <-events:
 			onEvent(ev, ok)
 		}

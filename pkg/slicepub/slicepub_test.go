@@ -78,11 +78,11 @@ type harness struct {
 	resync chan struct{}
 }
 
-func start(t *testing.T, srv *fakeServer) *harness {
+func start(t *testing.T, srv *fakeServer, tune ...func(*Options)) *harness {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	h := &harness{t: t, srv: srv, resync: make(chan struct{}, 16)}
-	pub, err := New(Options{
+	opts := Options{
 		Client: srv, DriverName: testDriver, NodeName: testNode,
 		Resync: func() {
 			select {
@@ -97,7 +97,11 @@ func start(t *testing.T, srv *fakeServer) *harness {
 			h.mu.Unlock()
 		},
 		Backoff: wait.Backoff{Duration: 10 * time.Millisecond, Factor: 2, Steps: 100, Cap: 200 * time.Millisecond},
-	})
+	}
+	for _, f := range tune {
+		f(&opts)
+	}
+	pub, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,6 +356,38 @@ func TestRestoreForeignChanges(t *testing.T) {
 				t.Errorf("writes after restoring: %+v", got)
 			}
 		})
+	}
+}
+
+// Someone else undoing every write (another daemon with another pool)
+// is answered at most once per ResyncInterval, not in a tight loop.
+func TestResyncPaced(t *testing.T) {
+	srv := newFakeServer()
+	const interval = 400 * time.Millisecond
+	h := start(t, srv, func(o *Options) { o.ResyncInterval = interval })
+	h.publish(makePool(256, nil))
+	var at []time.Time
+	for round := 0; round < 3; round++ {
+		var first string
+		for name := range srv.snapshot() {
+			if first == "" || name < first {
+				first = name
+			}
+		}
+		srv.foreignUpdate(first, func(s *resourceapi.ResourceSlice) { s.Spec.Devices = s.Spec.Devices[1:] })
+		select {
+		case <-h.resync:
+			at = append(at, time.Now())
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: no Resync within 5s", round)
+		}
+		h.publish(makePool(256, nil))
+		checkServer(t, srv, makePool(256, nil), int64(round+2))
+	}
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < interval-50*time.Millisecond {
+			t.Errorf("Resync %d came %v after the one before, want at least %v", i, gap, interval)
+		}
 	}
 }
 
