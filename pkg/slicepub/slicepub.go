@@ -73,7 +73,7 @@ type Options struct {
 	// the server as it is until the next Publish.
 	Resync func()
 	// ResyncInterval is the least time between two Resync calls; 0 means
-	// 5 s. The first change is restored at once, more within that: two
+	// 2 s. The first change is restored at once, more within that: two
 	// writers with different pools (the old and the new daemon of a
 	// rolling update) undo each other's writes at that pace, not in a
 	// tight loop.
@@ -152,7 +152,7 @@ func New(opts Options) (*Publisher, error) {
 		opts.Backoff = wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: time.Minute}
 	}
 	if opts.ResyncInterval <= 0 {
-		opts.ResyncInterval = 5 * time.Second
+		opts.ResyncInterval = 2 * time.Second
 	}
 	if opts.ErrorHandler == nil {
 		opts.ErrorHandler = func(ctx context.Context, err error, msg string) {
