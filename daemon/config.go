@@ -8,7 +8,6 @@ import (
 	"errors"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/driver"
@@ -63,12 +62,9 @@ type Config struct {
 	// HealthSocket serves them over a unix socket ("": off).
 	MetricsAddr, HealthSocket string
 
-	// API is the API server for the daemon's own requests: claim status,
-	// Events, DeviceClasses (required).
+	// API is the API server (required): claims for the kubelet server,
+	// ResourceSlices, claim status, Events, DeviceClasses.
 	API *kubeapi.Client
-	// Client is the API server of the kubelet plugin helper and the
-	// ResourceSlice controller (required while they are in use).
-	Client kubernetes.Interface
 	// Netlink is a handle in the host netns; nil opens one (closed when
 	// the daemon ends). A handle given here stays the caller's.
 	Netlink nlink.Handle
@@ -102,8 +98,6 @@ func (c *Config) complete() error {
 		return errors.New("daemon config: DriverName (--driver-name) is required")
 	case c.API == nil:
 		return errors.New("daemon config: API is required")
-	case c.Client == nil:
-		return errors.New("daemon config: Client is required")
 	case c.StateDir == "":
 		return errors.New("daemon config: StateDir (--state-dir) is required")
 	}

@@ -14,7 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/sriov-dra/sriov-dra/driver"
@@ -58,7 +57,6 @@ func testConfig(t *testing.T) Config {
 		HealthSocket: filepath.Join(base, "health.sock"),
 		PollInterval: time.Hour,
 		API:          api,
-		Client:       fake.NewClientset(node),
 		Netlink:      h.Netlink,
 		DeviceEvents: hwevents.Quiet{},
 	}
@@ -193,7 +191,6 @@ func TestNewRefuses(t *testing.T) {
 		want string
 	}{
 		"no node":          {func(c *Config) { c.NodeName = "" }, "NodeName"},
-		"no client":        {func(c *Config) { c.Client = nil }, "Client"},
 		"no API":           {func(c *Config) { c.API = nil }, "API is required"},
 		"missing registry": {func(c *Config) { c.KubeletRegistryDir = filepath.Join(c.KubeletRegistryDir, "nope") }, "does not exist"},
 		"bad NRI index":    {func(c *Config) { c.NRI.PluginIndex = "x" }, "NRI plugin index"},

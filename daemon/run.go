@@ -24,6 +24,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/driver"
 	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
+	"github.com/sriov-dra/sriov-dra/pkg/slicepub"
 )
 
 // Run serves until ctx ends (a graceful shutdown, nil) or a component
@@ -46,8 +47,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start kubelet plugin: %w", err)
 	}
-	pub := &controllerPublisher{ctx: ctx, client: d.cfg.Client, driverName: d.cfg.DriverName, nodeName: d.cfg.NodeName, handleDropped: d.driver.HandleError}
-	defer pub.stop()
+	pub, err := slicepub.New(slicepub.Options{
+		Client: d.cfg.API, DriverName: d.cfg.DriverName, NodeName: d.cfg.NodeName,
+		Resync: d.driver.Republish, ErrorHandler: d.driver.HandlePublishError,
+	})
+	if err != nil {
+		kubelet.Stop()
+		return err
+	}
 	d.startComponents(c, pub, nriCtx, stopNRI)
 	srv, err := d.serveHTTP(ctx, &c.wg)
 	if err != nil {
@@ -89,7 +96,7 @@ func (d *Daemon) kubeletConfig(ctx context.Context) kubeletserver.Config {
 		DriverName: d.cfg.DriverName, NodeName: d.cfg.NodeName,
 		RegistryDir: d.cfg.KubeletRegistryDir, PluginDir: d.cfg.KubeletPluginsDir,
 		Interceptor: d.registration.Interceptor(),
-		Claims:      clientsetClaims{d.cfg.Client},
+		Claims:      d.cfg.API,
 		// Rolling updates: both daemons' sockets are served side by side.
 		PodUID: types.UID(d.cfg.PodUID),
 		// The driver locks per claim and shares checkpoint fsyncs between
@@ -112,11 +119,12 @@ func (d *Daemon) kubeletConfig(ctx context.Context) kubeletserver.Config {
 }
 
 // startComponents starts everything that runs beside the kubelet plugin:
-// the fatal error watch, the ResourceSlice and health loop, the NRI
+// the fatal error watch, the ResourceSlice publisher, the driver's
+// publish and health loop, the NRI
 // plugin (on nriCtx, which stopNRI ends when another daemon took the
 // checkpoint over), the checkpoint owner watch, the claim status writer
 // and the registration watch.
-func (d *Daemon) startComponents(c *components, pub driver.Publisher, nriCtx context.Context, stopNRI context.CancelFunc) {
+func (d *Daemon) startComponents(c *components, pub *slicepub.Publisher, nriCtx context.Context, stopNRI context.CancelFunc) {
 	ctx := c.ctx
 	logger := klog.FromContext(ctx)
 	c.run("fatal errors", func() error {
@@ -128,6 +136,7 @@ func (d *Daemon) startComponents(c *components, pub driver.Publisher, nriCtx con
 		}
 		return nil
 	})
+	c.run("resourceslice publisher", func() error { return pub.Run(ctx) })
 	c.run("resourceslices", func() error { return d.driver.Run(ctx, pub) })
 	c.run("nri", func() error { return d.plugin.Run(nriCtx) })
 	c.run("checkpoint owner", func() error {

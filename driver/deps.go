@@ -4,7 +4,6 @@ import (
 	"context"
 
 	resourceapi "k8s.io/api/resource/v1"
-	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/cdi"
@@ -12,6 +11,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
+	"github.com/sriov-dra/sriov-dra/pkg/slicepub"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
@@ -123,7 +123,9 @@ type ClaimStatus interface {
 	Clear(ref claimstatus.ClaimRef) error
 }
 
-// Publisher publishes the node's pool.
+// Publisher publishes the node's pool (*slicepub.Publisher): Publish
+// hands the pool over and returns; the publisher writes it, retries, and
+// calls Republish when the server's slices need the pool again.
 type Publisher interface {
-	PublishResources(ctx context.Context, resources resourceslice.DriverResources) error
+	Publish(ctx context.Context, pool slicepub.Pool) error
 }

@@ -108,6 +108,11 @@
 // debounced; events about other devices cost nothing. A full rescan runs
 // on prepare/unprepare and once a minute as a safety net. The pool is
 // published only when it differs, so an idle node makes no API writes.
+// pkg/slicepub writes it: it adopts the slices a previous daemon left
+// (no write when they hold the pool), bumps the pool's generation on
+// every slice when anything changed, keeps only digests of what it wrote,
+// and when someone else deletes or changes a slice it calls Republish,
+// which publishes the pool again on the next scan.
 //
 // # Concurrency
 //

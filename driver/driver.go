@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/internal/keyedmutex"
@@ -25,6 +24,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
+	"github.com/sriov-dra/sriov-dra/pkg/slicepub"
 	"github.com/sriov-dra/sriov-dra/pkg/vfprov"
 )
 
@@ -267,13 +267,13 @@ func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
 // so the scheduler does not see their health; kubelet still does); this
 // is logged once, not at every publication.
 func (d *Driver) taintsDropped(ctx context.Context, err error) bool {
-	var dropped *resourceslice.DroppedFieldsError
+	var dropped *slicepub.DroppedFieldsError
 	if !errors.As(err, &dropped) || !slices.Equal(dropped.DisabledFeatures(), []string{"DRADeviceTaints"}) {
 		return false
 	}
 	if d.taintsDroppedLogged.CompareAndSwap(false, true) {
 		klog.FromContext(ctx).Info("The API server dropped the device taints of unhealthy devices: the DRADeviceTaints feature is off there, so the scheduler may still allocate them (kubelet still sees their health); enable the feature gate on kube-apiserver, kube-scheduler and kube-controller-manager (see docs/install.md)",
-			"pool", dropped.PoolName, "slice", dropped.SliceIndex)
+			"pool", dropped.Pool, "slice", dropped.SliceName, "fields", dropped.Fields)
 	}
 	return true
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/dynamic-resource-allocation/resourceslice"
-
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/nri"
 	"github.com/sriov-dra/sriov-dra/pkg/attachmark"
@@ -24,6 +22,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
 	"github.com/sriov-dra/sriov-dra/pkg/rdma"
+	"github.com/sriov-dra/sriov-dra/pkg/slicepub"
 	"github.com/sriov-dra/sriov-dra/pkg/vfconfig"
 )
 
@@ -423,15 +422,15 @@ func (s *swapScanner) set(h *sysfstest.Fixture) {
 	s.host = h
 }
 
-// countingPublisher counts PublishResources calls.
+// countingPublisher counts Publish calls.
 type countingPublisher struct {
 	mu   sync.Mutex
 	n    int
-	last resourceslice.DriverResources
+	last slicepub.Pool
 	ch   chan struct{}
 }
 
-func (p *countingPublisher) PublishResources(_ context.Context, r resourceslice.DriverResources) error {
+func (p *countingPublisher) Publish(_ context.Context, r slicepub.Pool) error {
 	p.mu.Lock()
 	p.n++
 	p.last = r
@@ -472,10 +471,8 @@ func (p *countingPublisher) devices() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
-	for _, pool := range p.last.Pools {
-		for _, s := range pool.Slices {
-			n += len(s.Devices)
-		}
+	for _, s := range p.last.Slices {
+		n += len(s.Devices)
 	}
 	return n
 }

@@ -14,7 +14,6 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/dynamic-resource-allocation/resourceslice"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
@@ -30,36 +29,6 @@ type clientsetClaims struct{ cs *fake.Clientset }
 
 func (c clientsetClaims) GetClaim(ctx context.Context, ns, name string) (*resourceapi.ResourceClaim, error) {
 	return c.cs.ResourceV1().ResourceClaims(ns).Get(ctx, name, metav1.GetOptions{})
-}
-
-// controllerPublisher publishes through the upstream ResourceSlice
-// controller, started on the first publication.
-type controllerPublisher struct {
-	ctx  context.Context
-	cs   *fake.Clientset
-	mu   sync.Mutex
-	ctrl *resourceslice.Controller
-}
-
-func (p *controllerPublisher) PublishResources(_ context.Context, res resourceslice.DriverResources) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ctrl != nil {
-		p.ctrl.Update(&res)
-		return nil
-	}
-	ctrl, err := resourceslice.StartController(p.ctx, resourceslice.Options{
-		DriverName: "sriov.dra.dev", KubeClient: p.cs, Resources: &res,
-		Owner: &resourceslice.Owner{APIVersion: "v1", Kind: "Node", Name: testNode},
-	})
-	p.ctrl = ctrl
-	return err
-}
-
-func (p *controllerPublisher) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ctrl.Stop()
 }
 
 // sliceWrites counts ResourceSlice writes the fake API server received.
@@ -110,11 +79,11 @@ func TestKubeletGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := &controllerPublisher{ctx: ctx, cs: cs}
 	var wg sync.WaitGroup
 	wg.Add(1)
+	pub := startPublisher(ctx, t, cs, e.d)
 	go func() { defer wg.Done(); _ = e.d.Run(ctx, pub) }()
-	t.Cleanup(func() { cancel(); srv.Stop(); wg.Wait(); pub.stop() })
+	t.Cleanup(func() { cancel(); srv.Stop(); wg.Wait() })
 
 	// Not registered yet: Wait explains.
 	if err := reg.Wait(ctx, 50*time.Millisecond, sockets); err == nil || !strings.Contains(err.Error(), "kubelet never called") {

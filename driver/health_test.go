@@ -10,10 +10,10 @@ import (
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
-	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/internal/sysfstest"
 	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
+	"github.com/sriov-dra/sriov-dra/pkg/slicepub"
 )
 
 func nextReport(t *testing.T, ch <-chan kubeletserver.DeviceHealthReport) map[string]kubeletserver.DeviceHealth {
@@ -125,12 +125,10 @@ func taintsOf(pub *countingPublisher) map[string][]resourceapi.DeviceTaint {
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
 	out := map[string][]resourceapi.DeviceTaint{}
-	for _, pool := range pub.last.Pools {
-		for _, s := range pool.Slices {
-			for _, d := range s.Devices {
-				if len(d.Taints) > 0 {
-					out[d.Name] = d.Taints
-				}
+	for _, s := range pub.last.Slices {
+		for _, d := range s.Devices {
+			if len(d.Taints) > 0 {
+				out[d.Name] = d.Taints
 			}
 		}
 	}
@@ -216,10 +214,7 @@ func TestTaintsDroppedByServer(t *testing.T) {
 	e := newEnv(t, sysfstest.Topology{PFs: []sysfstest.PF{sysfstest.IGB()}})
 	fatal := 0
 	e.d.cfg.OnFatal = func(error) { fatal++ }
-	dev := func(taints ...resourceapi.DeviceTaint) *resourceapi.ResourceSlice {
-		return &resourceapi.ResourceSlice{Spec: resourceapi.ResourceSliceSpec{Devices: []resourceapi.Device{{Name: "d", Taints: taints}}}}
-	}
-	dropped := &resourceslice.DroppedFieldsError{PoolName: testNode, DesiredSlice: dev(resourceapi.DeviceTaint{Key: TaintKeyUnhealthy, Effect: resourceapi.DeviceTaintEffectNoSchedule}), ActualSlice: dev()}
+	dropped := &slicepub.DroppedFieldsError{Pool: testNode, SliceName: "00000-sriov.dra.dev-n-abcde", Fields: []string{"spec.devices[0].taints (device d)"}, Features: []string{"DRADeviceTaints"}}
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		// Wrapped, as a publisher may pass it.
@@ -227,6 +222,7 @@ func TestTaintsDroppedByServer(t *testing.T) {
 			t.Fatalf("call %d: dropped taints not recognised", i)
 		}
 		e.d.HandleError(ctx, dropped, "publish")
+		e.d.HandlePublishError(ctx, dropped, "publish")
 	}
 	if !e.d.taintsDroppedLogged.Load() {
 		t.Error("dropped taints not logged")
@@ -235,10 +231,9 @@ func TestTaintsDroppedByServer(t *testing.T) {
 		t.Errorf("dropped taints were fatal %d times", fatal)
 	}
 	// Another dropped field is not mistaken for it.
-	other := &resourceslice.DroppedFieldsError{PoolName: testNode, DesiredSlice: dev(), ActualSlice: dev()}
-	other.DesiredSlice.Spec.Devices[0].BindingConditions = []string{"x"}
+	other := &slicepub.DroppedFieldsError{Pool: testNode, Fields: []string{"spec.devices[0] (device d)"}, Features: []string{"unknown"}}
 	if e.d.taintsDropped(ctx, other) {
-		t.Error("a dropped binding condition taken for dropped taints")
+		t.Error("another dropped field taken for dropped taints")
 	}
 	if e.d.taintsDropped(ctx, errors.New("conflict")) {
 		t.Error("an unrelated error taken for dropped taints")

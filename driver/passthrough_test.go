@@ -63,7 +63,7 @@ func TestPFPassthroughOptIn(t *testing.T) {
 				t.Fatal(err)
 			}
 			published := false
-			for _, s := range pub.last.Pools[testNode].Slices {
+			for _, s := range pub.last.Slices {
 				for _, d := range s.Devices {
 					published = published || d.Name == pfDev
 				}

@@ -11,14 +11,15 @@ import (
 	"sort"
 
 	resourceapi "k8s.io/api/resource/v1"
-	"k8s.io/dynamic-resource-allocation/resourceslice"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
+	"github.com/sriov-dra/sriov-dra/pkg/slicepub"
 )
 
 // MaxDevicesPerSlice is the API's limit of devices in one ResourceSlice.
-const MaxDevicesPerSlice = 128
+const MaxDevicesPerSlice = slicepub.MaxDevicesPerSlice
 
 // BuildResources turns the scanned devices into the node's pool: one pool
 // named after the node, devices sorted by name in slices of at most
@@ -28,7 +29,7 @@ const MaxDevicesPerSlice = 128
 // pool is one slice without devices, so schedulers see the node has none
 // rather than wondering whether the driver runs. taints maps device name
 // to the taints the device is published with (see healthTaints).
-func BuildResources(pool string, devs []inventory.Device, prepared map[string]inventory.Device, attrs AttributesFunc, taints map[string][]resourceapi.DeviceTaint) resourceslice.DriverResources {
+func BuildResources(pool string, devs []inventory.Device, prepared map[string]inventory.Device, attrs AttributesFunc, taints map[string][]resourceapi.DeviceTaint) slicepub.Pool {
 	byName := make(map[string]inventory.Device, len(devs)+len(prepared))
 	for _, d := range devs {
 		byName[d.Name] = d
@@ -42,10 +43,10 @@ func BuildResources(pool string, devs []inventory.Device, prepared map[string]in
 	}
 	sort.Strings(names)
 
-	var slices []resourceslice.Slice
+	var slices []slicepub.Slice
 	for start := 0; start < len(names) || start == 0; start += MaxDevicesPerSlice {
 		end := min(start+MaxDevicesPerSlice, len(names))
-		s := resourceslice.Slice{Devices: []resourceapi.Device{}}
+		s := slicepub.Slice{Devices: []resourceapi.Device{}}
 		for _, n := range names[start:end] {
 			dev := byName[n]
 			s.Devices = append(s.Devices, resourceapi.Device{Name: n, Attributes: attrs(dev), Taints: taints[n]})
@@ -55,13 +56,13 @@ func BuildResources(pool string, devs []inventory.Device, prepared map[string]in
 			break
 		}
 	}
-	return resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{pool: {Slices: slices}}}
+	return slicepub.Pool{Name: pool, Slices: slices}
 }
 
 // poolDigest is the SHA-256 of the pool's JSON encoding (maps are
 // encoded with sorted keys, so equal pools give equal digests).
-func poolDigest(res resourceslice.DriverResources) ([sha256.Size]byte, error) {
-	b, err := json.Marshal(res)
+func poolDigest(pool slicepub.Pool) ([sha256.Size]byte, error) {
+	b, err := json.Marshal(pool)
 	if err != nil {
 		return [sha256.Size]byte{}, fmt.Errorf("encode the pool to compare it with the last publication: %w", err)
 	}
@@ -77,16 +78,16 @@ func (d *Driver) publish(ctx context.Context, pub Publisher) (bool, error) {
 		devs = inv.Publishable(d.cfg.PassthroughPFs)
 	}
 	taints := d.healthTaints()
-	res := BuildResources(d.cfg.NodeName, devs, d.state.PublishedDevices(), d.cfg.Attributes, taints)
-	// The last publication is remembered by a digest, not a copy: the
-	// publisher keeps (and may update) what it is given, and a second
-	// copy of a thousand devices' attributes is megabytes of heap.
-	sum, err := poolDigest(res)
+	pool := BuildResources(d.cfg.NodeName, devs, d.state.PublishedDevices(), d.cfg.Attributes, taints)
+	// The last publication is remembered by a digest, not a copy: a copy
+	// of a thousand devices' attributes is megabytes of heap. The
+	// publisher drops the pool once it is written too.
+	sum, err := poolDigest(pool)
 	if err != nil {
 		return false, err
 	}
 	n := 0
-	for _, s := range res.Pools[d.cfg.NodeName].Slices {
+	for _, s := range pool.Slices {
 		n += len(s.Devices)
 	}
 	d.invMu.Lock()
@@ -96,7 +97,7 @@ func (d *Driver) publish(ctx context.Context, pub Publisher) (bool, error) {
 	if same {
 		return false, nil
 	}
-	if err := pub.PublishResources(ctx, res); err != nil {
+	if err := pub.Publish(ctx, pool); err != nil {
 		return false, fmt.Errorf("publish ResourceSlices of pool %s: %w", d.cfg.NodeName, err)
 	}
 	d.invMu.Lock()
@@ -120,6 +121,27 @@ func (d *Driver) publishOrRetry(ctx context.Context, pub Publisher) {
 		d.published = nil
 		d.invMu.Unlock()
 	}
+}
+
+// Republish makes the next scan publish the pool even when it did not
+// change, and asks for that scan: the publisher calls it when someone
+// else changed the node's ResourceSlices (it keeps no copy of the pool to
+// restore them from).
+func (d *Driver) Republish() {
+	d.invMu.Lock()
+	d.published = nil
+	d.invMu.Unlock()
+	d.TriggerRescan()
+}
+
+// HandlePublishError handles the publisher's errors: all of them are
+// retried by the publisher, so none is fatal. Taints the API server
+// dropped are logged once (taintsDropped); the rest as errors.
+func (d *Driver) HandlePublishError(ctx context.Context, err error, msg string) {
+	if d.taintsDropped(ctx, err) {
+		return
+	}
+	utilruntime.HandleErrorWithContext(ctx, err, msg)
 }
 
 // logTaintChanges logs each device whose health taint was set or removed

@@ -26,12 +26,9 @@ func TestBuildResourcesChunks(t *testing.T) {
 				devs = append(devs, inventory.Device{Name: inventory.DeviceName(fmt.Sprintf("0000:%02x:%02x.%x", i/256, (i/8)%32, i%8))})
 			}
 			res := BuildResources("node-a", devs, nil, nameAttrs, nil)
-			if len(res.Pools) != 1 {
-				t.Fatalf("pools = %d", len(res.Pools))
-			}
-			pool, ok := res.Pools["node-a"]
-			if !ok {
-				t.Fatal("pool not named after the node")
+			pool := res
+			if pool.Name != "node-a" {
+				t.Fatalf("pool named %q, not after the node", pool.Name)
 			}
 			wantSlices := max(1, (n+MaxDevicesPerSlice-1)/MaxDevicesPerSlice)
 			if len(pool.Slices) != wantSlices {
@@ -68,7 +65,7 @@ func TestBuildResourcesKeepsPreparedAttributes(t *testing.T) {
 	gone := inventory.Device{Name: "pci-0000-5e-00-3", MAC: "02:00:00:00:00:03"} // netdev in a pod, not seen by the scan
 	res := BuildResources("n", []inventory.Device{now, other}, map[string]inventory.Device{before.Name: before, gone.Name: gone}, nameAttrs, nil)
 	got := map[string]string{}
-	for _, d := range res.Pools["n"].Slices[0].Devices {
+	for _, d := range res.Slices[0].Devices {
 		got[d.Name] = *d.Attributes["sriov.dra.dev/mac"].StringValue
 	}
 	want := map[string]string{before.Name: before.MAC, other.Name: other.MAC, gone.Name: gone.MAC}
@@ -85,7 +82,7 @@ func TestAttributesPerFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	devs := map[string]resourceapi.Device{}
-	for _, s := range pub.last.Pools[testNode].Slices {
+	for _, s := range pub.last.Slices {
 		for _, d := range s.Devices {
 			devs[d.Name] = d
 		}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/api/metadata"
 	"k8s.io/klog/v2"
 
@@ -161,24 +160,16 @@ func applyEnv(fs *pflag.FlagSet) error {
 	return nil
 }
 
-// kubeClients are the daemon's API clients from the same config: the
-// narrow one of its own requests, and the clientset of the kubelet plugin
-// helper and the ResourceSlice controller.
-func kubeClients(kubeconfig string) (*kubeapi.Client, kubernetes.Interface, error) {
+// kubeClient is the daemon's API client: a narrow one with a scheme of
+// only the types it uses (pkg/kubeapi), not client-go's clientset, whose
+// scheme registers every API group at start (docs/performance.md).
+func kubeClient(kubeconfig string) (*kubeapi.Client, error) {
 	cfg, err := kubeapi.LoadConfig(kubeconfig, "")
 	if err != nil {
-		return nil, nil, fmt.Errorf("client config for the Kubernetes API: %w", err)
+		return nil, fmt.Errorf("client config for the Kubernetes API: %w", err)
 	}
 	cfg.UserAgent = "sriov-dra-driver/" + version
-	api, err := kubeapi.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return api, client, nil
+	return kubeapi.NewForConfig(cfg)
 }
 
 // runDriver runs the daemon until SIGTERM/SIGINT or a fatal error.
@@ -193,7 +184,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 		}
 		filter = f
 	}
-	api, client, err := kubeClients(o.kubeconfig)
+	api, err := kubeClient(o.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -209,7 +200,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 	if o.pollInterval > 0 {
 		logger.Info("--poll-interval (POLL_INTERVAL) is deprecated: devices are rescanned on kernel events; using it as --resync-interval", "interval", o.pollInterval)
 	}
-	d, err := daemon.New(ctx, daemonConfig(o, filter, api, client))
+	d, err := daemon.New(ctx, daemonConfig(o, filter, api))
 	if err != nil {
 		return err
 	}
@@ -217,7 +208,7 @@ func runDriver(parent context.Context, o driverOptions) error {
 }
 
 // daemonConfig is the daemon's configuration from the flags.
-func daemonConfig(o driverOptions, filter inventory.Filter, api *kubeapi.Client, client kubernetes.Interface) daemon.Config {
+func daemonConfig(o driverOptions, filter inventory.Filter, api *kubeapi.Client) daemon.Config {
 	return daemon.Config{
 		NodeName: o.nodeName, DriverName: o.driverName, HostRoot: o.hostRoot,
 		StateDir: o.stateDir, CDIDir: o.cdiDir,
@@ -229,7 +220,7 @@ func daemonConfig(o driverOptions, filter inventory.Filter, api *kubeapi.Client,
 		PodUID:  o.podUID, RegistrationTimeout: o.registrationTimeout, PollInterval: resyncInterval(o),
 		MetricsAddr: o.metricsAddr, HealthSocket: o.healthSocket,
 		LostDeviceTimeout: o.lostDeviceTimeout, DeviceMetadata: o.deviceMetadata,
-		API: api, Client: client,
+		API: api,
 	}
 }
 

@@ -123,7 +123,6 @@ func startDaemon(t testing.TB, n *node, cs *fake.Clientset) (*daemon, error) {
 		NRI:          nri.Config{SocketPath: filepath.Join(n.Dir, "nri.sock"), RetryInterval: 50 * time.Millisecond, TeardownBudget: 5 * time.Second},
 		PollInterval: time.Hour,
 		API:          api,
-		Client:       cs,
 		Netlink:      pf,
 		// The simulated host's devices are not the test machine's: no
 		// device events, the slow rescan is the only one.

@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
@@ -102,12 +101,12 @@ func (rt *nriRuntime) remove(pod *api.PodSandbox) {
 // node is the node daemon as production builds it (daemon.New and Run:
 // the owned checkpoint, attach markers, metrics, the NRI plugin as the
 // driver's Detacher) over the real host, with kubelet's and the runtime's
-// sides played by the test: a client-go fake as API server, a gRPC
+// sides played by the test: an in-memory API server over HTTP, a gRPC
 // client on the DRA plugin's socket, and the NRI adaptation in process.
 type node struct {
 	t       *testing.T
 	ctx     context.Context
-	cs      *fake.Clientset
+	api     *kubeapi.Client
 	dm      *daemon.Daemon
 	drv     *driver.Driver
 	plugin  *nri.Plugin
@@ -167,16 +166,17 @@ func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim,
 		}
 	}
 	k8sNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, UID: "3c9d8e7f-0000-4000-8000-00000000a0b1"}}
-	n := &node{t: t, ctx: ctx, cs: fake.NewClientset(claim, k8sNode), cdiDir: dirs["cdi"], markDir: dirs["attached"]}
+	n := &node{t: t, ctx: ctx, cdiDir: dirs["cdi"], markDir: dirs["attached"]}
 
-	// The daemon's own requests (claim status, Events) go over HTTP to an
-	// in-memory API server with the same claim and node.
+	// The daemon's requests go over HTTP to an in-memory API server with
+	// the claim and the node.
 	srv := apitest.New(t)
 	srv.Add(claim, k8sNode)
 	api, err := kubeapi.NewForConfig(srv.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.api = api
 
 	var nriSock string
 	n.rt, nriSock = startRuntime(t, dirs["nri"])
@@ -186,7 +186,7 @@ func startNodeAt(t *testing.T, h nlink.Handle, claim *resourceapi.ResourceClaim,
 		KubeletPluginsDir: dirs["plug"], KubeletRegistryDir: dirs["reg"],
 		CNIPath: []string{"/opt/cni/bin"},
 		NRI:     nri.Config{SocketPath: nriSock, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
-		API:     api, Client: n.cs, Netlink: h,
+		API:     api, Netlink: h,
 		// The VM's NICs carry its default route.
 		AllowDefaultRoutePF: true,
 	}
@@ -238,7 +238,7 @@ func (n *node) attachMarked(claimUID, device string) bool {
 func (n *node) published(devName string) {
 	n.t.Helper()
 	waitFor(n.t, "a ResourceSlice with "+devName, func() bool {
-		l, err := n.cs.ResourceV1().ResourceSlices().List(n.ctx, metav1.ListOptions{})
+		l, err := n.api.ListSlices(n.ctx, metav1.ListOptions{})
 		if err != nil {
 			return false
 		}

@@ -76,7 +76,7 @@ func TestNumVFsChangeByUevents(t *testing.T) {
 	n.published(inventory.DeviceName(pf.VFs[0].PCI))
 
 	sliceVFs := func() int {
-		l, err := n.cs.ResourceV1().ResourceSlices().List(n.ctx, metav1.ListOptions{})
+		l, err := n.api.ListSlices(n.ctx, metav1.ListOptions{})
 		if err != nil {
 			return -1
 		}

@@ -119,7 +119,7 @@ func TestVFProvisioning(t *testing.T) {
 	// sliceVFs lists the published VF devices of the PF.
 	sliceVFs := func() map[string]bool {
 		out := map[string]bool{}
-		l, err := n.cs.ResourceV1().ResourceSlices().List(n.ctx, metav1.ListOptions{})
+		l, err := n.api.ListSlices(n.ctx, metav1.ListOptions{})
 		if err != nil {
 			return out
 		}
