@@ -17,13 +17,13 @@ import (
 const memLimitRatio = 0.8
 
 // gcPercent is the daemon's GC goal (GOGC) unless the environment sets
-// one. Most of the daemon's heap is long-lived (the published pool, which
-// the ResourceSlice controller and its informer each hold once more) and
-// it allocates in bursts (a rescan, a Prepare), so the default 100 lets
-// the heap grow to twice what it keeps for nothing. At 50 the resident
-// heap of a node with 1,032 devices and 256 claims is ~8 MiB smaller; a
-// collection of a ~20 MB heap costs a few ms of CPU, and an idle daemon
-// allocates too little for it to show (docs/performance.md).
+// one. Most of the daemon's heap is long-lived (the inventory, the claim
+// records) and it allocates in bursts (a rescan builds the pool, a burst
+// of Prepares), so the default 100 lets the heap grow to twice what it
+// keeps for nothing. At 50 the heap goal of a node with 1,032 devices and
+// 256 claims (~9 MB live) is ~4 MB lower; a collection of a heap that
+// size costs a few ms of CPU, and an idle daemon allocates too little for
+// it to show (docs/performance.md).
 const gcPercent = 50
 
 // setMemoryLimit sets the Go runtime's soft memory limit to memLimitRatio
