@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/api/v1alpha1"
+	"github.com/sriov-dra/sriov-dra/internal/atomicfile"
 	"github.com/sriov-dra/sriov-dra/pkg/claimstatus"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/kubeletserver"
@@ -77,26 +78,7 @@ func MetadataVersions() []schema.GroupVersion {
 // need not outlive the node's page cache (the CDI dir is a tmpfs, and
 // kubelet prepares a claim again after a reboot, which writes them again).
 func WriteMetadataFile(name string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
+	return atomicfile.Write(name, data, atomicfile.Options{TempPattern: "." + filepath.Base(name) + ".*.tmp", Mode: perm, NoSync: true})
 }
 
 // maxMetadataAttributes is the metadata API's limit per device.

@@ -24,6 +24,10 @@ type Options struct {
 	// written and fsynced and before the rename: an error leaves the
 	// target as it was.
 	Check func(tmp string) error
+	// NoSync skips both fsyncs, for a file that need not outlive the
+	// page cache (one written again after a reboot): a reader still sees
+	// the old content or the new one in full.
+	NoSync bool
 }
 
 // Step names where Write failed.
@@ -56,6 +60,8 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("fsync dir %s: %v", e.Dir, e.Err)
 	case StepCheck:
 		return fmt.Sprintf("check %s: %v", e.Temp, e.Err)
+	case StepCreate:
+		return fmt.Sprintf("create a temp file for %s: %v", e.Path, e.Err)
 	}
 	return fmt.Sprintf("%s %s: %v", e.Step, e.Temp, e.Err)
 }
@@ -110,8 +116,10 @@ func Write(path string, data []byte, opts Options) (err error) {
 	if _, err = f.Write(data); err != nil {
 		return fail(StepWrite, tmp, err)
 	}
-	if err = f.Sync(); err != nil {
-		return fail(StepSync, tmp, err)
+	if !opts.NoSync {
+		if err = f.Sync(); err != nil {
+			return fail(StepSync, tmp, err)
+		}
 	}
 	if err = f.Close(); err != nil {
 		return fail(StepWrite, tmp, err)
@@ -125,6 +133,9 @@ func Write(path string, data []byte, opts Options) (err error) {
 		return fail(StepRename, tmp, err)
 	}
 	renamed = true
+	if opts.NoSync {
+		return nil
+	}
 	if err = SyncDir(dir); err != nil {
 		return fail(StepSyncDir, tmp, err)
 	}

@@ -17,6 +17,8 @@ import (
 	"k8s.io/dynamic-resource-allocation/api/metadata"
 	"k8s.io/dynamic-resource-allocation/api/metadata/install"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/sriov-dra/sriov-dra/internal/atomicfile"
 )
 
 // Device metadata files (KEP-5304). For each request of a prepared claim
@@ -216,29 +218,7 @@ func (w *metadataWriter) specFile(uid, req string) string {
 
 // writeFileReplacing writes name through a temporary file in its
 // directory, synced and renamed over it, so a reader sees the old or the
-// new content, never a part.
+// new content, never a part, and the new one survives a power loss.
 func writeFileReplacing(name string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
+	return atomicfile.Write(name, data, atomicfile.Options{TempPattern: "." + filepath.Base(name) + ".*.tmp", Mode: perm})
 }
