@@ -325,6 +325,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 				}
 			}
 			work = false
+			hadPool, _ := p.pending()
 			if err := p.step(ctx, &w); err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -336,6 +337,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 				work = true
 			} else {
 				backoff = p.opts.Backoff
+				if hadPool != nil && p.resyncDue {
+					// The pool just written was compared with the records
+					// of every change seen so far: those are undone, and
+					// asking for the pool again would write nothing.
+					p.resyncDue = false
+					resync.Stop()
+					resyncC = nil
+				}
 			}
 		}
 		if p.resyncDue && resyncC == nil {

@@ -124,11 +124,15 @@ func TestWatchReturnsNetdevLikeTheKernel(t *testing.T) {
 			ph.Close()
 			pod.Close()
 
+			// The watcher creates the pair, then sets the host peer up:
+			// wait for both, or a loaded machine sees the peer between.
 			var back netlink.Link
 			deadline := time.Now().Add(15 * time.Second)
 			for time.Now().Before(deadline) {
 				if back, err = hh.LinkByIndex(vfIndex); err == nil && back.Type() == "veth" {
-					break
+					if p, err := hh.LinkByName("sdvf0p"); err == nil && p.Attrs().Flags&net.FlagUp != 0 {
+						break
+					}
 				}
 				back = nil
 				time.Sleep(100 * time.Millisecond)
