@@ -31,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		prepareDur:   histogram("prepare_claim_duration_seconds", "Time to prepare one claim.", buckets),
 		unprepareDur: histogram("unprepare_claim_duration_seconds", "Time to unprepare one claim.", buckets),
 		devices:      gaugeVec("devices", "Devices of this node by state (available, prepared, attached).", "state"),
-		publishes:    counter("resourceslice_publish_total", "Times the node's pool was published because it changed."),
+		publishes:    counter("resourceslice_publish_total", "Times the node's pool was handed to the ResourceSlice publisher: at start and when it changed."),
 		staleReleasesPending: gauge("stale_releases_pending",
 			"Claim records from before the node rebooted whose release (IPAM, CDI spec, attach markers, status) has not succeeded yet; retried in the background."),
 		staleReleaseFailures: counterVec("stale_release_failures_total",

@@ -109,9 +109,13 @@ func checkClaimIPAM(p *field.Path, raw json.RawMessage, allow []IPAMPolicy, clas
 			continue
 		}
 		if !slices.ContainsFunc(allow[i].ClaimKeys, func(a string) bool { return strings.EqualFold(a, k) }) {
+			shown := k // the claim's own key: keep the message short
+			if len(shown) > maxShownValue {
+				shown = truncate(shown, maxShownValue)
+			}
 			errs = append(errs, field.Forbidden(p.Child(k), fmt.Sprintf(
 				"a claim may not set %q for IPAM plugin %s: %s allows only %s (policy.ipam); keys naming host paths or credentials come from the class",
-				k, typ, classRef(class), quoteList(allow[i].ClaimKeys))))
+				shown, typ, classRef(class), quoteList(allow[i].ClaimKeys))))
 		}
 	}
 	return errs

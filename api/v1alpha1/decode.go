@@ -12,6 +12,7 @@ import (
 	"io"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -44,12 +45,18 @@ func Decode(path *field.Path, raw []byte) (Config, field.ErrorList) {
 const (
 	maxShownValue  = 64
 	maxShownDetail = 300
+	maxShownField  = 200
 )
 
-// tidy shortens long bad values and details, so that a hostile input does
-// not turn into a huge error message (claim status, logs).
+// tidy shortens long bad values, details and field paths, so that a hostile
+// input does not turn into a huge error message (claim status, Events,
+// logs). A field path carries the input's own keys (an unknown field, an
+// ipam key), so tidy also escapes what is not printable in it: a key with a
+// newline or a terminal escape sequence does not reach a log line or an
+// Event as it was written.
 func tidy(errs field.ErrorList) field.ErrorList {
 	for _, e := range errs {
+		e.Field = shownField(e.Field)
 		if s, ok := e.BadValue.(string); ok && len(s) > maxShownValue {
 			e.BadValue = truncate(s, maxShownValue)
 		}
@@ -58,6 +65,21 @@ func tidy(errs field.ErrorList) field.ErrorList {
 		}
 	}
 	return errs
+}
+
+// shownField is a field path as an error shows it: characters that are not
+// printable escaped as in a Go string literal, and cut to maxShownField
+// bytes.
+func shownField(f string) string {
+	if len(f) <= maxShownField && !strings.ContainsFunc(f, func(r rune) bool { return !strconv.IsPrint(r) }) {
+		return f
+	}
+	q := strconv.Quote(f)
+	q = q[1 : len(q)-1]
+	if len(q) > maxShownField {
+		q = truncate(q, maxShownField)
+	}
+	return q
 }
 
 // truncate cuts s to at most n bytes on a rune boundary and marks the cut.

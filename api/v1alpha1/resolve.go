@@ -94,6 +94,16 @@ const (
 // for a PF); deviceKind "" skips that check. With no config at all the
 // defaults of deviceKind's config kind are returned.
 func Resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfiguration, driver, request, class, deviceKind string) (*Resolved, field.ErrorList) {
+	res, errs := resolve(path, configs, driver, request, class, deviceKind)
+	// Decode shortened what the configs' values put in errors; the field
+	// paths of the policy check carry a claim's own keys too.
+	for _, e := range errs {
+		e.Field = shownField(e.Field)
+	}
+	return res, errs
+}
+
+func resolve(path *field.Path, configs []resourceapi.DeviceAllocationConfiguration, driver, request, class, deviceKind string) (*Resolved, field.ErrorList) {
 	type decoded struct {
 		idx     int
 		at      *field.Path

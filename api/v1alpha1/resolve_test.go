@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -371,5 +372,49 @@ func TestAppliesTo(t *testing.T) {
 		if got := AppliesTo(tt.requests, tt.request); got != tt.want {
 			t.Errorf("AppliesTo(%q, %q) = %v, want %v", tt.requests, tt.request, got, tt.want)
 		}
+	}
+}
+
+// TestResolveEscapesHostileKeys: a claim's own keys end up in the error's
+// field path (an unknown field, an ipam key the class does not allow);
+// Prepare's error goes to the claim's Event, kubelet's Event and the log, so
+// a key with a newline or a terminal escape sequence comes out escaped, and
+// a long one cut, with the reason still in the message.
+func TestResolveEscapesHostileKeys(t *testing.T) {
+	key := "x\n\x1b[31mFAKE level=error\x1b[0m\r\n" + strings.Repeat("A", 3000)
+	k, err := json.Marshal(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, body, want string
+	}{
+		{"unknown field", string(k) + `:1`, "unknown field"},
+		{"ipam key", `"ipam":{"type":"host-local",` + string(k) + `:1,"ranges":[[{"subnet":"10.9.0.0/24"}]]}`, "a claim may not set"},
+		{"route member", `"routes":[{"dst":"10.1.0.0/16",` + string(k) + `:1}]`, "a route has dst and gw"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			configs := []resourceapi.DeviceAllocationConfiguration{conf(fromClaim, nil, KindVfConfig, tc.body)}
+			_, errs := Resolve(allocPath, configs, DriverName, "req", "c", DeviceVF)
+			if len(errs) == 0 {
+				t.Fatalf("accepted a config with key %.20q", key)
+			}
+			for _, e := range errs {
+				msg := e.Error()
+				if strings.ContainsFunc(msg, func(r rune) bool { return !strconv.IsPrint(r) }) {
+					t.Errorf("error carries characters that are not printable: %.120q", msg)
+				}
+				if n := len(msg); n > 700 {
+					t.Errorf("error of %d bytes: %.200s", n, msg)
+				}
+				if !strings.HasPrefix(e.Field, allocPath.String()+"[0].opaque.parameters.") {
+					t.Errorf("field %.80q does not start at the config", e.Field)
+				}
+			}
+			if msg := errs.ToAggregate().Error(); !strings.Contains(msg, tc.want) || !strings.Contains(msg, `x\n\x1b[31mFAKE`) {
+				t.Errorf("error %.400q: want the reason %q and the key escaped", msg, tc.want)
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 )
 
@@ -233,7 +235,7 @@ func (r *Recorder) newEvent(reg, rel *corev1.ObjectReference, eventtype, reason,
 		ns = metav1.NamespaceDefault
 	}
 	return eventsv1.Event{
-		ObjectMeta:          metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", reg.Name, now.UnixNano()), Namespace: ns},
+		ObjectMeta:          metav1.ObjectMeta{Name: eventName(reg.Name, now), Namespace: ns},
 		EventTime:           metav1.NewMicroTime(now),
 		ReportingController: r.opts.Controller,
 		ReportingInstance:   r.opts.Instance,
@@ -244,6 +246,19 @@ func (r *Recorder) newEvent(reg, rel *corev1.ObjectReference, eventtype, reason,
 		Note:                note,
 		Type:                eventtype,
 	}
+}
+
+// eventName names a new Event about the object named obj as client-go
+// does (obj, a dot, the time in hex), with obj cut so that the whole stays
+// a valid name (a DNS subdomain of at most 253 bytes): the API server
+// refuses a longer one, and a namespace user's claim may have a name of
+// 253 bytes.
+func eventName(obj string, now time.Time) string {
+	suffix := fmt.Sprintf(".%x", now.UnixNano())
+	if n := validation.DNS1123SubdomainMaxLength - len(suffix); len(obj) > n {
+		obj = strings.TrimRight(obj[:n], "-.")
+	}
+	return obj + suffix
 }
 
 // prune forgets series that are over and posted once there are too
@@ -429,7 +444,7 @@ func (r *Recorder) post(ctx context.Context, key seriesKey) {
 		// The Event expired (the API server keeps them about an hour):
 		// the series goes on in a new one.
 		s.created, s.sent = false, 0
-		s.event.Name = fmt.Sprintf("%s.%x", s.event.Regarding.Name, r.opts.Now().UnixNano())
+		s.event.Name = eventName(s.event.Regarding.Name, r.opts.Now())
 		s.event.EventTime = metav1.NewMicroTime(last)
 		r.retry(key, s, err)
 	default:

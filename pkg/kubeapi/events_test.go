@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/sriov-dra/sriov-dra/internal/apitest"
@@ -242,5 +243,46 @@ func TestRecorderInput(t *testing.T) {
 	note := sink.created[0].Note
 	if len(note) > 1024 || len(note) < 1022 || !strings.HasSuffix(note, "é") {
 		t.Errorf("note of %d bytes, want cut at 1 kB on a rune boundary", len(note))
+	}
+}
+
+// TestRecorderLongObjectName: an Event's name is the object's name, a dot
+// and a time, so a claim with a long name (a namespace user may give it
+// 253 bytes) would get a name the API server refuses, and no Event; the
+// object's part is cut so that the name stays valid.
+func TestRecorderLongObjectName(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	for _, tc := range []struct {
+		name, obj string
+		whole     bool // the Event's name starts with all of obj
+	}{
+		{"short", "c1", true},
+		{"fits", strings.Repeat("a", 236), true},
+		{"longest", strings.Repeat("a", 253), false},
+		{"cut at a dash", strings.Repeat("a", 230) + "------" + strings.Repeat("b", 17), false},
+		{"cut at a dot", strings.Repeat("a", 234) + ".b." + strings.Repeat("c", 16), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &blockingSink{release: make(chan struct{})}
+			close(sink.release)
+			rec, stop := kubeapi.NewRecorder(ctx, sink, kubeapi.RecorderOptions{Controller: "d", Instance: "d/n", Scheme: kubeapi.NewScheme()})
+			cl := &resourceapi.ResourceClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: tc.obj, UID: "u"}}
+			rec.Eventf(cl, nil, corev1.EventTypeWarning, "PrepareFailed", "Prepare", "bad")
+			stop()
+			if sink.count() != 1 {
+				t.Fatalf("posted %d events, want 1", sink.count())
+			}
+			ev := sink.created[0]
+			if errs := validation.IsDNS1123Subdomain(ev.Name); len(errs) > 0 {
+				t.Errorf("Event name %q (%d bytes) is not valid: %v", ev.Name, len(ev.Name), errs)
+			}
+			obj, _, _ := strings.Cut(ev.Name, ".")
+			if tc.whole && !strings.HasPrefix(ev.Name, tc.obj+".") || !tc.whole && (!strings.HasPrefix(tc.obj, obj) || len(obj) < 200) {
+				t.Errorf("Event name %q does not start with the claim's name %q", ev.Name, tc.obj)
+			}
+			if ev.Regarding.Name != tc.obj {
+				t.Errorf("regarding %q, want %q", ev.Regarding.Name, tc.obj)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/dynamic-resource-allocation/api/metadata"
 	"k8s.io/dynamic-resource-allocation/api/metadata/install"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
@@ -84,7 +85,12 @@ func newMetadataWriter(driver, pluginDir string, cfg *MetadataConfig) (*metadata
 // returns each request's metadata CDI device ID.
 func (w *metadataWriter) writeClaim(claim *resourceapi.ResourceClaim, devs []Device) (map[string]string, error) {
 	var podClaimName *string
-	if v, ok := claim.Annotations[resourceapi.PodResourceClaimAnnotation]; ok {
+	// The claim controller sets the annotation to the pod's claim name, a
+	// DNS label. A namespace user who creates a claim may write anything
+	// there ("../../etc"), and it becomes a directory of the container path
+	// the CDI spec mounts the file at: such a claim counts as one the pod
+	// names directly.
+	if v, ok := claim.Annotations[resourceapi.PodResourceClaimAnnotation]; ok && len(validation.IsDNS1123Label(v)) == 0 {
 		podClaimName = &v
 	}
 	var refs []string

@@ -129,3 +129,56 @@ func TestMetadataFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestMetadataPodClaimName: the container path comes from the claim's
+// pod-claim-name annotation only when it is a DNS label, as the claim
+// controller writes it; a namespace user's own claim with a path in it
+// gets the path of a claim the pod names directly.
+func TestMetadataPodClaimName(t *testing.T) {
+	const byName = "/var/run/kubernetes.io/dra-device-attributes/resourceclaims/net/vf/sriov.dra.dev-metadata.json"
+	for _, tc := range []struct {
+		name     string
+		anno     *string
+		wantPath string
+		wantPod  string // podClaimName in the file; "" none
+	}{
+		{name: "no annotation", wantPath: byName},
+		{name: "from a template", anno: ptr("web"), wantPath: "/var/run/kubernetes.io/dra-device-attributes/resourceclaimtemplates/web/vf/sriov.dra.dev-metadata.json", wantPod: "web"},
+		{name: "empty", anno: ptr(""), wantPath: byName},
+		{name: "parent directories", anno: ptr("../../../../etc"), wantPath: byName},
+		{name: "a slash", anno: ptr("a/b"), wantPath: byName},
+		{name: "upper case", anno: ptr("Web"), wantPath: byName},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w, err := newMetadataWriter(testDriver, filepath.Join(dir, "plugin"), &MetadataConfig{
+				Versions: []schema.GroupVersion{metadatav1beta1.SchemeGroupVersion}, CDIDir: filepath.Join(dir, "cdi"),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			claim := testClaim("net", "uid-net", "vf")
+			if tc.anno != nil {
+				claim.Annotations = map[string]string{"resource.kubernetes.io/pod-claim-name": *tc.anno}
+			}
+			if _, err := w.writeClaim(claim, []Device{{Requests: []string{"vf"}, PoolName: "node-a", DeviceName: "dev-0"}}); err != nil {
+				t.Fatal(err)
+			}
+			spec, err := os.ReadFile(w.specFile("uid-net", "vf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(spec), `"containerPath": "`+tc.wantPath+`"`) {
+				t.Errorf("CDI spec does not mount at %s:\n%s", tc.wantPath, spec)
+			}
+			file, err := os.ReadFile(w.metadataFile("ns", "net", "vf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hasPod := strings.Contains(string(file), `"podClaimName"`)
+			if hasPod != (tc.wantPod != "") || (hasPod && !strings.Contains(string(file), `"podClaimName": "`+tc.wantPod+`"`)) {
+				t.Errorf("metadata file, want podClaimName %q:\n%s", tc.wantPod, file)
+			}
+		})
+	}
+}
