@@ -217,6 +217,10 @@ func (d *Daemon) buildDriver(ctx context.Context, p parts) error {
 	d.status = claimstatus.New(cfg.API, claimstatus.Options{DriverName: cfg.DriverName})
 	events, stopEvents := cfg.API.NewEventRecorder(ctx, cfg.DriverName, cfg.DriverName+"/"+cfg.NodeName)
 	d.closers = append(d.closers, stopEvents)
+	d.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sriov_dra_events_dropped_total",
+		Help: "Events the driver did not post: its queue or the namespace's share of it was full, the API server refused them, or the driver was stopping.",
+	}, func() float64 { return float64(events.Dropped()) }))
 	var err error
 	d.driver, err = driver.New(ctx, driver.Config{
 		NodeName: cfg.NodeName, DriverName: cfg.DriverName, PassthroughPFs: cfg.PassthroughPFs,

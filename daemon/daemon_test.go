@@ -136,6 +136,7 @@ func TestDaemonServesAndStops(t *testing.T) {
 		"go_goroutines ",
 		`sriov_dra_nri_hook_duration_seconds_count{hook="RunPodSandbox"} 0`,
 		"sriov_dra_stale_releases_pending 0",
+		"sriov_dra_events_dropped_total 0",
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -44,6 +44,11 @@ type RecorderOptions struct {
 	// QueueSize bounds the events waiting to be posted; beyond it new
 	// events are dropped (and counted). 0 means 512.
 	QueueSize int
+	// NamespaceQueue bounds the events about objects of one namespace
+	// waiting to be posted, so that one tenant's many failing claims
+	// cannot fill the queue and crowd out the Events of the others.
+	// 0 means QueueSize/8.
+	NamespaceQueue int
 	// QPS and Burst pace the requests to the API server; 0 means 5 and 25.
 	QPS   float64
 	Burst int
@@ -117,6 +122,9 @@ type series struct {
 func NewRecorder(ctx context.Context, sink EventSink, opts RecorderOptions) (*Recorder, func()) {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 512
+	}
+	if opts.NamespaceQueue <= 0 {
+		opts.NamespaceQueue = max(1, opts.QueueSize/8)
 	}
 	if opts.QPS <= 0 {
 		opts.QPS = 5
@@ -212,7 +220,7 @@ func (r *Recorder) Eventf(regarding, related runtime.Object, eventtype, reason, 
 	if s.queued {
 		return
 	}
-	if len(r.queue) >= r.opts.QueueSize {
+	if len(r.queue) >= r.opts.QueueSize || r.queuedIn(key.regarding.namespace) >= r.opts.NamespaceQueue {
 		r.dropped.Add(1)
 		if !s.created && s.sent == 0 {
 			delete(r.series, key)
@@ -382,6 +390,18 @@ func (r *Recorder) flush() {
 func (r *Recorder) stop() {
 	r.stopOnce.Do(func() { close(r.stopping) })
 	<-r.done
+}
+
+// queuedIn counts the queued events about objects of namespace ns; r.mu
+// is held. The queue is short (QueueSize) and events are rare.
+func (r *Recorder) queuedIn(ns string) int {
+	n := 0
+	for _, k := range r.queue {
+		if k.regarding.namespace == ns {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *Recorder) pop() (seriesKey, bool) {

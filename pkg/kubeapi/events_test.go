@@ -191,7 +191,7 @@ func TestRecorderBoundsAndStop(t *testing.T) {
 			_, ctx := ktesting.NewTestContext(t)
 			sink := &blockingSink{release: make(chan struct{}), fail: tc.fail}
 			rec, stop := kubeapi.NewRecorder(ctx, sink, kubeapi.RecorderOptions{
-				Controller: "d", Instance: "d/n", Scheme: kubeapi.NewScheme(), QueueSize: tc.queue,
+				Controller: "d", Instance: "d/n", Scheme: kubeapi.NewScheme(), QueueSize: tc.queue, NamespaceQueue: tc.queue,
 				QPS: 1000, Burst: 1000, FlushTimeout: 300 * time.Millisecond,
 			})
 			start := time.Now()
@@ -220,6 +220,48 @@ func TestRecorderBoundsAndStop(t *testing.T) {
 				t.Errorf("an event after stop was not dropped (%d)", got)
 			}
 		})
+	}
+}
+
+// One namespace's many failing claims fill at most its share of the
+// queue: the Events of another namespace still get in and are posted.
+func TestRecorderNamespaceShare(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	sink := &blockingSink{release: make(chan struct{})}
+	rec, stop := kubeapi.NewRecorder(ctx, sink, kubeapi.RecorderOptions{
+		Controller: "d", Instance: "d/n", Scheme: kubeapi.NewScheme(), QueueSize: 16, NamespaceQueue: 4,
+		QPS: 1000, Burst: 1000, FlushTimeout: 2 * time.Second,
+	})
+	inNS := func(ns string, i int) *resourceapi.ResourceClaim {
+		c := claimN(i)
+		c.Namespace = ns
+		return c
+	}
+	// The worker may take the first event off the queue before the
+	// others come (the sink holds it): one more of the noisy namespace's
+	// may get through.
+	for i := 0; i < 50; i++ {
+		rec.Eventf(inNS("noisy", i), nil, corev1.EventTypeWarning, "PrepareFailed", "Prepare", "bad config")
+	}
+	for i := 0; i < 3; i++ {
+		rec.Eventf(inNS("quiet", i), nil, corev1.EventTypeWarning, "PrepareFailed", "Prepare", "bad config")
+	}
+	close(sink.release)
+	stop()
+	perNS := map[string]int{}
+	sink.mu.Lock()
+	for _, ev := range sink.created {
+		perNS[ev.Regarding.Namespace]++
+	}
+	sink.mu.Unlock()
+	if perNS["quiet"] != 3 {
+		t.Errorf("the quiet namespace got %d of its 3 Events posted (posted per namespace: %v)", perNS["quiet"], perNS)
+	}
+	if n := perNS["noisy"]; n < 4 || n > 5 {
+		t.Errorf("the noisy namespace got %d Events posted, want its share of 4 (or 5)", n)
+	}
+	if got, want := rec.Dropped(), uint64(53-len(sink.created)); got != want {
+		t.Errorf("dropped %d, want %d (53 recorded, %d posted)", got, want, len(sink.created))
 	}
 }
 
