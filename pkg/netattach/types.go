@@ -1,6 +1,8 @@
 // Package netattach moves a netdev into a pod network namespace and back.
 package netattach
 
+import "github.com/sriov-dra/sriov-dra/pkg/ethtool"
+
 // Route, Spec and Original (and Identity) also go into the node's
 // checkpoint, but as their own copies in api/checkpoint/v1 (Route,
 // AttachSpec, Original, Identity), which driver/checkpointv1.go converts
@@ -45,6 +47,23 @@ type Original struct {
 	// back. Not Known in records written before they were recorded:
 	// Detach then restores hostDefaultFlags.
 	Flags LinkFlags `json:"flags,omitzero"`
+	// Features are its offload features on the host ("ethtool -k"),
+	// which a pod with NET_ADMIN can change too ("ethtool -K") and which
+	// stay with the netdev. Count 0: not recorded (records from before
+	// they were, or a netdev that does not report them), and then left
+	// as the device comes back.
+	Features Features `json:"features,omitzero"`
+}
+
+// Features are the offload features of a netdev as recorded before the
+// attach: of the features the kernel numbers (Count of them, its
+// ETH_SS_FEATURES order), which ones a user can change and which ones
+// were requested. A detach puts back the requested state of those that
+// are changeable, on a netdev with the same Count only.
+type Features struct {
+	Count      int                      `json:"count,omitempty"`
+	Changeable [ethtool.MaxWords]uint32 `json:"changeable,omitzero"`
+	Requested  [ethtool.MaxWords]uint32 `json:"requested,omitzero"`
 }
 
 // LinkFlags are the link flags and the alias of a netdev that a process
