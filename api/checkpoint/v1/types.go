@@ -328,6 +328,25 @@ type Original struct {
 	// release that does not know it leaves the flags as the pod left
 	// them, as before; nothing it undoes depends on it.
 	Flags *LinkFlags `json:"flags,omitempty"`
+	// Features (added after Flags) are the netdev's offload features on
+	// the host before the move ("ethtool -k"), which a pod with NET_ADMIN
+	// can change and the kernel keeps on the device. Absent: not
+	// recorded (an earlier release's record, or a netdev that does not
+	// report them), and the detach leaves them as the device comes back.
+	// A release that does not know it does the same.
+	Features *Features `json:"features,omitempty"`
+}
+
+// Features are a netdev's offload features as bit words in the kernel's
+// order (its ETH_SS_FEATURES string set): Count features, so
+// (Count+31)/32 words in each of Changeable (the ones a user can turn on
+// or off) and Requested (the ones asked for). A detach sets back the
+// requested state of the changeable ones on a netdev with the same
+// Count only.
+type Features struct {
+	Count      int      `json:"count"`
+	Changeable []uint32 `json:"changeable"`
+	Requested  []uint32 `json:"requested"`
 }
 
 // LinkFlags are a netdev's link flags and alias; an object with none set
