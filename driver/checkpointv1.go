@@ -343,6 +343,7 @@ func podToV1(p nri.PodDevice) cpv1.PodDevice {
 		out.Original = &cpv1.Original{
 			IfName: o.IfName, MAC: o.MAC, MTU: o.MTU, Up: o.Up, IfIndex: o.IfIndex,
 			Identity: identityToV1(o.Identity), Flags: linkFlagsToV1(o.Flags), Features: featuresToV1(o.Features),
+			Rings: ringsToV1(o.Rings), Channels: channelsToV1(o.Channels),
 		}
 	}
 	return out
@@ -363,6 +364,7 @@ func podFromV1(p cpv1.PodDevice) nri.PodDevice {
 		out.Original = &netattach.Original{
 			IfName: o.IfName, MAC: o.MAC, MTU: o.MTU, Up: o.Up, IfIndex: o.IfIndex,
 			Identity: identityFromV1(o.Identity), Flags: linkFlagsFromV1(o.Flags), Features: featuresFromV1(o.Features),
+			Rings: ringsFromV1(o.Rings), Channels: channelsFromV1(o.Channels),
 		}
 	}
 	return out
@@ -432,4 +434,35 @@ func checkFeaturesV1(f *cpv1.Features) error {
 		return fmt.Errorf("requested has %d words, %d features take %d", len(f.Requested), f.Count, w)
 	}
 	return nil
+}
+
+// ringsToV1, ringsFromV1, channelsToV1 and channelsFromV1 convert an
+// attach original's ring sizes and channel counts: not recorded (Known
+// false) is absent from the file.
+func ringsToV1(r netattach.Rings) *cpv1.Rings {
+	if !r.Known {
+		return nil
+	}
+	return &cpv1.Rings{RX: r.RX, RXMini: r.RXMini, RXJumbo: r.RXJumbo, TX: r.TX}
+}
+
+func ringsFromV1(r *cpv1.Rings) netattach.Rings {
+	if r == nil {
+		return netattach.Rings{}
+	}
+	return netattach.Rings{Known: true, RX: r.RX, RXMini: r.RXMini, RXJumbo: r.RXJumbo, TX: r.TX}
+}
+
+func channelsToV1(c netattach.Channels) *cpv1.Channels {
+	if !c.Known {
+		return nil
+	}
+	return &cpv1.Channels{RX: c.RX, TX: c.TX, Other: c.Other, Combined: c.Combined}
+}
+
+func channelsFromV1(c *cpv1.Channels) netattach.Channels {
+	if c == nil {
+		return netattach.Channels{}
+	}
+	return netattach.Channels{Known: true, RX: c.RX, TX: c.TX, Other: c.Other, Combined: c.Combined}
 }

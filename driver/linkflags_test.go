@@ -85,7 +85,8 @@ func TestGoldenCheckpointLinkFlags(t *testing.T) {
 	}
 }
 
-// The attach original's offload features in the file: absent (an
+// The attach original's offload features (and ring sizes and channel
+// counts) in the file: absent (an
 // earlier release's record, or a netdev that does not report them)
 // reads as not recorded and is written absent again; recorded ones are
 // written with the words their count takes and read back as they were.
@@ -101,6 +102,14 @@ func TestCheckpointFeatures(t *testing.T) {
 		{name: "three words", json: `,"features":{"count":66,"changeable":[4294967295,1,2],"requested":[0,1,0]}`,
 			want: netattach.Features{Count: 66, Changeable: [4]uint32{0xffffffff, 1, 2}, Requested: [4]uint32{0, 1}}},
 	} {
+		// The ring sizes and channel counts ride along: absent in the
+		// first case, recorded in the others.
+		rc := `,"rings":{"rx":256,"tx":512},"channels":{"combined":4}`
+		wantR, wantC := netattach.Rings{Known: true, RX: 256, TX: 512}, netattach.Channels{Known: true, Combined: 4}
+		if tc.json == "" {
+			rc, wantR, wantC = "", netattach.Rings{}, netattach.Channels{}
+		}
+		tc.json += rc
 		t.Run(tc.name, func(t *testing.T) {
 			in := `{"ifName":"ens2f0v2","mac":"02:00:5e:00:00:06","mtu":1500,"identity":{"pciAddress":"0000:5e:00.3"},"flags":{}` + tc.json + `}`
 			var p cpv1.PodDevice
@@ -113,6 +122,9 @@ func TestCheckpointFeatures(t *testing.T) {
 			got := podFromV1(p)
 			if got.Original == nil || got.Original.Features != tc.want {
 				t.Fatalf("read %s: original %+v, want features %+v", in, got.Original, tc.want)
+			}
+			if got.Original.Rings != wantR || got.Original.Channels != wantC {
+				t.Fatalf("read %s: rings %+v, channels %+v; want %+v, %+v", in, got.Original.Rings, got.Original.Channels, wantR, wantC)
 			}
 			out, err := json.Marshal(podToV1(got).Original)
 			if err != nil {

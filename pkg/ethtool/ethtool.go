@@ -1,6 +1,6 @@
 // Package ethtool reads and sets a netdev's offload features (what
-// "ethtool -k" shows and "ethtool -K" changes) through the SIOCETHTOOL
-// ioctl. A process with NET_ADMIN in a pod's netns can change them; the
+// "ethtool -k" shows and "ethtool -K" changes), ring sizes and channel
+// counts through the SIOCETHTOOL ioctl. A process with NET_ADMIN in a pod's netns can change them; the
 // kernel keeps them on the device when it goes back to the host, so the
 // detach (pkg/netattach) puts back what was recorded before the attach.
 //
@@ -64,6 +64,12 @@ type Handle interface {
 	// FeatureNames are the names of the netdev's features, in bit order
 	// ("tx-checksum-ip-generic", "rx-gro", ...), for messages.
 	FeatureNames(name string, index int) ([]string, error)
+	// Rings and Channels read, SetRings and SetChannels set the ring
+	// sizes and the channel counts (params.go).
+	Rings(name string, index int) (Rings, error)
+	SetRings(name string, index int, r Rings) error
+	Channels(name string, index int) (Channels, error)
+	SetChannels(name string, index int, ch Channels) error
 	Close()
 }
 

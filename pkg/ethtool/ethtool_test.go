@@ -48,7 +48,7 @@ func vethBed(t *testing.T) (*Conn, string, int) {
 	pfx := "e" + hex.EncodeToString(b)
 	nsPath := nlinktest.NewNetns(t, pfx+"ns")
 	h := nlinktest.HandleAt(t, nsPath)
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pfx + "a"}, PeerName: pfx + "b"}); err != nil {
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pfx + "a", NumTxQueues: 4, NumRxQueues: 4}, PeerName: pfx + "b"}); err != nil {
 		t.Fatalf("add veth: %v", err)
 	}
 	l, err := h.LinkByName(pfx + "a")
@@ -137,5 +137,39 @@ func TestVethFeatures(t *testing.T) {
 	}
 	if _, err := c.Features("nosuchlink0", 1); err == nil || errors.Is(err, ErrUnsupported) {
 		t.Errorf("Features of a missing link: %v, want an error that is not ErrUnsupported", err)
+	}
+}
+
+// TestVethChannels: a veth with four queues reports its channel counts;
+// setting fewer is read back and setting them back restores them. Its
+// ring sizes, which veth does not have, are ErrUnsupported.
+func TestVethChannels(t *testing.T) {
+	c, name, index := vethBed(t)
+	ch, err := c.Channels(name, index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.MaxRX < 2 || ch.RX == 0 {
+		t.Fatalf("veth channels %+v: want a maximum of at least 2 receive channels", ch)
+	}
+	fewer := ch
+	fewer.RX, fewer.TX = 1, 1
+	if err := c.SetChannels(name, index, fewer); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Channels(name, index); err != nil || got != fewer {
+		t.Fatalf("channels after setting %+v: %+v, %v", fewer, got, err)
+	}
+	if err := c.SetChannels(name, index, ch); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Channels(name, index); err != nil || got != ch {
+		t.Fatalf("channels after setting them back: %+v, %v; want %+v", got, err, ch)
+	}
+	if err := c.SetChannels(name, index+1000, fewer); err == nil {
+		t.Error("SetChannels with another ifindex: no error")
+	}
+	if _, err := c.Rings(name, index); !errors.Is(err, ErrUnsupported) {
+		t.Logf("veth ring sizes: %v (not ErrUnsupported: this kernel's veth has them)", err)
 	}
 }

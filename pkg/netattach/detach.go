@@ -125,7 +125,8 @@ func (a attacher) finishOnHost(ctx context.Context, hs scope, podIfName string, 
 
 // hostFinish restores the device l, which is on the host and was
 // identified by the caller: down, MAC, MTU, link flags and alias
-// (restoreFlags), offload features (restoreFeatures), name (parked under parkName if the original name is
+// (restoreFlags), offload features, ring sizes and channel counts
+// (restoreFeatures, restoreRingsChannels), name (parked under parkName if the original name is
 // taken), then up if it was. Steps already so are skipped. An XDP
 // program on it is taken off: the pod attached it (one stays on a netdev
 // across namespaces), and the next pod must not get it.
@@ -165,6 +166,7 @@ func (a attacher) hostFinish(ctx context.Context, hs scope, l netlink.Link, orig
 	if err := a.restoreFeatures(ctx, l, orig.Features); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, a.restoreRingsChannels(ctx, l, orig)...)
 	name, err := renameBack(host, l, orig)
 	if err != nil {
 		errs = append(errs, err)

@@ -1,7 +1,8 @@
 package netattach
 
-// The offload features of a netdev ("ethtool -k"): recorded on the host
-// before the move, put back at detach. A pod with NET_ADMIN can turn
+// The offload features of a netdev ("ethtool -k"), its ring sizes and
+// channel counts: recorded on the host before the move, put back at
+// detach. A pod with NET_ADMIN can turn
 // them on or off in its netns; the kernel keeps them on the device when
 // it goes back to the host, and the next pod of the device would get
 // them (a device with checksum offload off is slow, one with a feature
@@ -112,4 +113,88 @@ func describeFeatures(h ethtool.Handle, name string, index int, which, on [ethto
 		parts = append(parts, n+" "+state)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// readRingsChannels records the ring sizes and channel counts of the host
+// link l into o; those its driver does not have (ethtool.ErrUnsupported)
+// are not recorded, and no error.
+func (a attacher) readRingsChannels(ctx context.Context, l netlink.Link, o *Original) error {
+	if a.openEthtool == nil {
+		return nil
+	}
+	name, index := l.Attrs().Name, l.Attrs().Index
+	h, err := a.openEthtool()
+	if err != nil {
+		return fmt.Errorf("record the ring sizes and channel counts of %s: %w", name, err)
+	}
+	defer h.Close()
+	r, err := h.Rings(name, index)
+	switch {
+	case errors.Is(err, ethtool.ErrUnsupported):
+	case err != nil:
+		return fmt.Errorf("record: %w", err)
+	default:
+		o.Rings = Rings{Known: true, RX: r.RX, RXMini: r.RXMini, RXJumbo: r.RXJumbo, TX: r.TX}
+	}
+	ch, err := h.Channels(name, index)
+	switch {
+	case errors.Is(err, ethtool.ErrUnsupported):
+	case err != nil:
+		return fmt.Errorf("record: %w", err)
+	default:
+		o.Channels = Channels{Known: true, RX: ch.RX, TX: ch.TX, Other: ch.Other, Combined: ch.Combined}
+	}
+	klog.FromContext(ctx).V(3).Info("Recorded ring sizes and channel counts", "link", name, "rings", o.Rings, "channels", o.Channels)
+	return nil
+}
+
+// restoreRingsChannels puts back on the host link l the ring sizes and
+// channel counts want records, each only when it differs (a second
+// detach sets nothing); each failure is returned, naming the setting,
+// the link and the cause, and does not stop the other.
+func (a attacher) restoreRingsChannels(ctx context.Context, l netlink.Link, want Original) []error {
+	if (!want.Rings.Known && !want.Channels.Known) || a.openEthtool == nil {
+		return nil
+	}
+	name, index := l.Attrs().Name, l.Attrs().Index
+	h, err := a.openEthtool()
+	if err != nil {
+		return []error{fmt.Errorf("restore the ring sizes and channel counts of %s: %w", name, err)}
+	}
+	defer h.Close()
+	log := klog.FromContext(ctx)
+	var errs []error
+	if w := want.Rings; w.Known {
+		have, err := h.Rings(name, index)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("restore: %w", err))
+		case have.RX != w.RX || have.RXMini != w.RXMini || have.RXJumbo != w.RXJumbo || have.TX != w.TX:
+			set := have
+			set.RX, set.RXMini, set.RXJumbo, set.TX = w.RX, w.RXMini, w.RXJumbo, w.TX
+			if err := h.SetRings(name, index, set); err != nil {
+				errs = append(errs, fmt.Errorf("restore ring sizes rx %d, rx-mini %d, rx-jumbo %d, tx %d of %s (it has rx %d, tx %d): %w",
+					w.RX, w.RXMini, w.RXJumbo, w.TX, name, have.RX, have.TX, err))
+			} else {
+				log.V(2).Info("Restored the ring sizes the device came back with changed", "link", name, "rx", w.RX, "tx", w.TX)
+			}
+		}
+	}
+	if w := want.Channels; w.Known {
+		have, err := h.Channels(name, index)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("restore: %w", err))
+		case have.RX != w.RX || have.TX != w.TX || have.Other != w.Other || have.Combined != w.Combined:
+			set := have
+			set.RX, set.TX, set.Other, set.Combined = w.RX, w.TX, w.Other, w.Combined
+			if err := h.SetChannels(name, index, set); err != nil {
+				errs = append(errs, fmt.Errorf("restore channel counts rx %d, tx %d, other %d, combined %d of %s (it has rx %d, tx %d, other %d, combined %d): %w",
+					w.RX, w.TX, w.Other, w.Combined, name, have.RX, have.TX, have.Other, have.Combined, err))
+			} else {
+				log.V(2).Info("Restored the channel counts the device came back with changed", "link", name, "rx", w.RX, "tx", w.TX, "combined", w.Combined)
+			}
+		}
+	}
+	return errs
 }

@@ -27,6 +27,31 @@ type fakeEthtool struct {
 	keep     bool
 	opened   int
 	openFail error
+
+	rings                 ethtool.Rings
+	ringsErr, setRingsErr error
+	chans                 ethtool.Channels
+	chansErr, setChansErr error
+	ringSets, chanSets    int
+}
+
+func (e *fakeEthtool) Rings(string, int) (ethtool.Rings, error) { return e.rings, e.ringsErr }
+func (e *fakeEthtool) SetRings(_ string, _ int, r ethtool.Rings) error {
+	e.ringSets++
+	if e.setRingsErr != nil {
+		return e.setRingsErr
+	}
+	e.rings = r
+	return nil
+}
+func (e *fakeEthtool) Channels(string, int) (ethtool.Channels, error) { return e.chans, e.chansErr }
+func (e *fakeEthtool) SetChannels(_ string, _ int, ch ethtool.Channels) error {
+	e.chanSets++
+	if e.setChansErr != nil {
+		return e.setChansErr
+	}
+	e.chans = ch
+	return nil
 }
 
 func (e *fakeEthtool) open() (ethtool.Handle, error) {
@@ -382,6 +407,161 @@ func TestDetachRestoresFeatures(t *testing.T) {
 			}
 			if sets != wantSets {
 				t.Errorf("the second detach set features (%d sets)", sets)
+			}
+		})
+	}
+}
+
+// TestRestoreRingsChannels: ring sizes and channel counts are set back
+// only when they differ, keeping the driver's limits; not recorded means
+// left alone; a failure of one names the setting, the link and the
+// cause and does not stop the other.
+func TestRestoreRingsChannels(t *testing.T) {
+	rings := ethtool.Rings{RX: 256, TX: 256, MaxRX: 4096, MaxTX: 4096}
+	chans := ethtool.Channels{Combined: 4, MaxCombined: 8}
+	recR := Rings{Known: true, RX: 256, TX: 256}
+	recC := Channels{Known: true, Combined: 4}
+	cause := errors.New("device busy")
+	for _, tc := range []struct {
+		name                  string
+		orig                  Original
+		fe                    *fakeEthtool
+		wantRingSets, wantChS int
+		wantErr               []string
+	}{
+		{name: "not recorded", orig: Original{}, fe: &fakeEthtool{rings: ethtool.Rings{RX: 64}, chans: ethtool.Channels{Combined: 1}}},
+		{name: "as recorded", orig: Original{Rings: recR, Channels: recC}, fe: &fakeEthtool{rings: rings, chans: chans}},
+		{name: "both changed", orig: Original{Rings: recR, Channels: recC},
+			fe: &fakeEthtool{rings: ethtool.Rings{RX: 64, TX: 128, MaxRX: 4096, MaxTX: 4096}, chans: ethtool.Channels{Combined: 1, MaxCombined: 8}}, wantRingSets: 1, wantChS: 1},
+		{name: "rings fail, channels restored", orig: Original{Rings: recR, Channels: recC},
+			fe:           &fakeEthtool{rings: ethtool.Rings{RX: 64, TX: 256, MaxRX: 4096, MaxTX: 4096}, setRingsErr: cause, chans: ethtool.Channels{Combined: 1, MaxCombined: 8}},
+			wantRingSets: 1, wantChS: 1, wantErr: []string{"ring sizes rx 256", "eth9", "it has rx 64", "device busy"}},
+		{name: "channels unreadable", orig: Original{Rings: recR, Channels: recC},
+			fe:      &fakeEthtool{rings: rings, chansErr: fmt.Errorf("read the channel counts of eth9: %w", cause)},
+			wantErr: []string{"channel counts of eth9", "device busy"}},
+		{name: "channels fail", orig: Original{Channels: recC},
+			fe:      &fakeEthtool{chans: ethtool.Channels{Combined: 2, MaxCombined: 8}, setChansErr: cause},
+			wantChS: 1, wantErr: []string{"channel counts rx 0, tx 0, other 0, combined 4 of eth9", "combined 2", "device busy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := attacher{openEthtool: tc.fe.open}
+			l := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "eth9", Index: 9}}
+			err := errors.Join(a.restoreRingsChannels(context.Background(), l, tc.orig)...)
+			if len(tc.wantErr) == 0 && err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error %v, want it to say %q", err, w)
+				}
+			}
+			if tc.fe.ringSets != tc.wantRingSets || tc.fe.chanSets != tc.wantChS {
+				t.Errorf("%d ring and %d channel sets, want %d and %d", tc.fe.ringSets, tc.fe.chanSets, tc.wantRingSets, tc.wantChS)
+			}
+			if tc.wantRingSets > 0 && tc.fe.setRingsErr == nil {
+				if got := tc.fe.rings; got.RX != recR.RX || got.TX != recR.TX || got.MaxRX != 4096 {
+					t.Errorf("rings after: %+v, want the recorded sizes with the driver's limits", got)
+				}
+			}
+			if tc.wantChS > 0 && tc.fe.setChansErr == nil {
+				if got := tc.fe.chans; got.Combined != recC.Combined || got.MaxCombined != 8 {
+					t.Errorf("channels after: %+v, want the recorded counts with the driver's limits", got)
+				}
+			}
+			if err == nil {
+				rs, cs := tc.fe.ringSets, tc.fe.chanSets
+				if errs := a.restoreRingsChannels(context.Background(), l, tc.orig); len(errs) != 0 || tc.fe.ringSets != rs || tc.fe.chanSets != cs {
+					t.Errorf("a second restore: %v, %d ring and %d channel sets more", errs, tc.fe.ringSets-rs, tc.fe.chanSets-cs)
+				}
+			}
+		})
+	}
+}
+
+// TestDetachRestoresChannels: a pod with NET_ADMIN lowers the channel
+// counts of its netdev (a veth with four queues; "ethtool -L"), which
+// the kernel keeps on it; Detach sets back those Attach recorded. veth
+// has no ring sizes: none are recorded, and none restored.
+func TestDetachRestoresChannels(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	pfx, host, nsPath, _ := newPodBed(t)
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pfx + "vf", NumTxQueues: 4, NumRxQueues: 4}, PeerName: pfx + "vfp"}
+	if err := host.LinkAdd(v); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { delLink(host, pfx+"vf"); delLink(host, pfx+"vfp") })
+	spec := Spec{HostIfName: pfx + "vf", PodIfName: "net1"}
+	orig, err := Attach(ctx, host, nsPath, spec, idOf(t, host, spec.HostIfName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !orig.Channels.Known || orig.Channels.RX != 4 || orig.Channels.TX != 4 || orig.Rings.Known {
+		t.Fatalf("Attach recorded channels %+v and rings %+v; want 4 rx and 4 tx channels and no rings", orig.Channels, orig.Rings)
+	}
+	c, err := ethtool.OpenAt(nsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pl := mustLink(t, podHandle(t, nsPath), "net1")
+	ch, err := c.Channels("net1", pl.Attrs().Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.RX, ch.TX = 1, 2
+	if err := c.SetChannels("net1", pl.Attrs().Index, ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := Detach(ctx, host, nsPath, spec.PodIfName, orig); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ethtool.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	got, err := h.Channels(spec.HostIfName, mustLink(t, host, spec.HostIfName).Attrs().Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RX != 4 || got.TX != 4 {
+		t.Errorf("channels after detach: %+v, want 4 rx and 4 tx as before the attach (the pod set 1 and 2)", got)
+	}
+}
+
+// TestReadRingsChannels: what the driver does not have is not recorded,
+// and no error; any other failure is an error naming the link.
+func TestReadRingsChannels(t *testing.T) {
+	l := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "eth9", Index: 9}}
+	unsupported := fmt.Errorf("read: %w", ethtool.ErrUnsupported)
+	for _, tc := range []struct {
+		name    string
+		fe      *fakeEthtool
+		wantR   Rings
+		wantC   Channels
+		wantErr string
+	}{
+		{name: "both", fe: &fakeEthtool{rings: ethtool.Rings{RX: 256, TX: 128, MaxRX: 4096}, chans: ethtool.Channels{Combined: 2, MaxCombined: 8}},
+			wantR: Rings{Known: true, RX: 256, TX: 128}, wantC: Channels{Known: true, Combined: 2}},
+		{name: "no channels", fe: &fakeEthtool{rings: ethtool.Rings{RX: 256, TX: 128}, chansErr: unsupported}, wantR: Rings{Known: true, RX: 256, TX: 128}},
+		{name: "neither", fe: &fakeEthtool{ringsErr: unsupported, chansErr: unsupported}},
+		{name: "rings fail", fe: &fakeEthtool{ringsErr: errors.New("read the ring sizes of eth9: no such device")}, wantErr: "ring sizes of eth9: no such device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var o Original
+			err := attacher{openEthtool: tc.fe.open}.readRingsChannels(context.Background(), l, &o)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Rings != tc.wantR || o.Channels != tc.wantC {
+				t.Errorf("recorded rings %+v, channels %+v; want %+v, %+v", o.Rings, o.Channels, tc.wantR, tc.wantC)
 			}
 		})
 	}

@@ -116,7 +116,11 @@ func ReadOriginal(ctx context.Context, hostNS nlink.Handle, hostIfName, pciAddre
 	}
 	o := originalOf(l)
 	o.Identity = id
-	if o.Features, err = kernelAttacher().readFeatures(ctx, l); err != nil {
+	a := kernelAttacher()
+	if o.Features, err = a.readFeatures(ctx, l); err != nil {
+		return Original{}, err
+	}
+	if err := a.readRingsChannels(ctx, l, &o); err != nil {
 		return Original{}, err
 	}
 	return o, nil

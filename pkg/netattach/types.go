@@ -53,6 +53,32 @@ type Original struct {
 	// they were, or a netdev that does not report them), and then left
 	// as the device comes back.
 	Features Features `json:"features,omitzero"`
+	// Rings are its ring sizes ("ethtool -g") and Channels its channel
+	// counts ("ethtool -l"), which the same pod can change ("-G", "-L").
+	// Not Known: not recorded (earlier records, or a driver without
+	// them), and then left as the device comes back.
+	Rings    Rings    `json:"rings,omitzero"`
+	Channels Channels `json:"channels,omitzero"`
+}
+
+// Rings are the ring sizes of a netdev: the numbers of descriptors of
+// its receive, mini, jumbo and transmit rings.
+type Rings struct {
+	Known   bool   `json:"known,omitempty"`
+	RX      uint32 `json:"rx,omitempty"`
+	RXMini  uint32 `json:"rxMini,omitempty"`
+	RXJumbo uint32 `json:"rxJumbo,omitempty"`
+	TX      uint32 `json:"tx,omitempty"`
+}
+
+// Channels are the channel counts of a netdev: receive-only,
+// transmit-only, other and combined channels.
+type Channels struct {
+	Known    bool   `json:"known,omitempty"`
+	RX       uint32 `json:"rx,omitempty"`
+	TX       uint32 `json:"tx,omitempty"`
+	Other    uint32 `json:"other,omitempty"`
+	Combined uint32 `json:"combined,omitempty"`
 }
 
 // Features are the offload features of a netdev as recorded before the

@@ -335,6 +335,28 @@ type Original struct {
 	// report them), and the detach leaves them as the device comes back.
 	// A release that does not know it does the same.
 	Features *Features `json:"features,omitempty"`
+	// Rings and Channels (added with Features) are its ring sizes and
+	// channel counts on the host before the move. Absent: not recorded
+	// (an earlier release's record, or a driver without them), and left
+	// as the device comes back.
+	Rings    *Rings    `json:"rings,omitempty"`
+	Channels *Channels `json:"channels,omitempty"`
+}
+
+// Rings are a netdev's ring sizes (descriptors per ring).
+type Rings struct {
+	RX      uint32 `json:"rx"`
+	RXMini  uint32 `json:"rxMini,omitempty"`
+	RXJumbo uint32 `json:"rxJumbo,omitempty"`
+	TX      uint32 `json:"tx"`
+}
+
+// Channels are a netdev's channel counts.
+type Channels struct {
+	RX       uint32 `json:"rx,omitempty"`
+	TX       uint32 `json:"tx,omitempty"`
+	Other    uint32 `json:"other,omitempty"`
+	Combined uint32 `json:"combined,omitempty"`
 }
 
 // Features are a netdev's offload features as bit words in the kernel's

@@ -41,7 +41,8 @@ func vfFlagsOf(l netlink.Link) vfFlags {
 // TestDetachRestoresLinkFlagsVF: a pod with NET_ADMIN turns promiscuous
 // and all-multicast mode on, ARP off and sets an alias, a transmit queue
 // length and a device group on a real igbvf netdev, and turns over the
-// offload features igbvf lets it change (checksumming, TSO, GRO, ...); the detach gives it
+// offload features igbvf lets it change (checksumming, TSO, GRO, ...)
+// and its ring sizes; the detach gives it
 // back to the host with the ones it had before the attach, whether it is returned from the pod's netns
 // or handed back by the kernel when that netns is deleted.
 func TestDetachRestoresLinkFlagsVF(t *testing.T) {
@@ -92,6 +93,10 @@ func TestDetachRestoresLinkFlagsVF(t *testing.T) {
 			}
 
 			podF, flipped := flipVFFeatures(t, nsPath, spec.PodIfName, pl.Attrs().Index)
+			beforeRings, podRings := changeVFRings(t, nsPath, spec.PodIfName, pl.Attrs().Index)
+			if !orig.Rings.Known || orig.Rings.RX != beforeRings.RX || orig.Rings.TX != beforeRings.TX {
+				t.Fatalf("Attach recorded rings %+v, igbvf had %+v", orig.Rings, beforeRings)
+			}
 			t.Logf("the pod flipped %v on igbvf", flipped)
 			if podF.Requested == beforeF.Requested {
 				t.Fatalf("the pod's features %x are the host's", podF.Requested)
@@ -118,6 +123,9 @@ func TestDetachRestoresLinkFlagsVF(t *testing.T) {
 			}
 			if got := vfFlagsOf(back); got != beforeFlags {
 				t.Errorf("flags on the host after the detach: %+v, want %+v as before the attach", got, beforeFlags)
+			}
+			if got := vfRings(t, "", vf.IfName, back.Attrs().Index); got != beforeRings {
+				t.Errorf("ring sizes on the host after the detach: %+v, want %+v as before the attach (the pod's %+v)", got, beforeRings, podRings)
 			}
 			if got := vfFeatures(t, "", vf.IfName, back.Attrs().Index); got.Requested != beforeF.Requested {
 				t.Errorf("requested offload features on the host after the detach: %x, want %x as before the attach (the pod's %x)", got.Requested, beforeF.Requested, podF.Requested)
@@ -198,4 +206,48 @@ func flipVFFeatures(t *testing.T, nsPath, name string, index int) (ethtool.Featu
 		t.Fatalf("requested features on %s in the pod: %x, want %x", name, got.Requested, want.Requested)
 	}
 	return got, flipped
+}
+
+// vfRings reads the ring sizes of the netdev name (ifindex index) in the
+// netns at nsPath ("": this one).
+func vfRings(t *testing.T, nsPath, name string, index int) ethtool.Rings {
+	t.Helper()
+	c, err := openEthtool(nsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := c.Rings(name, index)
+	if err != nil {
+		t.Fatalf("ring sizes of %s: %v", name, err)
+	}
+	return r
+}
+
+// changeVFRings halves the receive and transmit rings of the netdev in
+// the pod ("ethtool -G"; igbvf's floor is 80 descriptors, in steps of 8)
+// and returns them before and after.
+func changeVFRings(t *testing.T, nsPath, name string, index int) (before, after ethtool.Rings) {
+	t.Helper()
+	before = vfRings(t, nsPath, name, index)
+	half := func(n uint32) uint32 { return max(80, n/2/8*8) }
+	want := before
+	want.RX, want.TX = half(before.RX), half(before.TX)
+	if want.RX == before.RX {
+		want.RX = before.RX + 8
+	}
+	c, err := openEthtool(nsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetRings(name, index, want); err != nil {
+		t.Fatalf("the pod's ethtool -G on %s: %v", name, err)
+	}
+	after = vfRings(t, nsPath, name, index)
+	if after == before {
+		t.Fatalf("ring sizes of %s unchanged after setting rx %d tx %d: %+v", name, want.RX, want.TX, after)
+	}
+	t.Logf("the pod set the rings of %s from rx %d tx %d to rx %d tx %d", name, before.RX, before.TX, after.RX, after.TX)
+	return before, after
 }
