@@ -2,9 +2,11 @@ package driver
 
 import (
 	"fmt"
+	"slices"
 
 	cpv1 "github.com/sriov-dra/sriov-dra/api/checkpoint/v1"
 	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/ethtool"
 	"github.com/sriov-dra/sriov-dra/pkg/inventory"
 	"github.com/sriov-dra/sriov-dra/pkg/ipam"
 	"github.com/sriov-dra/sriov-dra/pkg/netattach"
@@ -125,6 +127,11 @@ func claimFromV1(c *cpv1.Claim) (*ClaimRecord, error) {
 		for i, d := range c.Devices {
 			if d == nil {
 				return nil, fmt.Errorf("devices[%d] is null", i)
+			}
+			if o := d.Pod.Original; o != nil {
+				if err := checkFeaturesV1(o.Features); err != nil {
+					return nil, fmt.Errorf("devices[%d] (%s): original features: %w", i, d.Device, err)
+				}
 			}
 			r.Devices = append(r.Devices, deviceFromV1(d))
 		}
@@ -335,7 +342,8 @@ func podToV1(p nri.PodDevice) cpv1.PodDevice {
 	if o := p.Original; o != nil {
 		out.Original = &cpv1.Original{
 			IfName: o.IfName, MAC: o.MAC, MTU: o.MTU, Up: o.Up, IfIndex: o.IfIndex,
-			Identity: identityToV1(o.Identity), Flags: linkFlagsToV1(o.Flags),
+			Identity: identityToV1(o.Identity), Flags: linkFlagsToV1(o.Flags), Features: featuresToV1(o.Features),
+			Rings: ringsToV1(o.Rings), Channels: channelsToV1(o.Channels),
 		}
 	}
 	return out
@@ -355,7 +363,8 @@ func podFromV1(p cpv1.PodDevice) nri.PodDevice {
 	if o := p.Original; o != nil {
 		out.Original = &netattach.Original{
 			IfName: o.IfName, MAC: o.MAC, MTU: o.MTU, Up: o.Up, IfIndex: o.IfIndex,
-			Identity: identityFromV1(o.Identity), Flags: linkFlagsFromV1(o.Flags),
+			Identity: identityFromV1(o.Identity), Flags: linkFlagsFromV1(o.Flags), Features: featuresFromV1(o.Features),
+			Rings: ringsFromV1(o.Rings), Channels: channelsFromV1(o.Channels),
 		}
 	}
 	return out
@@ -385,4 +394,75 @@ func linkFlagsFromV1(f *cpv1.LinkFlags) netattach.LinkFlags {
 		return netattach.LinkFlags{}
 	}
 	return netattach.LinkFlags{Known: true, Promisc: f.Promisc, AllMulti: f.AllMulti, NoARP: f.NoARP, Alias: f.Alias, TxQLen: f.TxQLen, Group: f.Group}
+}
+
+// featuresToV1 and featuresFromV1 convert an attach original's offload
+// features: not recorded (Count 0) is absent from the file; recorded ones
+// are written with as many words as their count takes.
+func featuresToV1(f netattach.Features) *cpv1.Features {
+	w := ethtool.Words(f.Count)
+	if f.Count <= 0 || w > ethtool.MaxWords {
+		return nil // none recorded; readFeatures records no more than MaxWords
+	}
+	return &cpv1.Features{Count: f.Count, Changeable: slices.Clone(f.Changeable[:w]), Requested: slices.Clone(f.Requested[:w])}
+}
+
+// featuresFromV1 reads features checkFeaturesV1 accepted.
+func featuresFromV1(f *cpv1.Features) netattach.Features {
+	if f == nil {
+		return netattach.Features{}
+	}
+	out := netattach.Features{Count: f.Count}
+	copy(out.Changeable[:], f.Changeable)
+	copy(out.Requested[:], f.Requested)
+	return out
+}
+
+// checkFeaturesV1 refuses recorded features whose words do not fit their
+// count: restoring them would set features nobody recorded.
+func checkFeaturesV1(f *cpv1.Features) error {
+	if f == nil {
+		return nil
+	}
+	w := ethtool.Words(f.Count)
+	switch {
+	case f.Count <= 0 || w > ethtool.MaxWords:
+		return fmt.Errorf("count %d is not between 1 and %d", f.Count, 32*ethtool.MaxWords)
+	case len(f.Changeable) != w:
+		return fmt.Errorf("changeable has %d words, %d features take %d", len(f.Changeable), f.Count, w)
+	case len(f.Requested) != w:
+		return fmt.Errorf("requested has %d words, %d features take %d", len(f.Requested), f.Count, w)
+	}
+	return nil
+}
+
+// ringsToV1, ringsFromV1, channelsToV1 and channelsFromV1 convert an
+// attach original's ring sizes and channel counts: not recorded (Known
+// false) is absent from the file.
+func ringsToV1(r netattach.Rings) *cpv1.Rings {
+	if !r.Known {
+		return nil
+	}
+	return &cpv1.Rings{RX: r.RX, RXMini: r.RXMini, RXJumbo: r.RXJumbo, TX: r.TX}
+}
+
+func ringsFromV1(r *cpv1.Rings) netattach.Rings {
+	if r == nil {
+		return netattach.Rings{}
+	}
+	return netattach.Rings{Known: true, RX: r.RX, RXMini: r.RXMini, RXJumbo: r.RXJumbo, TX: r.TX}
+}
+
+func channelsToV1(c netattach.Channels) *cpv1.Channels {
+	if !c.Known {
+		return nil
+	}
+	return &cpv1.Channels{RX: c.RX, TX: c.TX, Other: c.Other, Combined: c.Combined}
+}
+
+func channelsFromV1(c *cpv1.Channels) netattach.Channels {
+	if c == nil {
+		return netattach.Channels{}
+	}
+	return netattach.Channels{Known: true, RX: c.RX, TX: c.TX, Other: c.Other, Combined: c.Combined}
 }

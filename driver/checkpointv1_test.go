@@ -9,6 +9,7 @@ import (
 
 	cpv1 "github.com/sriov-dra/sriov-dra/api/checkpoint/v1"
 	"github.com/sriov-dra/sriov-dra/nri"
+	"github.com/sriov-dra/sriov-dra/pkg/ethtool"
 )
 
 // filler sets every field reachable from a value to a distinct non-zero
@@ -41,6 +42,10 @@ func (f *filler) fill(v reflect.Value) {
 				f.fill(v.Field(i))
 			}
 		}
+	case reflect.Array:
+		for i := range v.Len() {
+			f.fill(v.Index(i))
+		}
 	case reflect.Slice:
 		s := reflect.MakeSlice(v.Type(), 2, 2)
 		f.fill(s.Index(0))
@@ -72,6 +77,7 @@ func TestCheckpointConversionCoversEveryField(t *testing.T) {
 	for _, d := range rec.Devices {
 		d.Pod.PodUID, d.Pod.ClaimUID, d.Pod.ClaimNamespace, d.Pod.ClaimName = "", "", "", ""
 		d.Pod.Request, d.Pod.Device, d.Pod.PCIAddress = "", "", ""
+		d.Pod.Original.Features.Count = 32 * ethtool.MaxWords // every word kept
 	}
 	cp := &Checkpoint{BootID: "boot-x", Owner: "daemon-x", Claims: map[string]*ClaimRecord{rec.UID: &rec},
 		DropRequests: []DropRequest{{ClaimUID: rec.UID, By: "admin", At: "2026-12-06T00:00:00Z"}}}

@@ -170,8 +170,12 @@ func (p *Plugin) recordAttaching(ctx context.Context, d *PodDevice, netns string
 		// are its link flags and alias: such a detach may leave the
 		// last pod's (promisc, arp off) on it. Not recorded at Prepare
 		// (an earlier release's record): Detach restores the defaults.
+		// Its offload features, ring sizes and channel counts likewise
+		// (not recorded: left as they are).
 		orig.Up = d.Original.Up
 		orig.Flags = d.Original.Flags
+		orig.Features = d.Original.Features
+		orig.Rings, orig.Channels = d.Original.Rings, d.Original.Channels
 	case d.NetnsPath == "" || d.Original == nil:
 		// Nothing moved yet (or nothing to restore was recorded): record
 		// the original before any change.

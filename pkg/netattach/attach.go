@@ -56,6 +56,12 @@ func (a attacher) attach(ctx context.Context, host nlink.Handle, nsPath string, 
 	}
 	orig := originalOf(hl)
 	orig.Identity = id
+	if orig.Features, err = a.readFeatures(ctx, hl); err != nil {
+		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
+	}
+	if err := a.readRingsChannels(ctx, hl, &orig); err != nil {
+		return Original{}, fmt.Errorf("attach %s: %w", spec.HostIfName, err)
+	}
 	nsf, err := os.Open(nsPath)
 	if err != nil {
 		return Original{}, fmt.Errorf("attach %s: open netns %s: %w", spec.HostIfName, nsPath, err)

@@ -4,7 +4,7 @@ package netattach
 // the host when the netns is gone or it is not there, and put back on the
 // host under its original name, MAC and MTU (parked under a fixed name
 // when that name is taken, so a retry finds it), with its original link
-// flags and alias and without an XDP program.
+// flags, alias and offload features and without an XDP program.
 
 import (
 	"context"
@@ -125,7 +125,8 @@ func (a attacher) finishOnHost(ctx context.Context, hs scope, podIfName string, 
 
 // hostFinish restores the device l, which is on the host and was
 // identified by the caller: down, MAC, MTU, link flags and alias
-// (restoreFlags), name (parked under parkName if the original name is
+// (restoreFlags), offload features, ring sizes and channel counts
+// (restoreFeatures, restoreRingsChannels), name (parked under parkName if the original name is
 // taken), then up if it was. Steps already so are skipped. An XDP
 // program on it is taken off: the pod attached it (one stays on a netdev
 // across namespaces), and the next pod must not get it.
@@ -162,6 +163,10 @@ func (a attacher) hostFinish(ctx context.Context, hs scope, l netlink.Link, orig
 		}
 	}
 	errs = append(errs, restoreFlags(ctx, host, l, orig.Flags)...)
+	if err := a.restoreFeatures(ctx, l, orig.Features); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, a.restoreRingsChannels(ctx, l, orig)...)
 	name, err := renameBack(host, l, orig)
 	if err != nil {
 		errs = append(errs, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sriov-dra/sriov-dra/pkg/ethtool"
 	"github.com/sriov-dra/sriov-dra/pkg/nlink"
 )
 
@@ -39,6 +40,11 @@ var ErrDeviceGone = errors.New("device gone")
 type attacher struct {
 	openPod    func(nsPath string) (nlink.Handle, error)
 	hostNsPath string
+	// openEthtool opens an ethtool handle in the host netns, for the
+	// offload features (features.go). nil: they are neither recorded
+	// nor restored (tests whose links are fakes, which a real ioctl
+	// must never be aimed at).
+	openEthtool func() (ethtool.Handle, error)
 }
 
 func openAt(nsPath string) (nlink.Handle, error) {
@@ -51,7 +57,13 @@ func openAt(nsPath string) (nlink.Handle, error) {
 
 // kernelAttacher is the attacher of Attach and Detach: pod netns handles
 // opened for real, the host netns at HostNetnsPath (tests build their own).
-func kernelAttacher() attacher { return attacher{openPod: openAt, hostNsPath: HostNetnsPath} }
+func kernelAttacher() attacher {
+	return attacher{openPod: openAt, hostNsPath: HostNetnsPath, openEthtool: openHostEthtool}
+}
+
+// openHostEthtool opens an ethtool handle in the calling thread's netns,
+// which is the host's (see HostNetnsPath).
+func openHostEthtool() (ethtool.Handle, error) { return ethtool.Open() }
 
 // Attach moves the host netdev spec.HostIfName, which must be the device
 // id (see Identity), into the network namespace at netnsPath as
@@ -75,7 +87,7 @@ func Attach(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spe
 // the host: down, MAC and MTU restored, renamed to orig.IfName (through a
 // temporary name if that name is taken), moved back, its link flags
 // (promiscuous, all-multicast, ARP) and alias put back as orig.Flags has
-// them, an XDP program the pod attached taken off, and up again if it
+// them, its offload features as orig.Features has them, an XDP program the pod attached taken off, and up again if it
 // was. The device is found by its identity, in the pod and on the host;
 // podIfName and the host names are only where it is looked for first, and
 // a link that is not the device is never changed, whatever its name. When
@@ -90,7 +102,7 @@ func Detach(ctx context.Context, hostNS nlink.Handle, netnsPath, podIfName strin
 }
 
 // ReadOriginal reads what Detach will need to restore the host netdev,
-// its identity included (checked against pciAddress, the device's PCI
+// its offload features and its identity included (checked against pciAddress, the device's PCI
 // address from the driver's record, when the netdev has a PCI parent).
 // Call it, and record the result, before Attach.
 func ReadOriginal(ctx context.Context, hostNS nlink.Handle, hostIfName, pciAddress string) (Original, error) {
@@ -104,6 +116,13 @@ func ReadOriginal(ctx context.Context, hostNS nlink.Handle, hostIfName, pciAddre
 	}
 	o := originalOf(l)
 	o.Identity = id
+	a := kernelAttacher()
+	if o.Features, err = a.readFeatures(ctx, l); err != nil {
+		return Original{}, err
+	}
+	if err := a.readRingsChannels(ctx, l, &o); err != nil {
+		return Original{}, err
+	}
 	return o, nil
 }
 

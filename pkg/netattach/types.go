@@ -1,6 +1,8 @@
 // Package netattach moves a netdev into a pod network namespace and back.
 package netattach
 
+import "github.com/sriov-dra/sriov-dra/pkg/ethtool"
+
 // Route, Spec and Original (and Identity) also go into the node's
 // checkpoint, but as their own copies in api/checkpoint/v1 (Route,
 // AttachSpec, Original, Identity), which driver/checkpointv1.go converts
@@ -45,6 +47,49 @@ type Original struct {
 	// back. Not Known in records written before they were recorded:
 	// Detach then restores hostDefaultFlags.
 	Flags LinkFlags `json:"flags,omitzero"`
+	// Features are its offload features on the host ("ethtool -k"),
+	// which a pod with NET_ADMIN can change too ("ethtool -K") and which
+	// stay with the netdev. Count 0: not recorded (records from before
+	// they were, or a netdev that does not report them), and then left
+	// as the device comes back.
+	Features Features `json:"features,omitzero"`
+	// Rings are its ring sizes ("ethtool -g") and Channels its channel
+	// counts ("ethtool -l"), which the same pod can change ("-G", "-L").
+	// Not Known: not recorded (earlier records, or a driver without
+	// them), and then left as the device comes back.
+	Rings    Rings    `json:"rings,omitzero"`
+	Channels Channels `json:"channels,omitzero"`
+}
+
+// Rings are the ring sizes of a netdev: the numbers of descriptors of
+// its receive, mini, jumbo and transmit rings.
+type Rings struct {
+	Known   bool   `json:"known,omitempty"`
+	RX      uint32 `json:"rx,omitempty"`
+	RXMini  uint32 `json:"rxMini,omitempty"`
+	RXJumbo uint32 `json:"rxJumbo,omitempty"`
+	TX      uint32 `json:"tx,omitempty"`
+}
+
+// Channels are the channel counts of a netdev: receive-only,
+// transmit-only, other and combined channels.
+type Channels struct {
+	Known    bool   `json:"known,omitempty"`
+	RX       uint32 `json:"rx,omitempty"`
+	TX       uint32 `json:"tx,omitempty"`
+	Other    uint32 `json:"other,omitempty"`
+	Combined uint32 `json:"combined,omitempty"`
+}
+
+// Features are the offload features of a netdev as recorded before the
+// attach: of the features the kernel numbers (Count of them, its
+// ETH_SS_FEATURES order), which ones a user can change and which ones
+// were requested. A detach puts back the requested state of those that
+// are changeable, on a netdev with the same Count only.
+type Features struct {
+	Count      int                      `json:"count,omitempty"`
+	Changeable [ethtool.MaxWords]uint32 `json:"changeable,omitzero"`
+	Requested  [ethtool.MaxWords]uint32 `json:"requested,omitzero"`
 }
 
 // LinkFlags are the link flags and the alias of a netdev that a process

@@ -328,6 +328,47 @@ type Original struct {
 	// release that does not know it leaves the flags as the pod left
 	// them, as before; nothing it undoes depends on it.
 	Flags *LinkFlags `json:"flags,omitempty"`
+	// Features (added after Flags) are the netdev's offload features on
+	// the host before the move ("ethtool -k"), which a pod with NET_ADMIN
+	// can change and the kernel keeps on the device. Absent: not
+	// recorded (an earlier release's record, or a netdev that does not
+	// report them), and the detach leaves them as the device comes back.
+	// A release that does not know it does the same.
+	Features *Features `json:"features,omitempty"`
+	// Rings and Channels (added with Features) are its ring sizes and
+	// channel counts on the host before the move. Absent: not recorded
+	// (an earlier release's record, or a driver without them), and left
+	// as the device comes back.
+	Rings    *Rings    `json:"rings,omitempty"`
+	Channels *Channels `json:"channels,omitempty"`
+}
+
+// Rings are a netdev's ring sizes (descriptors per ring).
+type Rings struct {
+	RX      uint32 `json:"rx"`
+	RXMini  uint32 `json:"rxMini,omitempty"`
+	RXJumbo uint32 `json:"rxJumbo,omitempty"`
+	TX      uint32 `json:"tx"`
+}
+
+// Channels are a netdev's channel counts.
+type Channels struct {
+	RX       uint32 `json:"rx,omitempty"`
+	TX       uint32 `json:"tx,omitempty"`
+	Other    uint32 `json:"other,omitempty"`
+	Combined uint32 `json:"combined,omitempty"`
+}
+
+// Features are a netdev's offload features as bit words in the kernel's
+// order (its ETH_SS_FEATURES string set): Count features, so
+// (Count+31)/32 words in each of Changeable (the ones a user can turn on
+// or off) and Requested (the ones asked for). A detach sets back the
+// requested state of the changeable ones on a netdev with the same
+// Count only.
+type Features struct {
+	Count      int      `json:"count"`
+	Changeable []uint32 `json:"changeable"`
+	Requested  []uint32 `json:"requested"`
 }
 
 // LinkFlags are a netdev's link flags and alias; an object with none set
