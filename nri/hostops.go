@@ -45,10 +45,9 @@ func (o *hostOps) ReadOriginal(ctx context.Context, hostIfName, pciAddress strin
 }
 
 func (o *hostOps) Attach(ctx context.Context, netnsPath string, spec netattach.Spec, id netattach.Identity) error {
-	// The Original Attach returns is not used: the plugin recorded one
-	// with ReadOriginal before the first attempt.
-	_, err := netattach.Attach(ctx, o.h, netnsPath, spec, id)
-	return err
+	// The plugin recorded the Original with ReadOriginal before the
+	// first attempt (at Prepare, or before it moved anything).
+	return netattach.AttachRecorded(ctx, o.h, netnsPath, spec, id)
 }
 
 func (o *hostOps) InNetns(ctx context.Context, netnsPath, podIfName string, id netattach.Identity) (bool, error) {

@@ -302,7 +302,9 @@ func hostFeatures(t *testing.T, host nlink.Handle, name string) ethtool.Features
 // recorded, and a second detach sets nothing; a record without features
 // (an earlier release's) leaves them as the pod left them; a failing
 // restore is named in the error and the link flags, name and state are
-// restored all the same. Also when the device is found back on the host.
+// restored all the same. Also when the device is found back on the host,
+// and when the Original was read before and the move is AttachRecorded's
+// (as the NRI plugin does it).
 func TestDetachRestoresFeatures(t *testing.T) {
 	requireRoot(t)
 	flip := []string{"tx-checksum-ip-generic", "rx-gro", "tx-tcp-segmentation"}
@@ -311,8 +313,10 @@ func TestDetachRestoresFeatures(t *testing.T) {
 		forget   bool  // the record holds no features
 		fromHost bool  // back on the host unrestored, no netns known
 		fail     error // the restore's SetFeatures fails
+		readOrig bool  // ReadOriginal, then AttachRecorded
 	}{
 		{name: "recorded"},
+		{name: "read before, attached by the hook's path", readOrig: true},
 		{name: "not recorded", forget: true},
 		{name: "back on the host", fromHost: true},
 		{name: "restore fails", fail: errors.New("injected")},
@@ -336,7 +340,15 @@ func TestDetachRestoresFeatures(t *testing.T) {
 				return countingEthtool{Handle: c, sets: &sets, fail: tc.fail}, nil
 			}
 			spec := Spec{HostIfName: pfx + "vf", PodIfName: "net1"}
-			orig, err := a.attach(ctx, host, nsPath, spec, idOf(t, host, spec.HostIfName))
+			var orig Original
+			var err error
+			if tc.readOrig {
+				if orig, err = ReadOriginal(ctx, host, spec.HostIfName, ""); err == nil {
+					err = AttachRecorded(ctx, host, nsPath, spec, orig.Identity)
+				}
+			} else {
+				orig, err = a.attach(ctx, host, nsPath, spec, idOf(t, host, spec.HostIfName))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -83,11 +83,24 @@ func Attach(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spe
 	return kernelAttacher().attach(ctx, hostNS, netnsPath, spec, id)
 }
 
+// AttachRecorded is Attach for a caller that recorded the device's
+// Original with ReadOriginal before: it does not read the ethtool
+// settings again (offload features, rings, channels), which only the
+// Original needs. That keeps the runtime's sandbox hook to the netlink
+// calls of the move, and a driver's odd ethtool answer cannot fail it.
+func AttachRecorded(ctx context.Context, hostNS nlink.Handle, netnsPath string, spec Spec, id Identity) error {
+	a := kernelAttacher()
+	a.openEthtool = nil
+	_, err := a.attach(ctx, hostNS, netnsPath, spec, id)
+	return err
+}
+
 // Detach returns the device orig.Identity from the netns at netnsPath to
 // the host: down, MAC and MTU restored, renamed to orig.IfName (through a
 // temporary name if that name is taken), moved back, its link flags
 // (promiscuous, all-multicast, ARP) and alias put back as orig.Flags has
-// them, its offload features as orig.Features has them, an XDP program the pod attached taken off, and up again if it
+// them, its offload features, ring sizes and channel counts as orig has
+// them, an XDP program the pod attached taken off, and up again if it
 // was. The device is found by its identity, in the pod and on the host;
 // podIfName and the host names are only where it is looked for first, and
 // a link that is not the device is never changed, whatever its name. When
@@ -102,8 +115,9 @@ func Detach(ctx context.Context, hostNS nlink.Handle, netnsPath, podIfName strin
 }
 
 // ReadOriginal reads what Detach will need to restore the host netdev,
-// its offload features and its identity included (checked against pciAddress, the device's PCI
-// address from the driver's record, when the netdev has a PCI parent).
+// its ethtool settings and its identity included (checked against
+// pciAddress, the device's PCI address from the driver's record, when the
+// netdev has a PCI parent).
 // Call it, and record the result, before Attach.
 func ReadOriginal(ctx context.Context, hostNS nlink.Handle, hostIfName, pciAddress string) (Original, error) {
 	l, err := hostNS.LinkByName(hostIfName)
