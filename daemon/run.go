@@ -156,8 +156,9 @@ func (d *Daemon) startComponents(c *components, pub *slicepub.Publisher, nriCtx 
 		case <-d.superseded:
 			stopNRI()
 		case <-nriCtx.Done():
+			return nil
 		}
-		return nil
+		return d.watchSuperseder(ctx, supersederCheck)
 	})
 	c.run("claim status", func() error { d.status.Run(ctx, 2); return nil })
 	c.run("registration", func() error { return d.registration.Wait(ctx, d.cfg.RegistrationTimeout, d.sockets) })
